@@ -1,0 +1,150 @@
+"""The one validation layer: checks of metadata and values, one message shape.
+
+Every message reads ``` `argument` must be <expected>, got <received>```. Metadata
+checks (shape, dtype, device) cost nothing and always run; checks that read tensor
+values (:func:`check_finite`, :func:`check_invertible`, index ranges) force a host
+synchronisation on accelerators, so calculators run them only when
+:func:`torchpme.set_value_checks` is on, while front-door layers (CLI, ASE
+calculator, tuners) always run them. All functions are TorchScript-compatible.
+"""
+
+from typing import List, Optional
+
+import torch
+
+
+def message(argument: str, expected: str, received: str) -> str:
+    """The house error message: argument, what was expected, what was received."""
+    return f"`{argument}` must be {expected}, got {received}"
+
+
+def check_shape(argument: str, tensor: torch.Tensor, shape: List[int], text: str):
+    """Raise ``ValueError`` unless ``tensor.shape`` matches ``shape`` (-1: any)."""
+    ok = tensor.dim() == len(shape)
+    if ok:
+        for actual, wanted in zip(tensor.shape, shape):
+            if wanted >= 0 and actual != wanted:
+                ok = False
+    if not ok:
+        raise ValueError(
+            message(argument, f"of shape {text}", f"shape {list(tensor.shape)}")
+        )
+
+
+def check_dtype(argument: str, tensor: torch.Tensor, dtype: torch.dtype, what: str):
+    """Raise ``TypeError`` unless ``tensor.dtype == dtype`` (``what`` says why)."""
+    if tensor.dtype != dtype:
+        raise TypeError(message(argument, f"{what} ({dtype})", f"{tensor.dtype}"))
+
+
+def check_device(argument: str, tensor: torch.Tensor, device: torch.device, what: str):
+    """Raise ``ValueError`` unless ``tensor`` lives on ``device``."""
+    if tensor.device != device:
+        raise ValueError(message(argument, f"{what} ({device})", f"{tensor.device}"))
+
+
+def check_floating(argument: str, tensor: torch.Tensor):
+    """Raise ``TypeError`` unless ``tensor`` has a floating-point dtype."""
+    if not tensor.is_floating_point():
+        raise TypeError(message(argument, "a floating-point tensor", f"{tensor.dtype}"))
+
+
+def check_like(
+    argument: str, tensor: torch.Tensor, reference: torch.Tensor, reference_name: str
+):
+    """Check that ``tensor`` has the dtype and device of ``reference``."""
+    check_dtype(argument, tensor, reference.dtype, f"the dtype of `{reference_name}`")
+    check_device(
+        argument, tensor, reference.device, f"on the device of `{reference_name}`"
+    )
+
+
+def check_positive(argument: str, value: Optional[float]):
+    """Raise ``ValueError`` unless ``value`` is a finite number > 0."""
+    if value is None or not (value > 0.0) or value == float("inf"):
+        raise ValueError(message(argument, "a finite number > 0", f"{value}"))
+
+
+def check_choice(argument: str, value: str, choices: List[str]):
+    """Raise ``ValueError`` unless ``value`` is one of ``choices``."""
+    if value not in choices:
+        raise ValueError(message(argument, f"one of {choices}", f"'{value}'"))
+
+
+# -- value checks: they read tensor data and synchronise with the device ---------
+
+
+_VALUE_CHECKS = [False]
+
+
+def set_value_checks(enabled: bool) -> None:
+    """Turn on (or off) the checks that read tensor values in calculators.
+
+    With value checks on, calculators and ``torchpme.lib`` classes also reject
+    NaN/inf positions or charges, singular cells and neighbour indices out of
+    range. These checks read data, which synchronises with an accelerator and
+    breaks ``torch.compile`` graphs, so they are off by default; the front door
+    (CLI, ASE calculator, tuners) always runs them.
+    """
+    _VALUE_CHECKS[0] = bool(enabled)
+
+
+def value_checks_enabled() -> bool:
+    """Whether :func:`set_value_checks` turned value checks on."""
+    return _VALUE_CHECKS[0]
+
+
+def _compiling() -> bool:
+    compiler = getattr(torch, "compiler", None)
+    is_compiling = getattr(compiler, "is_compiling", None)
+    return bool(is_compiling()) if is_compiling is not None else False
+
+
+def check_values(tensor: torch.Tensor) -> bool:
+    """Whether value checks should run for data living where ``tensor`` lives.
+
+    On by :func:`set_value_checks`; never while ``torch.compile`` traces; never in
+    TorchScript (which cannot read the switch).
+    """
+    if torch.jit.is_scripting():
+        return False
+    if _compiling():
+        return False
+    return _VALUE_CHECKS[0]
+
+
+def check_cell_cheaply(tensor: torch.Tensor) -> bool:
+    """Whether to check a 3x3 cell for singularity: always on CPU (a 3x3 determinant
+    costs nothing there), on accelerators only with value checks on."""
+    if torch.jit.is_scripting():
+        return tensor.device.type == "cpu"
+    if _compiling():
+        return False
+    return tensor.device.type == "cpu" or _VALUE_CHECKS[0]
+
+
+def check_finite(argument: str, tensor: torch.Tensor):
+    """Raise ``ValueError`` if ``tensor`` holds NaN or infinite entries."""
+    if not bool(torch.isfinite(tensor).all()):
+        raise ValueError(message(argument, "finite", "NaN or infinite entries"))
+
+
+def check_invertible(argument: str, cell: torch.Tensor):
+    """Raise ``ValueError`` if the 3x3 ``cell`` is singular (zero volume)."""
+    volume = torch.abs(torch.linalg.det(cell.detach()))
+    scale = torch.linalg.norm(cell.detach(), dim=1).prod()
+    if not bool(volume > 1e-10 * scale) or not bool(scale > 0):
+        raise ValueError(
+            message(argument, "a non-singular cell (volume > 0)", f"volume {volume}")
+        )
+
+
+def check_index_range(argument: str, indices: torch.Tensor, size: int):
+    """Raise ``ValueError`` unless all ``indices`` lie in ``[0, size)``."""
+    if indices.numel() > 0:
+        low = int(indices.min())
+        high = int(indices.max())
+        if low < 0 or high >= size:
+            raise ValueError(
+                message(argument, f"indices in [0, {size})", f"range [{low}, {high}]")
+            )
