@@ -106,7 +106,7 @@ def ewald_size(lengths: List[float], lr_wavelength: float) -> List[int]:
     it holds frequencies ``|m_d| ≲ n_d/2`` (an effective cutoff of about ``π/λ``).
     """
     k_cut = 2.0 * math.pi / lr_wavelength
-    return [int(math.ceil(k_cut * length / 2.0 / math.pi)) for length in lengths]
+    return [math.ceil(k_cut * length / 2.0 / math.pi) for length in lengths]
 
 
 def difference_coefficients(order: int) -> List[float]:

@@ -121,7 +121,7 @@ def gather(
 
 
 def mesh_coordinates(cell: torch.Tensor, ns: List[int]) -> torch.Tensor:
-    """Cartesian positions ``(n0, n1, n2, 3)`` of the mesh nodes ``(i/n0, j/n1, k/n2)·cell``."""
+    """Cartesian node positions ``(n0, n1, n2, 3)``: ``(i/n0, j/n1, k/n2)·cell``."""
     axes = [torch.arange(n, dtype=cell.dtype, device=cell.device) / n for n in ns]
     grid = torch.stack(torch.meshgrid(axes[0], axes[1], axes[2], indexing="ij"), -1)
     return grid @ cell

@@ -1,4 +1,4 @@
-"""Reciprocal-space filters of mesh data (compatible API over :mod:`torchpme._core.kspace`)."""
+"""Reciprocal-space filters of mesh data (compatible API over ``_core.kspace``)."""
 
 from typing import List, Optional
 

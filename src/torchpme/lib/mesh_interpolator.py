@@ -1,4 +1,4 @@
-"""``MeshInterpolator``: the compatible stateful wrapper over :mod:`torchpme._core.mesh`."""
+"""``MeshInterpolator``: the compatible stateful wrapper over ``_core.mesh``."""
 
 from typing import List, Optional
 
@@ -40,7 +40,8 @@ class MeshInterpolator(torch.nn.Module):
 
     Example:
         >>> cell = 4.0 * torch.eye(3, dtype=torch.float64)
-        >>> interpolator = MeshInterpolator(cell, torch.tensor([8, 8, 8]), 4, "Lagrange")
+        >>> ns = torch.tensor([8, 8, 8])
+        >>> interpolator = MeshInterpolator(cell, ns, 4, "Lagrange")
         >>> interpolator.compute_weights(torch.rand(5, 3, dtype=torch.float64))
         >>> interpolator.points_to_mesh(torch.ones(5, 1, dtype=torch.float64)).shape
         torch.Size([1, 8, 8, 8])
@@ -139,7 +140,7 @@ class MeshInterpolator(torch.nn.Module):
         self.interpolation_weights = weights.permute(2, 0, 1)
 
     def points_to_mesh(self, particle_weights: torch.Tensor) -> torch.Tensor:
-        """Spread ``(N, C)`` per-atom values onto the mesh: returns ``(C, n0, n1, n2)``."""
+        """Spread ``(N, C)`` per-atom values onto a ``(C, n0, n1, n2)`` mesh."""
         check_device(
             "particle_weights",
             particle_weights,
