@@ -69,10 +69,14 @@ def mesh_size(lengths: List[float], mesh_spacing: float) -> List[int]:
         lengths: the three lattice-vector lengths ``‖a_d‖``.
         mesh_spacing: target spacing ``h`` (same length unit).
     """
-    return [
-        2 ** math.ceil(math.log2(2.0 * length / mesh_spacing + 1.0))
-        for length in lengths
-    ]
+    sizes: List[int] = []
+    for length in lengths:
+        target = 2.0 * (length / mesh_spacing) + 1.0
+        n = 1
+        while n < target:
+            n *= 2
+        sizes.append(n)
+    return sizes
 
 
 def filter_mesh(

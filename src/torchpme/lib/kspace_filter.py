@@ -103,10 +103,26 @@ class KSpaceFilter(torch.nn.Module):
         if cell is not None or ns_mesh is not None:
             self._kvectors = kspace.kvectors_for_mesh(self.cell, self._ns)
             self._k_sq = torch.sum(self._kvectors * self._kvectors, dim=-1)
-        self._kfilter = self._filter()
+        self._kfilter = self.filter_values(
+            self._kvectors, self._k_sq, self.cell, self._ns
+        )
 
-    def _filter(self) -> torch.Tensor:
-        return self.kernel.kernel_from_k_sq(self._k_sq)
+    def filter_values(
+        self,
+        kvectors: torch.Tensor,
+        k_sq: torch.Tensor,
+        cell: torch.Tensor,
+        ns: List[int],
+    ) -> torch.Tensor:
+        """The filter on the given mesh k-vectors; reads no state but the kernel.
+
+        Args:
+            kvectors: ``(n0, n1, n2//2+1, 3)`` mesh k-vectors of ``cell``.
+            k_sq: their squared norms.
+            cell: ``(3, 3)`` cell.
+            ns: mesh size, three ints.
+        """
+        return self.kernel.kernel_from_k_sq(k_sq)
 
     def forward(self, mesh_values: torch.Tensor) -> torch.Tensor:
         """Filter a real ``(C, n0, n1, n2)`` mesh; returns the same shape."""
@@ -179,13 +195,15 @@ class P3MKSpaceFilter(KSpaceFilter):
         )
         super().__init__(cell, ns_mesh, kernel, fft_norm, ifft_norm)
 
-    def _filter(self) -> torch.Tensor:
+    def filter_values(
+        self,
+        kvectors: torch.Tensor,
+        k_sq: torch.Tensor,
+        cell: torch.Tensor,
+        ns: List[int],
+    ) -> torch.Tensor:
+        """``influence(k) · G(|k|²)`` on the given mesh k-vectors."""
         influence = kspace.p3m_influence(
-            self._kvectors,
-            self.cell,
-            self._ns,
-            self.interpolation_nodes,
-            self.mode,
-            self._differences,
+            kvectors, cell, ns, self.interpolation_nodes, self.mode, self._differences
         )
-        return influence * self.kernel.kernel_from_k_sq(self._k_sq)
+        return influence * self.kernel.kernel_from_k_sq(k_sq)

@@ -1,0 +1,85 @@
+"""Validation of calculator inputs (the compatible ``_validate_parameters``)."""
+
+from typing import Optional
+
+import torch
+
+from ._core.validation import (
+    check_device,
+    check_dtype,
+    check_finite,
+    check_floating,
+    check_index_range,
+    check_invertible,
+    check_like,
+    check_shape,
+    check_values,
+    message,
+)
+
+
+def _validate_parameters(
+    charges: torch.Tensor,
+    cell: torch.Tensor,
+    positions: torch.Tensor,
+    neighbor_indices: torch.Tensor,
+    neighbor_distances: torch.Tensor,
+    periodic: Optional[torch.Tensor] = None,
+    pair_mask: Optional[torch.Tensor] = None,
+    node_mask: Optional[torch.Tensor] = None,
+    kvectors: Optional[torch.Tensor] = None,
+) -> None:
+    """Check shapes, dtypes and devices of calculator inputs against ``positions``.
+
+    Metadata checks always run. With :func:`torchpme.set_value_checks` on, values are
+    checked too: finite positions, charges and cell, a non-singular cell and
+    neighbour indices in ``[0, N)``.
+    """
+    same_device = "on the device of `positions`"
+    check_shape("positions", positions, [-1, 3], "(N, 3)")
+    check_floating("positions", positions)
+    n_atoms = positions.shape[0]
+    check_shape("cell", cell, [3, 3], "(3, 3)")
+    check_like("cell", cell, positions, "positions")
+    check_shape("charges", charges, [n_atoms, -1], f"(N, C) with N = {n_atoms}")
+    check_like("charges", charges, positions, "positions")
+    check_shape("neighbor_indices", neighbor_indices, [-1, 2], "(P, 2)")
+    check_device(
+        "neighbor_indices",
+        neighbor_indices,
+        positions.device,
+        "on the device of `positions`",
+    )
+    if neighbor_indices.is_floating_point() or neighbor_indices.is_complex():
+        raise TypeError(
+            message(
+                "neighbor_indices", "an integer tensor", f"{neighbor_indices.dtype}"
+            )
+        )
+    n_pairs = neighbor_indices.shape[0]
+    check_shape(
+        "neighbor_distances", neighbor_distances, [n_pairs], f"(P,) with P = {n_pairs}"
+    )
+    check_like("neighbor_distances", neighbor_distances, positions, "positions")
+    if periodic is not None:
+        check_shape("periodic", periodic, [3], "(3,)")
+        check_device("periodic", periodic, positions.device, same_device)
+    if pair_mask is not None:
+        check_shape("pair_mask", pair_mask, [n_pairs], f"(P,) with P = {n_pairs}")
+        check_device("pair_mask", pair_mask, positions.device, same_device)
+        check_dtype("pair_mask", pair_mask, torch.bool, "a boolean mask")
+    if node_mask is not None:
+        check_shape("node_mask", node_mask, [n_atoms], f"(N,) with N = {n_atoms}")
+        check_device("node_mask", node_mask, positions.device, same_device)
+        check_dtype("node_mask", node_mask, torch.bool, "a boolean mask")
+    if kvectors is not None:
+        check_shape("kvectors", kvectors, [-1, 3], "(K, 3)")
+        check_like("kvectors", kvectors, positions, "positions")
+    if check_values(positions):
+        check_finite("positions", positions)
+        check_finite("charges", charges)
+        check_finite("cell", cell)
+        check_finite("neighbor_distances", neighbor_distances)
+        check_index_range("neighbor_indices", neighbor_indices, n_atoms)
+        if periodic is None or bool(periodic.any()):
+            check_invertible("cell", cell)

@@ -1,0 +1,162 @@
+"""``Calculator``: real-space pair sums, and the frame every k-space method fills in."""
+
+from typing import Optional
+
+import torch
+
+from .._core.pairs import neutralised_corrections, pair_sum
+from .._core.validation import message
+from .._utils import _validate_parameters
+from ..potentials import Potential
+
+__all__ = ["Calculator"]
+
+
+class Calculator(torch.nn.Module):
+    """Per-atom potentials from a pair potential, summed over a neighbour list.
+
+    ``V_i = ½ Σ_j q_j v(r_ij)`` over the neighbours ``j`` of ``i`` (periodic images
+    included), so that the energy is ``E = Σ_i q_i V_i`` without further halving.
+    Without a smearing the bare potential is summed (direct, non-periodic
+    evaluation); with one, the short-range part is summed here and subclasses add
+    the long-range part in reciprocal space (:meth:`_compute_kspace`).
+
+    Args:
+        potential: the pair :class:`~torchpme.potentials.Potential`.
+        full_neighbor_list: ``True`` if every pair is listed as ``(i, j)`` and
+            ``(j, i)``; ``False`` (default) for a half list.
+
+    Example:
+        >>> from torchpme import CoulombPotential
+        >>> calculator = Calculator(CoulombPotential())
+        >>> charges = torch.tensor([[1.0], [-1.0]])
+        >>> pairs = torch.tensor([[0, 1]])
+        >>> calculator(charges, torch.eye(3), torch.zeros(2, 3), pairs,
+        ...            torch.tensor([2.0]))
+        tensor([[-0.2500],
+                [ 0.2500]])
+    """
+
+    def __init__(self, potential: Potential, full_neighbor_list: bool = False):
+        super().__init__()
+        if not isinstance(potential, Potential):
+            raise TypeError(
+                message("potential", "a torchpme Potential", f"{type(potential)}")
+            )
+        self.potential = potential
+        self.full_neighbor_list: bool = full_neighbor_list
+
+    def _compute_rspace(
+        self,
+        charges: torch.Tensor,
+        neighbor_indices: torch.Tensor,
+        neighbor_distances: torch.Tensor,
+        pair_mask: Optional[torch.Tensor] = None,
+    ) -> torch.Tensor:
+        """Half the pair sum of the short-range (or bare) potential, ``(N, C)``."""
+        with torch.profiler.record_function("compute bare potential"):
+            if self.potential.smearing is None:
+                values = self.potential.from_dist(neighbor_distances, pair_mask)
+                if self.potential.exclusion_radius is not None:
+                    values = values * (
+                        1.0 - self.potential.f_cutoff(neighbor_distances, pair_mask)
+                    )
+            else:
+                values = self.potential.sr_from_dist(neighbor_distances, pair_mask)
+        with torch.profiler.record_function("assign potential"):
+            return pair_sum(charges, neighbor_indices, values, self.full_neighbor_list)
+
+    def _compute_kspace(
+        self,
+        charges: torch.Tensor,
+        cell: torch.Tensor,
+        positions: torch.Tensor,
+        periodic: Optional[torch.Tensor] = None,
+        kvectors: Optional[torch.Tensor] = None,
+        node_mask: Optional[torch.Tensor] = None,
+    ) -> torch.Tensor:
+        raise NotImplementedError(
+            "the base Calculator has no reciprocal-space part: use EwaldCalculator, "
+            "PMECalculator or P3MCalculator for a range-separated potential"
+        )
+
+    def _finish_kspace(
+        self,
+        potential: torch.Tensor,
+        charges: torch.Tensor,
+        cell: torch.Tensor,
+        positions: torch.Tensor,
+        periodic: Optional[torch.Tensor],
+        node_mask: Optional[torch.Tensor],
+    ) -> torch.Tensor:
+        """Self, background and slab corrections and the final ½, shared by all
+        reciprocal-space methods. ``potential`` is the k-space sum already
+        divided by the volume."""
+        volume = torch.abs(torch.linalg.det(cell))
+        potential = neutralised_corrections(
+            potential,
+            charges,
+            volume,
+            self.potential.self_contribution(),
+            self.potential.background_correction(),
+        )
+        potential = potential + self.potential.pbc_correction(
+            periodic, positions, cell, charges
+        )
+        if node_mask is not None:
+            potential = potential * node_mask.unsqueeze(-1)
+        return potential / 2.0
+
+    def forward(
+        self,
+        charges: torch.Tensor,
+        cell: torch.Tensor,
+        positions: torch.Tensor,
+        neighbor_indices: torch.Tensor,
+        neighbor_distances: torch.Tensor,
+        periodic: Optional[torch.Tensor] = None,
+        node_mask: Optional[torch.Tensor] = None,
+        pair_mask: Optional[torch.Tensor] = None,
+        kvectors: Optional[torch.Tensor] = None,
+    ) -> torch.Tensor:
+        """Per-atom potentials ``(N, C)``.
+
+        Args:
+            charges: ``(N, C)`` charges (or any per-atom weights), C channels.
+            cell: ``(3, 3)`` cell, rows are lattice vectors.
+            positions: ``(N, 3)`` Cartesian positions.
+            neighbor_indices: ``(P, 2)`` neighbour pairs ``(i, j)``.
+            neighbor_distances: ``(P,)`` pair distances (of the periodic images).
+            periodic: ``(3,)`` bools; with exactly two ``True`` the 2-D slab
+                correction is applied for Coulomb potentials.
+            node_mask: ``(N,)`` bools, ``False`` for padding atoms (Ewald only).
+            pair_mask: ``(P,)`` bools, ``False`` for padding pairs.
+            kvectors: ``(K, 3)`` precomputed k-vectors (Ewald only).
+
+        Returns:
+            ``(N, C)`` potentials; the energy is ``(charges * result).sum()``.
+        """
+        _validate_parameters(
+            charges,
+            cell,
+            positions,
+            neighbor_indices,
+            neighbor_distances,
+            periodic,
+            pair_mask,
+            node_mask,
+            kvectors,
+        )
+        rspace = self._compute_rspace(
+            charges, neighbor_indices, neighbor_distances, pair_mask
+        )
+        if self.potential.smearing is None:
+            return rspace
+        return rspace + self._compute_kspace(
+            charges=charges,
+            cell=cell,
+            positions=positions,
+            periodic=periodic,
+            kvectors=kvectors,
+            node_mask=node_mask,
+        )

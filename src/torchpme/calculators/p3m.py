@@ -1,0 +1,58 @@
+"""``P3MCalculator``: PME with B-spline assignment and an influence function."""
+
+import torch
+
+from ..lib.kspace_filter import KSpaceFilter, P3MKSpaceFilter
+from ..potentials import Potential
+from .pme import PMECalculator
+
+__all__ = ["P3MCalculator"]
+
+
+class P3MCalculator(PMECalculator):
+    """Particle-particle particle-mesh: PME with B-spline charge assignment.
+
+    The same pipeline as :class:`PMECalculator`, with cardinal B-spline weights of
+    order ``interpolation_nodes`` (1–5) and the filter ``G(|k|²) / U²(k)``, where
+    ``U²`` is the squared Fourier transform of the assignment function (the
+    influence function of Hockney & Eastwood without aliasing sums; see
+    :func:`torchpme._core.kspace.p3m_influence`).
+
+    Args:
+        potential: range-separated potential (with a smearing).
+        mesh_spacing: target mesh spacing ``h`` (> 0).
+        interpolation_nodes: B-spline order, 1–5.
+        full_neighbor_list: whether the neighbour list is full.
+
+    Reference: Hockney & Eastwood, Computer Simulation Using Particles (1988),
+    doi:10.1201/9780367806934; Deserno & Holm, J. Chem. Phys. 109, 7678 (1998),
+    doi:10.1063/1.477414.
+    """
+
+    _method = "P3M"
+
+    def __init__(
+        self,
+        potential: Potential,
+        mesh_spacing: float,
+        interpolation_nodes: int = 4,
+        full_neighbor_list: bool = False,
+    ):
+        super().__init__(
+            potential=potential,
+            mesh_spacing=mesh_spacing,
+            interpolation_nodes=interpolation_nodes,
+            full_neighbor_list=full_neighbor_list,
+        )
+
+    def _make_filter(self, cell: torch.Tensor, ns_mesh: torch.Tensor) -> KSpaceFilter:
+        return P3MKSpaceFilter(
+            cell,
+            ns_mesh,
+            self.interpolation_nodes,
+            kernel=self.potential,
+            fft_norm="backward",
+            ifft_norm="forward",
+            mode=0,
+            differential_order=2,
+        )
