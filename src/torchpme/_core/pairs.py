@@ -85,3 +85,70 @@ def neutralised_corrections(
     """
     total = torch.sum(charges, dim=0)
     return potential - charges * self_term - 2.0 * background * total / volume
+
+
+def dipole_pair_sum(
+    dipoles: torch.Tensor,
+    neighbor_indices: torch.Tensor,
+    pair_tensors: torch.Tensor,
+    full_neighbor_list: bool,
+) -> torch.Tensor:
+    """Per-atom field-like potential of dipole pairs: ``V_i = ½ Σ_j T_ij μ_j``.
+
+    Args:
+        dipoles: ``(N, 3)``.
+        neighbor_indices: ``(P, 2)`` pairs ``(i, j)``.
+        pair_tensors: ``(P, 3, 3)`` interaction tensors ``T_ij`` (symmetric).
+        full_neighbor_list: whether every pair appears in both orders.
+
+    Returns:
+        ``(N, 3)``.
+    """
+    first = neighbor_indices[:, 0]
+    second = neighbor_indices[:, 1]
+    potential = torch.zeros_like(dipoles)
+    contribution = torch.bmm(pair_tensors, dipoles[second].unsqueeze(-1)).squeeze(-1)
+    potential = potential.index_add(0, first, contribution)
+    if not full_neighbor_list:
+        contribution = torch.bmm(pair_tensors, dipoles[first].unsqueeze(-1)).squeeze(-1)
+        potential = potential.index_add(0, second, contribution)
+    return potential / 2.0
+
+
+def ewald_dipole_sum(
+    positions: torch.Tensor,
+    dipoles: torch.Tensor,
+    kvectors: torch.Tensor,
+    kernel: torch.Tensor,
+    chunk_size: int,
+) -> torch.Tensor:
+    """Reciprocal-space dipole sum ``φ_i = Σ_k G_k k Σ_j (μ_j·k) cos(k·(r_i − r_j))``.
+
+    The k-space part of ``−∇_i Σ_j (μ_j·∇_j)`` of a smooth pair kernel (no 1/V),
+    in chunks of ``chunk_size`` k-vectors.
+
+    Args:
+        positions: ``(N, 3)``.
+        dipoles: ``(N, 3)``.
+        kvectors: ``(K, 3)``.
+        kernel: ``(K,)`` values ``G_k``.
+        chunk_size: k-vectors per chunk.
+
+    Returns:
+        ``(N, 3)``.
+    """
+    potential = torch.zeros_like(dipoles)
+    n_k = kvectors.shape[0]
+    for start in range(0, n_k, chunk_size):
+        k = kvectors[start : start + chunk_size]
+        g = kernel[start : start + chunk_size]
+        phase = k @ positions.t()
+        cos = torch.cos(phase)
+        sin = torch.sin(phase)
+        projected = k @ dipoles.t()
+        amplitude = g * (
+            cos * torch.sum(projected * cos, dim=1, keepdim=True)
+            + sin * torch.sum(projected * sin, dim=1, keepdim=True)
+        )
+        potential = potential + amplitude.t() @ k
+    return potential
