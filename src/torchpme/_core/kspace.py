@@ -46,14 +46,21 @@ def _kgrid(cell: torch.Tensor, ns: List[int], half_last: bool) -> torch.Tensor:
     m0 = fft_frequencies(ns[0], False, cell.dtype, cell.device)
     m1 = fft_frequencies(ns[1], False, cell.dtype, cell.device)
     m2 = fft_frequencies(ns[2], half_last, cell.dtype, cell.device)
-    k0 = m0[:, None] * b[0]
-    k1 = m1[:, None] * b[1]
-    k2 = m2[:, None] * b[2]
-    return k0[:, None, None, :] + k1[None, :, None, :] + k2[None, None, :, :]
+    k0 = m0[:, None] * b[..., 0:1, :]
+    k1 = m1[:, None] * b[..., 1:2, :]
+    k2 = m2[:, None] * b[..., 2:3, :]
+    return (
+        k0[..., :, None, None, :]
+        + k1[..., None, :, None, :]
+        + k2[..., None, None, :, :]
+    )
 
 
 def kvectors_for_mesh(cell: torch.Tensor, ns: List[int]) -> torch.Tensor:
-    """k-vectors ``(n0, n1, n2//2+1, 3)`` in the order of ``torch.fft.rfftn``."""
+    """k-vectors ``(n0, n1, n2//2+1, 3)`` in the order of ``torch.fft.rfftn``.
+
+    A batch of cells ``(B, 3, 3)`` gives ``(B, n0, n1, n2//2+1, 3)``.
+    """
     return _kgrid(cell, ns, True)
 
 
@@ -87,19 +94,19 @@ def filter_mesh(
     ``irfftn(rfftn(mesh) · kernel)`` over the three spatial axes.
 
     Args:
-        mesh: ``(C, n0, n1, n2)`` real values.
-        kernel: filter broadcastable to ``(C, n0, n1, n2//2+1)``.
+        mesh: ``(..., n0, n1, n2)`` real values, e.g. ``(C, n0, n1, n2)``.
+        kernel: filter broadcastable to ``(..., n0, n1, n2//2+1)``.
         fft_norm, ifft_norm: ``"ortho"``, ``"forward"`` or ``"backward"``.
 
     Returns:
-        ``(C, n0, n1, n2)`` filtered mesh.
+        the filtered mesh, shape of ``mesh``.
     """
-    transformed = torch.fft.rfftn(mesh, norm=fft_norm, dim=(1, 2, 3))
+    transformed = torch.fft.rfftn(mesh, norm=fft_norm, dim=(-3, -2, -1))
     return torch.fft.irfftn(
         transformed * kernel,
         norm=ifft_norm,
-        dim=(1, 2, 3),
-        s=(mesh.shape[1], mesh.shape[2], mesh.shape[3]),
+        dim=(-3, -2, -1),
+        s=(mesh.shape[-3], mesh.shape[-2], mesh.shape[-1]),
     )
 
 
@@ -150,9 +157,10 @@ def p3m_influence(
     Reference: Hockney & Eastwood (1988); Deserno & Holm, J. Chem. Phys. 109, 7678
     (1998), doi:10.1063/1.477414.
     """
-    lengths = torch.linalg.norm(cell, dim=1)
+    lengths = torch.linalg.norm(cell, dim=-1)
     sizes = torch.tensor(ns, dtype=cell.dtype, device=cell.device)
-    h = lengths / sizes
+    # (..., 1, 1, 1, 3): one spacing per lattice vector, broadcast over the mesh
+    h = (lengths / sizes).unsqueeze(-2).unsqueeze(-2).unsqueeze(-2)
     kappa = kvectors * h
     u2 = torch.prod(torch.sinc(kappa / (2.0 * math.pi)), dim=-1) ** (
         2 * interpolation_nodes

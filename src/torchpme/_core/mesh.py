@@ -9,7 +9,7 @@ are exact adjoints: ``<spread(q), m> == <q, gather(m)>``. The 3-D weight of atom
 interpolation is separable). Mesh sizes are Python ints, fixed before the hot path.
 """
 
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 
@@ -34,7 +34,8 @@ def interpolation_plan(
 
     Args:
         positions: ``(N, 3)`` Cartesian positions (anywhere; they are wrapped).
-        inverse_cell: ``(3, 3)`` inverse of the cell (rows = lattice vectors).
+        inverse_cell: ``(3, 3)`` inverse of the cell (rows = lattice vectors), or
+            ``(N, 3, 3)``, one per atom (batches of systems).
         ns: mesh size along each lattice vector, three Python ints.
         coefficients: ``(n, n)`` weight polynomial table.
 
@@ -43,7 +44,10 @@ def interpolation_plan(
         positions dtype.
     """
     n = coefficients.shape[0]
-    fractional = positions @ inverse_cell
+    if inverse_cell.dim() == 3:
+        fractional = (positions.unsqueeze(1) @ inverse_cell).squeeze(1)
+    else:
+        fractional = positions @ inverse_cell
     # wrapping first keeps |u| small, so float32 stays accurate far from the cell;
     # floor has a zero derivative, so gradients are unchanged
     fractional = fractional - torch.floor(fractional.detach())
@@ -62,12 +66,20 @@ def interpolation_plan(
 
 
 def _stencil(
-    indices: torch.Tensor, weights: torch.Tensor, ns: List[int]
+    indices: torch.Tensor,
+    weights: torch.Tensor,
+    ns: List[int],
+    mesh_index: Optional[torch.Tensor],
 ) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Flat mesh indices and 3-D weights ``(N, n³)``, x slowest and z fastest."""
+    """Flat mesh indices and 3-D weights ``(N, n³)``, x slowest and z fastest.
+
+    With ``mesh_index`` the flat index addresses a stack of meshes.
+    """
     n_atoms, n = indices.shape[0], indices.shape[2]
     ix, iy, iz = indices[:, 0], indices[:, 1], indices[:, 2]
     wx, wy, wz = weights[:, 0], weights[:, 1], weights[:, 2]
+    if mesh_index is not None:
+        ix = ix + (mesh_index * ns[0]).unsqueeze(-1)
     flat = (ix[:, :, None, None] * ns[1] + iy[:, None, :, None]) * ns[2] + iz[
         :, None, None, :
     ]
@@ -76,7 +88,12 @@ def _stencil(
 
 
 def spread(
-    indices: torch.Tensor, weights: torch.Tensor, values: torch.Tensor, ns: List[int]
+    indices: torch.Tensor,
+    weights: torch.Tensor,
+    values: torch.Tensor,
+    ns: List[int],
+    mesh_index: Optional[torch.Tensor] = None,
+    n_meshes: int = 1,
 ) -> torch.Tensor:
     """Spread per-atom values onto the mesh (points → mesh).
 
@@ -86,22 +103,30 @@ def spread(
         indices, weights: plan from :func:`interpolation_plan`.
         values: ``(N, C)`` per-atom values (e.g. charges).
         ns: mesh size, three Python ints.
+        mesh_index: ``(N,)`` int64, for a stack of meshes (a batch of systems): the
+            mesh each atom is spread onto.
+        n_meshes: number of meshes in the stack.
 
     Returns:
-        ``(C, n0, n1, n2)`` mesh, channels first.
+        ``(C, n0, n1, n2)`` mesh, channels first; with ``mesh_index``, a stack
+        ``(C, n_meshes, n0, n1, n2)``.
     """
-    flat, w3 = _stencil(indices, weights, ns)
+    flat, w3 = _stencil(indices, weights, ns, mesh_index)
     n_channels = values.shape[1]
     contributions = values.t().unsqueeze(-1) * w3.unsqueeze(0)
-    mesh = torch.zeros(
-        (n_channels, ns[0] * ns[1] * ns[2]), dtype=w3.dtype, device=w3.device
-    )
+    size = n_meshes * ns[0] * ns[1] * ns[2]
+    mesh = torch.zeros((n_channels, size), dtype=w3.dtype, device=w3.device)
     mesh = mesh.index_add(1, flat.reshape(-1), contributions.reshape(n_channels, -1))
-    return mesh.reshape(n_channels, ns[0], ns[1], ns[2])
+    if mesh_index is None:
+        return mesh.reshape(n_channels, ns[0], ns[1], ns[2])
+    return mesh.reshape(n_channels, n_meshes, ns[0], ns[1], ns[2])
 
 
 def gather(
-    indices: torch.Tensor, weights: torch.Tensor, mesh: torch.Tensor
+    indices: torch.Tensor,
+    weights: torch.Tensor,
+    mesh: torch.Tensor,
+    mesh_index: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
     """Interpolate mesh values at the atoms (mesh → points), adjoint of spread.
 
@@ -109,13 +134,14 @@ def gather(
 
     Args:
         indices, weights: plan from :func:`interpolation_plan`.
-        mesh: ``(C, n0, n1, n2)`` mesh values.
+        mesh: ``(C, n0, n1, n2)`` mesh values, or a stack ``(C, M, n0, n1, n2)``.
+        mesh_index: ``(N,)`` int64, the mesh of the stack each atom reads.
 
     Returns:
         ``(N, C)`` values at the atoms.
     """
-    ns = [mesh.shape[1], mesh.shape[2], mesh.shape[3]]
-    flat, w3 = _stencil(indices, weights, ns)
+    ns = [mesh.shape[-3], mesh.shape[-2], mesh.shape[-1]]
+    flat, w3 = _stencil(indices, weights, ns, mesh_index)
     values = mesh.reshape(mesh.shape[0], -1)[:, flat]
     return (values * w3.unsqueeze(0)).sum(-1).t()
 
