@@ -1,6 +1,7 @@
 """Sums over neighbour pairs and over k-vectors: pure functions for calculators."""
 
 import torch
+import torch.utils.checkpoint
 
 __all__ = ["ewald_sum", "neutralised_corrections", "pair_sum"]
 
@@ -35,6 +36,19 @@ def pair_sum(
     return potential / 2.0
 
 
+def _ewald_chunk(
+    positions: torch.Tensor,
+    charges: torch.Tensor,
+    kvectors: torch.Tensor,
+    kernel: torch.Tensor,
+) -> torch.Tensor:
+    phase = kvectors @ positions.t()
+    cos = torch.cos(phase)
+    sin = torch.sin(phase)
+    g = kernel.unsqueeze(-1)
+    return cos.t() @ (g * (cos @ charges)) + sin.t() @ (g * (sin @ charges))
+
+
 def ewald_sum(
     positions: torch.Tensor,
     charges: torch.Tensor,
@@ -45,8 +59,9 @@ def ewald_sum(
     """Reciprocal-space sum ``φ_i = Σ_k G_k Σ_j q_j cos(k·(r_i − r_j))`` (no 1/V).
 
     Evaluated through structure factors ``S(k) = Σ_j q_j e^{−i k·r_j}``, in chunks
-    of ``chunk_size`` k-vectors so that no ``(K, N)`` intermediate for the whole
-    k-set is held at once in the forward pass.
+    of ``chunk_size`` k-vectors. When there is more than one chunk and gradients are
+    recorded, each chunk is checkpointed (recomputed in the backward pass), so no
+    ``(K, N)`` intermediate for the whole k-set is ever held, forward or backward.
 
     Args:
         positions: ``(N, 3)``.
@@ -58,16 +73,20 @@ def ewald_sum(
     Returns:
         ``(N, C)``.
     """
-    potential = torch.zeros_like(charges)
     n_k = kvectors.shape[0]
+    if n_k <= chunk_size:
+        return _ewald_chunk(positions, charges, kvectors, kernel)
+    potential = torch.zeros_like(charges)
     for start in range(0, n_k, chunk_size):
         k = kvectors[start : start + chunk_size]
-        g = kernel[start : start + chunk_size].unsqueeze(-1)
-        phase = k @ positions.t()
-        cos = torch.cos(phase)
-        sin = torch.sin(phase)
-        potential = potential + cos.t() @ (g * (cos @ charges))
-        potential = potential + sin.t() @ (g * (sin @ charges))
+        g = kernel[start : start + chunk_size]
+        if not torch.jit.is_scripting() and torch.is_grad_enabled():
+            part = torch.utils.checkpoint.checkpoint(
+                _ewald_chunk, positions, charges, k, g, use_reentrant=False
+            )
+        else:
+            part = _ewald_chunk(positions, charges, k, g)
+        potential = potential + part
     return potential
 
 
@@ -77,14 +96,20 @@ def neutralised_corrections(
     volume: torch.Tensor,
     self_term: torch.Tensor,
     background: torch.Tensor,
+    total_charge: torch.Tensor,
 ) -> torch.Tensor:
     """Remove each atom's self interaction and add the neutralising background.
 
-    ``φ_i − q_i · self − 2 · background · Q / V`` with ``Q = Σ_i q_i`` per channel
-    (the factor 2 compensates the final halving of the k-space potential).
+    ``φ_i − q_i · self − 2 · background · Q / V`` with the total charge ``Q`` per
+    channel (the factor 2 compensates the final halving of the k-space potential).
+
+    Args:
+        potential, charges: ``(N, C)``.
+        volume: cell volume, a scalar or ``(N, 1)`` (each atom's system).
+        self_term, background: the potential's scalar terms.
+        total_charge: ``(C,)``, or ``(N, C)`` (each atom's system).
     """
-    total = torch.sum(charges, dim=0)
-    return potential - charges * self_term - 2.0 * background * total / volume
+    return potential - charges * self_term - 2.0 * background * total_charge / volume
 
 
 def dipole_pair_sum(

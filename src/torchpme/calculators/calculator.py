@@ -5,7 +5,7 @@ from typing import Optional
 import torch
 
 from .._core.pairs import neutralised_corrections, pair_sum
-from .._core.validation import message
+from .._core.validation import check_shape, message
 from .._utils import _validate_parameters
 from ..potentials import Potential
 
@@ -99,6 +99,7 @@ class Calculator(torch.nn.Module):
             volume,
             self.potential.self_contribution(),
             self.potential.background_correction(),
+            torch.sum(charges, dim=0),
         )
         potential = potential + self.potential.pbc_correction(
             periodic, positions, cell, charges
@@ -160,3 +161,118 @@ class Calculator(torch.nn.Module):
             kvectors=kvectors,
             node_mask=node_mask,
         )
+
+    @torch.jit.unused
+    def forward_batch(
+        self,
+        charges: torch.Tensor,
+        cells: torch.Tensor,
+        positions: torch.Tensor,
+        system_index: torch.Tensor,
+        neighbor_indices: torch.Tensor,
+        neighbor_distances: torch.Tensor,
+        periodic: Optional[torch.Tensor] = None,
+        pair_mask: Optional[torch.Tensor] = None,
+    ) -> torch.Tensor:
+        """Per-atom potentials of a batch of systems packed along the atom axis.
+
+        Systems may differ in cell and atom count; each gets exactly the result of
+        :meth:`forward` on its own (mesh calculators group systems of equal mesh
+        size and transform their meshes together).
+
+        Args:
+            charges: ``(N, C)`` charges of all atoms of all systems.
+            cells: ``(B, 3, 3)`` one cell per system.
+            positions: ``(N, 3)`` positions.
+            system_index: ``(N,)`` int64, the system of each atom, in ``[0, B)``.
+            neighbor_indices: ``(P, 2)`` pairs, indices into the packed atoms (pairs
+                never join two systems).
+            neighbor_distances: ``(P,)`` pair distances.
+            periodic: ``(B, 3)`` periodic directions per system (slab correction).
+            pair_mask: ``(P,)`` bools, ``False`` for padding pairs.
+
+        Returns:
+            ``(N, C)`` potentials; system ``b``'s energy is the sum of
+            ``charges * result`` over its atoms.
+        """
+        check_shape("cells", cells, [-1, 3, 3], "(B, 3, 3)")
+        n_systems = cells.shape[0]
+        _validate_parameters(
+            charges,
+            cells[0] if n_systems > 0 else torch.eye(3, dtype=positions.dtype),
+            positions,
+            neighbor_indices,
+            neighbor_distances,
+            None,
+            pair_mask,
+        )
+        check_shape(
+            "system_index", system_index, [positions.shape[0]], "(N,) like positions"
+        )
+        if periodic is not None:
+            check_shape("periodic", periodic, [n_systems, 3], "(B, 3)")
+        rspace = self._compute_rspace(
+            charges, neighbor_indices, neighbor_distances, pair_mask
+        )
+        if self.potential.smearing is None:
+            return rspace
+        return rspace + self._compute_kspace_batch(
+            charges, cells, positions, system_index, periodic
+        )
+
+    @torch.jit.unused
+    def _compute_kspace_batch(
+        self,
+        charges: torch.Tensor,
+        cells: torch.Tensor,
+        positions: torch.Tensor,
+        system_index: torch.Tensor,
+        periodic: Optional[torch.Tensor],
+    ) -> torch.Tensor:
+        """k-space part of a packed batch, one system at a time."""
+        result = torch.zeros_like(charges)
+        for system in range(cells.shape[0]):
+            atoms = torch.nonzero(system_index == system).squeeze(1)
+            part = self._compute_kspace(
+                charges=charges[atoms],
+                cell=cells[system],
+                positions=positions[atoms],
+                periodic=None if periodic is None else periodic[system],
+            )
+            result = result.index_copy(0, atoms, part)
+        return result
+
+    @torch.jit.unused
+    def _finish_kspace_batch(
+        self,
+        potential: torch.Tensor,
+        charges: torch.Tensor,
+        cells: torch.Tensor,
+        positions: torch.Tensor,
+        system_index: torch.Tensor,
+        periodic: Optional[torch.Tensor],
+    ) -> torch.Tensor:
+        """:meth:`_finish_kspace` for packed systems; ``potential`` is already
+        divided by each system's volume."""
+        volumes = torch.abs(torch.linalg.det(cells))
+        totals = torch.zeros(
+            (cells.shape[0], charges.shape[1]),
+            dtype=charges.dtype,
+            device=charges.device,
+        ).index_add(0, system_index, charges)
+        potential = neutralised_corrections(
+            potential,
+            charges,
+            volumes[system_index].unsqueeze(-1),
+            self.potential.self_contribution(),
+            self.potential.background_correction(),
+            totals[system_index],
+        )
+        if periodic is not None:
+            for system in range(cells.shape[0]):
+                atoms = torch.nonzero(system_index == system).squeeze(1)
+                slab = self.potential.pbc_correction(
+                    periodic[system], positions[atoms], cells[system], charges[atoms]
+                )
+                potential = potential.index_add(0, atoms, slab)
+        return potential / 2.0

@@ -1,6 +1,6 @@
 """``PMECalculator``: the long-range part on a mesh, with Lagrange interpolation."""
 
-from typing import List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import torch
 
@@ -95,4 +95,59 @@ class PMECalculator(Calculator):
         potential = core_mesh.gather(indices, weights, filtered) / volume
         return self._finish_kspace(
             potential, charges, cell, positions, periodic, node_mask
+        )
+
+    @torch.jit.unused
+    def _compute_kspace_batch(
+        self,
+        charges: torch.Tensor,
+        cells: torch.Tensor,
+        positions: torch.Tensor,
+        system_index: torch.Tensor,
+        periodic: Optional[torch.Tensor],
+    ) -> torch.Tensor:
+        """Systems with equal mesh sizes share one stacked spread, FFT and gather."""
+        groups: Dict[Tuple[int, int, int], List[int]] = {}
+        for system, lengths in enumerate(
+            torch.linalg.norm(cells.detach(), dim=-1).tolist()
+        ):
+            ns = kspace.mesh_size(lengths, self.mesh_spacing)
+            groups.setdefault((ns[0], ns[1], ns[2]), []).append(system)
+        inverse_cells = torch.linalg.inv_ex(cells)[0]
+        volumes = torch.abs(torch.linalg.det(cells))
+        potential = torch.zeros_like(charges)
+        for shape, systems in groups.items():
+            ns = list(shape)
+            if len(groups) == 1:
+                atoms = torch.arange(positions.shape[0], device=positions.device)
+                local = system_index
+            else:
+                members = torch.tensor(systems, device=positions.device)
+                atoms = torch.nonzero(torch.isin(system_index, members)).squeeze(1)
+                lookup = torch.zeros(
+                    cells.shape[0], dtype=torch.int64, device=positions.device
+                )
+                lookup[members] = torch.arange(len(systems), device=positions.device)
+                local = lookup[system_index[atoms]]
+            owner = system_index[atoms]
+            indices, weights = core_mesh.interpolation_plan(
+                positions[atoms],
+                inverse_cells[owner],
+                ns,
+                self.mesh_interpolator._coefficients,
+            )
+            density = core_mesh.spread(
+                indices, weights, charges[atoms], ns, local, len(systems)
+            )
+            group_cells = cells[systems]
+            kvectors = kspace.kvectors_for_mesh(group_cells, ns)
+            k_sq = torch.sum(kvectors * kvectors, dim=-1)
+            kernel = self.kspace_filter.filter_values(kvectors, k_sq, group_cells, ns)
+            filtered = kspace.filter_mesh(density, kernel, "backward", "forward")
+            values = core_mesh.gather(indices, weights, filtered, local)
+            potential = potential.index_copy(
+                0, atoms, values / volumes[owner].unsqueeze(-1)
+            )
+        return self._finish_kspace_batch(
+            potential, charges, cells, positions, system_index, periodic
         )
