@@ -1,0 +1,1 @@
+"""Front ends (console command and ASE calculator) and the engine they share."""
