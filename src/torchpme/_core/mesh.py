@@ -13,6 +13,7 @@ from typing import List, Optional, Tuple
 
 import torch
 
+from . import stencil
 from .weights import evaluate_weights
 
 __all__ = ["gather", "interpolation_plan", "mesh_coordinates", "spread"]
@@ -65,26 +66,21 @@ def interpolation_plan(
     return indices, evaluate_weights(x, coefficients)
 
 
-def _stencil(
-    indices: torch.Tensor,
-    weights: torch.Tensor,
-    ns: List[int],
-    mesh_index: Optional[torch.Tensor],
-) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Flat mesh indices and 3-D weights ``(N, n³)``, x slowest and z fastest.
+def _flat_indices(
+    indices: torch.Tensor, ns: List[int], mesh_index: Optional[torch.Tensor]
+) -> torch.Tensor:
+    """Flat node indices ``(N, n³)`` of each atom's stencil, x slowest, z fastest.
 
     With ``mesh_index`` the flat index addresses a stack of meshes.
     """
     n_atoms, n = indices.shape[0], indices.shape[2]
     ix, iy, iz = indices[:, 0], indices[:, 1], indices[:, 2]
-    wx, wy, wz = weights[:, 0], weights[:, 1], weights[:, 2]
     if mesh_index is not None:
         ix = ix + (mesh_index * ns[0]).unsqueeze(-1)
     flat = (ix[:, :, None, None] * ns[1] + iy[:, None, :, None]) * ns[2] + iz[
         :, None, None, :
     ]
-    w3 = wx[:, :, None, None] * wy[:, None, :, None] * wz[:, None, None, :]
-    return flat.reshape(n_atoms, n * n * n), w3.reshape(n_atoms, n * n * n)
+    return flat.reshape(n_atoms, n * n * n)
 
 
 def spread(
@@ -111,12 +107,14 @@ def spread(
         ``(C, n0, n1, n2)`` mesh, channels first; with ``mesh_index``, a stack
         ``(C, n_meshes, n0, n1, n2)``.
     """
-    flat, w3 = _stencil(indices, weights, ns, mesh_index)
-    n_channels = values.shape[1]
-    contributions = values.t().unsqueeze(-1) * w3.unsqueeze(0)
+    flat = _flat_indices(indices, ns, mesh_index)
     size = n_meshes * ns[0] * ns[1] * ns[2]
-    mesh = torch.zeros((n_channels, size), dtype=w3.dtype, device=w3.device)
-    mesh = mesh.index_add(1, flat.reshape(-1), contributions.reshape(n_channels, -1))
+    weights = weights.to(values.dtype)
+    if torch.jit.is_scripting():
+        mesh = stencil.scatter(flat, stencil.expand_weights(weights), values, size)
+    else:
+        mesh = stencil.spread_values(flat, weights, values, size)
+    n_channels = values.shape[1]
     if mesh_index is None:
         return mesh.reshape(n_channels, ns[0], ns[1], ns[2])
     return mesh.reshape(n_channels, n_meshes, ns[0], ns[1], ns[2])
@@ -141,9 +139,12 @@ def gather(
         ``(N, C)`` values at the atoms.
     """
     ns = [mesh.shape[-3], mesh.shape[-2], mesh.shape[-1]]
-    flat, w3 = _stencil(indices, weights, ns, mesh_index)
-    values = mesh.reshape(mesh.shape[0], -1)[:, flat]
-    return (values * w3.unsqueeze(0)).sum(-1).t()
+    flat = _flat_indices(indices, ns, mesh_index)
+    values = mesh.reshape(mesh.shape[0], -1)
+    weights = weights.to(mesh.dtype)
+    if torch.jit.is_scripting():
+        return stencil.contract(stencil.pick(values, flat), weights).t()
+    return stencil.gather_values(flat, weights, values)
 
 
 def mesh_coordinates(cell: torch.Tensor, ns: List[int]) -> torch.Tensor:

@@ -1,0 +1,119 @@
+"""Fast spread and gather with hand-written, twice-differentiable backward passes.
+
+Spreading ``mesh[c, t] = Σ_i q_ic W_it`` and gathering ``out[i, c] = Σ_t mesh[c, t]
+W_it`` over the ``n³`` stencil nodes ``t`` of each atom are adjoint linear maps in
+the values, and multilinear in the separable 1-D weights ``W = wx ⊗ wy ⊗ wz``. So
+the backward of each is the other one, plus the weight gradients, which reduce to
+contractions of the stencil values ``H_i(a, b, c) = Σ_c' q_ic' mesh[c', t(a,b,c)]``
+with two of the three 1-D weights. Writing the backward this way avoids the
+``(C, N, n³)`` gradient intermediates of plain autograd; the backward passes are
+built from the same differentiable functions, so second derivatives work.
+
+TorchScript cannot compile ``torch.autograd.Function``: under scripting the callers
+in :mod:`torchpme._core.mesh` use plain autograd instead.
+"""
+
+from typing import List
+
+import torch
+
+__all__ = ["gather_values", "spread_values"]
+
+
+def expand_weights(weights: torch.Tensor) -> torch.Tensor:
+    """3-D stencil weights ``(N, n³)`` (x slowest) from 1-D weights ``(N, 3, n)``."""
+    n_atoms, n = weights.shape[0], weights.shape[2]
+    wx, wy, wz = weights[:, 0], weights[:, 1], weights[:, 2]
+    wxy = (wx.unsqueeze(-1) * wy.unsqueeze(-2)).reshape(n_atoms, n * n)
+    return (wxy.unsqueeze(-1) * wz.unsqueeze(-2)).reshape(n_atoms, n * n * n)
+
+
+def scatter(flat: torch.Tensor, w3: torch.Tensor, values: torch.Tensor, size: int):
+    """``mesh[c, flat[i, t]] += values[i, c] w3[i, t]``: ``(C, size)``."""
+    n_channels = values.shape[1]
+    contributions = values.t().unsqueeze(-1) * w3.unsqueeze(0)
+    mesh = torch.zeros((n_channels, size), dtype=w3.dtype, device=w3.device)
+    return mesh.index_add(1, flat.reshape(-1), contributions.reshape(n_channels, -1))
+
+
+def pick(mesh: torch.Tensor, flat: torch.Tensor) -> torch.Tensor:
+    """Stencil values ``(C, N, n³)`` of a flattened ``(C, M)`` mesh."""
+    picked = mesh.index_select(1, flat.reshape(-1))
+    return picked.reshape(mesh.shape[0], flat.shape[0], flat.shape[1])
+
+
+def contract(stencil: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """``Σ_{abc} stencil[..., i, abc] wx_ia wy_ib wz_ic`` staged over z, y, x: ``(..., N)``."""
+    n = weights.shape[2]
+    shape: List[int] = list(stencil.shape[:-1])
+    values = stencil.reshape(shape + [n * n, n])
+    values = (values * weights[:, 2].unsqueeze(-2)).sum(-1)
+    values = values.reshape(shape + [n, n])
+    values = (values * weights[:, 1].unsqueeze(-2)).sum(-1)
+    return (values * weights[:, 0]).sum(-1)
+
+
+def weight_gradients(field: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """``∂/∂w`` of ``Σ_{abc} field[i, abc] wx_ia wy_ib wz_ic``: ``(N, 3, n)``."""
+    n_atoms, n = weights.shape[0], weights.shape[2]
+    wx, wy, wz = weights[:, 0], weights[:, 1], weights[:, 2]
+    cube = field.reshape(n_atoms, n, n, n)
+    over_z = (cube * wz[:, None, None, :]).sum(-1)  # (N, a, b)
+    grad_x = (over_z * wy[:, None, :]).sum(-1)
+    grad_y = (over_z * wx[:, :, None]).sum(-2)
+    over_x = (cube * wx[:, :, None, None]).sum(1)  # (N, b, c)
+    grad_z = (over_x * wy[:, :, None]).sum(-2)
+    return torch.stack([grad_x, grad_y, grad_z], dim=1)
+
+
+class _Spread(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, flat, weights, values, size: int):
+        ctx.save_for_backward(flat, weights, values)
+        return scatter(flat, expand_weights(weights), values, size)
+
+    @staticmethod
+    def backward(ctx, grad_mesh):
+        flat, weights, values = ctx.saved_tensors
+        grad_weights = grad_values = None
+        if ctx.needs_input_grad[2]:
+            grad_values = _Gather.apply(flat, weights, grad_mesh)
+        if ctx.needs_input_grad[1]:
+            stencil = pick(grad_mesh, flat)
+            field = torch.einsum("ic,cit->it", values, stencil)
+            grad_weights = weight_gradients(field, weights)
+        return None, grad_weights, grad_values, None
+
+
+class _Gather(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, flat, weights, mesh):
+        ctx.save_for_backward(flat, weights, mesh)
+        return contract(pick(mesh, flat), weights).t()
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        flat, weights, mesh = ctx.saved_tensors
+        grad_weights = grad_mesh = None
+        if ctx.needs_input_grad[2]:
+            grad_mesh = _Spread.apply(flat, weights, grad_out, mesh.shape[1])
+        if ctx.needs_input_grad[1]:
+            stencil = pick(mesh, flat)
+            field = torch.einsum("ic,cit->it", grad_out, stencil)
+            grad_weights = weight_gradients(field, weights)
+        return None, grad_weights, grad_mesh
+
+
+def spread_values(
+    flat: torch.Tensor, weights: torch.Tensor, values: torch.Tensor, size: int
+) -> torch.Tensor:
+    """Spread ``values (N, C)`` with 1-D ``weights (N, 3, n)`` at stencil ``flat
+    (N, n³)``; returns the flattened ``(C, size)`` mesh."""
+    return _Spread.apply(flat, weights, values, size)
+
+
+def gather_values(
+    flat: torch.Tensor, weights: torch.Tensor, mesh: torch.Tensor
+) -> torch.Tensor:
+    """Gather a flattened ``(C, M)`` mesh at the stencils: ``(N, C)``."""
+    return _Gather.apply(flat, weights, mesh)
