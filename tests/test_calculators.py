@@ -42,7 +42,7 @@ def make_calculator(method, smearing, exponent=1, fine=True):
         return PMECalculator(
             potential, mesh_spacing=smearing / 3.0, interpolation_nodes=7
         )
-    return P3MCalculator(potential, mesh_spacing=smearing / 4.0, interpolation_nodes=5)
+    return P3MCalculator(potential, mesh_spacing=smearing / 8.0, interpolation_nodes=5)
 
 
 def energy(calculator, positions, charges, cell, cutoff, periodic=None):

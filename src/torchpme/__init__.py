@@ -5,8 +5,45 @@ Building blocks live in :mod:`torchpme.lib`, potentials in
 :mod:`torchpme.calculators` and parameter tuning in :mod:`torchpme.tuning`.
 """
 
-from . import lib
+import contextlib
+
+from . import calculators, lib, potentials, prefactors
 from ._core.validation import set_value_checks
 from ._version import __version__, __version_tuple__
+from .calculators import (
+    Calculator,
+    CalculatorDipole,
+    EwaldCalculator,
+    P3MCalculator,
+    PMECalculator,
+)
+from .potentials import (
+    CombinedPotential,
+    CoulombPotential,
+    InversePowerLawPotential,
+    Potential,
+    PotentialDipole,
+    SplinePotential,
+)
 
-__all__ = ["__version__", "__version_tuple__", "lib", "set_value_checks"]
+with contextlib.suppress(ImportError):
+    from . import tuning
+
+with contextlib.suppress(ImportError):
+    # optional: needs metatensor-torch and metatomic-torch
+    from . import metatensor
+
+__all__ = [
+    "Calculator",
+    "CalculatorDipole",
+    "CombinedPotential",
+    "CoulombPotential",
+    "EwaldCalculator",
+    "InversePowerLawPotential",
+    "P3MCalculator",
+    "PMECalculator",
+    "Potential",
+    "PotentialDipole",
+    "SplinePotential",
+    "set_value_checks",
+]

@@ -184,8 +184,21 @@ def dense_gather(positions, cell, ns, n, method, mesh):
     return out
 
 
+def p3m_u2_lattice(cell, ns, n):
+    """``U²(k) = Π_d sinc(m_d / n_d)^{2n}``: the B-spline transform along the lattice
+    vectors, from the integer frequencies ``m`` of the rfft layout."""
+    m = np.meshgrid(
+        np.fft.fftfreq(ns[0]) * ns[0],
+        np.fft.fftfreq(ns[1]) * ns[1],
+        np.fft.rfftfreq(ns[2]) * ns[2],
+        indexing="ij",
+    )
+    return np.prod([np.sinc(m[d] / ns[d]) for d in range(3)], axis=0) ** (2 * n)
+
+
 def p3m_u2(cell, ns, n):
-    """``U²(k) = Π_d sinc(k_d h_d / 2π)^{2n}`` on the mesh k-vectors, ``h_d = ‖a_d‖/n_d``.
+    """``U²(k) = Π_d sinc(k_d h_d / 2π)^{2n}`` on the mesh k-vectors, ``h_d = ‖a_d‖/n_d``
+    (torch-pme 0.5's Cartesian form, exact for orthorhombic cells only).
 
     ``np.sinc(t) = sin(πt)/(πt)``.
     """

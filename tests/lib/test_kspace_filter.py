@@ -14,7 +14,7 @@ import torch
 
 from torchpme.lib import KSpaceFilter, KSpaceKernel, P3MKSpaceFilter
 
-from ._reference import TRICLINIC_CELL, kvectors_mesh, p3m_u2
+from ._reference import TRICLINIC_CELL, kvectors_mesh, p3m_u2, p3m_u2_lattice
 
 SKEWED_CELL = np.array([[3.0, 0.4, -0.2], [1.1, 2.7, 0.3], [-0.6, 0.9, 3.3]])
 NORMS = ["ortho", "forward", "backward"]
@@ -376,7 +376,11 @@ def _influence(cell, ns, n, mode, order):
 
 def test_p3m_spec_reference_kfilter():
     kfilter = P3MKSpaceFilter(
-        _t(TRICLINIC_CELL), torch.tensor([4, 4, 4]), 3, CoulombKernel(0.8)
+        _t(TRICLINIC_CELL),
+        torch.tensor([4, 4, 4]),
+        3,
+        CoulombKernel(0.8),
+        cartesian_influence=True,
     )
     assert kfilter._kfilter.shape == (4, 4, 3)
     values = kfilter._kfilter
@@ -398,12 +402,22 @@ def test_p3m_spec_reference_kfilter():
 )
 def test_p3m_influence_is_inverse_u2(cell, ns, n):
     cell = np.asarray(cell, dtype=np.float64)
+    # default: the assignment transform along the lattice vectors
     kfilter = P3MKSpaceFilter(_t(cell), torch.tensor(ns), n, OnesKernel())
+    np.testing.assert_allclose(
+        kfilter._kfilter.numpy(), 1.0 / p3m_u2_lattice(cell, ns, n), rtol=1e-12
+    )
+    # torch-pme 0.5's Cartesian form on request
+    kfilter = P3MKSpaceFilter(
+        _t(cell), torch.tensor(ns), n, OnesKernel(), cartesian_influence=True
+    )
     expected = _influence(cell, ns, n, mode=0, order=2)
     assert kfilter._kfilter.shape == (ns[0], ns[1], ns[2] // 2 + 1)
     np.testing.assert_allclose(kfilter._kfilter.numpy(), expected, rtol=1e-12)
     # and the product with the kernel, on the full grid
-    kfilter = P3MKSpaceFilter(_t(cell), torch.tensor(ns), n, CoulombKernel(0.8))
+    kfilter = P3MKSpaceFilter(
+        _t(cell), torch.tensor(ns), n, CoulombKernel(0.8), cartesian_influence=True
+    )
     k, _ = kvectors_mesh(cell, ns)
     k_sq = np.sum(k * k, axis=-1)
     coulomb = 4 * np.pi * np.exp(-0.32 * k_sq) / np.where(k_sq == 0, 1.0, k_sq)
@@ -418,7 +432,7 @@ def test_p3m_forward_deconvolves():
     kfilter = P3MKSpaceFilter(
         _t(cell), torch.tensor(ns), n, OnesKernel(), "backward", "forward"
     )
-    spectrum = np.fft.rfftn(mesh, axes=(1, 2, 3)) / p3m_u2(cell, ns, n)[0]
+    spectrum = np.fft.rfftn(mesh, axes=(1, 2, 3)) / p3m_u2_lattice(cell, ns, n)
     expected = np.fft.irfftn(spectrum, s=ns, axes=(1, 2, 3)) * np.prod(ns)
     np.testing.assert_allclose(kfilter.forward(_t(mesh)).numpy(), expected, atol=1e-10)
 
@@ -481,7 +495,9 @@ def test_p3m_mode_checked_before_differential_order():
 def test_p3m_update_refreshes_filter():
     cell, ns, n = TRICLINIC_CELL, [5, 6, 7], 2
     kernel = GaussianKernel(_t(0.3))
-    kfilter = P3MKSpaceFilter(_t(cell), torch.tensor(ns), n, kernel)
+    kfilter = P3MKSpaceFilter(
+        _t(cell), torch.tensor(ns), n, kernel, cartesian_influence=True
+    )
     k, _ = kvectors_mesh(cell, ns)
     k_sq = np.sum(k * k, axis=-1)
     influence = _influence(cell, ns, n, 0, 2)

@@ -145,12 +145,15 @@ def p3m_influence(
     interpolation_nodes: int,
     mode: int,
     differences: List[float],
+    cartesian: bool = False,
 ) -> torch.Tensor:
     """P3M influence function on the mesh k-vectors (no aliasing sums).
 
-    With ``h_d = ‖a_d‖/n_d`` and ``κ = k ⊙ h`` (componentwise, exact for orthorhombic
-    cells), the B-spline charge-assignment transform is
-    ``U²(k) = Π_d sinc(κ_d/2π)^{2n}``. Mode 0 returns ``1/U²``; modes 1–3 return
+    The B-spline charge assignment acts along the lattice vectors, so its transform
+    is ``U²(k) = Π_d sinc(κ_d/2π)^{2n}`` with ``κ_d = k·a_d / n_d`` (``= 2π m_d/n_d``
+    for integer frequencies ``m``). With ``cartesian=True`` it uses instead
+    ``κ = k ⊙ h``, the Cartesian components times ``h_d = ‖a_d‖/n_d``, as torch-pme
+    0.5 did; the two agree for orthorhombic cells only. Mode 0 returns ``1/U²``; modes 1–3 return
     ``(k·D)^mode / (U² ‖D‖^{4·mode})`` with the difference operator
     ``D_d = (1/h_d) Σ_m (c_m/m) sin(m κ_d)``. Entries with a zero denominator are 0.
 
@@ -161,7 +164,17 @@ def p3m_influence(
     sizes = torch.tensor(ns, dtype=cell.dtype, device=cell.device)
     # (..., 1, 1, 1, 3): one spacing per lattice vector, broadcast over the mesh
     h = (lengths / sizes).unsqueeze(-2).unsqueeze(-2).unsqueeze(-2)
-    kappa = kvectors * h
+    if cartesian:
+        kappa = kvectors * h
+    else:
+        kappa = (
+            torch.einsum(
+                "...j,...dj->...d",
+                kvectors,
+                cell.unsqueeze(-3).unsqueeze(-3).unsqueeze(-3),
+            )
+            / sizes
+        )
     u2 = torch.prod(torch.sinc(kappa / (2.0 * math.pi)), dim=-1) ** (
         2 * interpolation_nodes
     )

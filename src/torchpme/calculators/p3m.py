@@ -23,6 +23,10 @@ class P3MCalculator(PMECalculator):
         mesh_spacing: target mesh spacing ``h`` (> 0).
         interpolation_nodes: B-spline order, 1–5.
         full_neighbor_list: whether the neighbour list is full.
+        cartesian_influence: reproduce torch-pme 0.5's influence function, exact for
+            orthorhombic cells only (see :class:`~torchpme.lib.P3MKSpaceFilter`);
+            the default is exact for any cell and agrees with it for orthorhombic
+            ones.
 
     Reference: Hockney & Eastwood, Computer Simulation Using Particles (1988),
     doi:10.1201/9780367806934; Deserno & Holm, J. Chem. Phys. 109, 7678 (1998),
@@ -37,7 +41,9 @@ class P3MCalculator(PMECalculator):
         mesh_spacing: float,
         interpolation_nodes: int = 4,
         full_neighbor_list: bool = False,
+        cartesian_influence: bool = False,
     ):
+        self.cartesian_influence: bool = cartesian_influence
         super().__init__(
             potential=potential,
             mesh_spacing=mesh_spacing,
@@ -55,4 +61,5 @@ class P3MCalculator(PMECalculator):
             ifft_norm="forward",
             mode=0,
             differential_order=2,
+            cartesian_influence=self.cartesian_influence,
         )

@@ -162,6 +162,11 @@ class P3MKSpaceFilter(KSpaceFilter):
         interpolation_nodes: order ``n`` of the B-spline assignment (1–5).
         mode: 0, 1, 2 or 3.
         differential_order: 1 … 6.
+        cartesian_influence: use torch-pme 0.5's influence function, which
+            multiplies Cartesian k components by ``‖a_d‖/n_d`` and is exact for
+            orthorhombic cells only (to reproduce its numbers). By default the
+            assignment transform is taken along the lattice vectors, exact for any
+            cell; both agree for orthorhombic cells.
 
     Reference: Deserno & Holm, J. Chem. Phys. 109, 7678 (1998),
     doi:10.1063/1.477414.
@@ -177,6 +182,7 @@ class P3MKSpaceFilter(KSpaceFilter):
         ifft_norm: str = "ortho",
         mode: int = 0,
         differential_order: int = 2,
+        cartesian_influence: bool = False,
     ):
         if mode not in [0, 1, 2, 3]:
             raise ValueError(message("mode", "one of [0, 1, 2, 3]", f"{mode}"))
@@ -190,6 +196,7 @@ class P3MKSpaceFilter(KSpaceFilter):
         self.interpolation_nodes: int = interpolation_nodes
         self.mode: int = mode
         self.differential_order: int = differential_order
+        self.cartesian_influence: bool = cartesian_influence
         self._differences: List[float] = kspace.difference_coefficients(
             differential_order
         )
@@ -204,6 +211,12 @@ class P3MKSpaceFilter(KSpaceFilter):
     ) -> torch.Tensor:
         """``influence(k) · G(|k|²)`` on the given mesh k-vectors."""
         influence = kspace.p3m_influence(
-            kvectors, cell, ns, self.interpolation_nodes, self.mode, self._differences
+            kvectors,
+            cell,
+            ns,
+            self.interpolation_nodes,
+            self.mode,
+            self._differences,
+            self.cartesian_influence,
         )
         return influence * self.kernel.kernel_from_k_sq(k_sq)
