@@ -166,7 +166,7 @@ def ewald_dipole_sum(
     n_k = kvectors.shape[0]
     for start in range(0, n_k, chunk_size):
         k = kvectors[start : start + chunk_size]
-        g = kernel[start : start + chunk_size]
+        g = kernel[start : start + chunk_size].unsqueeze(-1)
         phase = k @ positions.t()
         cos = torch.cos(phase)
         sin = torch.sin(phase)
