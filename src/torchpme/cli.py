@@ -65,7 +65,10 @@ def _common_options(parser: argparse.ArgumentParser) -> None:
         help="floating-point precision (default float64)",
     )
     parser.add_argument(
-        "--no-progress", action="store_true", help="do not show progress bars"
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="show progress bars on standard error (default: when it is a terminal)",
     )
     parser.add_argument(
         "--traceback",
@@ -137,6 +140,13 @@ def _parser() -> argparse.ArgumentParser:
     _common_options(parser)
     parser.add_argument("--version", action="version", version=_version())
     return parser
+
+
+def _show_progress(args) -> bool:
+    """Progress bars when asked, or by default when standard error is a terminal."""
+    if args.progress is not None:
+        return bool(args.progress)
+    return sys.stderr.isatty()
 
 
 def _fixed_params(args) -> dict:
@@ -322,13 +332,21 @@ def madelung_check(method: str, accuracy: float, dtype, device) -> dict:
     }
 
 
+def _check_output(path: str) -> None:
+    from ._core.validation import message
+
+    if not path.lower().endswith((".xyz", ".extxyz", ".json")):
+        raise CLIError(
+            message("--output", "a .xyz, .extxyz or .json file name", f"'{path}'")
+        )
+
+
 def _write_output(path: str, atoms, charges, result: Result, units: str) -> None:
     import ase.io
     import numpy as np
     from ase.calculators.singlepoint import SinglePointCalculator
 
     from ._cli.engine import UNITS
-    from ._core.validation import message
 
     lower = path.lower()
     evaluation = result.evaluation
@@ -357,10 +375,7 @@ def _write_output(path: str, atoms, charges, result: Result, units: str) -> None
         with open(path, "w", encoding="utf-8") as handle:
             json.dump(data, handle, indent=1)
         return
-    if not (lower.endswith(".xyz") or lower.endswith(".extxyz")):
-        raise CLIError(
-            message("--output", "a .xyz, .extxyz or .json file name", f"'{path}'")
-        )
+    _check_output(path)
     out = atoms.copy()
     out.set_initial_charges(np.asarray(charges, dtype=float))
     out.arrays["potentials"] = evaluation.potentials.numpy().copy()
@@ -466,6 +481,8 @@ def run(argv: List[str]) -> int:
         args.cutoff > 0.0 and math.isfinite(args.cutoff)
     ):
         raise CLIError(message("--cutoff", "a finite number > 0", f"{args.cutoff}"))
+    if args.output is not None:
+        _check_output(args.output)
     dtype, device = _dtype_device(args)
     if args.file is None:
         atoms = rocksalt(repeat=2, displacement=0.1, seed=7)
@@ -478,7 +495,7 @@ def run(argv: List[str]) -> int:
     names = ["tuning", "energy, forces, stress"]
     if args.file is None:
         names.append("Madelung check")
-    steps = Steps(names, enabled=not args.no_progress and not args.json)
+    steps = Steps(names, enabled=_show_progress(args))
     try:
         result = compute(
             atoms,

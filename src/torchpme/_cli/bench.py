@@ -92,7 +92,7 @@ def run(argv: List[str]) -> int:
     args = _parser().parse_args(argv)
     import torch
 
-    from ..cli import _dtype_device
+    from ..cli import _dtype_device, _show_progress
     from . import engine
     from .progress import progress
     from .structures import rocksalt
@@ -114,7 +114,7 @@ def run(argv: List[str]) -> int:
     jobs = [(r, m) for r in repeats_per_axis for m in methods]
     rows = []
     for repeat, method in progress(
-        jobs, len(jobs), "bench", enabled=not args.no_progress
+        jobs, len(jobs), "bench", enabled=_show_progress(args)
     ):
         atoms = rocksalt(repeat=repeat, displacement=0.05, seed=repeat)
         positions = torch.tensor(atoms.positions, dtype=dtype, device=device)
