@@ -36,9 +36,7 @@ def _check_exclusion(radius: Optional[float], degree: int) -> None:
 def _require_smearing(smearing: Optional[torch.Tensor], method: str) -> torch.Tensor:
     """The smearing buffer; ``ValueError`` for a potential without one."""
     if smearing is None:
-        raise ValueError(
-            message("smearing", f"set to use `{method}`", "a potential without")
-        )
+        raise ValueError(message("smearing", f"set to use `{method}`", "None"))
     return smearing
 
 
