@@ -36,6 +36,12 @@ def pair_sum(
     return potential / 2.0
 
 
+def chunk_size(n_atoms: int) -> int:
+    """k-vectors per chunk so that one ``(K_chunk, N)`` block has about 2²¹ entries
+    (16 MB in float64): bounds the memory of Ewald sums for any K."""
+    return max(1, 2097152 // max(1, n_atoms))
+
+
 def _ewald_chunk(
     positions: torch.Tensor,
     charges: torch.Tensor,

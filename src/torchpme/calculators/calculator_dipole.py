@@ -5,11 +5,10 @@ from typing import List, Optional
 import torch
 
 from .._core import kspace
-from .._core.pairs import dipole_pair_sum, ewald_dipole_sum
+from .._core.pairs import chunk_size, dipole_pair_sum, ewald_dipole_sum
 from .._core.validation import check_positive, message
 from .._utils import _validate_parameters
 from ..potentials import PotentialDipole
-from .ewald import _CHUNK_ELEMENTS
 
 __all__ = ["CalculatorDipole"]
 
@@ -88,7 +87,7 @@ class CalculatorDipole(torch.nn.Module):
             cell, kspace.ewald_size(lengths, lr_wavelength)
         )
         kernel = self.potential.lr_from_k_sq(torch.sum(kvectors * kvectors, dim=-1))
-        chunk = max(1, _CHUNK_ELEMENTS // max(1, positions.shape[0]))
+        chunk = chunk_size(positions.shape[0])
         volume = torch.abs(torch.linalg.det(cell))
         potential = ewald_dipole_sum(positions, dipoles, kvectors, kernel, chunk)
         potential = potential / volume - dipoles * self.potential.self_contribution()

@@ -5,15 +5,12 @@ from typing import List, Optional
 import torch
 
 from .._core import kspace
-from .._core.pairs import ewald_sum
+from .._core.pairs import chunk_size, ewald_sum
 from .._core.validation import check_positive, message
 from ..potentials import Potential
 from .calculator import Calculator
 
 __all__ = ["EwaldCalculator", "check_range_separated"]
-
-# elements of one (K_chunk, N) intermediate: bounds the forward pass's memory
-_CHUNK_ELEMENTS = 1 << 21
 
 
 def check_range_separated(potential: Potential) -> None:
@@ -77,7 +74,7 @@ class EwaldCalculator(Calculator):
                 cell, kspace.ewald_size(lengths, self.lr_wavelength)
             )
         kernel = self.potential.lr_from_k_sq(torch.sum(kvectors * kvectors, dim=-1))
-        chunk = max(1, _CHUNK_ELEMENTS // max(1, positions.shape[0]))
+        chunk = chunk_size(positions.shape[0])
         volume = torch.abs(torch.linalg.det(cell))
         potential = ewald_sum(positions, charges, kvectors, kernel, chunk) / volume
         return self._finish_kspace(

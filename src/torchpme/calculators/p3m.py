@@ -1,5 +1,7 @@
 """``P3MCalculator``: PME with B-spline assignment and an influence function."""
 
+from typing import List, Optional
+
 import torch
 
 from ..lib.kspace_filter import KSpaceFilter, P3MKSpaceFilter
@@ -23,6 +25,7 @@ class P3MCalculator(PMECalculator):
         mesh_spacing: target mesh spacing ``h`` (> 0).
         interpolation_nodes: B-spline order, 1–5.
         full_neighbor_list: whether the neighbour list is full.
+        fixed_mesh: mesh points per lattice vector (see :class:`PMECalculator`).
         cartesian_influence: reproduce torch-pme 0.5's influence function, exact for
             orthorhombic cells only (see :class:`~torchpme.lib.P3MKSpaceFilter`);
             the default is exact for any cell and agrees with it for orthorhombic
@@ -41,6 +44,8 @@ class P3MCalculator(PMECalculator):
         mesh_spacing: float,
         interpolation_nodes: int = 4,
         full_neighbor_list: bool = False,
+        *,
+        fixed_mesh: Optional[List[int]] = None,
         cartesian_influence: bool = False,
     ):
         self.cartesian_influence: bool = cartesian_influence
@@ -49,6 +54,7 @@ class P3MCalculator(PMECalculator):
             mesh_spacing=mesh_spacing,
             interpolation_nodes=interpolation_nodes,
             full_neighbor_list=full_neighbor_list,
+            fixed_mesh=fixed_mesh,
         )
 
     def _make_filter(self, cell: torch.Tensor, ns_mesh: torch.Tensor) -> KSpaceFilter:

@@ -6,7 +6,7 @@ import torch
 
 from .._core import kspace
 from .._core import mesh as core_mesh
-from .._core.validation import check_positive
+from .._core.validation import check_positive, message
 from ..lib.kspace_filter import KSpaceFilter
 from ..lib.mesh_interpolator import MeshInterpolator
 from ..potentials import Potential
@@ -30,6 +30,10 @@ class PMECalculator(Calculator):
         mesh_spacing: target mesh spacing ``h`` (> 0).
         interpolation_nodes: nodes per axis, 3–7.
         full_neighbor_list: whether the neighbour list is full.
+        fixed_mesh: mesh points per lattice vector, used instead of the size derived
+            from ``mesh_spacing``. With a fixed mesh ``forward`` reads no tensor
+            data on the host, as ``torch.compile(fullgraph=True)`` and CUDA graphs
+            need (for Ewald, pass ``kvectors`` to ``forward`` instead).
 
     The attributes ``kspace_filter`` and ``mesh_interpolator`` are kept for
     compatibility; :meth:`forward` does not change them (nor any other state).
@@ -46,12 +50,24 @@ class PMECalculator(Calculator):
         mesh_spacing: float,
         interpolation_nodes: int = 4,
         full_neighbor_list: bool = False,
+        *,
+        fixed_mesh: Optional[List[int]] = None,
     ):
         super().__init__(potential=potential, full_neighbor_list=full_neighbor_list)
         check_range_separated(potential)
         check_positive("mesh_spacing", mesh_spacing)
         self.mesh_spacing: float = mesh_spacing
         self.interpolation_nodes: int = interpolation_nodes
+        if fixed_mesh is not None and (
+            len(fixed_mesh) != 3 or min(int(n) for n in fixed_mesh) < 1
+        ):
+            raise ValueError(
+                message("fixed_mesh", "three positive mesh sizes", f"{fixed_mesh}")
+            )
+        # [0, 0, 0] means "derive from mesh_spacing" (TorchScript needs a typed list)
+        self.fixed_mesh: List[int] = (
+            [0, 0, 0] if fixed_mesh is None else [int(n) for n in fixed_mesh]
+        )
         # placeholders in the dtype/device of the potential's buffers
         reference = potential.prefactor
         cell = torch.eye(3, dtype=reference.dtype, device=reference.device)
@@ -65,6 +81,14 @@ class PMECalculator(Calculator):
         return KSpaceFilter(
             cell, ns_mesh, self.potential, fft_norm="backward", ifft_norm="forward"
         )
+
+    def _mesh_size(self, cell: torch.Tensor) -> List[int]:
+        """The fixed mesh if one was given, else the size for ``mesh_spacing``
+        (which reads the cell: a host synchronisation on accelerators)."""
+        if self.fixed_mesh[0] > 0:
+            return self.fixed_mesh
+        lengths: List[float] = torch.linalg.norm(cell.detach(), dim=1).tolist()
+        return kspace.mesh_size(lengths, self.mesh_spacing)
 
     def _compute_kspace(
         self,
@@ -80,8 +104,7 @@ class PMECalculator(Calculator):
                 "mesh calculators do not take `node_mask` or `kvectors` (padded "
                 "batches): call them once per system"
             )
-        lengths: List[float] = torch.linalg.norm(cell.detach(), dim=1).tolist()
-        ns = kspace.mesh_size(lengths, self.mesh_spacing)
+        ns = self._mesh_size(cell)
         inverse_cell = torch.linalg.inv_ex(cell)[0]
         indices, weights = core_mesh.interpolation_plan(
             positions, inverse_cell, ns, self.mesh_interpolator._coefficients

@@ -1,0 +1,138 @@
+"""Deployment: TorchScript (script, save, load) and torch.compile(fullgraph=True) of
+every calculator give the eager values and gradients."""
+
+import io
+
+import pytest
+import torch
+from reference import to_torch, torch_neighbors
+
+from torchpme import (
+    Calculator,
+    CalculatorDipole,
+    CombinedPotential,
+    CoulombPotential,
+    EwaldCalculator,
+    InversePowerLawPotential,
+    P3MCalculator,
+    PMECalculator,
+    PotentialDipole,
+    SplinePotential,
+)
+from torchpme.lib import generate_kvectors_for_ewald
+
+DTYPE = torch.float64
+
+
+def system():
+    cell = [[4.0, 0.2, 0.1], [0.5, 3.6, 0.3], [-0.4, 0.6, 4.4]]
+    positions = [[0.1, 0.2, 0.3], [2.6, 2.4, 2.1], [1.2, 3.1, 0.7], [3.1, 0.8, 3.3]]
+    charges = [[1.0, 0.5], [-1.0, 0.2], [0.7, -0.3], [-0.7, 0.1]]
+    return to_torch(positions, charges, cell)
+
+
+def spline_potential():
+    r = torch.linspace(0.5, 8.0, 40, dtype=DTYPE)
+    return SplinePotential(r_grid=r, y_grid=torch.erf(r) / r, smearing=1.0)
+
+
+def combined_potential():
+    parts = [
+        CoulombPotential(smearing=1.0),
+        InversePowerLawPotential(exponent=3, smearing=1.0),
+    ]
+    return CombinedPotential(
+        parts, initial_weights=torch.tensor([1.0, 0.3], dtype=DTYPE), smearing=1.0
+    )
+
+
+CALCULATORS = {
+    "direct": lambda: Calculator(CoulombPotential()),
+    "ewald-coulomb": lambda: EwaldCalculator(CoulombPotential(smearing=1.0), 0.8),
+    "ewald-power": lambda: EwaldCalculator(
+        InversePowerLawPotential(exponent=2, smearing=1.0), 0.8
+    ),
+    "ewald-combined": lambda: EwaldCalculator(combined_potential(), 0.8),
+    "pme-spline": lambda: PMECalculator(spline_potential(), mesh_spacing=0.7),
+    "pme-coulomb": lambda: PMECalculator(CoulombPotential(smearing=1.0), 0.7),
+    "p3m-power": lambda: P3MCalculator(
+        InversePowerLawPotential(exponent=1, smearing=1.0), 0.7, 3
+    ),
+}
+
+
+def evaluate(calculator, positions, charges, cell):
+    positions = positions.clone().requires_grad_(True)
+    cell = cell.clone().requires_grad_(True)
+    indices, distances = torch_neighbors(positions, cell, 3.0)
+    potentials = calculator(charges, cell, positions, indices, distances)
+    energy = (charges * potentials).sum()
+    grads = torch.autograd.grad(energy, (positions, cell))
+    return potentials.detach(), grads
+
+
+@pytest.mark.parametrize("name", list(CALCULATORS))
+def test_torchscript_script_save_load(name):
+    positions, charges, cell = system()
+    calculator = CALCULATORS[name]()
+    scripted = torch.jit.script(calculator)
+    buffer = io.BytesIO()
+    torch.jit.save(scripted, buffer)
+    buffer.seek(0)
+    loaded = torch.jit.load(buffer)
+    eager = evaluate(calculator, positions, charges, cell)
+    for module in (scripted, loaded):
+        result = evaluate(module, positions, charges, cell)
+        torch.testing.assert_close(result[0], eager[0], atol=1e-13, rtol=1e-12)
+        for a, b in zip(result[1], eager[1], strict=True):
+            torch.testing.assert_close(a, b, atol=1e-12, rtol=1e-11)
+
+
+def test_torchscript_dipole_calculator():
+    positions, _, cell = system()
+    dipoles = torch.tensor(
+        [[0.1, 0.2, 0.3], [-0.2, 0.1, 0.0], [0.0, 0.3, -0.1], [0.2, -0.1, 0.1]],
+        dtype=DTYPE,
+    )
+    calculator = CalculatorDipole(PotentialDipole(smearing=1.0), lr_wavelength=0.8)
+    scripted = torch.jit.script(calculator)
+    indices = torch.tensor([[0, 1], [2, 3]])
+    vectors = positions[indices[:, 1]] - positions[indices[:, 0]]
+    expected = calculator(dipoles, cell, positions, indices, vectors)
+    result = scripted(dipoles, cell, positions, indices, vectors)
+    torch.testing.assert_close(result, expected, atol=1e-13, rtol=1e-12)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["ewald", "pme", "p3m"])
+def test_compile_fullgraph_forward_backward(method):
+    """Fixed shapes (k-vectors given to Ewald, a fixed mesh for PME/P3M): the energy
+    compiles as one graph, and its compiled backward gives the forces."""
+    positions, charges, cell = system()
+    potential = CoulombPotential(smearing=1.0)
+    indices, _ = torch_neighbors(positions, cell, 3.0)
+    if method == "ewald":
+        calculator = EwaldCalculator(potential, lr_wavelength=0.8)
+        kvectors = generate_kvectors_for_ewald(cell, torch.tensor([6, 6, 6]))
+    else:
+        build = PMECalculator if method == "pme" else P3MCalculator
+        calculator = build(potential, 0.7, 4, fixed_mesh=[16, 16, 16])
+        kvectors = None
+
+    def energy(pos, distances):
+        potentials = calculator(
+            charges, cell, pos, indices, distances, kvectors=kvectors
+        )
+        return (charges * potentials).sum()
+
+    def run(function):
+        pos = positions.clone().requires_grad_(True)
+        _, dist = torch_neighbors(pos, cell, 3.0)
+        value = function(pos, dist)
+        return value, -torch.autograd.grad(value, pos)[0]
+
+    compiled = torch.compile(energy, fullgraph=True)
+    eager = run(energy)
+    result = run(compiled)
+    torch.testing.assert_close(result[0], eager[0], atol=1e-12, rtol=1e-12)
+    torch.testing.assert_close(result[1], eager[1], atol=1e-11, rtol=1e-11)
