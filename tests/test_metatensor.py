@@ -291,19 +291,9 @@ def _script_and_compare(name):
     )
 
 
-@pytest.mark.parametrize("name", ["pme", "p3m"])
+@pytest.mark.parametrize("name", ["ewald", "pme", "p3m"])
 def test_torchscript(name):
     _script_and_compare(name)
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="EwaldCalculator._compute_kspace reads the module global "
-    "_CHUNK_ELEMENTS, which TorchScript rejects (reported to the calculators' "
-    "owner); remove this mark when it scripts",
-)
-def test_torchscript_ewald():
-    _script_and_compare("ewald")
 
 
 def test_missing_extra_gives_an_install_hint(monkeypatch):

@@ -24,6 +24,7 @@ get shifts; on the others the cell row is not used (it may be zero).
 """
 
 import math
+import warnings
 from typing import List, Optional, Tuple
 
 import numpy as np
@@ -48,6 +49,8 @@ __all__ = [
 
 # pair candidates examined at once by the brute force (bounds its memory)
 _BRUTE_FORCE_CHUNK = 1 << 22
+# above this many atoms "auto" without vesin warns that the search is O(N²)
+_BRUTE_FORCE_WARN = 3000
 
 
 def has_vesin() -> bool:
@@ -231,6 +234,12 @@ def neighbor_pairs(
     if use_vesin:
         indices, shifts = _vesin_pairs(positions, cell, cutoff, flags, full_list)
     else:
+        if backend == "auto" and positions.shape[0] > _BRUTE_FORCE_WARN:
+            warnings.warn(
+                f"building a neighbour list of {positions.shape[0]} atoms by brute "
+                "force (O(N²)); `pip install vesin` makes it O(N)",
+                stacklevel=2,
+            )
         indices, shifts = _brute_force_pairs(positions, cell, cutoff, flags, full_list)
     return indices.to(positions.device), shifts.to(positions.device)
 

@@ -11,7 +11,7 @@ from .._core.validation import message
 
 __all__ = ["Calculator"]
 
-_SAMPLE_NAMES = [
+sample_names = [
     "first_atom",
     "second_atom",
     "cell_shift_a",
@@ -58,6 +58,13 @@ class Calculator(torch.nn.Module):
     def _validate_compute_parameters(system: System, neighbors: TensorBlock) -> None:
         """Check the neighbour block and the charge data of ``system``."""
         positions = system.positions
+        sample_names = [
+            "first_atom",
+            "second_atom",
+            "cell_shift_a",
+            "cell_shift_b",
+            "cell_shift_c",
+        ]
         if neighbors.values.dtype != positions.dtype:
             raise ValueError(
                 message(
@@ -74,11 +81,11 @@ class Calculator(torch.nn.Module):
                     f"{neighbors.values.device}",
                 )
             )
-        if neighbors.samples.names != _SAMPLE_NAMES:
+        if neighbors.samples.names != sample_names:
             raise ValueError(
                 message(
                     "neighbors",
-                    f"sample names {_SAMPLE_NAMES}",
+                    f"sample names {sample_names}",
                     f"{neighbors.samples.names}",
                 )
             )
@@ -150,7 +157,7 @@ class Calculator(torch.nn.Module):
                         "system",
                         "periodic along all three axes for a reciprocal-space "
                         "calculator",
-                        f"pbc {system.pbc.tolist()}",
+                        f"pbc {system.pbc}",
                     )
                 )
         charges = system.get_data("charge").block().values
