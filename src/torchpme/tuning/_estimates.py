@@ -1,0 +1,469 @@
+"""RMS force errors of Ewald, PME and P3M for uncorrelated charges (NumPy, float64).
+
+These are the estimates the tuners select with. They follow the random-charge
+argument of Kolafa & Perram (1992), doi:10.1080/08927029208049126, and the
+error functional of Hockney & Eastwood / Deserno & Holm (1998),
+doi:10.1063/1.477414, worked out for the pipelines as implemented here:
+forces are the exact gradient of the computed energy (autograd), the mesh
+weights are the piecewise polynomials of :mod:`torchpme._core.weights`
+(Lagrange for PME, B-splines for P3M), the P3M filter is ``G/U²`` without
+aliasing sums, and the Ewald k-set is the box of
+:func:`torchpme._core.kspace.ewald_size`.
+
+**Setting.** The exact long-range pair potential is
+``Φ(r, r') = (1/V) Σ_K G(K) e^{iK·(r−r')}`` with ``G(K) = 4π e^{−σ²K²/2}/K²``
+over the reciprocal lattice. A method replaces it by ``Φ̃``; the force on atom
+``i`` is ``−q_i Σ_j q_j ∇₁Φ̃(r_i, r_j)``. For charges at independent uniformly
+random positions the mean squared force error per atom is
+
+.. math::
+
+    ΔF² = \\frac{(Q_2)^2 − Q_4}{N} E_\\text{pair} + \\frac{Q_4}{N} E_\\text{self},
+    \\qquad Q_2 = Σ q_i^2,\\; Q_4 = Σ q_i^4,
+
+with ``E_pair = ⟨|∇₁(Φ̃ − Φ)|²⟩`` over both positions and ``E_self`` the mean
+squared self-force ``|∇₁Φ̃(r, r)|²`` (zero for Ewald, not for meshes: an atom
+feels its own charge through the mesh).
+
+**Ewald** (k-set ``𝒦``): ``E_pair = (1/V²) Σ_{K∉𝒦} K² G(K)²``.
+
+**Mesh** (``n_d`` points along ``a_d``, separable weight ``w``, filter ``G̃`` on
+the mesh frequencies ``θ_d = 2π m_d / n_d``). With ``ŵ(θ) = ∫ w(t) e^{−iθt} dt``,
+``ŵ'`` the transform of the piecewise derivative ``w'`` (what autograd
+differentiates), ``Ŵ = Π_d ŵ(θ_d)``, ``D̂ = Σ_d (n_d b_d / 2π) ŵ'(θ_d)
+Π_{e≠d} ŵ(θ_e)``, and ``X_M`` the value at the alias ``θ + 2πM``:
+
+.. math::
+
+    V^2 E_\\text{pair} = Σ_θ \\Big[ G̃^2 Σ_M |D̂_M|^2 Σ_M |Ŵ_M|^2
+        − 2 G̃ Σ_M G(k_M) \\,\\mathrm{Re}(−i\\, k_M·D̂_M Ŵ_M^*)
+        + Σ_M k_M^2 G(k_M)^2 \\Big],
+
+    V^2 E_\\text{self} = Σ_{P≠0} \\Big| Σ_θ G̃(θ) Σ_M D̂_M Ŵ_{M−P}^* \\Big|^2 .
+
+The alias sums of ``|ŵ|²``, ``|ŵ'|²``, ``ŵ'ŵ*`` (and their shifted versions)
+are finite cosine series by Poisson summation, with the correlations
+``∫ f(s + j) g(s) e^{−2πiPs} ds`` of the weight polynomials as coefficients;
+every other sum runs over the k-vectors where ``G`` or ``G̃`` is not negligible.
+Checked against measured RMS force errors of the calculators (see
+``tests/test_tuning_accuracy.py``): measured / estimated is 0.7–1.1 for random
+ionic systems, lower for crystals.
+"""
+
+import functools
+import math
+from typing import Dict, List, Tuple
+
+import numpy as np
+import torch
+
+from .._core.validation import check_positive, message
+from .._core.weights import bspline_coefficients, lagrange_coefficients
+from .tuner import TuningErrorBounds
+
+__all__ = [
+    "ErrorEstimate",
+    "ewald_pair_error",
+    "force_error",
+    "mesh_errors",
+    "realspace_error",
+]
+
+# exp(-_LOG_CUT) is the relative size of the kernel values that are dropped
+_LOG_CUT = 20.0
+# largest box of k-vectors evaluated per estimate; larger cells are replaced by a
+# smaller cell with the same mesh spacings (the estimates are intensive)
+_BOX_BUDGET = 60_000
+# the smaller cell keeps at least this many smearings per lattice vector
+_MIN_LENGTH_IN_SMEARINGS = 10.0
+# self-force harmonics |P_d| <= _P_MAX
+_P_MAX = 2
+
+_HARMONICS = list(range(-_P_MAX, _P_MAX + 1))
+
+_GL_NODES, _GL_WEIGHTS = np.polynomial.legendre.leggauss(24)
+
+
+def _contract(grid: np.ndarray, x: np.ndarray, y: np.ndarray, z: np.ndarray):
+    """``Σ_ijk grid[i,j,k] x[h,i] y[h',j] z[h'',k]`` for a real ``grid`` and
+    ``(H, n)`` factors, one axis at a time; returns ``(Hx, Hy, Hz)``."""
+    z = np.atleast_2d(z)
+    if np.iscomplexobj(z):
+        out = grid @ z.real.T + 1j * (grid @ z.imag.T)  # (I, J, Hz)
+    else:
+        out = grid @ z.T
+    out = np.einsum("ijc,bj->ibc", out, np.atleast_2d(y))
+    return np.einsum("ibc,ai->abc", out, np.atleast_2d(x))
+
+
+class _Weight:
+    """The 1-D weight ``w(t)`` of a node at distance ``t`` (mesh units) from an atom.
+
+    Built from the per-node polynomials ``w_j(x)`` of :mod:`torchpme._core.weights`
+    (``x`` the offset from the reference point, ``|x| ≤ 1/2``, node ``j`` at offset
+    ``o_j = j − (n−1)/2``): ``w(t) = w_j(t + o_j)`` on ``[−o_j − 1/2, −o_j + 1/2]``.
+    """
+
+    def __init__(self, method: str, n: int):
+        table = lagrange_coefficients(n) if method == "Lagrange" else None
+        if table is None:
+            table = bspline_coefficients(n)
+        self.n = n
+        self.pieces = []
+        for j, row in enumerate(table):
+            offset = (2 * j - (n - 1)) / 2.0
+            poly = np.polynomial.Polynomial([float(c) for c in row])
+            shifted = poly(np.polynomial.Polynomial([offset, 1.0]))
+            self.pieces.append((-offset - 0.5, -offset + 0.5, shifted, shifted.deriv()))
+        lags = range(-n, n + 1)
+        self._shifted = {}
+        for p in range(-_P_MAX, _P_MAX + 1):
+            for derivative in (False, True):
+                self._shifted[(p, derivative)] = np.array(
+                    [self._correlation(derivative, False, j, p) for j in lags]
+                )
+        self._bb = np.array([self._correlation(True, True, j, 0) for j in lags])
+        self._lags = np.arange(-n, n + 1)
+
+    def _value(self, t: np.ndarray, derivative: bool) -> np.ndarray:
+        out = np.zeros_like(t)
+        for start, stop, poly, deriv in self.pieces:
+            inside = (t >= start) & (t < stop)
+            out[inside] = (deriv if derivative else poly)(t[inside])
+        return out
+
+    def _correlation(
+        self, f_der: bool, g_der: bool, lag: int, harmonic: int
+    ) -> complex:
+        """``∫ f(s + lag) g(s) e^{−2πi·harmonic·s} ds`` with f, g = w or w'."""
+        total = 0.0 + 0.0j
+        for start, stop, poly, deriv in self.pieces:
+            half = 0.5 * (stop - start)
+            s = half * _GL_NODES + 0.5 * (start + stop)
+            g = (deriv if g_der else poly)(s) * np.exp(-2j * math.pi * harmonic * s)
+            # s + lag stays inside one piece of f: pieces of f and g share boundaries
+            f = self._value(s + lag, f_der)
+            total += half * np.sum(_GL_WEIGHTS * f * g)
+        return total
+
+    def transform(self, theta: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        """``ŵ(θ)`` and ``ŵ'(θ)`` (transforms of ``w`` and of its piecewise derivative)."""
+        theta = np.asarray(theta, dtype=float)
+        w = np.zeros(theta.shape, dtype=complex)
+        dw = np.zeros(theta.shape, dtype=complex)
+        for start, stop, poly, deriv in self.pieces:
+            half = 0.5 * (stop - start)
+            t = half * _GL_NODES + 0.5 * (start + stop)
+            phase = np.exp(-1j * theta[..., None] * t) * (half * _GL_WEIGHTS)
+            w += phase @ poly(t)
+            dw += phase @ deriv(t)
+        return w, dw
+
+    def alias_sums(self, theta: np.ndarray, harmonic: int = 0):
+        """Alias sums at ``θ``: ``Σ_M ŵ_M ŵ_{M−P}^*``, ``Σ_M ŵ'_M ŵ_{M−P}^*`` and,
+        for ``P = 0``, ``Σ_M |ŵ'_M|²`` (``P`` = ``harmonic``)."""
+        phases = np.exp(-1j * np.outer(theta, self._lags))
+        ww = phases @ self._shifted[(harmonic, False)]
+        dw = phases @ self._shifted[(harmonic, True)]
+        dd = (phases @ self._bb).real if harmonic == 0 else None
+        return ww, dw, dd
+
+
+@functools.cache
+def _weight(method: str, n: int) -> _Weight:
+    return _Weight(method, n)
+
+
+# -- the Coulomb kernel ----------------------------------------------------------
+
+
+def _kernel(k_sq: np.ndarray, smearing: float) -> np.ndarray:
+    safe = np.where(k_sq > 0, k_sq, 1.0)
+    return np.where(
+        k_sq > 0, 4.0 * math.pi * np.exp(-0.5 * smearing**2 * safe) / safe, 0.0
+    )
+
+
+def _reciprocal(cell: np.ndarray) -> np.ndarray:
+    return 2.0 * math.pi * np.linalg.inv(cell).T
+
+
+def _box(reach: List[int]) -> np.ndarray:
+    """All integer triplets with ``|m_d| <= reach_d``, ``(M, 3)``."""
+    axes = [np.arange(-r, r + 1) for r in reach]
+    return np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3)
+
+
+# -- real space and Ewald --------------------------------------------------------
+
+
+def realspace_error(
+    sum_squared: float, n_atoms: int, volume: float, smearing: float, cutoff: float
+) -> float:
+    """Kolafa–Perram RMS real-space force error ``2Q²/√(N r_c V) e^{−r_c²/2σ²}``."""
+    prefactor = 2.0 * sum_squared / math.sqrt(n_atoms)
+    return (
+        prefactor
+        / math.sqrt(cutoff * volume)
+        * math.exp(-(cutoff**2) / (2.0 * smearing**2))
+    )
+
+
+def ewald_pair_error(cell: np.ndarray, smearing: float, ns: List[int]) -> float:
+    """``√E_pair`` of the Ewald k-set: the box of FFT frequencies of size ``ns``.
+
+    Args:
+        cell: ``(3, 3)`` cell, rows are lattice vectors.
+        smearing: Gaussian smearing ``σ``.
+        ns: the k-grid size per axis (:func:`torchpme._core.kspace.ewald_size`).
+    """
+    volume_true = abs(np.linalg.det(cell))
+    cell, ns = _shrink(np.asarray(cell, dtype=float), ns, smearing)
+    volume = abs(np.linalg.det(cell))
+    k_lim = math.sqrt(2.0 * _LOG_CUT) / smearing
+    lengths = np.linalg.norm(cell, axis=1)
+    reach = [math.ceil(k_lim * length / (2.0 * math.pi)) for length in lengths]
+    # frequencies of an FFT axis of length n: -(n // 2) ... (n - 1) // 2
+    if all(r <= (n - 1) // 2 for r, n in zip(reach, ns)):
+        return 0.0
+    m = _box(reach)
+    outside_box = np.zeros(len(m), dtype=bool)
+    for d in range(3):
+        outside_box |= (m[:, d] < -(ns[d] // 2)) | (m[:, d] > (ns[d] - 1) // 2)
+    k = m[outside_box] @ _reciprocal(cell)
+    k_sq = np.sum(k * k, axis=1)
+    total = float(np.sum(k_sq * _kernel(k_sq, smearing) ** 2))
+    return math.sqrt(total / (volume * volume_true))
+
+
+# -- meshes ---------------------------------------------------------------------
+
+
+def _filter_reach(
+    smearing: float, spacings: np.ndarray, n: int, p3m: bool, radius_bz: float
+) -> float:
+    """Radius beyond which the mesh filter is negligible (up to the zone radius).
+
+    PME's filter is ``G``; P3M's is ``G/U²`` with ``U² ≥ Π_d sinc(min(|k|h_d, π)/2π)^{2n}``.
+    """
+    radius = math.sqrt(2.0 * _LOG_CUT) / smearing
+    if not p3m or radius >= radius_bz:
+        return min(radius, radius_bz)
+    r = np.linspace(0.0, radius_bz, 2001)[1:]
+    kappa = np.minimum(np.outer(r, spacings), math.pi)
+    log_bound = -0.5 * (smearing * r) ** 2 - 2 * n * np.sum(
+        np.log(np.sinc(kappa / (2.0 * math.pi))), axis=1
+    )
+    large = np.nonzero(log_bound > -_LOG_CUT)[0]
+    if len(large) == 0:
+        return radius
+    return float(min(radius_bz, r[large[-1]] + r[0]))
+
+
+def _shrink(cell: np.ndarray, ns: List[int], smearing: float):
+    """Halve the longest lattice vector (and its mesh) while the k-box is too big."""
+    cell = cell.copy()
+    ns = list(ns)
+    while True:
+        lengths = np.linalg.norm(cell, axis=1)
+        reach = np.ceil(math.sqrt(2.0 * _LOG_CUT) / smearing * lengths / (2 * math.pi))
+        if np.prod(2 * reach + 1) <= _BOX_BUDGET:
+            return cell, ns
+        order = np.argsort(-lengths)
+        for d in order:
+            if ns[d] % 2 == 0 and lengths[d] / 2 >= _MIN_LENGTH_IN_SMEARINGS * smearing:
+                cell[d] = cell[d] / 2
+                ns[d] = ns[d] // 2
+                break
+        else:
+            return cell, ns
+
+
+def mesh_errors(
+    cell: np.ndarray, smearing: float, ns: List[int], method: str, n: int
+) -> Tuple[float, float]:
+    """``(√E_pair, √E_self)`` of PME (``method="Lagrange"``) or P3M (``"P3M"``).
+
+    Args:
+        cell: ``(3, 3)`` cell, rows are lattice vectors.
+        smearing: Gaussian smearing ``σ``.
+        ns: mesh points along each lattice vector.
+        method: ``"Lagrange"`` (PME, filter ``G``) or ``"P3M"`` (B-splines,
+            filter ``G/U²`` with ``U`` taken along the lattice vectors).
+        n: interpolation nodes (order) per axis.
+    """
+    volume_true = abs(np.linalg.det(cell))
+    cell, ns = _shrink(np.asarray(cell, dtype=float), ns, smearing)
+    volume = abs(np.linalg.det(cell))
+    weight = _weight(method, n)
+    p3m = method == "P3M"
+    b = _reciprocal(cell)
+    lengths = np.linalg.norm(cell, axis=1)
+    nb = np.array([ns[d] * b[d] / (2.0 * math.pi) for d in range(3)])
+    spacings = lengths / np.array(ns)
+
+    # zone of mesh frequencies: -(n_d // 2) ... (n_d - 1) // 2
+    low = [-(size // 2) for size in ns]
+    high = [(size - 1) // 2 for size in ns]
+    radius_bz = float(np.sum(np.array(ns) / 2.0 * np.linalg.norm(b, axis=1)))
+    r_filter = _filter_reach(smearing, spacings, n, p3m, radius_bz)
+    zone_reach = [
+        min(math.ceil(r_filter * lengths[d] / (2 * math.pi)), max(-low[d], high[d]))
+        for d in range(3)
+    ]
+    # filter on the zone box (dense), zero outside r_filter
+    axes = [
+        np.arange(max(low[d], -zone_reach[d]), min(high[d], zone_reach[d]) + 1)
+        for d in range(3)
+    ]
+    grid = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1)
+    k = grid @ b
+    k_sq = np.sum(k * k, axis=-1)
+    g_tilde = _kernel(k_sq, smearing)
+    thetas = [2.0 * math.pi * axes[d] / ns[d] for d in range(3)]
+    if p3m:
+        u = [np.sinc(t / (2.0 * math.pi)) ** (2 * n) for t in thetas]
+        g_tilde = g_tilde / (u[0][:, None, None] * u[1][None, :, None] * u[2])
+    g_tilde = np.where(k_sq < r_filter**2, g_tilde, 0.0)
+
+    # separable alias sums along each axis; Σ ŵ'ŵ* is imaginary (w' is odd), so
+    # the products of two of them in |D̂|² are real: C_d C_e^* = c_d c_e
+    ww, dw, dd = zip(*(weight.alias_sums(t) for t in thetas))
+    ww = [x.real for x in ww]
+    dw = [x.imag for x in dw]
+    metric = nb @ nb.T
+    g2 = g_tilde**2
+    separable = 0.0
+    for d in range(3):
+        for e in range(3):
+            factors = []
+            for f in range(3):
+                if d == e == f:
+                    factors.append(dd[f] * ww[f])
+                elif f in (d, e) and d != e:
+                    factors.append(dw[f] * ww[f])
+                else:
+                    factors.append(ww[f] * ww[f])
+            separable += metric[d, e] * float(_contract(g2, *factors)[0, 0, 0])
+
+    # terms with the exact kernel: every reciprocal-lattice vector within k_lim
+    k_lim = math.sqrt(2.0 * _LOG_CUT) / smearing
+    reach = [math.ceil(k_lim * lengths[d] / (2 * math.pi)) for d in range(3)]
+    m = _box(reach)
+    kk = m @ b
+    kk_sq = np.sum(kk * kk, axis=1)
+    keep = (kk_sq < k_lim**2) & (kk_sq > 0)
+    m, kk, kk_sq = m[keep], kk[keep], kk_sq[keep]
+    g_exact = _kernel(kk_sq, smearing)
+    exact = float(np.sum(kk_sq * g_exact**2))
+    transforms = [
+        weight.transform(2.0 * math.pi * np.arange(-reach[d], reach[d] + 1) / ns[d])
+        for d in range(3)
+    ]
+    w_at = [transforms[d][0][m[:, d] + reach[d]] for d in range(3)]
+    dw_at = [transforms[d][1][m[:, d] + reach[d]] for d in range(3)]
+    big_w = w_at[0] * w_at[1] * w_at[2]
+    k_dot_d = 0.0
+    for d in range(3):
+        others = w_at[(d + 1) % 3] * w_at[(d + 2) % 3]
+        k_dot_d = k_dot_d + (kk @ nb[d]) * dw_at[d] * others
+    reduced = [
+        (m[:, d] - low[d]) % ns[d] + low[d] for d in range(3)
+    ]  # zone representative
+    g_at = np.zeros(len(m))
+    inside = np.ones(len(m), dtype=bool)
+    for d in range(3):
+        inside &= (reduced[d] >= axes[d][0]) & (reduced[d] <= axes[d][-1])
+    g_at[inside] = g_tilde[
+        reduced[0][inside] - axes[0][0],
+        reduced[1][inside] - axes[1][0],
+        reduced[2][inside] - axes[2][0],
+    ]
+    cross = float(np.sum(g_at * g_exact * (-1j * k_dot_d * np.conj(big_w)).real))
+    pair = max(separable - 2.0 * cross + exact, 0.0) / volume**2
+
+    # self force: harmonics P != 0 of the mesh-periodic force on an atom by itself
+    plain, derived = [], []
+    for d in range(3):
+        tables = [weight.alias_sums(thetas[d], p) for p in _HARMONICS]
+        plain.append(np.stack([t[0] for t in tables]))
+        derived.append(np.stack([t[1] for t in tables]))
+    vector = 0.0
+    for d in range(3):
+        factors = [derived[f] if f == d else plain[f] for f in range(3)]
+        vector = vector + _contract(g_tilde, *factors)[..., None] * nb[d]
+    centre = len(_HARMONICS) // 2
+    vector[centre, centre, centre] = 0.0
+    self_sq = float(np.sum(np.abs(vector) ** 2))
+    self_term = self_sq / volume**2
+    return math.sqrt(pair * volume / volume_true), math.sqrt(self_term)
+
+
+def force_error(
+    pair: float, self_term: float, sum_squared: float, sum_fourth: float, n: int
+) -> float:
+    """Combine ``√E_pair`` and ``√E_self`` into the RMS force error per atom."""
+    pair_weight = max(sum_squared**2 - sum_fourth, 0.0) / n
+    return math.sqrt(pair_weight * pair**2 + sum_fourth / n * self_term**2)
+
+
+# -- torch front end --------------------------------------------------------------
+
+
+class ErrorEstimate(TuningErrorBounds):
+    """Base of the estimate modules: the RMS force error of the full calculation.
+
+    ``√(ΔF_real² + ΔF_k²)`` with the Kolafa–Perram real-space error and the
+    k-space error of this module, times ``safety``. Subclasses implement
+    :meth:`_kspace_terms` and :meth:`error` with the positional order of their
+    compatible error-bound class.
+
+    Args:
+        charges: ``(N, C)`` charges.
+        cell: ``(3, 3)`` cell, rows are lattice vectors.
+        positions: ``(N, 3)`` positions.
+        safety: factor applied to the estimate (1: the plain prediction).
+    """
+
+    def __init__(
+        self,
+        charges: torch.Tensor,
+        cell: torch.Tensor,
+        positions: torch.Tensor,
+        safety: float = 1.0,
+    ):
+        super().__init__(charges, cell, positions)
+        if not (safety > 0.0 and math.isfinite(safety)):
+            raise ValueError(message("safety", "a finite number > 0", f"{safety}"))
+        self.safety = float(safety)
+        squares = charges.detach().to(torch.float64) ** 2
+        self._sum_squared = float(squares.sum())
+        self._sum_fourth = float((squares**2).sum())
+        self._n_atoms = int(positions.shape[0])
+        self._cell_array = cell.detach().to("cpu", torch.float64).numpy().copy()
+        self._volume = abs(float(np.linalg.det(self._cell_array)))
+        self._lengths = [float(x) for x in np.linalg.norm(self._cell_array, axis=1)]
+        self._memo: Dict[tuple, Tuple[float, float]] = {}
+
+    def _kspace(self, smearing: float, key: tuple) -> float:
+        memo_key = (smearing, *key)
+        if memo_key not in self._memo:
+            self._memo[memo_key] = self._kspace_terms(smearing, key)
+        pair, self_term = self._memo[memo_key]
+        return force_error(
+            pair, self_term, self._sum_squared, self._sum_fourth, self._n_atoms
+        )
+
+    def _kspace_terms(self, smearing: float, key: tuple) -> Tuple[float, float]:
+        raise NotImplementedError
+
+    def _total(self, smearing, cutoff, key: tuple) -> torch.Tensor:
+        smearing = float(smearing)
+        cutoff = float(cutoff)
+        check_positive("smearing", smearing)
+        check_positive("cutoff", cutoff)
+        real = realspace_error(
+            self._sum_squared, self._n_atoms, self._volume, smearing, cutoff
+        )
+        total = self.safety * math.hypot(real, self._kspace(smearing, key))
+        return torch.tensor(total, dtype=self._charges.dtype)

@@ -1,0 +1,288 @@
+"""Tuning of :class:`~torchpme.PMECalculator`: error bounds and ``tune_pme``."""
+
+import math
+from itertools import product
+from typing import Any, Dict, List, Tuple
+
+import torch
+
+from .._core.kspace import mesh_size
+from .._core.validation import check_positive, message
+from ..calculators import PMECalculator
+from . import _estimates
+from .ewald import _as_tensor
+from .tuner import SAFETY, TuningErrorBounds, check_inputs, grid_search
+
+__all__ = ["PMEErrorBounds", "PMEErrorEstimate", "tune_pme"]
+
+# RMS over one mesh cell of the node polynomial ω_n(u) = Π_j (u − u_j) of n-point
+# Lagrange interpolation (nodes u_j at the integers around u), rounded to three
+# digits as torch-pme 0.5 uses them; index n - 1
+_RMS_NODE_POLYNOMIAL = [None, None, 0.246, 0.404, 0.950, 2.51, 8.42]
+
+
+def _check_nodes(interpolation_nodes, low: int, high: int) -> int:
+    nodes = int(interpolation_nodes)
+    if nodes != interpolation_nodes or not low <= nodes <= high:
+        raise ValueError(
+            message(
+                "interpolation_nodes",
+                f"an integer in {low} … {high}",
+                f"{interpolation_nodes}",
+            )
+        )
+    return nodes
+
+
+class PMEErrorBounds(TuningErrorBounds):
+    """torch-pme 0.5's error bound of particle-mesh Ewald (compatible numbers).
+
+    With ``n`` interpolation nodes, ``α = 1/(√2 σ)``, the per-axis spacing
+    ``H_d = L_d/(2L_d/h + 1)`` and ``H = (H_0 H_1 H_2)^{1/3}``:
+
+    .. math::
+
+        ΔF_k = \\frac{2Q^2}{\\sqrt{N}} \\frac{π^{1/4}}{V^{2/3}}
+               \\sqrt{\\frac{6α}{2n+1}} \\frac{(\\sqrt{2} H/σ)^n}{n!}
+               e^{n(\\ln(n/2) − 1)/2}\\, \\mathrm{RMS}_n,
+
+    with ``RMS_n`` the RMS of the Lagrange node polynomial (0.246, 0.404, 0.950,
+    2.51, 8.42 for n = 3 … 7), combined with the real-space term of
+    :class:`~torchpme.tuning.ewald.EwaldErrorBounds` as ``√(ΔF_real² + ΔF_k²)``.
+    Forces by automatic differentiation of the interpolation converge as
+    ``H^{n−1}``, not ``H^n``, so measured errors exceed this bound (by up to ~60×
+    on fine meshes); :func:`tune_pme` selects with :class:`PMEErrorEstimate`.
+
+    Args:
+        charges: ``(N, C)`` charges.
+        cell: ``(3, 3)`` cell, rows are lattice vectors.
+        positions: ``(N, 3)`` positions.
+
+    Example:
+        >>> charges = torch.tensor([[1.0], [-1.0]], dtype=torch.float64)
+        >>> positions = torch.tensor([[0.0, 0, 0], [0.4, 0.4, 0.4]], dtype=torch.float64)
+        >>> bounds = PMEErrorBounds(charges, torch.eye(3, dtype=torch.float64), positions)
+        >>> round(float(bounds.error(4.4, 1.0, 0.5, 3)), 4)
+        0.0011
+    """
+
+    def __init__(
+        self, charges: torch.Tensor, cell: torch.Tensor, positions: torch.Tensor
+    ):
+        super().__init__(charges, cell, positions)
+        sum_squared = torch.sum(charges**2)
+        self.register_buffer("volume", torch.abs(torch.linalg.det(cell)))
+        self.register_buffer("sum_squared_charges", sum_squared)
+        self.register_buffer(
+            "prefac", 2.0 * sum_squared / math.sqrt(positions.shape[0])
+        )
+        self.register_buffer("cell_dimensions", torch.linalg.norm(cell, dim=1))
+
+    def err_kspace(
+        self,
+        smearing: torch.Tensor,
+        mesh_spacing: torch.Tensor,
+        interpolation_nodes: torch.Tensor,
+    ) -> torch.Tensor:
+        """The reciprocal-space term ``ΔF_k`` (``interpolation_nodes`` in 3 … 7)."""
+        nodes = _check_nodes(interpolation_nodes, 3, 7)
+        n = _as_tensor(float(nodes), self.prefac)
+        spacings = self.cell_dimensions / (
+            2.0 * self.cell_dimensions / mesh_spacing + 1
+        )
+        h = torch.prod(spacings) ** (1.0 / 3.0)
+        alpha = 1.0 / 2.0**0.5 / smearing
+        factorial = torch.exp(torch.lgamma(n + 1))
+        return (
+            self.prefac
+            * math.pi**0.25
+            * torch.sqrt(6.0 * alpha / (2.0 * n + 1.0))
+            / self.volume ** (2.0 / 3.0)
+            * (2.0**0.5 * h / smearing) ** n
+            / factorial
+            * torch.exp(n * (torch.log(n / 2.0) - 1.0) / 2.0)
+            * _RMS_NODE_POLYNOMIAL[nodes - 1]
+        )
+
+    def err_rspace(self, smearing: torch.Tensor, cutoff: torch.Tensor) -> torch.Tensor:
+        """The real-space term ``ΔF_real``."""
+        return (
+            self.prefac
+            / torch.sqrt(cutoff * self.volume)
+            * torch.exp(-(cutoff**2) / (2.0 * smearing**2))
+        )
+
+    def error(
+        self,
+        cutoff: float,
+        smearing: float,
+        mesh_spacing: float,
+        interpolation_nodes: float,
+    ) -> torch.Tensor:
+        """``√(ΔF_real² + ΔF_k²)``, a 0-dim tensor in the dtype of the charges.
+
+        Args:
+            cutoff: real-space cutoff ``r_c``.
+            smearing: Gaussian smearing ``σ``.
+            mesh_spacing: ``h`` of :class:`~torchpme.PMECalculator`.
+            interpolation_nodes: ``n``, 3 … 7.
+        """
+        cutoff = _as_tensor(cutoff, self.prefac)
+        smearing = _as_tensor(smearing, self.prefac)
+        mesh_spacing = _as_tensor(mesh_spacing, self.prefac)
+        return torch.sqrt(
+            self.err_rspace(smearing, cutoff) ** 2
+            + self.err_kspace(smearing, mesh_spacing, interpolation_nodes) ** 2
+        )
+
+
+class PMEErrorEstimate(_estimates.ErrorEstimate):
+    """RMS force error of :class:`~torchpme.PMECalculator`, as the tuner uses it.
+
+    The error of the pipeline as implemented (Lagrange interpolation on the mesh
+    of :func:`~torchpme.lib.get_ns_mesh`, filter ``G(k)``, forces by automatic
+    differentiation, including the mesh self-force) for charges at uncorrelated
+    positions, from the Hockney–Eastwood error functional worked out in
+    :mod:`torchpme.tuning._estimates`; plus the Kolafa–Perram real-space term.
+    Returns ``safety · √(ΔF_real² + ΔF_k²)``.
+
+    Reference: Deserno & Holm, J. Chem. Phys. 109, 7678 (1998),
+    doi:10.1063/1.477414; Kolafa & Perram, Mol. Simul. 9, 351 (1992),
+    doi:10.1080/08927029208049126.
+
+    Args:
+        charges, cell, positions: the system.
+        safety: factor applied to the estimate.
+    """
+
+    def _kspace_terms(self, smearing: float, key: tuple) -> Tuple[float, float]:
+        ns, nodes = list(key[:3]), key[3]
+        return _estimates.mesh_errors(self._cell_array, smearing, ns, "Lagrange", nodes)
+
+    def error(
+        self,
+        cutoff: float,
+        smearing: float,
+        mesh_spacing: float,
+        interpolation_nodes: float,
+    ) -> torch.Tensor:
+        """The estimated RMS force error (times ``safety``), a 0-dim tensor.
+
+        Args:
+            cutoff: real-space cutoff ``r_c``.
+            smearing: Gaussian smearing ``σ``.
+            mesh_spacing: ``h`` of :class:`~torchpme.PMECalculator`.
+            interpolation_nodes: ``n``, 3 … 7.
+        """
+        nodes = _check_nodes(interpolation_nodes, 3, 7)
+        check_positive("mesh_spacing", float(mesh_spacing))
+        ns = mesh_size(self._lengths, float(mesh_spacing))
+        return self._total(smearing, cutoff, (*ns, nodes))
+
+
+def mesh_candidates(
+    lengths: List[float], nodes_lo: int, nodes_hi: int, mesh_lo: int, mesh_hi: int
+) -> List[Dict[str, Any]]:
+    """``{"interpolation_nodes": n, "mesh_spacing": 2 L_min/(2^e − 1)}``, nodes outer,
+    exponents inner: the spacing gives ``2^e`` points along the shortest vector."""
+    min_dimension = min(lengths)
+    return [
+        {"interpolation_nodes": n, "mesh_spacing": 2 * min_dimension / (2**e - 1)}
+        for n, e in product(range(nodes_lo, nodes_hi + 1), range(mesh_lo, mesh_hi + 1))
+    ]
+
+
+def mesh_cost(lengths: List[float]):
+    """Resources of a mesh candidate: (interpolation nodes, mesh points)."""
+
+    def cost(param: Dict[str, Any]) -> Tuple[float, ...]:
+        points = math.prod(mesh_size(lengths, param["mesh_spacing"]))
+        return (param["interpolation_nodes"], points)
+
+    return cost
+
+
+def tune_pme(
+    charges: torch.Tensor,
+    cell: torch.Tensor,
+    positions: torch.Tensor,
+    cutoff: float,
+    neighbor_indices: torch.Tensor,
+    neighbor_distances: torch.Tensor,
+    full_neighbor_list: bool = False,
+    prefactor: float = 1.0,
+    exponent: int = 1,
+    nodes_lo: int = 3,
+    nodes_hi: int = 7,
+    mesh_lo: int = 2,
+    mesh_hi: int = 7,
+    accuracy: float = 1e-3,
+) -> Tuple[float, Dict[str, Any], float]:
+    """Smearing, mesh spacing and nodes of the fastest PME meeting ``accuracy``.
+
+    The smearing follows from the cutoff (real-space force error
+    ``accuracy/2``, :meth:`~torchpme.tuning.tuner.TunerBase.estimate_smearing`).
+    The candidates are ``n = nodes_lo … nodes_hi`` interpolation nodes and
+    meshes of ``2^e`` points (``e = mesh_lo … mesh_hi``) along the shortest
+    lattice vector, rated by :class:`PMEErrorEstimate` with the safety factor
+    :data:`~torchpme.tuning.tuner.SAFETY`; of those meeting the accuracy only the
+    smallest mesh for each node count can be fastest, and only those are timed.
+    ``accuracy`` bounds the RMS force error (see :mod:`torchpme.tuning.tuner`).
+
+    Args:
+        charges: ``(N, C)`` charges.
+        cell: ``(3, 3)`` cell, rows are lattice vectors.
+        positions: ``(N, 3)`` positions.
+        cutoff: real-space cutoff.
+        neighbor_indices: ``(P, 2)`` pairs within (at least) ``cutoff``.
+        neighbor_distances: ``(P,)`` their distances.
+        full_neighbor_list: whether the list is full.
+        prefactor: the potential's prefactor (timing only; ``accuracy`` is in
+            units with prefactor 1).
+        exponent: only 1 (Coulomb) is supported.
+        nodes_lo, nodes_hi: range of interpolation nodes (3 … 7).
+        mesh_lo, mesh_hi: range of the mesh exponent ``e`` (1 … 10).
+        accuracy: target RMS force error (a Python float > 0).
+
+    Returns:
+        ``(smearing, {"interpolation_nodes": n, "mesh_spacing": h}, seconds per
+        call)``. If no candidate meets the accuracy a ``UserWarning`` is emitted
+        and the candidate with the smallest error estimate is returned (its
+        timing is ``inf``).
+
+    Example:
+        >>> smearing, params, timing = tune_pme(  # doctest: +SKIP
+        ...     charges, cell, positions, 5.0, indices, distances, accuracy=1e-4)
+        >>> calculator = PMECalculator(CoulombPotential(smearing), **params)
+    """
+    check_inputs(
+        charges,
+        cell,
+        positions,
+        cutoff,
+        exponent,
+        accuracy,
+        [
+            ("nodes_lo", nodes_lo, "nodes_hi", nodes_hi, 3, 7),
+            ("mesh_lo", mesh_lo, "mesh_hi", mesh_hi, 1, 10),
+        ],
+    )
+    lengths: List[float] = torch.linalg.norm(cell.detach(), dim=1).tolist()
+    params = mesh_candidates(lengths, nodes_lo, nodes_hi, mesh_lo, mesh_hi)
+    return grid_search(
+        PMECalculator,
+        PMEErrorEstimate(charges, cell, positions, safety=SAFETY),
+        params,
+        mesh_cost(lengths),
+        "Increase `mesh_hi` (finer meshes), `nodes_hi` or the cutoff.",
+        charges,
+        cell,
+        positions,
+        cutoff,
+        neighbor_indices,
+        neighbor_distances,
+        full_neighbor_list,
+        prefactor,
+        exponent,
+        accuracy,
+    )

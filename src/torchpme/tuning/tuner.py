@@ -1,0 +1,633 @@
+"""The machinery shared by the tuners: error-bound modules, grid search and timing.
+
+**What "accuracy" means.** Every tuner takes ``accuracy``, a target for the RMS
+error of the forces,
+
+.. math::
+
+    ΔF = \\Big( \\frac{1}{N} Σ_i |F_i − F_i^\\text{exact}|^2 \\Big)^{1/2},
+    \\qquad F_i = −∂E/∂r_i,\\quad E = Σ_i q_i V_i,
+
+in Gaussian units with a unit prefactor (charge²/length², e.g. e²/Å² with
+charges in e and lengths in Å; multiply by the potential's ``prefactor`` for
+other units), as in Kolafa & Perram (1992), doi:10.1080/08927029208049126. The
+error compared is that of the whole calculation: real-space truncation at the
+cutoff plus the reciprocal-space approximation. The per-atom potentials ``V_i``
+(which carry the ½ of the energy) are usually more accurate than the forces,
+by the ratio of a length to the smearing.
+
+**How parameters are chosen.** The smearing follows from the cutoff
+(:meth:`TunerBase.estimate_smearing`: real-space error ``accuracy/2``); each
+candidate of the reciprocal-space grid gets an error estimate; candidates that
+cannot win (above the accuracy, or slower for sure than another accepted one:
+more k-vectors, or more mesh points and at least as many interpolation nodes)
+are dropped before anything is timed; the rest are timed, and the fastest is
+returned.
+
+The compatible error-bound classes (:class:`~torchpme.tuning.ewald.EwaldErrorBounds`,
+:class:`~torchpme.tuning.pme.PMEErrorBounds`,
+:class:`~torchpme.tuning.p3m.P3MErrorBounds`) reproduce torch-pme 0.5's
+formulas. Those are optimistic for these calculators (Ewald keeps k-vectors up
+to about ``π/λ``, not ``2π/λ``; forces by automatic differentiation of mesh
+interpolation converge one order slower than the formulas assume, and mesh
+methods add a self-force): measured errors exceed them by up to 10⁶ (Ewald) and
+about 60× (PME). The tuners therefore select with the estimates of
+:mod:`torchpme.tuning._estimates` (``EwaldErrorEstimate``, ``PMEErrorEstimate``,
+``P3MErrorEstimate``), which predict the measured RMS errors within about 30 %
+for disordered systems, times a safety factor :data:`SAFETY`.
+"""
+
+import math
+import time
+import warnings
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import torch
+
+from .._core.validation import check_finite, check_invertible, message
+from .._utils import _validate_parameters
+from ..calculators import Calculator
+from ..potentials import InversePowerLawPotential
+
+__all__ = [
+    "SAFETY",
+    "GridSearchTuner",
+    "TunerBase",
+    "TuningErrorBounds",
+    "TuningTimings",
+    "tune_cutoff",
+]
+
+#: Factor between the estimated RMS force error and the accuracy it must reach:
+#: a candidate is accepted when ``SAFETY · estimate`` is below the accuracy.
+SAFETY = 1.5
+
+
+def check_accuracy(accuracy: Any) -> float:
+    """Raise unless ``accuracy`` is a Python ``float``, finite and > 0."""
+    if not isinstance(accuracy, float):
+        raise ValueError(
+            message("accuracy", "a float", f"{type(accuracy).__name__} {accuracy!r}")
+        )
+    if not (accuracy > 0.0 and math.isfinite(accuracy)):
+        raise ValueError(message("accuracy", "a finite number > 0", f"{accuracy}"))
+    return accuracy
+
+
+def check_cutoff(cutoff: Any) -> float:
+    """Raise unless ``cutoff`` is a real number, finite and > 0."""
+    if isinstance(cutoff, bool) or not isinstance(cutoff, (int, float)):
+        raise TypeError(
+            message("cutoff", "a number", f"{type(cutoff).__name__} {cutoff!r}")
+        )
+    if not (cutoff > 0.0 and math.isfinite(cutoff)):
+        raise ValueError(message("cutoff", "a finite number > 0", f"{cutoff}"))
+    return float(cutoff)
+
+
+def check_system(charges: torch.Tensor, cell: torch.Tensor, positions: torch.Tensor):
+    """Shapes, dtypes and values of a system to tune for (at least one atom, finite
+    values, a non-singular cell, some non-zero charge)."""
+    for name, value in (("charges", charges), ("cell", cell), ("positions", positions)):
+        if not isinstance(value, torch.Tensor):
+            raise TypeError(message(name, "a torch.Tensor", f"{type(value).__name__}"))
+    if positions.dim() == 2 and positions.shape[0] == 0:
+        raise ValueError(message("positions", "at least one atom", "0 atoms"))
+    empty = torch.zeros((0, 2), dtype=torch.int64, device=positions.device)
+    _validate_parameters(
+        charges,
+        cell,
+        positions,
+        empty,
+        torch.zeros(0, dtype=positions.dtype, device=positions.device),
+    )
+    check_finite("positions", positions)
+    check_finite("charges", charges)
+    check_finite("cell", cell)
+    check_invertible("cell", cell)
+    if not bool(torch.any(charges != 0)):
+        raise ValueError(
+            message("charges", "not all zero (nothing to tune for)", "all zeros")
+        )
+
+
+class TuningErrorBounds(torch.nn.Module):
+    """Base class of the error bounds: a module holding a system, called with the
+    parameters to rate.
+
+    ``forward(*args, **kwargs)`` returns ``error(*args, **kwargs)``; subclasses
+    implement :meth:`error` with their own positional order.
+
+    Args:
+        charges: ``(N, C)`` charges.
+        cell: ``(3, 3)`` cell, rows are lattice vectors.
+        positions: ``(N, 3)`` positions.
+    """
+
+    def __init__(
+        self, charges: torch.Tensor, cell: torch.Tensor, positions: torch.Tensor
+    ):
+        super().__init__()
+        self.register_buffer("_charges", charges)
+        self.register_buffer("_cell", cell)
+        self.register_buffer("_positions", positions)
+
+    def forward(self, *args, **kwargs):
+        """Same as :meth:`error`."""
+        return self.error(*args, **kwargs)
+
+    def error(self, *args, **kwargs) -> torch.Tensor:
+        """The error bound for the given parameters (implemented by subclasses)."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement `error`")
+
+
+class TunerBase:
+    """Common state of the tuners and the smearing estimate.
+
+    Args:
+        charges: ``(N, C)`` charges.
+        cell: ``(3, 3)`` cell, rows are lattice vectors.
+        positions: ``(N, 3)`` positions.
+        cutoff: real-space cutoff (> 0).
+        calculator: the calculator class to tune (e.g. ``PMECalculator``).
+        exponent: exponent of the potential; only 1 (Coulomb) is supported.
+        full_neighbor_list: whether neighbour lists will be full lists.
+        prefactor: the potential's prefactor (used when timing).
+
+    Raises:
+        NotImplementedError: for ``exponent != 1`` (checked first).
+        ValueError, TypeError: for malformed systems (no atoms, all charges zero,
+            non-finite values, singular cell) or a non-positive ``cutoff``.
+    """
+
+    def __init__(
+        self,
+        charges: torch.Tensor,
+        cell: torch.Tensor,
+        positions: torch.Tensor,
+        cutoff: float,
+        calculator: type,
+        exponent: int = 1,
+        full_neighbor_list: bool = False,
+        prefactor: float = 1.0,
+    ):
+        if exponent != 1:
+            raise NotImplementedError(
+                f"only exponent = 1 (Coulomb) can be tuned, got exponent {exponent}"
+            )
+        check_system(charges, cell, positions)
+        cutoff = check_cutoff(cutoff)
+        if not (isinstance(calculator, type) and issubclass(calculator, Calculator)):
+            raise TypeError(
+                message("calculator", "a Calculator subclass", f"{calculator!r}")
+            )
+        self.charges = charges
+        self.cell = cell
+        self.positions = positions
+        self.cutoff = cutoff
+        self.calculator = calculator
+        self.exponent = exponent
+        self.full_neighbor_list = full_neighbor_list
+        self.prefactor = prefactor
+        n_atoms = positions.shape[0]
+        self._smearing_esti_prefac = (
+            2.0 * float(torch.sum(charges.detach() ** 2)) / math.sqrt(n_atoms)
+        )
+
+    def tune(self, accuracy: float = 1e-3):
+        """Find parameters for ``accuracy`` (implemented by subclasses)."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement `tune`")
+
+    def estimate_smearing(self, accuracy: float) -> float:
+        """The smearing for which the real-space force error is ``accuracy / 2``.
+
+        Solves ``2Q²/√(N r_c V) · exp(−r_c²/2σ²) = accuracy/2`` (Kolafa & Perram,
+        1992, doi:10.1080/08927029208049126) for ``σ``:
+
+        .. math::
+
+            σ = r_c \\Big/ \\sqrt{−2 \\ln\\!\\Big(\\frac{\\text{accuracy}}{2}
+                \\frac{\\sqrt{N r_c V}}{2Q^2}\\Big)}
+
+        Args:
+            accuracy: target RMS force error (a Python float > 0).
+
+        Returns:
+            The smearing ``σ`` (Python float).
+
+        Raises:
+            ValueError: for a non-float or non-positive ``accuracy``, or an
+                accuracy so loose that any smearing meets it.
+        """
+        check_accuracy(accuracy)
+        volume = float(torch.abs(torch.linalg.det(self.cell.detach())))
+        scale = math.sqrt(self.cutoff * volume) / self._smearing_esti_prefac
+        argument = accuracy / 2.0 * scale
+        if argument >= 1.0:
+            raise ValueError(
+                message(
+                    "accuracy",
+                    f"< {2.0 / scale:.4g} for this system and cutoff (any "
+                    "smearing meets a looser one)",
+                    f"{accuracy}",
+                )
+            )
+        return self.cutoff / math.sqrt(-2.0 * math.log(argument))
+
+    @staticmethod
+    def filter_neighbors(
+        cutoff: float, neighbor_indices: torch.Tensor, neighbor_distances: torch.Tensor
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """The pairs closer than ``cutoff`` (strictly): ``(indices, distances)``.
+
+        A neighbour list built once at the largest cutoff serves every smaller one.
+        """
+        keep = neighbor_distances < cutoff
+        return neighbor_indices[keep], neighbor_distances[keep]
+
+
+class TuningTimings(torch.nn.Module):
+    """Wall-clock time of one calculator call (forward, and backward if asked).
+
+    Args:
+        charges, cell, positions: the system, as for a calculator.
+        neighbor_indices: ``(P, 2)`` pairs.
+        neighbor_distances: ``(P,)`` distances.
+        n_repeat: timed repetitions (the mean is returned).
+        n_warmup: untimed calls first (allocations, caches).
+        run_backward: also time the backward pass of ``result.sum()`` with
+            respect to positions, cell and charges.
+    """
+
+    def __init__(
+        self,
+        charges: torch.Tensor,
+        cell: torch.Tensor,
+        positions: torch.Tensor,
+        neighbor_indices: torch.Tensor,
+        neighbor_distances: torch.Tensor,
+        n_repeat: int = 4,
+        n_warmup: int = 4,
+        run_backward: Optional[bool] = True,
+    ):
+        super().__init__()
+        _validate_parameters(
+            charges, cell, positions, neighbor_indices, neighbor_distances
+        )
+        if isinstance(n_repeat, bool) or not isinstance(n_repeat, int) or n_repeat < 1:
+            raise ValueError(message("n_repeat", "an int >= 1", f"{n_repeat!r}"))
+        if isinstance(n_warmup, bool) or not isinstance(n_warmup, int) or n_warmup < 0:
+            raise ValueError(message("n_warmup", "an int >= 0", f"{n_warmup!r}"))
+        self.charges = charges
+        self.cell = cell
+        self.positions = positions
+        self.n_repeat = n_repeat
+        self.n_warmup = n_warmup
+        self.run_backward = run_backward
+        self.neighbor_indices = neighbor_indices
+        self.neighbor_distances = neighbor_distances
+
+    def _synchronize(self):
+        if self.positions.device.type == "cuda":
+            torch.cuda.synchronize(self.positions.device)
+
+    def forward(self, calculator: torch.nn.Module) -> float:
+        """Mean seconds per call of ``calculator`` over ``n_repeat`` repetitions."""
+        total = 0.0
+        for step in range(self.n_warmup + self.n_repeat):
+            if step == self.n_warmup:
+                total = 0.0
+            positions = self.positions.clone()
+            cell = self.cell.clone()
+            charges = self.charges.clone()
+            if self.run_backward:
+                positions.requires_grad_(True)
+                cell.requires_grad_(True)
+                charges.requires_grad_(True)
+            self._synchronize()
+            start = time.perf_counter()
+            result = calculator.forward(
+                positions=positions,
+                charges=charges,
+                cell=cell,
+                neighbor_indices=self.neighbor_indices,
+                neighbor_distances=self.neighbor_distances,
+            )
+            value = result.sum()
+            if self.run_backward:
+                value.backward(retain_graph=True)
+            self._synchronize()
+            total += time.perf_counter() - start
+        return total / self.n_repeat
+
+
+def pareto_front(costs: Sequence[Tuple[float, ...]]) -> List[int]:
+    """Indices of the costs no other one dominates (all components ≤, one <);
+    of equal costs the first is kept."""
+    front = []
+    for i, cost in enumerate(costs):
+        dominated = False
+        for j, other in enumerate(costs):
+            if j == i:
+                continue
+            no_worse = all(o <= c for o, c in zip(other, cost))
+            if no_worse and (tuple(other) != tuple(cost) or j < i):
+                dominated = True
+                break
+        if not dominated:
+            front.append(i)
+    return front
+
+
+class GridSearchTuner(TunerBase):
+    """Rate every candidate with the error bound; time only those that can win.
+
+    Candidates whose error exceeds the accuracy are not timed (timing ``inf``).
+    With ``cost`` given, of the accepted candidates only those on the Pareto
+    front of their cost tuples are timed: a candidate needing at least as much
+    of every resource as another accepted one (k-vectors; or mesh points and
+    interpolation nodes) cannot be faster.
+
+    Args:
+        charges, cell, positions, cutoff, calculator, full_neighbor_list,
+            prefactor, exponent: as :class:`TunerBase`.
+        error_bounds: a :class:`TuningErrorBounds` instance, called as
+            ``error_bounds(smearing=σ, cutoff=r_c, **param)``.
+        params: the candidate keyword arguments of ``calculator``.
+        neighbor_indices: ``(P, 2)`` pairs of a list with a cutoff ≥ ``cutoff``
+            (filtered here to ``cutoff``).
+        neighbor_distances: ``(P,)`` their distances.
+        n_repeat: timed repetitions per candidate.
+        n_warmup: untimed calls per candidate.
+        cost: maps a candidate to a tuple of resources (monotone in run time).
+    """
+
+    def __init__(
+        self,
+        charges: torch.Tensor,
+        cell: torch.Tensor,
+        positions: torch.Tensor,
+        cutoff: float,
+        calculator: type,
+        error_bounds: TuningErrorBounds,
+        params: List[Dict[str, Any]],
+        neighbor_indices: torch.Tensor,
+        neighbor_distances: torch.Tensor,
+        full_neighbor_list: bool = False,
+        prefactor: float = 1.0,
+        exponent: int = 1,
+        *,
+        n_repeat: int = 4,
+        n_warmup: int = 2,
+        cost: Optional[Callable[[Dict[str, Any]], Tuple[float, ...]]] = None,
+    ):
+        super().__init__(
+            charges=charges,
+            cell=cell,
+            positions=positions,
+            cutoff=cutoff,
+            calculator=calculator,
+            exponent=exponent,
+            full_neighbor_list=full_neighbor_list,
+            prefactor=prefactor,
+        )
+        _validate_parameters(
+            charges, cell, positions, neighbor_indices, neighbor_distances
+        )
+        if not isinstance(error_bounds, TuningErrorBounds):
+            raise TypeError(
+                message(
+                    "error_bounds",
+                    "a TuningErrorBounds instance",
+                    f"{type(error_bounds).__name__}",
+                )
+            )
+        if not isinstance(params, list) or not all(isinstance(p, dict) for p in params):
+            raise TypeError(message("params", "a list of dicts", f"{params!r}"))
+        if len(params) == 0:
+            raise ValueError(message("params", "at least one candidate", "[]"))
+        self.error_bounds = error_bounds
+        self.params = params
+        self._cost = cost
+        indices, distances = self.filter_neighbors(
+            self.cutoff, neighbor_indices, neighbor_distances
+        )
+        self.time_func = TuningTimings(
+            charges,
+            cell,
+            positions,
+            indices,
+            distances,
+            n_repeat=n_repeat,
+            n_warmup=n_warmup,
+            run_backward=True,
+        )
+
+    def tune(self, accuracy: float = 1e-3) -> Tuple[List[float], List[float]]:
+        """Errors of all candidates and timings of those that can win.
+
+        Args:
+            accuracy: target RMS force error (a Python float > 0).
+
+        Returns:
+            ``(errors, timings)``, one entry per candidate; the timing (seconds
+            per call) is ``inf`` for a candidate that was not timed.
+        """
+        check_accuracy(accuracy)
+        smearing = self.estimate_smearing(accuracy)
+        errors = [
+            float(self.error_bounds(smearing=smearing, cutoff=self.cutoff, **param))
+            for param in self.params
+        ]
+        accepted = [i for i, error in enumerate(errors) if error <= accuracy]
+        if self._cost is not None and accepted:
+            costs = [tuple(self._cost(self.params[i])) for i in accepted]
+            accepted = [accepted[i] for i in pareto_front(costs)]
+        timings = [float("inf")] * len(self.params)
+        for index in accepted:
+            timings[index] = self._timing(smearing, self.params[index])
+        return errors, timings
+
+    def _timing(self, smearing: float, k_space_params: Dict[str, Any]) -> float:
+        calculator = self.calculator(
+            potential=InversePowerLawPotential(
+                exponent=self.exponent,
+                smearing=smearing,
+                prefactor=self.prefactor,
+            ),
+            full_neighbor_list=self.full_neighbor_list,
+            **k_space_params,
+        )
+        calculator.to(device=self.positions.device, dtype=self.positions.dtype)
+        return self.time_func(calculator)
+
+
+def check_inputs(
+    charges: torch.Tensor,
+    cell: torch.Tensor,
+    positions: torch.Tensor,
+    cutoff: Any,
+    exponent: int,
+    accuracy: Any,
+    ranges: Sequence[Tuple[str, Any, str, Any, int, int]],
+) -> None:
+    """Front-door checks of the ``tune_*`` functions, before any work: exponent
+    (``NotImplementedError``, first), system, cutoff, accuracy and grid ranges
+    ``(low_name, low, high_name, high, smallest allowed, largest allowed)``."""
+    if exponent != 1:
+        raise NotImplementedError(
+            f"only exponent = 1 (Coulomb) can be tuned, got exponent {exponent}"
+        )
+    check_system(charges, cell, positions)
+    check_cutoff(cutoff)
+    check_accuracy(accuracy)
+    for low_name, low, high_name, high, smallest, largest in ranges:
+        for name, value in ((low_name, low), (high_name, high)):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(message(name, "an int", f"{value!r}"))
+            if not smallest <= value <= largest:
+                raise ValueError(
+                    message(name, f"an int in {smallest} … {largest}", f"{value}")
+                )
+        if low > high:
+            raise ValueError(message(high_name, f">= {low_name} ({low})", f"{high}"))
+
+
+def grid_search(
+    calculator: type,
+    error_bounds: TuningErrorBounds,
+    params: List[Dict[str, Any]],
+    cost: Callable[[Dict[str, Any]], Tuple[float, ...]],
+    hint: str,
+    charges: torch.Tensor,
+    cell: torch.Tensor,
+    positions: torch.Tensor,
+    cutoff: float,
+    neighbor_indices: torch.Tensor,
+    neighbor_distances: torch.Tensor,
+    full_neighbor_list: bool,
+    prefactor: float,
+    exponent: int,
+    accuracy: float,
+) -> Tuple[float, Dict[str, Any], float]:
+    """The procedure shared by ``tune_ewald``, ``tune_pme`` and ``tune_p3m``."""
+    tuner = GridSearchTuner(
+        charges=charges,
+        cell=cell,
+        positions=positions,
+        cutoff=cutoff,
+        calculator=calculator,
+        error_bounds=error_bounds,
+        params=params,
+        neighbor_indices=neighbor_indices,
+        neighbor_distances=neighbor_distances,
+        full_neighbor_list=full_neighbor_list,
+        prefactor=prefactor,
+        exponent=exponent,
+        cost=cost,
+    )
+    smearing = tuner.estimate_smearing(accuracy)
+    errors, timings = tuner.tune(accuracy)
+    if any(error < accuracy for error in errors):
+        best = min(range(len(timings)), key=lambda i: timings[i])
+        return smearing, params[best], timings[best]
+    best = min(range(len(errors)), key=lambda i: errors[i])
+    warnings.warn(
+        "No parameter set meets the accuracy requirement "
+        f"({accuracy:.3g}); returning the one with the smallest error estimate "
+        f"({errors[best]:.3g}), not timed. {hint}",
+        UserWarning,
+        stacklevel=3,
+    )
+    return smearing, params[best], timings[best]
+
+
+def tune_cutoff(
+    tune: Callable[..., Tuple[float, Dict[str, Any], float]],
+    charges: torch.Tensor,
+    cell: torch.Tensor,
+    positions: torch.Tensor,
+    neighbor_indices: torch.Tensor,
+    neighbor_distances: torch.Tensor,
+    cutoffs: Optional[Sequence[float]] = None,
+    accuracy: float = 1e-3,
+    **kwargs,
+) -> Tuple[float, float, Dict[str, Any], float]:
+    """Choose the real-space cutoff too: tune for a few cutoffs, keep the fastest.
+
+    A larger cutoff allows a larger smearing, hence a coarser reciprocal-space
+    grid, at the price of more pairs; which balance is fastest depends on the
+    system and the hardware. For each cutoff this runs ``tune`` (one of
+    :func:`~torchpme.tuning.tune_ewald`, :func:`~torchpme.tuning.tune_pme`,
+    :func:`~torchpme.tuning.tune_p3m`) on the neighbour list restricted to it
+    (:meth:`TunerBase.filter_neighbors`), and returns the fastest result that
+    meets ``accuracy``.
+
+    Args:
+        tune: the tuning function.
+        charges, cell, positions: the system.
+        neighbor_indices: ``(P, 2)`` pairs within (at least) ``max(cutoffs)``.
+        neighbor_distances: ``(P,)`` their distances.
+        cutoffs: cutoffs to try; by default ``[0.6, 0.75, 0.9, 1.0]`` times the
+            largest distance in the neighbour list.
+        accuracy: target RMS force error (a Python float > 0).
+        **kwargs: passed on to ``tune`` (e.g. ``full_neighbor_list``,
+            ``prefactor``, grid bounds).
+
+    Returns:
+        ``(cutoff, smearing, params, timing)``: build the calculator with
+        ``potential(smearing=smearing)`` and ``**params``, and the neighbour list
+        with ``cutoff``. If no cutoff reaches the accuracy, a ``UserWarning`` is
+        emitted and the result for the largest cutoff is returned.
+
+    Example:
+        >>> cutoff, smearing, params, timing = tune_cutoff(  # doctest: +SKIP
+        ...     tune_pme, charges, cell, positions, indices, distances,
+        ...     cutoffs=[4.0, 5.0, 6.0], accuracy=1e-4)
+    """
+    check_accuracy(accuracy)
+    if cutoffs is None:
+        if neighbor_distances.numel() == 0:
+            raise ValueError(
+                message(
+                    "neighbor_distances",
+                    "some pairs (or pass `cutoffs`)",
+                    "an empty neighbour list",
+                )
+            )
+        largest = float(neighbor_distances.detach().max())
+        cutoffs = [f * largest for f in (0.6, 0.75, 0.9, 1.0)]
+        # pairs at exactly the largest distance are dropped by the strict filter
+        cutoffs[-1] = math.nextafter(largest, math.inf)
+    cutoffs = [check_cutoff(c) for c in cutoffs]
+    if not cutoffs:
+        raise ValueError(message("cutoffs", "at least one cutoff", "[]"))
+    results = []
+    for cutoff in sorted(cutoffs):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            smearing, params, timing = tune(
+                charges,
+                cell,
+                positions,
+                cutoff,
+                neighbor_indices,
+                neighbor_distances,
+                accuracy=accuracy,
+                **kwargs,
+            )
+        met = not any(issubclass(w.category, UserWarning) for w in caught)
+        results.append((met, timing, cutoff, smearing, params))
+    good = [r for r in results if r[0]]
+    if good:
+        _, timing, cutoff, smearing, params = min(good, key=lambda r: r[1])
+        return cutoff, smearing, params, timing
+    _, timing, cutoff, smearing, params = results[-1]
+    warnings.warn(
+        f"No cutoff of {sorted(cutoffs)} meets the accuracy requirement "
+        f"({accuracy:.3g}); returning the result of the largest cutoff. Try "
+        "larger cutoffs or a finer reciprocal-space grid.",
+        UserWarning,
+        stacklevel=2,
+    )
+    return cutoff, smearing, params, timing
