@@ -5,6 +5,7 @@ from typing import Optional
 import torch
 
 from ._core.validation import (
+    check_cell_cheaply,
     check_device,
     check_dtype,
     check_finite,
@@ -28,12 +29,16 @@ def _validate_parameters(
     pair_mask: Optional[torch.Tensor] = None,
     node_mask: Optional[torch.Tensor] = None,
     kvectors: Optional[torch.Tensor] = None,
+    cell_required: bool = True,
 ) -> None:
     """Check shapes, dtypes and devices of calculator inputs against ``positions``.
 
     Metadata checks always run. With :func:`torchpme.set_value_checks` on, values are
-    checked too: finite positions, charges and cell, a non-singular cell and
-    neighbour indices in ``[0, N)``.
+    checked too: finite positions, charges and cell, and neighbour indices in
+    ``[0, N)``. A cell that is used (``cell_required``: reciprocal-space methods)
+    must be non-singular; that 3x3 check always runs on CPU and with value checks
+    on elsewhere. Direct (real-space only) evaluation passes
+    ``cell_required=False``, so any cell, e.g. zeros, is accepted there.
     """
     same_device = "on the device of `positions`"
     check_shape("positions", positions, [-1, 3], "(N, 3)")
@@ -81,5 +86,5 @@ def _validate_parameters(
         check_finite("cell", cell)
         check_finite("neighbor_distances", neighbor_distances)
         check_index_range("neighbor_indices", neighbor_indices, n_atoms)
-        if periodic is None or bool(periodic.any()):
-            check_invertible("cell", cell)
+    if cell_required and check_cell_cheaply(cell):
+        check_invertible("cell", cell)

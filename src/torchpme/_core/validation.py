@@ -100,25 +100,36 @@ def _compiling() -> bool:
     return bool(is_compiling()) if is_compiling is not None else False
 
 
+@torch.jit.unused
+def _transformed(tensor: torch.Tensor) -> bool:
+    """Whether ``tensor`` is wrapped by a ``torch.func`` transform (``vmap``,
+    ``grad``), where reading its values on the host is not allowed."""
+    functorch = getattr(torch._C, "_functorch", None)
+    level = getattr(functorch, "maybe_get_level", None)
+    return level is not None and int(level(tensor)) != -1
+
+
 def check_values(tensor: torch.Tensor) -> bool:
     """Whether value checks should run for data living where ``tensor`` lives.
 
-    On by :func:`set_value_checks`; never while ``torch.compile`` traces; never in
-    TorchScript (which cannot read the switch).
+    On by :func:`set_value_checks`; never while ``torch.compile`` traces or under a
+    ``torch.func`` transform (``vmap``); never in TorchScript (which cannot read
+    the switch).
     """
     if torch.jit.is_scripting():
         return False
-    if _compiling():
+    if _compiling() or _transformed(tensor):
         return False
     return _VALUE_CHECKS[0]
 
 
 def check_cell_cheaply(tensor: torch.Tensor) -> bool:
     """Whether to check a 3x3 cell for singularity: always on CPU (a 3x3 determinant
-    costs nothing there), on accelerators only with value checks on."""
+    costs nothing there), on accelerators only with value checks on; never while
+    ``torch.compile`` traces or under a ``torch.func`` transform."""
     if torch.jit.is_scripting():
         return tensor.device.type == "cpu"
-    if _compiling():
+    if _compiling() or _transformed(tensor):
         return False
     return tensor.device.type == "cpu" or _VALUE_CHECKS[0]
 

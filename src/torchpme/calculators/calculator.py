@@ -147,6 +147,7 @@ class Calculator(torch.nn.Module):
             pair_mask,
             node_mask,
             kvectors,
+            cell_required=self.potential.smearing is not None,
         )
         rspace = self._compute_rspace(
             charges, neighbor_indices, neighbor_distances, pair_mask
@@ -205,6 +206,7 @@ class Calculator(torch.nn.Module):
             neighbor_distances,
             None,
             pair_mask,
+            cell_required=self.potential.smearing is not None,
         )
         check_shape(
             "system_index", system_index, [positions.shape[0]], "(N,) like positions"

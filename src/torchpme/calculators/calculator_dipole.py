@@ -118,6 +118,7 @@ class CalculatorDipole(torch.nn.Module):
             positions,
             neighbor_indices,
             torch.linalg.norm(neighbor_vectors, dim=-1),
+            cell_required=self.potential.smearing is not None,
         )
         if neighbor_vectors.dim() != 2 or neighbor_vectors.shape[-1] != 3:
             raise ValueError(
