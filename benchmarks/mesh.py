@@ -57,11 +57,22 @@ def run_case(n_atoms: int, mesh: int, nodes: int, method: str, repeat: int) -> d
     }
 
 
-CASES = [(32768, 128, 4, "Lagrange"), (32768, 128, 6, "Lagrange"), (32768, 128, 4, "P3M")]
+CASES = [
+    (32768, 128, 4, "Lagrange"),
+    (32768, 128, 6, "Lagrange"),
+    (32768, 128, 4, "P3M"),
+]
 
 
 def measure(python: str, case, repeat: int) -> dict:
-    command = [python, __file__, "--case", json.dumps(list(case)), "--repeat", str(repeat)]
+    command = [
+        python,
+        __file__,
+        "--case",
+        json.dumps(list(case)),
+        "--repeat",
+        str(repeat),
+    ]
     output = subprocess.run(command, capture_output=True, text=True, check=True)
     return json.loads(output.stdout.strip().splitlines()[-1])
 
@@ -78,11 +89,17 @@ def main():
         return
     rows = []
     print(f"{'case':32} {'time ms':>9} {'peak MB':>9}", end="")
-    print(f" {'other ms':>9} {'other MB':>9} {'speedup':>8} {'mem ratio':>9}" if args.other else "")
+    print(
+        f" {'other ms':>9} {'other MB':>9} {'speedup':>8} {'mem ratio':>9}"
+        if args.other
+        else ""
+    )
     for case in CASES:
         ours = measure(sys.executable, case, args.repeat)
         row = {"case": case, "ours": ours}
-        line = f"{str(case):32} {1e3 * ours['time_s']:9.1f} {ours['peak_growth_mb']:9.0f}"
+        line = (
+            f"{case!s:32} {1e3 * ours['time_s']:9.1f} {ours['peak_growth_mb']:9.0f}"
+        )
         if args.other:
             other = measure(args.other, case, args.repeat)
             row["other"] = other

@@ -14,9 +14,9 @@ import torch
 
 __all__ = [
     "fft_frequencies",
-    "filter_mesh",
     "kvectors_for_ewald",
     "kvectors_for_mesh",
+    "mesh_k_squared",
     "mesh_size",
     "reciprocal_cell",
 ]
@@ -64,6 +64,32 @@ def kvectors_for_mesh(cell: torch.Tensor, ns: List[int]) -> torch.Tensor:
     return _kgrid(cell, ns, True)
 
 
+def mesh_k_squared(cell: torch.Tensor, ns: List[int]) -> torch.Tensor:
+    """Squared norms of the mesh k-vectors, ``(n0, n1, n2//2+1)``, without them.
+
+    ``|k|² = mᵀ G m`` with the metric ``G = B Bᵀ`` of the reciprocal cell, summed as
+    outer products of the 1-D frequency vectors: cheaper than building the
+    ``(…, 3)`` k-vectors, in the forward pass and in the cell gradient. A batch of
+    cells ``(B, 3, 3)`` gives ``(B, n0, n1, n2//2+1)``.
+    """
+    b = reciprocal_cell(cell)
+    metric = b @ b.transpose(-1, -2)
+    m0 = fft_frequencies(ns[0], False, cell.dtype, cell.device)[:, None, None]
+    m1 = fft_frequencies(ns[1], False, cell.dtype, cell.device)[None, :, None]
+    m2 = fft_frequencies(ns[2], True, cell.dtype, cell.device)[None, None, :]
+
+    # (..., 1, 1, 1, 3, 3): the metric broadcast over the mesh axes
+    g = metric.unsqueeze(-3).unsqueeze(-3).unsqueeze(-3)
+    return (
+        g[..., 0, 0] * (m0 * m0)
+        + g[..., 1, 1] * (m1 * m1)
+        + g[..., 2, 2] * (m2 * m2)
+        + 2.0 * g[..., 0, 1] * (m0 * m1)
+        + 2.0 * g[..., 0, 2] * (m0 * m2)
+        + 2.0 * g[..., 1, 2] * (m1 * m2)
+    )
+
+
 def kvectors_for_ewald(cell: torch.Tensor, ns: List[int]) -> torch.Tensor:
     """All ``n0·n1·n2`` k-vectors of the full FFT layout, flattened C-order."""
     return _kgrid(cell, ns, False).reshape(-1, 3)
@@ -84,30 +110,6 @@ def mesh_size(lengths: List[float], mesh_spacing: float) -> List[int]:
             n *= 2
         sizes.append(n)
     return sizes
-
-
-def filter_mesh(
-    mesh: torch.Tensor, kernel: torch.Tensor, fft_norm: str, ifft_norm: str
-) -> torch.Tensor:
-    """Convolve a real mesh with a kernel given in reciprocal space.
-
-    ``irfftn(rfftn(mesh) · kernel)`` over the three spatial axes.
-
-    Args:
-        mesh: ``(..., n0, n1, n2)`` real values, e.g. ``(C, n0, n1, n2)``.
-        kernel: filter broadcastable to ``(..., n0, n1, n2//2+1)``.
-        fft_norm, ifft_norm: ``"ortho"``, ``"forward"`` or ``"backward"``.
-
-    Returns:
-        the filtered mesh, shape of ``mesh``.
-    """
-    transformed = torch.fft.rfftn(mesh, norm=fft_norm, dim=(-3, -2, -1))
-    return torch.fft.irfftn(
-        transformed * kernel,
-        norm=ifft_norm,
-        dim=(-3, -2, -1),
-        s=(mesh.shape[-3], mesh.shape[-2], mesh.shape[-1]),
-    )
 
 
 def ewald_size(lengths: List[float], lr_wavelength: float) -> List[int]:
@@ -139,7 +141,6 @@ def difference_coefficients(order: int) -> List[float]:
 
 
 def p3m_influence(
-    kvectors: torch.Tensor,
     cell: torch.Tensor,
     ns: List[int],
     interpolation_nodes: int,
@@ -150,16 +151,40 @@ def p3m_influence(
     """P3M influence function on the mesh k-vectors (no aliasing sums).
 
     The B-spline charge assignment acts along the lattice vectors, so its transform
-    is ``U²(k) = Π_d sinc(κ_d/2π)^{2n}`` with ``κ_d = k·a_d / n_d`` (``= 2π m_d/n_d``
-    for integer frequencies ``m``). With ``cartesian=True`` it uses instead
-    ``κ = k ⊙ h``, the Cartesian components times ``h_d = ‖a_d‖/n_d``, as torch-pme
-    0.5 did; the two agree for orthorhombic cells only. Mode 0 returns ``1/U²``; modes 1–3 return
+    is ``U²(k) = Π_d sinc(κ_d/2π)^{2n}`` with ``κ_d = k·a_d / n_d = 2π m_d/n_d`` for
+    integer frequencies ``m`` (independent of the cell's shape). With
+    ``cartesian=True`` it uses instead ``κ = k ⊙ h``, the Cartesian components times
+    ``h_d = ‖a_d‖/n_d``, as torch-pme 0.5 did; the two agree for orthorhombic cells
+    only. Mode 0 returns ``1/U²``; modes 1–3 return
     ``(k·D)^mode / (U² ‖D‖^{4·mode})`` with the difference operator
     ``D_d = (1/h_d) Σ_m (c_m/m) sin(m κ_d)``. Entries with a zero denominator are 0.
+
+    Args:
+        cell: ``(3, 3)`` cell (or a batch ``(B, 3, 3)``).
+        ns: mesh size, three ints.
+        interpolation_nodes: B-spline order ``n``.
+        mode: 0, 1, 2 or 3.
+        differences: coefficients from :func:`difference_coefficients`.
+        cartesian: use torch-pme 0.5's Cartesian ``κ``.
+
+    Returns:
+        ``(n0, n1, n2//2+1)`` (with a leading batch axis for a batch of cells).
 
     Reference: Hockney & Eastwood (1988); Deserno & Holm, J. Chem. Phys. 109, 7678
     (1998), doi:10.1063/1.477414.
     """
+    if mode == 0 and not cartesian:
+        # separable and independent of the cell: a product of three 1-D factors
+        factors: List[torch.Tensor] = []
+        for axis in range(3):
+            m = fft_frequencies(ns[axis], axis == 2, cell.dtype, cell.device)
+            factors.append(torch.sinc(m / ns[axis]) ** (2 * interpolation_nodes))
+        u2 = factors[0][:, None, None] * factors[1][None, :, None] * factors[2]
+        u2 = u2.expand(cell.shape[:-2] + u2.shape)
+        nonzero = u2 != 0
+        safe = torch.where(nonzero, u2, torch.ones_like(u2))
+        return torch.where(nonzero, 1.0 / safe, torch.zeros_like(u2))
+    kvectors = kvectors_for_mesh(cell, ns)
     lengths = torch.linalg.norm(cell, dim=-1)
     sizes = torch.tensor(ns, dtype=cell.dtype, device=cell.device)
     # (..., 1, 1, 1, 3): one spacing per lattice vector, broadcast over the mesh
@@ -167,14 +192,8 @@ def p3m_influence(
     if cartesian:
         kappa = kvectors * h
     else:
-        kappa = (
-            torch.einsum(
-                "...j,...dj->...d",
-                kvectors,
-                cell.unsqueeze(-3).unsqueeze(-3).unsqueeze(-3),
-            )
-            / sizes
-        )
+        projected = cell.unsqueeze(-3).unsqueeze(-3).unsqueeze(-3)
+        kappa = torch.einsum("...j,...dj->...d", kvectors, projected) / sizes
     u2 = torch.prod(torch.sinc(kappa / (2.0 * math.pi)), dim=-1) ** (
         2 * interpolation_nodes
     )

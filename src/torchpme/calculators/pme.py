@@ -4,7 +4,7 @@ from typing import Dict, List, Optional, Tuple
 
 import torch
 
-from .._core import kspace
+from .._core import fft, kspace
 from .._core import mesh as core_mesh
 from .._core.validation import check_positive, message
 from ..lib.kspace_filter import KSpaceFilter
@@ -110,10 +110,9 @@ class PMECalculator(Calculator):
             positions, inverse_cell, ns, self.mesh_interpolator._coefficients
         )
         density = core_mesh.spread(indices, weights, charges, ns)
-        kvectors_mesh = kspace.kvectors_for_mesh(cell, ns)
-        k_sq = torch.sum(kvectors_mesh * kvectors_mesh, dim=-1)
-        kernel = self.kspace_filter.filter_values(kvectors_mesh, k_sq, cell, ns)
-        filtered = kspace.filter_mesh(density, kernel, "backward", "forward")
+        k_sq = kspace.mesh_k_squared(cell, ns)
+        kernel = self.kspace_filter.filter_values(k_sq, cell, ns)
+        filtered = fft.filter_mesh(density, kernel, "backward", "forward")
         volume = torch.abs(torch.linalg.det(cell))
         potential = core_mesh.gather(indices, weights, filtered) / volume
         return self._finish_kspace(
@@ -163,10 +162,9 @@ class PMECalculator(Calculator):
                 indices, weights, charges[atoms], ns, local, len(systems)
             )
             group_cells = cells[systems]
-            kvectors = kspace.kvectors_for_mesh(group_cells, ns)
-            k_sq = torch.sum(kvectors * kvectors, dim=-1)
-            kernel = self.kspace_filter.filter_values(kvectors, k_sq, group_cells, ns)
-            filtered = kspace.filter_mesh(density, kernel, "backward", "forward")
+            k_sq = kspace.mesh_k_squared(group_cells, ns)
+            kernel = self.kspace_filter.filter_values(k_sq, group_cells, ns)
+            filtered = fft.filter_mesh(density, kernel, "backward", "forward")
             values = core_mesh.gather(indices, weights, filtered, local)
             potential = potential.index_copy(
                 0, atoms, values / volumes[owner].unsqueeze(-1)

@@ -4,7 +4,7 @@ from typing import List, Optional
 
 import torch
 
-from .._core import kspace
+from .._core import fft, kspace
 from .._core.validation import (
     check_choice,
     check_device,
@@ -103,22 +103,16 @@ class KSpaceFilter(torch.nn.Module):
         if cell is not None or ns_mesh is not None:
             self._kvectors = kspace.kvectors_for_mesh(self.cell, self._ns)
             self._k_sq = torch.sum(self._kvectors * self._kvectors, dim=-1)
-        self._kfilter = self.filter_values(
-            self._kvectors, self._k_sq, self.cell, self._ns
-        )
+        self._kfilter = self.filter_values(self._k_sq, self.cell, self._ns)
 
     def filter_values(
-        self,
-        kvectors: torch.Tensor,
-        k_sq: torch.Tensor,
-        cell: torch.Tensor,
-        ns: List[int],
+        self, k_sq: torch.Tensor, cell: torch.Tensor, ns: List[int]
     ) -> torch.Tensor:
-        """The filter on the given mesh k-vectors; reads no state but the kernel.
+        """The filter on a mesh; reads no state but the kernel.
 
         Args:
-            kvectors: ``(n0, n1, n2//2+1, 3)`` mesh k-vectors of ``cell``.
-            k_sq: their squared norms.
+            k_sq: ``(n0, n1, n2//2+1)`` squared norms of the mesh k-vectors of
+                ``cell``.
             cell: ``(3, 3)`` cell.
             ns: mesh size, three ints.
         """
@@ -138,7 +132,7 @@ class KSpaceFilter(torch.nn.Module):
             self._kfilter.device,
             "on the device of the filter",
         )
-        result = kspace.filter_mesh(
+        result = fft.filter_mesh(
             mesh_values, self._kfilter, self._fft_norm, self._ifft_norm
         )
         if check_values(result) and bool(torch.isnan(result).any()):
@@ -203,15 +197,10 @@ class P3MKSpaceFilter(KSpaceFilter):
         super().__init__(cell, ns_mesh, kernel, fft_norm, ifft_norm)
 
     def filter_values(
-        self,
-        kvectors: torch.Tensor,
-        k_sq: torch.Tensor,
-        cell: torch.Tensor,
-        ns: List[int],
+        self, k_sq: torch.Tensor, cell: torch.Tensor, ns: List[int]
     ) -> torch.Tensor:
-        """``influence(k) · G(|k|²)`` on the given mesh k-vectors."""
+        """``influence(k) · G(|k|²)`` on a mesh."""
         influence = kspace.p3m_influence(
-            kvectors,
             cell,
             ns,
             self.interpolation_nodes,

@@ -1,0 +1,212 @@
+"""Benchmark of Ewald / PME / P3M: energy + forces (+ stress) of rock-salt crystals.
+
+For each case (method, N, dtype) it builds a rock-salt supercell (a = 5.64 Å, atoms
+displaced by 0.1 Å), its neighbour list (vesin, not timed), and times
+``forward + backward`` of the energy with respect to positions and cell; it reports
+the median time, the peak memory growth of a fresh process, and the RMS force error
+against a converged reference (fine PME, N ≤ 4096 only). It uses whichever
+``torchpme`` the interpreter imports, so ``--other PYTHON`` runs the same cases with
+another implementation of the same API (e.g. torch-pme 0.5 in its own venv) and
+prints the ratios measured in one run.
+
+    python benchmarks/calculators.py --sizes 512 4096 --json results.json
+    python benchmarks/calculators.py --other /path/to/venv/bin/python
+"""
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+LATTICE = 5.64
+# fixed parameters (issue 5): cutoff, smearing, k-space parameter, nodes
+PARAMETERS = {
+    "pme": {"cutoff": 8.0, "smearing": 1.6, "mesh_spacing": 0.75, "nodes": 6},
+    "p3m": {"cutoff": 10.0, "smearing": 2.2, "mesh_spacing": 1.5, "nodes": 5},
+    "ewald": {"cutoff": 8.0, "smearing": 1.6, "lr_wavelength": 1.6},
+}
+
+
+def rocksalt(n_atoms: int, dtype):
+    import numpy as np
+    import torch
+
+    repeat = round((n_atoms / 8) ** (1 / 3))
+    if 8 * repeat**3 != n_atoms:
+        raise ValueError(f"n_atoms must be 8 m³, got {n_atoms}")
+    base = np.array(
+        [[i, j, k] for i in (0, 1) for j in (0, 1) for k in (0, 1)], dtype=float
+    )
+    charges = np.array([(-1.0) ** (i + j + k) for i, j, k in base.astype(int)])
+    grid = np.array(
+        [[i, j, k] for i in range(repeat) for j in range(repeat) for k in range(repeat)]
+    )
+    positions = (grid[:, None, :] * 2 + base[None]).reshape(-1, 3) * LATTICE / 2
+    charges = np.tile(charges, len(grid))
+    rng = np.random.default_rng(0)
+    positions = positions + rng.normal(scale=0.1, size=positions.shape)
+    cell = np.eye(3) * LATTICE * repeat
+    as_tensor = lambda a: torch.tensor(a, dtype=dtype)  # noqa: E731
+    return as_tensor(positions), as_tensor(charges[:, None]), as_tensor(cell)
+
+
+def neighbors(positions, cell, cutoff):
+    import torch
+    import vesin
+
+    calculator = vesin.NeighborList(cutoff=cutoff, full_list=False)
+    i, j, s = calculator.compute(
+        points=positions.double().numpy(),
+        box=cell.double().numpy(),
+        periodic=True,
+        quantities="ijS",
+    )
+    indices = torch.stack([torch.from_numpy(i.astype("int64")),
+                           torch.from_numpy(j.astype("int64"))], dim=1)  # fmt: skip
+    return indices, torch.from_numpy(s.astype("float64")).to(positions.dtype)
+
+
+def build(method: str, dtype):
+
+    import torchpme
+
+    p = PARAMETERS[method]
+    potential = torchpme.CoulombPotential(smearing=p["smearing"])
+    if method == "ewald":
+        calculator = torchpme.EwaldCalculator(
+            potential, lr_wavelength=p["lr_wavelength"]
+        )
+    elif method == "pme":
+        calculator = torchpme.PMECalculator(
+            potential, mesh_spacing=p["mesh_spacing"], interpolation_nodes=p["nodes"]
+        )
+    else:
+        calculator = torchpme.P3MCalculator(
+            potential, mesh_spacing=p["mesh_spacing"], interpolation_nodes=p["nodes"]
+        )
+    return calculator.to(dtype=dtype), p["cutoff"]
+
+
+def reference_forces(positions, charges, cell):
+    import torch
+
+    import torchpme
+
+    potential = torchpme.CoulombPotential(smearing=1.6)
+    calculator = torchpme.PMECalculator(
+        potential, mesh_spacing=0.3, interpolation_nodes=7
+    )
+    calculator = calculator.to(dtype=torch.float64)
+    pos = positions.double().clone().requires_grad_(True)
+    indices, shifts = neighbors(pos.detach(), cell.double(), 12.0)
+    distances = torch.linalg.norm(
+        pos[indices[:, 1]] + shifts @ cell.double() - pos[indices[:, 0]], dim=1
+    )
+    energy = (charges.double() * calculator(charges.double(), cell.double(), pos,
+                                            indices, distances)).sum()  # fmt: skip
+    return -torch.autograd.grad(energy, pos)[0]
+
+
+def run_case(method: str, n_atoms: int, dtype_name: str, repeat: int, accuracy: bool):
+    import torch
+
+    dtype = getattr(torch, dtype_name)
+    positions, charges, cell = rocksalt(n_atoms, dtype)
+    calculator, cutoff = build(method, dtype)
+    indices, shifts = neighbors(positions, cell, cutoff)
+    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+    def step():
+        pos = positions.clone().requires_grad_(True)
+        cel = cell.clone().requires_grad_(True)
+        vectors = pos[indices[:, 1]] + shifts @ cel - pos[indices[:, 0]]
+        distances = torch.linalg.norm(vectors, dim=1)
+        energy = (charges * calculator(charges, cel, pos, indices, distances)).sum()
+        forces, virial = torch.autograd.grad(energy, (pos, cel))
+        return energy, -forces
+
+    _, forces = step()  # warm-up
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    result = {
+        "time_s": statistics.median(times),
+        "peak_growth_mb": (peak - baseline) / 1024.0,
+    }
+    if accuracy and n_atoms <= 4096:
+        reference = reference_forces(positions, charges, cell)
+        error = (forces.double() - reference).pow(2).sum(1).mean().sqrt()
+        scale = reference.pow(2).sum(1).mean().sqrt()
+        result["rms_force_error_rel"] = float(error / scale)
+    return result
+
+
+def measure(python: str, case: list, repeat: int, accuracy: bool) -> dict:
+    command = [python, __file__, "--case", json.dumps(case), "--repeat", str(repeat)]
+    if accuracy:
+        command.append("--accuracy")
+    output = subprocess.run(command, capture_output=True, text=True)
+    if output.returncode != 0:
+        return {"error": output.stderr.strip().splitlines()[-1]}
+    return json.loads(output.stdout.strip().splitlines()[-1])
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--methods", nargs="+", default=["pme", "p3m"])
+    parser.add_argument("--sizes", nargs="+", type=int, default=[512, 4096, 32768])
+    parser.add_argument("--dtypes", nargs="+", default=["float64"])
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--accuracy", action="store_true", help="measure force errors")
+    parser.add_argument("--other", help="python of another implementation to compare")
+    parser.add_argument("--json", help="write the results to this file")
+    parser.add_argument("--case", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.case:
+        print(json.dumps(run_case(*json.loads(args.case), args.repeat, args.accuracy)))
+        return
+    rows = []
+    header = f"{'method':6} {'N':>7} {'dtype':8} {'ms':>9} {'MB':>7} {'rel err':>9}"
+    if args.other:
+        header += f" {'other ms':>9} {'other MB':>9} {'speedup':>8} {'mem':>6}"
+    print(header)
+    for method in args.methods:
+        for size in args.sizes:
+            for dtype in args.dtypes:
+                case = [method, size, dtype]
+                ours = measure(sys.executable, case, args.repeat, args.accuracy)
+                row = {"case": case, "ours": ours}
+                if "error" in ours:
+                    print(f"{method:6} {size:7d} {dtype:8} failed: {ours['error']}")
+                    continue
+                line = (
+                    f"{method:6} {size:7d} {dtype:8} {1e3 * ours['time_s']:9.1f}"
+                    f" {ours['peak_growth_mb']:7.0f}"
+                    f" {ours.get('rms_force_error_rel', float('nan')):9.1e}"
+                )
+                if args.other:
+                    other = measure(args.other, case, args.repeat, False)
+                    row["other"] = other
+                    if "error" in other:
+                        line += f" other failed: {other['error']}"
+                    else:
+                        line += (
+                            f" {1e3 * other['time_s']:9.1f} {other['peak_growth_mb']:9.0f}"
+                            f" {other['time_s'] / ours['time_s']:8.2f}"
+                            f" {ours['peak_growth_mb'] / max(other['peak_growth_mb'], 1):6.2f}"
+                        )
+                print(line, flush=True)
+                rows.append(row)
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump(rows, handle, indent=2)
+
+
+if __name__ == "__main__":
+    main()

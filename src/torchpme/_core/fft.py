@@ -1,0 +1,107 @@
+"""Convolution of a real mesh with a reciprocal-space kernel, with its own backward.
+
+``φ = s · IFFT[ G(k) · FFT[ρ] ]`` with real-to-complex transforms over the last three
+axes, where the scale ``s`` follows from the two normalisations. For a real kernel
+that is even in ``k`` (every kernel that is a function of ``|k|²`` is), this linear
+map is symmetric, so its adjoint is itself: the gradient with respect to ``ρ`` is the
+same convolution of the incoming gradient, two real FFTs (plain autograd would run
+the backward of ``rfftn`` as a full complex FFT). The gradient with respect to the
+kernel on the half spectrum is ``s · w(k) · Re[ρ̂(k) · conj(ĝ(k))]``, where ``w = 2``
+counts the omitted ``−k`` partners (``w = 1`` on the planes ``k_z = 0`` and, for even
+``n_z``, the Nyquist plane).
+"""
+
+from typing import List
+
+import torch
+
+__all__ = ["filter_mesh"]
+
+
+def _scale(fft_norm: str, ifft_norm: str, size: int) -> float:
+    """Overall factor of rfftn(norm=fft_norm) then irfftn(norm=ifft_norm) relative
+    to unnormalised transforms both ways."""
+    forward = {"backward": 1.0, "ortho": size**-0.5, "forward": 1.0 / size}
+    inverse = {"backward": 1.0 / size, "ortho": size**-0.5, "forward": 1.0}
+    return forward[fft_norm] * inverse[ifft_norm]
+
+
+def _multiplicity(n_last: int, half: int, dtype: torch.dtype, device: torch.device):
+    weight = torch.full((half,), 2.0, dtype=dtype, device=device)
+    weight[0] = 1.0
+    if n_last % 2 == 0:
+        weight[-1] = 1.0
+    return weight
+
+
+class _Filter(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, mesh, kernel, scale: float):
+        sizes = (mesh.shape[-3], mesh.shape[-2], mesh.shape[-1])
+        spectrum = torch.fft.rfftn(mesh, dim=(-3, -2, -1))
+        result = torch.fft.irfftn(
+            spectrum * kernel, s=sizes, dim=(-3, -2, -1), norm="forward"
+        )
+        ctx.save_for_backward(mesh, kernel)
+        # the spectrum serves the kernel gradient of a first-order backward
+        ctx.spectrum = spectrum if kernel.requires_grad else None
+        ctx.scale = scale
+        return result if scale == 1.0 else result * scale
+
+    @staticmethod
+    def backward(ctx, grad):
+        mesh, kernel = ctx.saved_tensors
+        grad_mesh = grad_kernel = None
+        if ctx.needs_input_grad[0]:
+            grad_mesh = _Filter.apply(grad, kernel, ctx.scale)
+        if ctx.needs_input_grad[1]:
+            spectrum = ctx.spectrum
+            if torch.is_grad_enabled() or spectrum is None:
+                # double backward: recompute, so that autograd sees the mesh
+                spectrum = torch.fft.rfftn(mesh, dim=(-3, -2, -1))
+            grad_spectrum = torch.fft.rfftn(grad, dim=(-3, -2, -1))
+            weight = _multiplicity(
+                grad.shape[-1], grad_spectrum.shape[-1], grad.dtype, grad.device
+            )
+            overlap = torch.real(spectrum * torch.conj(grad_spectrum))
+            grad_kernel = (ctx.scale * weight * overlap).sum_to_size(kernel.shape)
+        return grad_mesh, grad_kernel, None
+
+
+def _plain(
+    mesh: torch.Tensor,
+    kernel: torch.Tensor,
+    fft_norm: str,
+    ifft_norm: str,
+    sizes: List[int],
+) -> torch.Tensor:
+    transformed = torch.fft.rfftn(mesh, norm=fft_norm, dim=(-3, -2, -1))
+    return torch.fft.irfftn(
+        transformed * kernel, norm=ifft_norm, dim=(-3, -2, -1), s=sizes
+    )
+
+
+def filter_mesh(
+    mesh: torch.Tensor, kernel: torch.Tensor, fft_norm: str, ifft_norm: str
+) -> torch.Tensor:
+    """Convolve a real mesh with a kernel given in reciprocal space.
+
+    ``irfftn(rfftn(mesh, norm=fft_norm) · kernel, norm=ifft_norm)`` over the last three
+    axes. The kernel must be real and even in ``k`` (a function of ``|k|²``), which
+    makes the map self-adjoint; the backward pass relies on it.
+
+    Args:
+        mesh: ``(..., n0, n1, n2)`` real values, e.g. ``(C, n0, n1, n2)``.
+        kernel: real filter broadcastable to ``(..., n0, n1, n2//2+1)``.
+        fft_norm, ifft_norm: ``"ortho"``, ``"forward"`` or ``"backward"``.
+
+    Returns:
+        the filtered mesh, shape of ``mesh``.
+    """
+    sizes: List[int] = [mesh.shape[-3], mesh.shape[-2], mesh.shape[-1]]
+    if torch.jit.is_scripting():
+        return _plain(mesh, kernel, fft_norm, ifft_norm, sizes)
+    if kernel.is_complex():
+        return _plain(mesh, kernel, fft_norm, ifft_norm, sizes)
+    scale = _scale(fft_norm, ifft_norm, sizes[0] * sizes[1] * sizes[2])
+    return _Filter.apply(mesh, kernel.to(mesh.dtype), scale)
