@@ -52,14 +52,24 @@ class _Filter(torch.autograd.Function):
     def backward(ctx, grad):
         mesh, kernel = ctx.saved_tensors
         grad_mesh = grad_kernel = None
+        double_backward = torch.is_grad_enabled()
+        grad_spectrum = torch.fft.rfftn(grad, dim=(-3, -2, -1))
         if ctx.needs_input_grad[0]:
-            grad_mesh = _Filter.apply(grad, kernel, ctx.scale)
+            if double_backward:
+                # through the Function again, so that this gradient is differentiable
+                grad_mesh = _Filter.apply(grad, kernel, ctx.scale)
+            else:
+                sizes = (grad.shape[-3], grad.shape[-2], grad.shape[-1])
+                grad_mesh = torch.fft.irfftn(
+                    grad_spectrum * kernel, s=sizes, dim=(-3, -2, -1), norm="forward"
+                )
+                if ctx.scale != 1.0:
+                    grad_mesh = grad_mesh * ctx.scale
         if ctx.needs_input_grad[1]:
             spectrum = ctx.spectrum
-            if torch.is_grad_enabled() or spectrum is None:
-                # double backward: recompute, so that autograd sees the mesh
+            if double_backward or spectrum is None:
+                # recomputed so that autograd sees its dependence on the mesh
                 spectrum = torch.fft.rfftn(mesh, dim=(-3, -2, -1))
-            grad_spectrum = torch.fft.rfftn(grad, dim=(-3, -2, -1))
             weight = _multiplicity(
                 grad.shape[-1], grad_spectrum.shape[-1], grad.dtype, grad.device
             )
