@@ -125,7 +125,7 @@ def run_case(method: str, n_atoms: int, dtype_name: str, repeat: int, accuracy: 
         vectors = pos[indices[:, 1]] + shifts @ cel - pos[indices[:, 0]]
         distances = torch.linalg.norm(vectors, dim=1)
         energy = (charges * calculator(charges, cel, pos, indices, distances)).sum()
-        forces, virial = torch.autograd.grad(energy, (pos, cel))
+        forces, _ = torch.autograd.grad(energy, (pos, cel))
         return energy, -forces
 
     _, forces = step()  # warm-up

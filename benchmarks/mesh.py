@@ -97,9 +97,7 @@ def main():
     for case in CASES:
         ours = measure(sys.executable, case, args.repeat)
         row = {"case": case, "ours": ours}
-        line = (
-            f"{case!s:32} {1e3 * ours['time_s']:9.1f} {ours['peak_growth_mb']:9.0f}"
-        )
+        line = f"{case!s:32} {1e3 * ours['time_s']:9.1f} {ours['peak_growth_mb']:9.0f}"
         if args.other:
             other = measure(args.other, case, args.repeat)
             row["other"] = other

@@ -1,0 +1,119 @@
+"""Benchmark of batched mesh calculators: ``forward_batch`` against a Python loop.
+
+32 random ionic systems of 64–256 atoms in cubic-ish cells (equal densities, so the
+mesh sizes fall into a few groups), energy + forces with PME and P3M, float64.
+
+    python benchmarks/batching.py
+"""
+
+import statistics
+import time
+
+import numpy as np
+import torch
+
+import torchpme
+from torchpme.neighbors import compute_neighbors
+
+
+def make_systems(count=32, seed=0):
+    rng = np.random.default_rng(seed)
+    systems = []
+    for _ in range(count):
+        n = int(rng.integers(32, 129)) * 2
+        length = (n / 0.04) ** (1 / 3)
+        cell = length * np.eye(3) + rng.uniform(-0.5, 0.5, size=(3, 3))
+        positions = rng.uniform(0, 1, size=(n, 3)) @ cell
+        charges = np.repeat([[1.0], [-1.0]], n // 2, axis=0)
+        systems.append(
+            [torch.tensor(a, dtype=torch.float64) for a in (positions, charges, cell)]
+        )
+    return systems
+
+
+def main(cutoff=6.0):
+    systems = make_systems()
+    lists = []
+    for positions, _, cell in systems:
+        indices, shifts = compute_neighbors(
+            positions, cell, cutoff, return_shifts=True
+        )[::2]
+        lists.append((indices, shifts.to(torch.float64)))
+    potential = torchpme.CoulombPotential(smearing=1.5)
+    for name, calculator in [
+        (
+            "pme",
+            torchpme.PMECalculator(potential, mesh_spacing=1.0, interpolation_nodes=4),
+        ),
+        (
+            "p3m",
+            torchpme.P3MCalculator(potential, mesh_spacing=1.0, interpolation_nodes=4),
+        ),
+    ]:
+
+        def loop():
+            for (positions, charges, cell), (indices, shifts) in zip(
+                systems, lists, strict=True
+            ):
+                pos = positions.clone().requires_grad_(True)
+                vectors = pos[indices[:, 1]] + shifts @ cell - pos[indices[:, 0]]
+                energy = (
+                    charges
+                    * calculator(
+                        charges, cell, pos, indices, torch.linalg.norm(vectors, dim=1)
+                    )
+                ).sum()
+                torch.autograd.grad(energy, pos)
+
+        offsets = np.cumsum([0] + [len(p) for p, _, _ in systems])
+        positions = torch.cat([p for p, _, _ in systems])
+        charges = torch.cat([q for _, q, _ in systems])
+        cells = torch.stack([c for _, _, c in systems])
+        system_index = torch.cat(
+            [torch.full((len(p),), i) for i, (p, _, _) in enumerate(systems)]
+        )
+        indices = torch.cat(
+            [i + int(o) for (i, _), o in zip(lists, offsets, strict=False)]
+        )
+        shifts = torch.cat([s for _, s in lists])
+        owner_cells = cells[system_index[indices[:, 0]]]
+
+        def batch():
+            pos = positions.clone().requires_grad_(True)
+            vectors = (
+                pos[indices[:, 1]]
+                + torch.einsum("pi,pij->pj", shifts, owner_cells)
+                - pos[indices[:, 0]]
+            )
+            energy = (
+                charges
+                * calculator.forward_batch(
+                    charges,
+                    cells,
+                    pos,
+                    system_index,
+                    indices,
+                    torch.linalg.norm(vectors, dim=1),
+                )
+            ).sum()
+            torch.autograd.grad(energy, pos)
+
+        timings = {}
+        for label, function in [("loop", loop), ("batch", batch)]:
+            function()
+            samples = []
+            for _ in range(3):
+                start = time.perf_counter()
+                function()
+                samples.append(time.perf_counter() - start)
+            timings[label] = statistics.median(samples)
+        print(
+            f"{name}: loop {1e3 * timings['loop']:.1f} ms, "
+            f"batch {1e3 * timings['batch']:.1f} ms, "
+            f"speedup {timings['loop'] / timings['batch']:.2f}x",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
