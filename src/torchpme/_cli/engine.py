@@ -207,10 +207,12 @@ def choose_parameters(
 ) -> Parameters:
     """Cutoff, smearing and k-space parameters of a concrete ``method``.
 
-    Anything given is kept; a missing smearing or k-space parameter is found by
-    :func:`torchpme.tuning.tune_ewald` / ``tune_pme`` / ``tune_p3m`` for the
-    requested ``accuracy`` (an error bound on the forces in Gaussian units,
-    e²/Å², see :mod:`torchpme.tuning`).
+    Anything given is kept. Missing k-space parameters are found by
+    :func:`torchpme.tuning.tune_ewald` / ``tune_pme`` / ``tune_p3m`` (which time
+    the candidates) for the requested ``accuracy``, the RMS force error in
+    Gaussian units (e²/Å², see :mod:`torchpme.tuning`); when they are all given,
+    only the smearing is derived from the accuracy and the cutoff
+    (:meth:`torchpme.tuning.tuner.TunerBase.estimate_smearing`), without timing.
 
     Args:
         method: ``"direct"``, ``"ewald"``, ``"pme"`` or ``"p3m"``.
@@ -237,6 +239,14 @@ def choose_parameters(
     if smearing is not None and not missing:
         return Parameters(method, float(cutoff), float(smearing), given)
     start = time.perf_counter()
+    if not missing:
+        # k-space fixed by the user: only the smearing (real-space error), no timing
+        from ..tuning.tuner import TunerBase
+
+        tuner = TunerBase(charges, cell, positions, float(cutoff), _calculator(method))
+        chosen = tuner.estimate_smearing(float(accuracy))
+        elapsed = time.perf_counter() - start
+        return Parameters(method, float(cutoff), chosen, given, elapsed)
     indices, distances = compute_neighbors(positions, cell, cutoff, periodic)
     tuned_smearing, tuned, _ = _tuner(method)(
         charges,
@@ -253,6 +263,16 @@ def choose_parameters(
     return Parameters(method, float(cutoff), chosen, tuned, elapsed)
 
 
+def _calculator(method: str):
+    from .. import calculators
+
+    return {
+        "ewald": calculators.EwaldCalculator,
+        "pme": calculators.PMECalculator,
+        "p3m": calculators.P3MCalculator,
+    }[method]
+
+
 def build_calculator(
     parameters: Parameters,
     prefactor: float,
@@ -260,20 +280,14 @@ def build_calculator(
     device: Optional[torch.device] = None,
 ) -> torch.nn.Module:
     """The calculator for ``parameters``, with a Coulomb potential of ``prefactor``."""
-    from ..calculators import (
-        Calculator,
-        EwaldCalculator,
-        P3MCalculator,
-        PMECalculator,
-    )
+    from ..calculators import Calculator
     from ..potentials import CoulombPotential
 
     if parameters.method == "direct":
         calculator = Calculator(CoulombPotential(prefactor=prefactor))
     else:
         potential = CoulombPotential(smearing=parameters.smearing, prefactor=prefactor)
-        kind = {"ewald": EwaldCalculator, "pme": PMECalculator, "p3m": P3MCalculator}
-        calculator = kind[parameters.method](potential, **parameters.params)
+        calculator = _calculator(parameters.method)(potential, **parameters.params)
     return calculator.to(dtype=dtype, device=device)
 
 
