@@ -143,7 +143,7 @@ def tight_reference(files):
     )
     energy = (charges * calculator(charges, cell, positions, indices, distances)).sum()
     (gradient,) = torch.autograd.grad(energy, positions)
-    return float(energy), -gradient.numpy()
+    return float(energy.detach()), -gradient.numpy()
 
 
 @pytest.mark.parametrize(
@@ -332,3 +332,22 @@ def test_charged_system_runs_with_allow_charged(files, capsys):
         "1e-3",
     )
     assert math.isfinite(summary["energy"])
+
+
+def test_float32_agrees_with_float64(files, capsys):
+    args = [files["cif"], "--charges", "Na=1,Cl=-1", "--accuracy", "1e-5"]
+    double = main_json(capsys, *args)
+    single = main_json(capsys, *args, "--dtype", "float32")
+    assert single["energy"] == pytest.approx(double["energy"], rel=1e-5)
+
+
+def test_console_script_points_at_main():
+    from importlib.metadata import entry_points
+
+    from torchpme.cli import main
+
+    scripts = entry_points(group="console_scripts", name="torchpme")
+    if not scripts:
+        pytest.skip("the `torchpme` console script is not declared in this install")
+    (script,) = scripts
+    assert script.load() is main

@@ -302,7 +302,9 @@ def compute(
 
 
 # the Madelung check runs at this accuracy (or the requested one if tighter)
-MADELUNG_ACCURACY = 1e-8
+MADELUNG_ACCURACY = 1e-7
+# and with this real-space cutoff (Å), which keeps the reciprocal-space grid coarse
+MADELUNG_CUTOFF = 9.0
 
 
 def madelung_check(method: str, accuracy: float, dtype, device) -> dict:
@@ -310,22 +312,27 @@ def madelung_check(method: str, accuracy: float, dtype, device) -> dict:
 
     ``M = −E r0 / (N/2)`` in Gaussian units with nearest-neighbour distance
     ``r0``; the reference is 1.747564594633 (Johnson & Templeton, 1961). The
-    parameters are tuned for ``min(accuracy, 1e-8)``, which reproduces ``M`` to
-    about 1e-8 in float64; the check passes within 1e-6 (float64) or 1e-4
-    (float32 rounding).
+    parameters are tuned for ``min(accuracy, 1e-7)`` with a 9 Å cutoff, which
+    reproduces ``M`` to about 1e-7 in float64; the check passes within 1e-6
+    (float64) or 1e-4 (float32 rounding).
     """
     from ._cli.structures import MADELUNG_ROCKSALT, NACL_LATTICE, rocksalt
 
     atoms = rocksalt(repeat=2)
-    result = compute(
-        atoms,
-        atoms.get_initial_charges(),
-        method=method,
-        accuracy=min(accuracy, MADELUNG_ACCURACY),
-        units="gaussian",
-        dtype=dtype,
-        device=device,
-    )
+    with warnings.catch_warnings():
+        # the tuner may find its error estimate above 1e-7 (PME); the check
+        # measures the actual error against the known constant instead
+        warnings.simplefilter("ignore", UserWarning)
+        result = compute(
+            atoms,
+            atoms.get_initial_charges(),
+            method=method,
+            accuracy=min(accuracy, MADELUNG_ACCURACY),
+            cutoff=MADELUNG_CUTOFF,
+            units="gaussian",
+            dtype=dtype,
+            device=device,
+        )
     r0 = NACL_LATTICE / 2.0
     value = -float(result.evaluation.energy) * r0 / (len(atoms) / 2)
     error = abs(value - MADELUNG_ROCKSALT)

@@ -43,6 +43,7 @@ __all__ = [
     "choose_parameters",
     "default_cutoff",
     "evaluate",
+    "grid_bounds",
     "resolve_method",
     "unit_prefactor",
 ]
@@ -239,13 +240,14 @@ def choose_parameters(
     if smearing is not None and not missing:
         return Parameters(method, float(cutoff), float(smearing), given)
     start = time.perf_counter()
+    from ..tuning.tuner import TunerBase
+
+    estimate = TunerBase(charges, cell, positions, float(cutoff), _calculator(method))
+    estimated_smearing = estimate.estimate_smearing(float(accuracy))
     if not missing:
         # k-space fixed by the user: only the smearing (real-space error), no timing
-        from ..tuning.tuner import TunerBase
-
-        tuner = TunerBase(charges, cell, positions, float(cutoff), _calculator(method))
-        chosen = tuner.estimate_smearing(float(accuracy))
         elapsed = time.perf_counter() - start
+        chosen = estimated_smearing if smearing is None else float(smearing)
         return Parameters(method, float(cutoff), chosen, given, elapsed)
     indices, distances = compute_neighbors(positions, cell, cutoff, periodic)
     tuned_smearing, tuned, _ = _tuner(method)(
@@ -256,11 +258,30 @@ def choose_parameters(
         neighbor_indices=indices,
         neighbor_distances=distances.detach(),
         accuracy=float(accuracy),
+        **grid_bounds(method, estimated_smearing, cell),
     )
     tuned.update(given)
     elapsed = time.perf_counter() - start
     chosen = float(tuned_smearing) if smearing is None else float(smearing)
     return Parameters(method, float(cutoff), chosen, tuned, elapsed)
+
+
+def grid_bounds(method: str, smearing: float, cell: torch.Tensor) -> Dict[str, int]:
+    """Search ranges for the tuner, scaled by the smearing instead of fixed.
+
+    The long-range part of a Gaussian of width ``σ`` carries no information on
+    scales much finer than ``σ``, so the grids need to reach (and need not go
+    beyond) Ewald wavelengths ``λ = L_min/n ≈ σ/2`` and mesh spacings
+    ``h = 2 L_min/(2^e − 1) ≈ σ/6`` (finer than the tuner ever picks for
+    accuracies down to 1e-8). The Ewald default ``n ≤ 14`` stops short of that
+    in large cells; the mesh default ``e ≤ 7`` times needlessly fine meshes in
+    small ones (it is kept as the upper bound: 128 points per axis).
+    """
+    shortest = float(torch.linalg.norm(cell.detach(), dim=1).min())
+    if method == "ewald":
+        return {"ns_hi": max(14, math.ceil(2.0 * shortest / smearing) + 1)}
+    finest = math.ceil(math.log2(12.0 * shortest / smearing + 1.0))
+    return {"mesh_hi": min(7, max(3, finest))}
 
 
 def _calculator(method: str):
