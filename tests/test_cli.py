@@ -351,3 +351,33 @@ def test_console_script_points_at_main():
         pytest.skip("the `torchpme` console script is not declared in this install")
     (script,) = scripts
     assert script.load() is main
+
+
+def test_unreachable_accuracy_is_a_one_line_warning(files, capsys):
+    from torchpme.cli import main
+
+    status = main(
+        [str(files["cif"]), "--charges", "Na=1,Cl=-1", "--method", "pme"]
+        + ["--accuracy", "1e-12", "--json"]
+    )
+    captured = capsys.readouterr()
+    assert status == 0
+    warnings = [line for line in captured.err.splitlines() if line.strip()]
+    assert len(warnings) == 1 and warnings[0].startswith("torchpme: warning: ")
+    assert "accuracy" in warnings[0]
+
+
+@pytest.mark.parametrize("smearing", [0.3, 1.0, 3.0])
+def test_tuner_grids_reach_the_smearing_scale(smearing):
+    import torch
+
+    from torchpme._cli.engine import grid_bounds
+
+    cell = torch.diag(torch.tensor([5.0, 12.0, 30.0], dtype=torch.float64))
+    ewald = grid_bounds("ewald", smearing, cell)["ns_hi"]
+    assert ewald >= 14 and 5.0 / ewald <= smearing / 2  # wavelengths down to σ/2
+    mesh = grid_bounds("pme", smearing, cell)["mesh_hi"]
+    spacing = 2 * 5.0 / (2**mesh - 1)
+    assert 3 <= mesh <= 7
+    assert spacing <= smearing / 6 or mesh == 7  # capped at 128 points per axis
+    assert mesh == 3 or 2 * 5.0 / (2 ** (mesh - 1) - 1) > smearing / 6  # no finer
