@@ -65,7 +65,7 @@ def main():
             f"{name:6s} smearing={smearing:.3f} {params} "
             f"time={1e3 * timing:.2f} ms  RMS force error {rms:.1e}"
         )
-        assert rms < 5 * ACCURACY, (name, rms)
+        assert rms < ACCURACY, (name, rms)
 
 
 if __name__ == "__main__":

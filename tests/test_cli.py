@@ -381,3 +381,20 @@ def test_tuner_grids_reach_the_smearing_scale(smearing):
     assert 3 <= mesh <= 7
     assert spacing <= smearing / 6 or mesh == 7  # capped at 128 points per axis
     assert mesh == 3 or 2 * 5.0 / (2 ** (mesh - 1) - 1) > smearing / 6  # no finer
+
+
+def test_missing_ase_gives_an_install_hint(monkeypatch, capsys):
+    import sys as system
+
+    from torchpme.cli import main
+
+    for name in [m for m in system.modules if m == "ase" or m.startswith("ase.")]:
+        monkeypatch.delitem(system.modules, name)
+    monkeypatch.setitem(system.modules, "ase", None)  # import ase -> ImportError
+    status = main(["--accuracy", "1e-3"])
+    captured = capsys.readouterr()
+    assert status != 0
+    assert captured.err.strip() == (
+        "torchpme: error: the torchpme command reads structures with ASE: "
+        'pip install ase (or pip install "torchpme[cli]")'
+    )

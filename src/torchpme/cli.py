@@ -569,6 +569,18 @@ def main(argv: Optional[List[str]] = None) -> int:
     except KeyboardInterrupt:
         print("torchpme: interrupted", file=sys.stderr)
         return 130
+    except ImportError as error:
+        if show_traceback:
+            raise
+        missing = getattr(error, "name", None) or ""
+        hint = {
+            "ase": "the torchpme command reads structures with ASE: pip install ase "
+            '(or pip install "torchpme[cli]")',
+            "matplotlib": "plots need matplotlib: pip install matplotlib",
+        }.get(missing.split(".")[0])
+        text = hint if hint else _one_line(error)
+        print(f"torchpme: error: {text}", file=sys.stderr)
+        return EXIT_ERROR
     except Exception as error:
         if show_traceback:
             raise
