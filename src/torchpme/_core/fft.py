@@ -34,13 +34,24 @@ def _multiplicity(n_last: int, half: int, dtype: torch.dtype, device: torch.devi
     return weight
 
 
+def _apply_kernel(spectrum: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """``spectrum · kernel`` for a real kernel, as a real multiply of the (re, im)
+    pairs: avoids promoting the kernel to a complex tensor."""
+    return torch.view_as_complex(torch.view_as_real(spectrum) * kernel.unsqueeze(-1))
+
+
+def _overlap(spectrum: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
+    """``Re[spectrum · conj(other)]`` (``conj`` is a lazy view: one complex multiply)."""
+    return torch.real(spectrum * torch.conj(other))
+
+
 class _Filter(torch.autograd.Function):
     @staticmethod
     def forward(ctx, mesh, kernel, scale: float):
         sizes = (mesh.shape[-3], mesh.shape[-2], mesh.shape[-1])
         spectrum = torch.fft.rfftn(mesh, dim=(-3, -2, -1))
         result = torch.fft.irfftn(
-            spectrum * kernel, s=sizes, dim=(-3, -2, -1), norm="forward"
+            _apply_kernel(spectrum, kernel), s=sizes, dim=(-3, -2, -1), norm="forward"
         )
         ctx.save_for_backward(mesh, kernel)
         # the spectrum serves the kernel gradient of a first-order backward
@@ -61,7 +72,10 @@ class _Filter(torch.autograd.Function):
             else:
                 sizes = (grad.shape[-3], grad.shape[-2], grad.shape[-1])
                 grad_mesh = torch.fft.irfftn(
-                    grad_spectrum * kernel, s=sizes, dim=(-3, -2, -1), norm="forward"
+                    _apply_kernel(grad_spectrum, kernel),
+                    s=sizes,
+                    dim=(-3, -2, -1),
+                    norm="forward",
                 )
                 if ctx.scale != 1.0:
                     grad_mesh = grad_mesh * ctx.scale
@@ -73,8 +87,8 @@ class _Filter(torch.autograd.Function):
             weight = _multiplicity(
                 grad.shape[-1], grad_spectrum.shape[-1], grad.dtype, grad.device
             )
-            overlap = torch.real(spectrum * torch.conj(grad_spectrum))
-            grad_kernel = (ctx.scale * weight * overlap).sum_to_size(kernel.shape)
+            overlap = _overlap(spectrum, grad_spectrum)
+            grad_kernel = (overlap * (ctx.scale * weight)).sum_to_size(kernel.shape)
         return grad_mesh, grad_kernel, None
 
 

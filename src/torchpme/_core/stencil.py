@@ -33,7 +33,9 @@ def scatter(flat: torch.Tensor, w3: torch.Tensor, values: torch.Tensor, size: in
     n_channels = values.shape[1]
     contributions = values.t().unsqueeze(-1) * w3.unsqueeze(0)
     mesh = torch.zeros((n_channels, size), dtype=w3.dtype, device=w3.device)
-    return mesh.index_add(1, flat.reshape(-1), contributions.reshape(n_channels, -1))
+    # in place on a fresh tensor: the out-of-place form would copy the whole mesh
+    mesh.index_add_(1, flat.reshape(-1), contributions.reshape(n_channels, -1))
+    return mesh
 
 
 def pick(mesh: torch.Tensor, flat: torch.Tensor) -> torch.Tensor:
