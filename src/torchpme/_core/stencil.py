@@ -90,8 +90,11 @@ class _Spread(torch.autograd.Function):
 class _Gather(torch.autograd.Function):
     @staticmethod
     def forward(ctx, flat, weights, mesh):
+        stencil = pick(mesh, flat)
         ctx.save_for_backward(flat, weights, mesh)
-        return contract(pick(mesh, flat), weights).t()
+        # the picked values serve the weight gradient of a first-order backward
+        ctx.stencil = stencil if weights.requires_grad else None
+        return contract(stencil, weights).t()
 
     @staticmethod
     def backward(ctx, grad_out):
@@ -100,7 +103,10 @@ class _Gather(torch.autograd.Function):
         if ctx.needs_input_grad[2]:
             grad_mesh = _Spread.apply(flat, weights, grad_out, mesh.shape[1])
         if ctx.needs_input_grad[1]:
-            stencil = pick(mesh, flat)
+            stencil = ctx.stencil
+            if torch.is_grad_enabled() or stencil is None:
+                # double backward: picked again so that autograd sees the mesh
+                stencil = pick(mesh, flat)
             field = torch.einsum("ic,cit->it", grad_out, stencil)
             grad_weights = weight_gradients(field, weights)
         return None, grad_weights, grad_mesh
