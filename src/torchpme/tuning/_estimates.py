@@ -101,67 +101,70 @@ class _Weight:
 
     Built from the per-node polynomials ``w_j(x)`` of :mod:`torchpme._core.weights`
     (``x`` the offset from the reference point, ``|x| ≤ 1/2``, node ``j`` at offset
-    ``o_j = j − (n−1)/2``): ``w(t) = w_j(t + o_j)`` on ``[−o_j − 1/2, −o_j + 1/2]``.
+    ``o_j = j − (n−1)/2``): ``w(t) = w_j(t + o_j)`` on ``[−o_j − 1/2, −o_j + 1/2]``,
+    i.e. piece ``k = n − 1 − j`` of the unit intervals starting at ``−n/2``.
     """
 
     def __init__(self, method: str, n: int):
-        table = lagrange_coefficients(n) if method == "Lagrange" else None
-        if table is None:
+        if method == "Lagrange":
+            table = lagrange_coefficients(n)
+        else:
             table = bspline_coefficients(n)
         self.n = n
-        self.pieces = []
-        for j, row in enumerate(table):
+        values, derivatives = [], []
+        for k in range(n):
+            j = n - 1 - k
             offset = (2 * j - (n - 1)) / 2.0
-            poly = np.polynomial.Polynomial([float(c) for c in row])
+            poly = np.polynomial.Polynomial([float(c) for c in table[j]])
             shifted = poly(np.polynomial.Polynomial([offset, 1.0]))
-            self.pieces.append((-offset - 0.5, -offset + 0.5, shifted, shifted.deriv()))
-        lags = range(-n, n + 1)
-        self._shifted = {}
-        for p in range(-_P_MAX, _P_MAX + 1):
-            for derivative in (False, True):
-                self._shifted[(p, derivative)] = np.array(
-                    [self._correlation(derivative, False, j, p) for j in lags]
-                )
-        self._bb = np.array([self._correlation(True, True, j, 0) for j in lags])
+            values.append(np.pad(shifted.coef, (0, n - len(shifted.coef))))
+            deriv = shifted.deriv().coef if n > 1 else np.zeros(1)
+            derivatives.append(np.pad(deriv, (0, n - len(deriv))))
+        # (n pieces, n powers), lowest power first
+        self._coefficients = (np.array(values), np.array(derivatives))
+        # Gauss–Legendre nodes on every piece: exact for these polynomial products
+        starts = -n / 2.0 + np.arange(n)
+        self._t = (starts[:, None] + 0.5 + 0.5 * _GL_NODES).reshape(-1)
+        self._dt = np.tile(0.5 * _GL_WEIGHTS, n)
         self._lags = np.arange(-n, n + 1)
+        w_t = self._value(self._t, False)
+        shifted_t = self._t[None, :] + self._lags[:, None]
+        f_w = self._value(shifted_t, False) * self._dt
+        f_dw = self._value(shifted_t, True) * self._dt
+        self._shifted = {}
+        for p in _HARMONICS:
+            g = w_t * np.exp(-2j * math.pi * p * self._t)
+            self._shifted[(p, False)] = f_w @ g
+            self._shifted[(p, True)] = f_dw @ g
+        self._bb = f_dw @ self._value(self._t, True)
+        self._w_t = w_t * self._dt
+        self._dw_t = self._value(self._t, True) * self._dt
 
     def _value(self, t: np.ndarray, derivative: bool) -> np.ndarray:
+        """``w(t)`` or ``w'(t)`` (piecewise derivative), zero outside the support."""
+        n = self.n
+        piece = np.floor(t + n / 2.0).astype(np.int64)
+        inside = (piece >= 0) & (piece < n)
+        coefficients = self._coefficients[1 if derivative else 0][
+            np.clip(piece, 0, n - 1)
+        ]
         out = np.zeros_like(t)
-        for start, stop, poly, deriv in self.pieces:
-            inside = (t >= start) & (t < stop)
-            out[inside] = (deriv if derivative else poly)(t[inside])
-        return out
-
-    def _correlation(
-        self, f_der: bool, g_der: bool, lag: int, harmonic: int
-    ) -> complex:
-        """``∫ f(s + lag) g(s) e^{−2πi·harmonic·s} ds`` with f, g = w or w'."""
-        total = 0.0 + 0.0j
-        for start, stop, poly, deriv in self.pieces:
-            half = 0.5 * (stop - start)
-            s = half * _GL_NODES + 0.5 * (start + stop)
-            g = (deriv if g_der else poly)(s) * np.exp(-2j * math.pi * harmonic * s)
-            # s + lag stays inside one piece of f: pieces of f and g share boundaries
-            f = self._value(s + lag, f_der)
-            total += half * np.sum(_GL_WEIGHTS * f * g)
-        return total
+        for power in range(n - 1, -1, -1):
+            out = out * t + coefficients[..., power]
+        return np.where(inside, out, 0.0)
 
     def transform(self, theta: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
         """``ŵ(θ)`` and ``ŵ'(θ)`` (transforms of ``w`` and of its piecewise derivative)."""
-        theta = np.asarray(theta, dtype=float)
-        w = np.zeros(theta.shape, dtype=complex)
-        dw = np.zeros(theta.shape, dtype=complex)
-        for start, stop, poly, deriv in self.pieces:
-            half = 0.5 * (stop - start)
-            t = half * _GL_NODES + 0.5 * (start + stop)
-            phase = np.exp(-1j * theta[..., None] * t) * (half * _GL_WEIGHTS)
-            w += phase @ poly(t)
-            dw += phase @ deriv(t)
-        return w, dw
+        phase = np.exp(-1j * np.multiply.outer(np.asarray(theta, dtype=float), self._t))
+        return phase @ self._w_t, phase @ self._dw_t
 
     def alias_sums(self, theta: np.ndarray, harmonic: int = 0):
         """Alias sums at ``θ``: ``Σ_M ŵ_M ŵ_{M−P}^*``, ``Σ_M ŵ'_M ŵ_{M−P}^*`` and,
-        for ``P = 0``, ``Σ_M |ŵ'_M|²`` (``P`` = ``harmonic``)."""
+        for ``P = 0``, ``Σ_M |ŵ'_M|²`` (``P`` = ``harmonic``).
+
+        By Poisson summation these are ``Σ_j c_j e^{−iθj}`` with the correlations
+        ``c_j = ∫ f(s + j) w(s) e^{−2πiPs} ds`` (``f = w`` or ``w'``) as coefficients.
+        """
         phases = np.exp(-1j * np.outer(theta, self._lags))
         ww = phases @ self._shifted[(harmonic, False)]
         dw = phases @ self._shifted[(harmonic, True)]
@@ -279,6 +282,56 @@ def _shrink(cell: np.ndarray, ns: List[int], smearing: float):
             return cell, ns
 
 
+class _Geometry:
+    """What the mesh estimates share for one (cell, smearing, mesh, filter reach):
+    the zone of mesh frequencies with the kernel on it, and the reciprocal-lattice
+    vectors where the exact kernel is not negligible."""
+
+    def __init__(self, cell: np.ndarray, smearing: float, ns: List[int], reach: float):
+        self.volume = abs(np.linalg.det(cell))
+        b = _reciprocal(cell)
+        lengths = np.linalg.norm(cell, axis=1)
+        self.nb = np.array([ns[d] * b[d] / (2.0 * math.pi) for d in range(3)])
+        # zone of mesh frequencies: -(n_d // 2) ... (n_d - 1) // 2, within `reach`
+        low = [-(size // 2) for size in ns]
+        high = [(size - 1) // 2 for size in ns]
+        zone = [
+            min(math.ceil(reach * lengths[d] / (2 * math.pi)), max(-low[d], high[d]))
+            for d in range(3)
+        ]
+        self.axes = [
+            np.arange(max(low[d], -zone[d]), min(high[d], zone[d]) + 1)
+            for d in range(3)
+        ]
+        self.thetas = [2.0 * math.pi * self.axes[d] / ns[d] for d in range(3)]
+        grid = np.stack(np.meshgrid(*self.axes, indexing="ij"), axis=-1)
+        k_sq = np.sum((grid @ b) ** 2, axis=-1)
+        self.kernel = np.where(k_sq < reach**2, _kernel(k_sq, smearing), 0.0)
+        # every reciprocal-lattice vector within k_lim, with its zone representative
+        k_lim = math.sqrt(2.0 * _LOG_CUT) / smearing
+        self.reach = [math.ceil(k_lim * lengths[d] / (2 * math.pi)) for d in range(3)]
+        m = _box(self.reach)
+        k = m @ b
+        k_sq = np.sum(k * k, axis=1)
+        keep = (k_sq < k_lim**2) & (k_sq > 0)
+        self.m, k_sq = m[keep], k_sq[keep]
+        self.k_dot_nb = [k[keep] @ self.nb[d] for d in range(3)]
+        self.exact_kernel = _kernel(k_sq, smearing)
+        self.exact = float(np.sum(k_sq * self.exact_kernel**2))
+        reduced = [(self.m[:, d] - low[d]) % ns[d] + low[d] for d in range(3)]
+        inside = np.ones(len(self.m), dtype=bool)
+        for d in range(3):
+            inside &= (reduced[d] >= self.axes[d][0]) & (reduced[d] <= self.axes[d][-1])
+        self.inside = inside
+        self.zone_index = tuple(reduced[d][inside] - self.axes[d][0] for d in range(3))
+        self.ns = ns
+
+
+@functools.lru_cache(maxsize=32)
+def _geometry(cell: tuple, smearing: float, ns: tuple, reach: float) -> _Geometry:
+    return _Geometry(np.array(cell).reshape(3, 3), smearing, list(ns), reach)
+
+
 def mesh_errors(
     cell: np.ndarray, smearing: float, ns: List[int], method: str, n: int
 ) -> Tuple[float, float]:
@@ -294,37 +347,18 @@ def mesh_errors(
     """
     volume_true = abs(np.linalg.det(cell))
     cell, ns = _shrink(np.asarray(cell, dtype=float), ns, smearing)
-    volume = abs(np.linalg.det(cell))
     weight = _weight(method, n)
     p3m = method == "P3M"
     b = _reciprocal(cell)
-    lengths = np.linalg.norm(cell, axis=1)
-    nb = np.array([ns[d] * b[d] / (2.0 * math.pi) for d in range(3)])
-    spacings = lengths / np.array(ns)
-
-    # zone of mesh frequencies: -(n_d // 2) ... (n_d - 1) // 2
-    low = [-(size // 2) for size in ns]
-    high = [(size - 1) // 2 for size in ns]
+    spacings = np.linalg.norm(cell, axis=1) / np.array(ns)
     radius_bz = float(np.sum(np.array(ns) / 2.0 * np.linalg.norm(b, axis=1)))
-    r_filter = _filter_reach(smearing, spacings, n, p3m, radius_bz)
-    zone_reach = [
-        min(math.ceil(r_filter * lengths[d] / (2 * math.pi)), max(-low[d], high[d]))
-        for d in range(3)
-    ]
-    # filter on the zone box (dense), zero outside r_filter
-    axes = [
-        np.arange(max(low[d], -zone_reach[d]), min(high[d], zone_reach[d]) + 1)
-        for d in range(3)
-    ]
-    grid = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1)
-    k = grid @ b
-    k_sq = np.sum(k * k, axis=-1)
-    g_tilde = _kernel(k_sq, smearing)
-    thetas = [2.0 * math.pi * axes[d] / ns[d] for d in range(3)]
+    reach = _filter_reach(smearing, spacings, n, p3m, radius_bz)
+    geometry = _geometry(tuple(cell.reshape(-1)), smearing, tuple(ns), reach)
+    volume, nb, thetas = geometry.volume, geometry.nb, geometry.thetas
+    g_tilde = geometry.kernel
     if p3m:
         u = [np.sinc(t / (2.0 * math.pi)) ** (2 * n) for t in thetas]
         g_tilde = g_tilde / (u[0][:, None, None] * u[1][None, :, None] * u[2])
-    g_tilde = np.where(k_sq < r_filter**2, g_tilde, 0.0)
 
     # separable alias sums along each axis; Σ ŵ'ŵ* is imaginary (w' is odd), so
     # the products of two of them in |D̂|² are real: C_d C_e^* = c_d c_e
@@ -346,41 +380,25 @@ def mesh_errors(
                     factors.append(ww[f] * ww[f])
             separable += metric[d, e] * float(_contract(g2, *factors)[0, 0, 0])
 
-    # terms with the exact kernel: every reciprocal-lattice vector within k_lim
-    k_lim = math.sqrt(2.0 * _LOG_CUT) / smearing
-    reach = [math.ceil(k_lim * lengths[d] / (2 * math.pi)) for d in range(3)]
-    m = _box(reach)
-    kk = m @ b
-    kk_sq = np.sum(kk * kk, axis=1)
-    keep = (kk_sq < k_lim**2) & (kk_sq > 0)
-    m, kk, kk_sq = m[keep], kk[keep], kk_sq[keep]
-    g_exact = _kernel(kk_sq, smearing)
-    exact = float(np.sum(kk_sq * g_exact**2))
+    # cross term with the exact kernel, over the reciprocal-lattice vectors
+    m, reach_k = geometry.m, geometry.reach
     transforms = [
-        weight.transform(2.0 * math.pi * np.arange(-reach[d], reach[d] + 1) / ns[d])
+        weight.transform(2.0 * math.pi * np.arange(-reach_k[d], reach_k[d] + 1) / ns[d])
         for d in range(3)
     ]
-    w_at = [transforms[d][0][m[:, d] + reach[d]] for d in range(3)]
-    dw_at = [transforms[d][1][m[:, d] + reach[d]] for d in range(3)]
-    big_w = w_at[0] * w_at[1] * w_at[2]
+    w_at = [transforms[d][0][m[:, d] + reach_k[d]] for d in range(3)]
+    dw_at = [transforms[d][1][m[:, d] + reach_k[d]] for d in range(3)]
     k_dot_d = 0.0
     for d in range(3):
         others = w_at[(d + 1) % 3] * w_at[(d + 2) % 3]
-        k_dot_d = k_dot_d + (kk @ nb[d]) * dw_at[d] * others
-    reduced = [
-        (m[:, d] - low[d]) % ns[d] + low[d] for d in range(3)
-    ]  # zone representative
+        k_dot_d = k_dot_d + geometry.k_dot_nb[d] * dw_at[d] * others
+    big_w = w_at[0] * w_at[1] * w_at[2]
     g_at = np.zeros(len(m))
-    inside = np.ones(len(m), dtype=bool)
-    for d in range(3):
-        inside &= (reduced[d] >= axes[d][0]) & (reduced[d] <= axes[d][-1])
-    g_at[inside] = g_tilde[
-        reduced[0][inside] - axes[0][0],
-        reduced[1][inside] - axes[1][0],
-        reduced[2][inside] - axes[2][0],
-    ]
-    cross = float(np.sum(g_at * g_exact * (-1j * k_dot_d * np.conj(big_w)).real))
-    pair = max(separable - 2.0 * cross + exact, 0.0) / volume**2
+    g_at[geometry.inside] = g_tilde[geometry.zone_index]
+    cross = float(
+        np.sum(g_at * geometry.exact_kernel * (-1j * k_dot_d * np.conj(big_w)).real)
+    )
+    pair = max(separable - 2.0 * cross + geometry.exact, 0.0) / volume**2
 
     # self force: harmonics P != 0 of the mesh-periodic force on an atom by itself
     plain, derived = [], []
@@ -394,8 +412,7 @@ def mesh_errors(
         vector = vector + _contract(g_tilde, *factors)[..., None] * nb[d]
     centre = len(_HARMONICS) // 2
     vector[centre, centre, centre] = 0.0
-    self_sq = float(np.sum(np.abs(vector) ** 2))
-    self_term = self_sq / volume**2
+    self_term = float(np.sum(np.abs(vector) ** 2)) / volume**2
     return math.sqrt(pair * volume / volume_true), math.sqrt(self_term)
 
 

@@ -218,6 +218,7 @@ def tune_ewald(
         EwaldErrorEstimate(charges, cell, positions, safety=SAFETY),
         params,
         cost,
+        lambda param: float(cost(param)[0]),
         "Increase `ns_hi` (more k-vectors) or the cutoff.",
         charges,
         cell,

@@ -11,7 +11,7 @@ from .._core.validation import check_positive
 from ..calculators import P3MCalculator
 from . import _estimates
 from .ewald import _as_tensor
-from .pme import _check_nodes, mesh_candidates, mesh_cost
+from .pme import _check_nodes, mesh_candidates, mesh_cost, mesh_work
 from .tuner import SAFETY, TuningErrorBounds, check_inputs, grid_search
 
 __all__ = ["A_COEF", "P3MErrorBounds", "P3MErrorEstimate", "tune_p3m"]
@@ -282,6 +282,7 @@ def tune_p3m(
         P3MErrorEstimate(charges, cell, positions, safety=SAFETY),
         params,
         mesh_cost(lengths),
+        mesh_work(lengths, positions.shape[0]),
         "Increase `mesh_hi` (finer meshes), `nodes_hi` or the cutoff.",
         charges,
         cell,

@@ -257,6 +257,8 @@ class TuningTimings(torch.nn.Module):
         n_warmup: untimed calls first (allocations, caches).
         run_backward: also time the backward pass of ``result.sum()`` with
             respect to positions, cell and charges.
+        time_budget: stop repeating once the timed calls add up to this many
+            seconds (after at least one); ``None``: always ``n_repeat`` calls.
     """
 
     def __init__(
@@ -269,6 +271,8 @@ class TuningTimings(torch.nn.Module):
         n_repeat: int = 4,
         n_warmup: int = 4,
         run_backward: Optional[bool] = True,
+        *,
+        time_budget: Optional[float] = None,
     ):
         super().__init__()
         _validate_parameters(
@@ -286,39 +290,61 @@ class TuningTimings(torch.nn.Module):
         self.run_backward = run_backward
         self.neighbor_indices = neighbor_indices
         self.neighbor_distances = neighbor_distances
+        self.time_budget = time_budget
 
     def _synchronize(self):
         if self.positions.device.type == "cuda":
             torch.cuda.synchronize(self.positions.device)
 
-    def forward(self, calculator: torch.nn.Module) -> float:
-        """Mean seconds per call of ``calculator`` over ``n_repeat`` repetitions."""
+    def forward(
+        self, calculator: torch.nn.Module, give_up_after: Optional[float] = None
+    ) -> float:
+        """Mean seconds per call of ``calculator`` over ``n_repeat`` repetitions
+        (fewer if ``time_budget`` is used up first).
+
+        Args:
+            calculator: the calculator to time.
+            give_up_after: if the first call alone takes longer than this many
+                seconds, stop and return that call's time: the candidate is too
+                slow to matter.
+        """
+        for step in range(self.n_warmup):
+            elapsed = self._call(calculator)
+            if step == 0 and give_up_after is not None and elapsed > give_up_after:
+                return elapsed
         total = 0.0
-        for step in range(self.n_warmup + self.n_repeat):
-            if step == self.n_warmup:
-                total = 0.0
-            positions = self.positions.clone()
-            cell = self.cell.clone()
-            charges = self.charges.clone()
-            if self.run_backward:
-                positions.requires_grad_(True)
-                cell.requires_grad_(True)
-                charges.requires_grad_(True)
-            self._synchronize()
-            start = time.perf_counter()
-            result = calculator.forward(
-                positions=positions,
-                charges=charges,
-                cell=cell,
-                neighbor_indices=self.neighbor_indices,
-                neighbor_distances=self.neighbor_distances,
-            )
-            value = result.sum()
-            if self.run_backward:
-                value.backward(retain_graph=True)
-            self._synchronize()
-            total += time.perf_counter() - start
+        for repetition in range(1, self.n_repeat + 1):
+            elapsed = self._call(calculator)
+            total += elapsed
+            if self.n_warmup == 0 and repetition == 1:
+                if give_up_after is not None and elapsed > give_up_after:
+                    return elapsed
+            if self.time_budget is not None and total >= self.time_budget:
+                return total / repetition
         return total / self.n_repeat
+
+    def _call(self, calculator: torch.nn.Module) -> float:
+        positions = self.positions.clone()
+        cell = self.cell.clone()
+        charges = self.charges.clone()
+        if self.run_backward:
+            positions.requires_grad_(True)
+            cell.requires_grad_(True)
+            charges.requires_grad_(True)
+        self._synchronize()
+        start = time.perf_counter()
+        result = calculator.forward(
+            positions=positions,
+            charges=charges,
+            cell=cell,
+            neighbor_indices=self.neighbor_indices,
+            neighbor_distances=self.neighbor_distances,
+        )
+        value = result.sum()
+        if self.run_backward:
+            value.backward(retain_graph=True)
+        self._synchronize()
+        return time.perf_counter() - start
 
 
 def pareto_front(costs: Sequence[Tuple[float, ...]]) -> List[int]:
@@ -342,11 +368,15 @@ def pareto_front(costs: Sequence[Tuple[float, ...]]) -> List[int]:
 class GridSearchTuner(TunerBase):
     """Rate every candidate with the error bound; time only those that can win.
 
-    Candidates whose error exceeds the accuracy are not timed (timing ``inf``).
-    With ``cost`` given, of the accepted candidates only those on the Pareto
-    front of their cost tuples are timed: a candidate needing at least as much
-    of every resource as another accepted one (k-vectors; or mesh points and
-    interpolation nodes) cannot be faster.
+    Nothing is timed before every candidate has been rated. Candidates whose
+    error exceeds the accuracy are not timed (timing ``inf``). With ``cost``
+    given, only the accepted candidates on the Pareto front of their resource
+    tuples remain: one needing at least as much of every resource as another
+    accepted one (k-vectors; or mesh points and interpolation nodes) cannot be
+    faster. With ``work`` given (a rough scalar cost model), of those only the
+    ``max_timed`` cheapest by the model, within ``work_factor`` of the cheapest,
+    are timed, cheapest first; a candidate whose warm-up call alone takes
+    three times the best mean so far is not timed further.
 
     Args:
         charges, cell, positions, cutoff, calculator, full_neighbor_list,
@@ -359,7 +389,13 @@ class GridSearchTuner(TunerBase):
         neighbor_distances: ``(P,)`` their distances.
         n_repeat: timed repetitions per candidate.
         n_warmup: untimed calls per candidate.
-        cost: maps a candidate to a tuple of resources (monotone in run time).
+        cost: maps a candidate to a tuple of resources, each monotone in run time.
+        work: maps a candidate to a rough scalar cost (any unit).
+        max_timed: at most this many candidates are timed (with ``work``).
+        work_factor: candidates whose ``work`` exceeds the cheapest one's by more
+            than this factor are not timed.
+        time_budget: seconds of timed calls per candidate after which no more
+            repetitions are made (see :class:`TuningTimings`).
     """
 
     def __init__(
@@ -378,8 +414,12 @@ class GridSearchTuner(TunerBase):
         exponent: int = 1,
         *,
         n_repeat: int = 4,
-        n_warmup: int = 2,
+        n_warmup: int = 1,
         cost: Optional[Callable[[Dict[str, Any]], Tuple[float, ...]]] = None,
+        work: Optional[Callable[[Dict[str, Any]], float]] = None,
+        max_timed: int = 3,
+        work_factor: float = 4.0,
+        time_budget: Optional[float] = 1.0,
     ):
         super().__init__(
             charges=charges,
@@ -409,6 +449,9 @@ class GridSearchTuner(TunerBase):
         self.error_bounds = error_bounds
         self.params = params
         self._cost = cost
+        self._work = work
+        self.max_timed = max_timed
+        self.work_factor = work_factor
         indices, distances = self.filter_neighbors(
             self.cutoff, neighbor_indices, neighbor_distances
         )
@@ -421,6 +464,7 @@ class GridSearchTuner(TunerBase):
             n_repeat=n_repeat,
             n_warmup=n_warmup,
             run_backward=True,
+            time_budget=time_budget,
         )
 
     def tune(self, accuracy: float = 1e-3) -> Tuple[List[float], List[float]]:
@@ -440,15 +484,35 @@ class GridSearchTuner(TunerBase):
             for param in self.params
         ]
         accepted = [i for i, error in enumerate(errors) if error <= accuracy]
+        timings = [float("inf")] * len(self.params)
+        best = float("inf")
+        for index in self._to_time(accepted):
+            timings[index] = self._timing(
+                smearing, self.params[index], give_up_after=3.0 * best
+            )
+            best = min(best, timings[index])
+        return errors, timings
+
+    def _to_time(self, accepted: List[int]) -> List[int]:
+        """The accepted candidates worth timing, in the order to time them."""
         if self._cost is not None and accepted:
             costs = [tuple(self._cost(self.params[i])) for i in accepted]
             accepted = [accepted[i] for i in pareto_front(costs)]
-        timings = [float("inf")] * len(self.params)
-        for index in accepted:
-            timings[index] = self._timing(smearing, self.params[index])
-        return errors, timings
+        if self._work is not None and accepted:
+            work = {i: float(self._work(self.params[i])) for i in accepted}
+            accepted = sorted(accepted, key=lambda i: work[i])
+            cheapest = work[accepted[0]]
+            accepted = [i for i in accepted if work[i] <= self.work_factor * cheapest][
+                : self.max_timed
+            ]
+        return accepted
 
-    def _timing(self, smearing: float, k_space_params: Dict[str, Any]) -> float:
+    def _timing(
+        self,
+        smearing: float,
+        k_space_params: Dict[str, Any],
+        give_up_after: Optional[float] = None,
+    ) -> float:
         calculator = self.calculator(
             potential=InversePowerLawPotential(
                 exponent=self.exponent,
@@ -459,7 +523,9 @@ class GridSearchTuner(TunerBase):
             **k_space_params,
         )
         calculator.to(device=self.positions.device, dtype=self.positions.dtype)
-        return self.time_func(calculator)
+        if give_up_after is None or not math.isfinite(give_up_after):
+            return self.time_func(calculator)
+        return self.time_func(calculator, give_up_after=give_up_after)
 
 
 def check_inputs(
@@ -498,6 +564,7 @@ def grid_search(
     error_bounds: TuningErrorBounds,
     params: List[Dict[str, Any]],
     cost: Callable[[Dict[str, Any]], Tuple[float, ...]],
+    work: Callable[[Dict[str, Any]], float],
     hint: str,
     charges: torch.Tensor,
     cell: torch.Tensor,
@@ -525,6 +592,7 @@ def grid_search(
         prefactor=prefactor,
         exponent=exponent,
         cost=cost,
+        work=work,
     )
     smearing = tuner.estimate_smearing(accuracy)
     errors, timings = tuner.tune(accuracy)
