@@ -29,7 +29,12 @@ def rocksalt(n_atoms: int, seed: int = 0):
     )
     signs = np.array([(-1.0) ** int(c.sum()) for c in corners])
     cells = np.array(
-        [[i, j, k] for i in range(repeat) for j in range(repeat) for k in range(repeat)],
+        [
+            [i, j, k]
+            for i in range(repeat)
+            for j in range(repeat)
+            for k in range(repeat)
+        ],
         dtype=float,
     )
     positions = (cells[:, None, :] + 0.5 * corners[None]).reshape(-1, 3) * LATTICE
