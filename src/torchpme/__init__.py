@@ -7,7 +7,7 @@ Building blocks live in :mod:`torchpme.lib`, potentials in
 
 import contextlib
 
-from . import calculators, lib, potentials, prefactors
+from . import calculators, lib, neighbors, potentials, prefactors
 from ._core.validation import set_value_checks
 from ._version import __version__, __version_tuple__
 from .calculators import (
@@ -29,9 +29,22 @@ from .potentials import (
 with contextlib.suppress(ImportError):
     from . import tuning
 
-with contextlib.suppress(ImportError):
-    # optional: needs metatensor-torch and metatomic-torch
-    from . import metatensor
+
+def __getattr__(name: str):
+    # the optional metatensor bindings load on first use: importing them costs a
+    # second and pulls in metatensor; without metatensor installed the attribute
+    # is absent, as if its import had been suppressed
+    if name == "metatensor":
+        import importlib
+
+        try:
+            return importlib.import_module(".metatensor", __name__)
+        except ImportError as error:
+            raise AttributeError(
+                "torchpme.metatensor needs metatensor-torch and metatomic-torch "
+                f"({error})"
+            ) from error
+    raise AttributeError(f"module 'torchpme' has no attribute '{name}'")
 
 __all__ = [
     "Calculator",
