@@ -26,7 +26,7 @@ LATTICE = 5.64
 PARAMETERS = {
     "pme": {"cutoff": 8.0, "smearing": 1.6, "mesh_spacing": 0.75, "nodes": 6},
     "p3m": {"cutoff": 10.0, "smearing": 2.2, "mesh_spacing": 1.5, "nodes": 5},
-    "ewald": {"cutoff": 8.0, "smearing": 1.6, "lr_wavelength": 1.6},
+    "ewald": {"cutoff": 8.0, "smearing": 1.6, "lr_wavelength": 1.1},
 }
 
 
