@@ -25,7 +25,9 @@ with ``E_pair = ⟨|∇₁(Φ̃ − Φ)|²⟩`` over both positions and ``E_self
 squared self-force ``|∇₁Φ̃(r, r)|²`` (zero for Ewald, not for meshes: an atom
 feels its own charge through the mesh).
 
-**Ewald** (k-set ``𝒦``): ``E_pair = (1/V²) Σ_{K∉𝒦} K² G(K)²``.
+**Ewald** (k-set ``𝒦``): ``E_pair = (1/V²) Σ_{K∉𝒦} w_K K² G(K)²``, with
+``w_K = 1/2`` where ``−K ∈ 𝒦`` (an even FFT axis keeps ``−n/2`` but not
+``+n/2``; ``cos(K·r)`` then stands for half of both) and 1 otherwise.
 
 **Mesh** (``n_d`` points along ``a_d``, separable weight ``w``, filter ``G̃`` on
 the mesh frequencies ``θ_d = 2π m_d / n_d``). With ``ŵ(θ) = ∫ w(t) e^{−iθt} dt``,
@@ -230,13 +232,22 @@ def ewald_pair_error(cell: np.ndarray, smearing: float, ns: List[int]) -> float:
     if all(r <= (n - 1) // 2 for r, n in zip(reach, ns)):
         return 0.0
     m = _box(reach)
-    outside_box = np.zeros(len(m), dtype=bool)
-    for d in range(3):
-        outside_box |= (m[:, d] < -(ns[d] // 2)) | (m[:, d] > (ns[d] - 1) // 2)
-    k = m[outside_box] @ _reciprocal(cell)
+    outside, mirror_outside = _outside(m, ns), _outside(-m, ns)
+    k = m[outside] @ _reciprocal(cell)
     k_sq = np.sum(k * k, axis=1)
-    total = float(np.sum(k_sq * _kernel(k_sq, smearing) ** 2))
+    # the calculator keeps cos(k·r) for k = -n/2 without its partner +n/2: the pair
+    # (k, -k) then carries half the weight of a missing pair
+    weight = np.where(mirror_outside[outside], 1.0, 0.5)
+    total = float(np.sum(weight * k_sq * _kernel(k_sq, smearing) ** 2))
     return math.sqrt(total / (volume * volume_true))
+
+
+def _outside(m: np.ndarray, ns: List[int]) -> np.ndarray:
+    """Whether the frequencies ``m`` fall outside the FFT layout of size ``ns``."""
+    outside = np.zeros(len(m), dtype=bool)
+    for d in range(3):
+        outside |= (m[:, d] < -(ns[d] // 2)) | (m[:, d] > (ns[d] - 1) // 2)
+    return outside
 
 
 # -- meshes ---------------------------------------------------------------------

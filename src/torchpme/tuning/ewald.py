@@ -113,9 +113,11 @@ class EwaldErrorEstimate(_estimates.ErrorEstimate):
     .. math::
 
         ΔF_k^2 = \\frac{(Q^2)^2 − Σq^4}{N} \\frac{1}{V^2}
-                 Σ_{k∉𝒦, k≠0} k^2 G(k)^2,
+                 Σ_{k∉𝒦, k≠0} w_k k^2 G(k)^2,
 
-    the discrete form of Kolafa & Perram's estimate; the real-space term is
+    the discrete form of Kolafa & Perram's estimate (``w_k = 1/2`` where ``−k``
+    is kept: a kept ``cos(k·r)`` term stands for half of ``±k``, 1 otherwise);
+    the real-space term is
     theirs (:class:`EwaldErrorBounds`). Returns
     ``safety · √(ΔF_real² + ΔF_k²)``. See :mod:`torchpme.tuning._estimates`.
 
