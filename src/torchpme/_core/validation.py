@@ -65,6 +65,13 @@ def check_positive(argument: str, value: Optional[float]):
         raise ValueError(message(argument, "a finite number > 0", f"{value}"))
 
 
+def check_finite_number(argument: str, value: float):
+    """Raise ``ValueError`` unless ``value`` is a finite number (NaN and ±inf are
+    rejected)."""
+    if not (abs(value) < float("inf")):
+        raise ValueError(message(argument, "a finite number", f"{value}"))
+
+
 def check_choice(argument: str, value: str, choices: List[str]):
     """Raise ``ValueError`` unless ``value`` is one of ``choices``."""
     if value not in choices:

@@ -6,8 +6,10 @@ import torch
 
 from .._core import fft, kspace
 from .._core.validation import (
+    check_cell_cheaply,
     check_choice,
     check_device,
+    check_invertible,
     check_shape,
     check_values,
     message,
@@ -70,6 +72,14 @@ class KSpaceFilter(torch.nn.Module):
         check_choice("ifft_norm", ifft_norm, _NORMS)
         self._fft_norm: str = fft_norm
         self._ifft_norm: str = ifft_norm
+        if not hasattr(kernel, "kernel_from_k_sq"):
+            raise TypeError(
+                message(
+                    "kernel",
+                    "a KSpaceKernel (a module with kernel_from_k_sq)",
+                    f"{type(kernel).__name__}",
+                )
+            )
         self.kernel = kernel
         self._ns: List[int] = [1, 1, 1]
         self.cell = cell
@@ -92,11 +102,16 @@ class KSpaceFilter(torch.nn.Module):
         """
         if cell is not None:
             check_shape("cell", cell, [3, 3], "(3, 3)")
+            if check_cell_cheaply(cell):
+                check_invertible("cell", cell)
             self.cell = cell
         if ns_mesh is not None:
             check_shape("ns_mesh", ns_mesh, [3], "(3,)")
+            sizes = [int(ns_mesh[0]), int(ns_mesh[1]), int(ns_mesh[2])]
+            if min(sizes) < 1:
+                raise ValueError(message("ns_mesh", "positive mesh sizes", str(sizes)))
             self.ns_mesh = ns_mesh
-            self._ns = [int(ns_mesh[0]), int(ns_mesh[1]), int(ns_mesh[2])]
+            self._ns = sizes
         check_device(
             "ns_mesh", self.ns_mesh, self.cell.device, "on the device of `cell`"
         )
@@ -184,6 +199,16 @@ class P3MKSpaceFilter(KSpaceFilter):
             raise ValueError(
                 message(
                     "differential_order", "an integer in 1 … 6", f"{differential_order}"
+                )
+            )
+        if (
+            isinstance(interpolation_nodes, bool)
+            or not isinstance(interpolation_nodes, int)
+            or interpolation_nodes < 1
+        ):
+            raise ValueError(
+                message(
+                    "interpolation_nodes", "an integer >= 1", f"{interpolation_nodes}"
                 )
             )
         # set before the parent constructor, whose update() evaluates the filter

@@ -5,7 +5,15 @@ from typing import List
 import torch
 
 from .._core import kspace
-from .._core.validation import check_device, check_positive, check_shape
+from .._core.validation import (
+    check_cell_cheaply,
+    check_device,
+    check_finite,
+    check_invertible,
+    check_positive,
+    check_shape,
+    message,
+)
 
 __all__ = [
     "compute_batched_kvectors",
@@ -33,6 +41,8 @@ def get_ns_mesh(cell: torch.Tensor, mesh_spacing: float) -> torch.Tensor:
     """
     check_shape("cell", cell, [3, 3], "(3, 3)")
     check_positive("mesh_spacing", mesh_spacing)
+    if check_cell_cheaply(cell):
+        check_finite("cell", cell)
     lengths = torch.linalg.norm(cell, dim=1)
     exponent = torch.ceil(torch.log2(2.0 * (lengths / mesh_spacing) + 1.0))
     return torch.pow(2, exponent.to(torch.int64))
@@ -42,7 +52,12 @@ def _sizes(cell: torch.Tensor, ns: torch.Tensor) -> List[int]:
     check_shape("cell", cell, [3, 3], "(3, 3)")
     check_shape("ns", ns, [3], "(3,)")
     check_device("ns", ns, cell.device, "on the device of `cell`")
-    return [int(ns[0]), int(ns[1]), int(ns[2])]
+    if check_cell_cheaply(cell):
+        check_invertible("cell", cell)
+    sizes = [int(ns[0]), int(ns[1]), int(ns[2])]
+    if min(sizes) < 1:
+        raise ValueError(message("ns", "positive grid sizes", str(sizes)))
+    return sizes
 
 
 def generate_kvectors_for_mesh(cell: torch.Tensor, ns: torch.Tensor) -> torch.Tensor:
@@ -91,6 +106,8 @@ def compute_batched_kvectors(lr_wavelength: float, cells: torch.Tensor) -> torch
     check_shape("cells", cells, [-1, 3, 3], "(B, 3, 3)")
     kvectors: List[torch.Tensor] = []
     for cell in cells:
+        if check_cell_cheaply(cell):
+            check_invertible("cells", cell)
         lengths = torch.linalg.norm(cell, dim=1).tolist()
         kvectors.append(
             kspace.kvectors_for_ewald(cell, kspace.ewald_size(lengths, lr_wavelength))

@@ -5,7 +5,7 @@ from typing import Optional
 
 import torch
 
-from .._core.validation import check_positive, message
+from .._core.validation import check_finite_number, check_positive, message
 
 __all__ = ["Potential"]
 
@@ -101,6 +101,7 @@ class Potential(torch.nn.Module):
             None if exclusion_radius is None else float(exclusion_radius)
         )
         self.exclusion_degree: int = exclusion_degree
+        check_finite_number("prefactor", float(prefactor))
         self.register_buffer(
             "prefactor", torch.tensor(float(prefactor), dtype=torch.float64)
         )

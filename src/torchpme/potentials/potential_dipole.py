@@ -5,7 +5,7 @@ from typing import Optional
 
 import torch
 
-from .._core.validation import message
+from .._core.validation import check_finite_number, message
 from .coulomb import _coulomb_kernel
 from .potential import (
     _check_exclusion,
@@ -92,6 +92,7 @@ class PotentialDipole(torch.nn.Module):
         self.register_buffer(
             "epsilon", torch.tensor(float(epsilon), dtype=torch.float64)
         )
+        check_finite_number("prefactor", float(prefactor))
         self.register_buffer(
             "prefactor", torch.tensor(float(prefactor), dtype=torch.float64)
         )
