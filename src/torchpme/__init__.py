@@ -46,6 +46,7 @@ def __getattr__(name: str):
             ) from error
     raise AttributeError(f"module 'torchpme' has no attribute '{name}'")
 
+
 __all__ = [
     "Calculator",
     "CalculatorDipole",

@@ -1,8 +1,9 @@
 """Spreading points onto a periodic mesh and gathering them back: pure functions.
 
 The design is plan → execute: :func:`interpolation_plan` turns positions into a
-*plan*, a pair of tensors ``(indices, weights)`` of shape ``(N, 3, n)`` holding, for
-each atom and lattice axis, the ``n`` mesh indices it touches and their 1-D weights.
+*plan*, a pair of tensors: ``stencil`` ``(N, n³)``, the flat indices of the mesh
+nodes each atom touches (x slowest, z fastest), and ``weights`` ``(N, 3, n)``, the
+1-D weights of each atom along each lattice axis.
 :func:`spread` (points → mesh) and :func:`gather` (mesh → points) execute a plan and
 are exact adjoints: ``<spread(q), m> == <q, gather(m)>``. The 3-D weight of atom
 ``i`` on node ``(a, b, c)`` is the product of the three 1-D weights (the
@@ -24,8 +25,10 @@ def interpolation_plan(
     inverse_cell: torch.Tensor,
     ns: List[int],
     coefficients: torch.Tensor,
+    mesh_index: Optional[torch.Tensor] = None,
+    n_meshes: int = 1,
 ) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Mesh indices and 1-D weights of every atom along every lattice axis.
+    """Stencil indices and 1-D weights of every atom.
 
     With fractional coordinates ``f = r · cell⁻¹`` and ``u = n_d f_d``, the reference
     point is ``round(u)`` (round half to even) for an odd number of nodes ``n`` and
@@ -39,10 +42,13 @@ def interpolation_plan(
             ``(N, 3, 3)``, one per atom (batches of systems).
         ns: mesh size along each lattice vector, three Python ints.
         coefficients: ``(n, n)`` weight polynomial table.
+        mesh_index: ``(N,)`` int64, for a stack of meshes (a batch of systems): the
+            mesh of each atom.
+        n_meshes: the number of meshes in that stack.
 
     Returns:
-        ``(indices, weights)``: int64 ``(N, 3, n)`` and ``(N, 3, n)`` in the
-        positions dtype.
+        ``(stencil, weights)``: flat node indices ``(N, n³)`` (int32 when they fit,
+        else int64) and 1-D weights ``(N, 3, n)`` in the positions dtype.
     """
     n = coefficients.shape[0]
     if inverse_cell.dim() == 3:
@@ -60,91 +66,76 @@ def interpolation_plan(
     else:
         base = torch.floor(u.detach())
         x = u - (base + 0.5)
-    first = base.to(torch.int64) - (n - 1) // 2
-    steps = torch.arange(n, dtype=torch.int64, device=positions.device)
-    indices = (first.unsqueeze(-1) + steps) % sizes.to(torch.int64).unsqueeze(-1)
-    return indices, evaluate_weights(x, coefficients)
-
-
-def _flat_indices(
-    indices: torch.Tensor, ns: List[int], mesh_index: Optional[torch.Tensor]
-) -> torch.Tensor:
-    """Flat node indices ``(N, n³)`` of each atom's stencil, x slowest, z fastest.
-
-    With ``mesh_index`` the flat index addresses a stack of meshes.
-    """
-    n_atoms, n = indices.shape[0], indices.shape[2]
-    ix, iy, iz = indices[:, 0], indices[:, 1], indices[:, 2]
+    index_dtype = torch.int64
+    if n_meshes * ns[0] * ns[1] * ns[2] < 2**31 - 1:
+        index_dtype = torch.int32
+    first = base.to(index_dtype) - (n - 1) // 2
+    steps = torch.arange(n, dtype=index_dtype, device=positions.device)
+    nodes = (first.unsqueeze(-1) + steps) % sizes.to(index_dtype).unsqueeze(-1)
+    ix, iy, iz = nodes[:, 0], nodes[:, 1], nodes[:, 2]
     if mesh_index is not None:
-        ix = ix + (mesh_index * ns[0]).unsqueeze(-1)
+        ix = ix + (mesh_index.to(index_dtype) * ns[0]).unsqueeze(-1)
     flat = (ix[:, :, None, None] * ns[1] + iy[:, None, :, None]) * ns[2] + iz[
         :, None, None, :
     ]
-    return flat.reshape(n_atoms, n * n * n)
+    return flat.reshape(-1, n * n * n), evaluate_weights(x, coefficients)
 
 
 def spread(
-    indices: torch.Tensor,
+    plan_stencil: torch.Tensor,
     weights: torch.Tensor,
     values: torch.Tensor,
     ns: List[int],
-    mesh_index: Optional[torch.Tensor] = None,
-    n_meshes: int = 1,
+    n_meshes: int = 0,
 ) -> torch.Tensor:
     """Spread per-atom values onto the mesh (points → mesh).
 
     ``mesh[c, a, b, e] = Σ_i values[i, c] · W_i(a, b, e)``.
 
     Args:
-        indices, weights: plan from :func:`interpolation_plan`.
+        plan_stencil, weights: plan from :func:`interpolation_plan`.
         values: ``(N, C)`` per-atom values (e.g. charges).
         ns: mesh size, three Python ints.
-        mesh_index: ``(N,)`` int64, for a stack of meshes (a batch of systems): the
-            mesh each atom is spread onto.
-        n_meshes: number of meshes in the stack.
+        n_meshes: for a plan made with ``mesh_index``, the number of meshes in the
+            stack; 0 for a single mesh.
 
     Returns:
-        ``(C, n0, n1, n2)`` mesh, channels first; with ``mesh_index``, a stack
+        ``(C, n0, n1, n2)`` mesh, channels first; for a stack,
         ``(C, n_meshes, n0, n1, n2)``.
     """
-    flat = _flat_indices(indices, ns, mesh_index)
-    size = n_meshes * ns[0] * ns[1] * ns[2]
+    size = max(n_meshes, 1) * ns[0] * ns[1] * ns[2]
     weights = weights.to(values.dtype)
     if torch.jit.is_scripting():
-        mesh = stencil.scatter(flat, stencil.expand_weights(weights), values, size)
+        mesh = stencil.scatter(
+            plan_stencil, stencil.expand_weights(weights), values, size
+        )
     else:
-        mesh = stencil.spread_values(flat, weights, values, size)
+        mesh = stencil.spread_values(plan_stencil, weights, values, size)
     n_channels = values.shape[1]
-    if mesh_index is None:
+    if n_meshes == 0:
         return mesh.reshape(n_channels, ns[0], ns[1], ns[2])
     return mesh.reshape(n_channels, n_meshes, ns[0], ns[1], ns[2])
 
 
 def gather(
-    indices: torch.Tensor,
-    weights: torch.Tensor,
-    mesh: torch.Tensor,
-    mesh_index: Optional[torch.Tensor] = None,
+    plan_stencil: torch.Tensor, weights: torch.Tensor, mesh: torch.Tensor
 ) -> torch.Tensor:
     """Interpolate mesh values at the atoms (mesh → points), adjoint of spread.
 
     ``out[i, c] = Σ_{a,b,e} mesh[c, a, b, e] · W_i(a, b, e)``.
 
     Args:
-        indices, weights: plan from :func:`interpolation_plan`.
+        plan_stencil, weights: plan from :func:`interpolation_plan`.
         mesh: ``(C, n0, n1, n2)`` mesh values, or a stack ``(C, M, n0, n1, n2)``.
-        mesh_index: ``(N,)`` int64, the mesh of the stack each atom reads.
 
     Returns:
         ``(N, C)`` values at the atoms.
     """
-    ns = [mesh.shape[-3], mesh.shape[-2], mesh.shape[-1]]
-    flat = _flat_indices(indices, ns, mesh_index)
     values = mesh.reshape(mesh.shape[0], -1)
     weights = weights.to(mesh.dtype)
     if torch.jit.is_scripting():
-        return stencil.contract(stencil.pick(values, flat), weights).t()
-    return stencil.gather_values(flat, weights, values)
+        return stencil.contract(stencil.pick(values, plan_stencil), weights).t()
+    return stencil.gather_values(plan_stencil, weights, values)
 
 
 def mesh_coordinates(cell: torch.Tensor, ns: List[int]) -> torch.Tensor:

@@ -29,7 +29,7 @@ class MeshInterpolator(torch.nn.Module):
     assignment). See :mod:`torchpme._core.weights` for the definitions.
 
     The stateful methods (:meth:`update`, :meth:`compute_weights`) exist for
-    compatibility; they store a *plan* ``(indices, weights)`` produced by
+    compatibility; they store a *plan* ``(stencil, weights)`` produced by
     :func:`torchpme._core.mesh.interpolation_plan`.
 
     Args:
@@ -79,8 +79,8 @@ class MeshInterpolator(torch.nn.Module):
         )
         self._ns: List[int] = [1, 1, 1]
         self.update(cell, ns_mesh)
-        self._plan_indices = torch.zeros(
-            (0, 3, interpolation_nodes), dtype=torch.int64, device=cell.device
+        self._plan_stencil = torch.zeros(
+            (0, interpolation_nodes**3), dtype=torch.int64, device=cell.device
         )
         self.interpolation_weights = torch.zeros(
             1, dtype=cell.dtype, device=cell.device
@@ -132,10 +132,10 @@ class MeshInterpolator(torch.nn.Module):
             "positions", positions, self.cell.device, "on the device of `cell`"
         )
         check_shape("positions", positions, [-1, 3], "(N, 3)")
-        indices, weights = core.interpolation_plan(
+        plan_stencil, weights = core.interpolation_plan(
             positions, self.inverse_cell, self._ns, self._coefficients
         )
-        self._plan_indices = indices
+        self._plan_stencil = plan_stencil
         self._plan_weights = weights
         self.interpolation_weights = weights.permute(2, 0, 1)
 
@@ -158,7 +158,7 @@ class MeshInterpolator(torch.nn.Module):
                 )
             )
         return core.spread(
-            self._plan_indices, self._plan_weights, particle_weights, self._ns
+            self._plan_stencil, self._plan_weights, particle_weights, self._ns
         )
 
     def mesh_to_points(self, mesh_vals: torch.Tensor) -> torch.Tensor:
@@ -169,4 +169,4 @@ class MeshInterpolator(torch.nn.Module):
             [-1, self._ns[0], self._ns[1], self._ns[2]],
             f"(C, {self._ns[0]}, {self._ns[1]}, {self._ns[2]})",
         )
-        return core.gather(self._plan_indices, self._plan_weights, mesh_vals)
+        return core.gather(self._plan_stencil, self._plan_weights, mesh_vals)
