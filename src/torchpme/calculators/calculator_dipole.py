@@ -6,7 +6,7 @@ import torch
 
 from .._core import kspace
 from .._core.pairs import chunk_size, dipole_pair_sum, ewald_dipole_sum
-from .._core.validation import check_positive, message
+from .._core.validation import check_positive, check_shape, message
 from .._utils import _validate_parameters
 from ..potentials import PotentialDipole
 
@@ -112,6 +112,8 @@ class CalculatorDipole(torch.nn.Module):
             neighbor_indices: ``(P, 2)`` pairs ``(i, j)``.
             neighbor_vectors: ``(P, 3)`` pair vectors ``r_j − r_i`` (with images).
         """
+        check_shape("dipoles", dipoles, [-1, 3], "(N, 3)")
+        check_shape("neighbor_vectors", neighbor_vectors, [-1, 3], "(P, 3)")
         _validate_parameters(
             dipoles,
             cell,
@@ -120,12 +122,6 @@ class CalculatorDipole(torch.nn.Module):
             torch.linalg.norm(neighbor_vectors, dim=-1),
             cell_required=self.potential.smearing is not None,
         )
-        if neighbor_vectors.dim() != 2 or neighbor_vectors.shape[-1] != 3:
-            raise ValueError(
-                message(
-                    "neighbor_vectors", "of shape (P, 3)", f"{neighbor_vectors.shape}"
-                )
-            )
         potential = self._compute_rspace(dipoles, neighbor_indices, neighbor_vectors)
         if self.potential.smearing is None:
             return potential

@@ -8,8 +8,11 @@ from .._core import mesh as core
 from .._core.validation import (
     check_cell_cheaply,
     check_device,
+    check_dtype,
+    check_finite,
     check_invertible,
     check_shape,
+    check_values,
     message,
 )
 from .._core.weights import coefficient_table
@@ -132,6 +135,9 @@ class MeshInterpolator(torch.nn.Module):
             "positions", positions, self.cell.device, "on the device of `cell`"
         )
         check_shape("positions", positions, [-1, 3], "(N, 3)")
+        check_dtype("positions", positions, self.cell.dtype, "the dtype of `cell`")
+        if check_values(positions):
+            check_finite("positions", positions)
         plan_stencil, weights = core.interpolation_plan(
             positions, self.inverse_cell, self._ns, self._coefficients
         )

@@ -49,6 +49,15 @@ class CombinedPotential(Potential):
         super().__init__(smearing, exclusion_radius, exclusion_degree)
         if len(potentials) == 0:
             raise ValueError(message("potentials", "a non-empty list", "[]"))
+        for potential in potentials:
+            if not isinstance(potential, Potential):
+                raise TypeError(
+                    message(
+                        "potentials",
+                        "a list of torchpme Potentials",
+                        f"an item of type {type(potential).__name__}",
+                    )
+                )
         separated = [potential.smearing is not None for potential in potentials]
         if any(separated) and not all(separated):
             raise ValueError(

@@ -93,6 +93,14 @@ class SplinePotential(Potential):
                     f"shape {list(y_grid.shape)}",
                 )
             )
+        if not bool(torch.isfinite(r_grid).all() and torch.isfinite(y_grid).all()):
+            raise ValueError(
+                message("r_grid, y_grid", "finite", "NaN or infinite entries")
+            )
+        if not bool(torch.all(r_grid[1:] > r_grid[:-1])):
+            raise ValueError(
+                message("r_grid", "strictly increasing", "unsorted or repeated points")
+            )
         if reciprocal and not bool(torch.min(r_grid) > 0.0):
             raise ValueError(
                 message("r_grid", "positive with reciprocal=True", "values <= 0")
