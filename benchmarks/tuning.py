@@ -5,7 +5,7 @@ displaced by 0.1 Å), its neighbour list (minimum image, not timed), and times
 each tuner once per accuracy, printing the time and the parameters chosen.
 
     python benchmarks/tuning.py
-    python benchmarks/tuning.py --n-atoms 4096 --accuracy 1e-3 1e-5 --cutoff 6.0
+    python benchmarks/tuning.py --n-atoms 4096 --accuracy 1e-3 1e-4 --cutoff 6.0
 """
 
 import argparse
@@ -71,7 +71,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n-atoms", type=int, default=4096)
     parser.add_argument("--cutoff", type=float, default=6.0)
-    parser.add_argument("--accuracy", type=float, nargs="+", default=[1e-3, 1e-5])
+    parser.add_argument("--accuracy", type=float, nargs="+", default=[1e-3, 1e-4])
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
     if args.threads is not None:
