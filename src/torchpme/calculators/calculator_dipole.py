@@ -6,7 +6,7 @@ import torch
 
 from .._core import kspace
 from .._core.pairs import chunk_size, dipole_pair_sum, ewald_dipole_sum
-from .._core.validation import check_positive, check_shape, message
+from .._core.validation import check_like, check_positive, check_shape, message
 from .._utils import _validate_parameters
 from ..potentials import PotentialDipole
 
@@ -113,6 +113,7 @@ class CalculatorDipole(torch.nn.Module):
             neighbor_vectors: ``(P, 3)`` pair vectors ``r_j − r_i`` (with images).
         """
         check_shape("dipoles", dipoles, [-1, 3], "(N, 3)")
+        check_like("dipoles", dipoles, positions, "positions")
         check_shape("neighbor_vectors", neighbor_vectors, [-1, 3], "(P, 3)")
         _validate_parameters(
             dipoles,
