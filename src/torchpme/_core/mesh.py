@@ -26,7 +26,6 @@ def interpolation_plan(
     ns: List[int],
     coefficients: torch.Tensor,
     mesh_index: Optional[torch.Tensor] = None,
-    n_meshes: int = 1,
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """Stencil indices and 1-D weights of every atom.
 
@@ -44,11 +43,10 @@ def interpolation_plan(
         coefficients: ``(n, n)`` weight polynomial table.
         mesh_index: ``(N,)`` int64, for a stack of meshes (a batch of systems): the
             mesh of each atom.
-        n_meshes: the number of meshes in that stack.
 
     Returns:
-        ``(stencil, weights)``: flat node indices ``(N, n³)`` (int32 when they fit,
-        else int64) and 1-D weights ``(N, 3, n)`` in the positions dtype.
+        ``(stencil, weights)``: flat int64 node indices ``(N, n³)`` and 1-D weights
+        ``(N, 3, n)`` in the positions dtype.
     """
     n = coefficients.shape[0]
     if inverse_cell.dim() == 3:
@@ -66,9 +64,8 @@ def interpolation_plan(
     else:
         base = torch.floor(u.detach())
         x = u - (base + 0.5)
+    # int64: CPU scatter kernels are many times slower with int32 indices
     index_dtype = torch.int64
-    if n_meshes * ns[0] * ns[1] * ns[2] < 2**31 - 1:
-        index_dtype = torch.int32
     first = base.to(index_dtype) - (n - 1) // 2
     steps = torch.arange(n, dtype=index_dtype, device=positions.device)
     nodes = (first.unsqueeze(-1) + steps) % sizes.to(index_dtype).unsqueeze(-1)

@@ -31,40 +31,51 @@ def expand_weights(weights: torch.Tensor) -> torch.Tensor:
 def scatter(flat: torch.Tensor, w3: torch.Tensor, values: torch.Tensor, size: int):
     """``mesh[c, flat[i, t]] += values[i, c] w3[i, t]``: ``(C, size)``."""
     n_channels = values.shape[1]
-    contributions = values.t().unsqueeze(-1) * w3.unsqueeze(0)
+    index = flat.reshape(-1)
     mesh = torch.zeros((n_channels, size), dtype=w3.dtype, device=w3.device)
-    # in place on a fresh tensor: the out-of-place form would copy the whole mesh
-    mesh.index_add_(1, flat.reshape(-1), contributions.reshape(n_channels, -1))
+    for channel in range(n_channels):
+        contributions = (values[:, channel].unsqueeze(-1) * w3).reshape(-1)
+        # one flat 1-D accumulation per channel, in place on a fresh tensor: the
+        # fastest scatter on CPU (2-D and out-of-place forms copy or stride)
+        mesh[channel].index_add_(0, index, contributions)
     return mesh
 
 
 def pick(mesh: torch.Tensor, flat: torch.Tensor) -> torch.Tensor:
     """Stencil values ``(C, N, n³)`` of a flattened ``(C, M)`` mesh."""
-    picked = mesh.index_select(1, flat.reshape(-1))
+    index = flat.reshape(-1)
+    if mesh.shape[0] == 1:  # no stacking copy for the common single channel
+        picked = mesh[0].index_select(0, index).unsqueeze(0)
+    else:
+        picked = torch.stack(
+            [mesh[channel].index_select(0, index) for channel in range(mesh.shape[0])]
+        )
     return picked.reshape(mesh.shape[0], flat.shape[0], flat.shape[1])
 
 
 def contract(stencil: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """``Σ_{abc} stencil[..., i, abc] wx_ia wy_ib wz_ic`` staged over z, y, x: ``(..., N)``."""
+    """``Σ_{abc} stencil[..., i, abc] wx_ia wy_ib wz_ic`` staged over z, y, x: ``(..., N)``.
+
+    Each stage is a batched matrix-vector product (much faster than multiply-and-sum
+    on small trailing axes).
+    """
     n = weights.shape[2]
     shape: List[int] = list(stencil.shape[:-1])
-    values = stencil.reshape(shape + [n * n, n])
-    values = (values * weights[:, 2].unsqueeze(-2)).sum(-1)
-    values = values.reshape(shape + [n, n])
-    values = (values * weights[:, 1].unsqueeze(-2)).sum(-1)
-    return (values * weights[:, 0]).sum(-1)
+    values = stencil.reshape(shape + [n * n, n]) @ weights[:, 2].unsqueeze(-1)
+    values = values.reshape(shape + [n, n]) @ weights[:, 1].unsqueeze(-1)
+    return (values.reshape(shape + [n]) * weights[:, 0]).sum(-1)
 
 
 def weight_gradients(field: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """``∂/∂w`` of ``Σ_{abc} field[i, abc] wx_ia wy_ib wz_ic``: ``(N, 3, n)``."""
     n_atoms, n = weights.shape[0], weights.shape[2]
     wx, wy, wz = weights[:, 0], weights[:, 1], weights[:, 2]
-    cube = field.reshape(n_atoms, n, n, n)
-    over_z = (cube * wz[:, None, None, :]).sum(-1)  # (N, a, b)
-    grad_x = (over_z * wy[:, None, :]).sum(-1)
-    grad_y = (over_z * wx[:, :, None]).sum(-2)
-    over_x = (cube * wx[:, :, None, None]).sum(1)  # (N, b, c)
-    grad_z = (over_x * wy[:, :, None]).sum(-2)
+    rows = field.reshape(n_atoms, n * n, n)  # (N, ab, c)
+    over_z = (rows @ wz.unsqueeze(-1)).reshape(n_atoms, n, n)  # (N, a, b)
+    grad_x = (over_z @ wy.unsqueeze(-1)).squeeze(-1)
+    grad_y = (wx.unsqueeze(1) @ over_z).squeeze(1)
+    wxy = (wx.unsqueeze(-1) * wy.unsqueeze(-2)).reshape(n_atoms, 1, n * n)
+    grad_z = (wxy @ rows).squeeze(1)
     return torch.stack([grad_x, grad_y, grad_z], dim=1)
 
 

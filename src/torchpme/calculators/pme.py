@@ -158,7 +158,6 @@ class PMECalculator(Calculator):
                 ns,
                 self.mesh_interpolator._coefficients,
                 local,
-                len(systems),
             )
             density = core_mesh.spread(
                 plan_stencil, weights, charges[atoms], ns, len(systems)
