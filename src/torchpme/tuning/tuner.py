@@ -40,10 +40,13 @@ mesh method adds a self-force (measured errors up to ~60× the PME bound and
 error of each pipeline as implemented (:mod:`torchpme.tuning._estimates`),
 which matches measured errors within about 30 % for disordered systems (and
 overestimates them for crystals), multiplied by the safety factor
-:data:`SAFETY`. The Kolafa–Perram real-space term can underestimate by up to
-~2× for a crystal with a coordination shell at the cutoff; the factor 2 of
-``accuracy/2`` absorbs that. Measured errors of tuned calculators are 0.3–0.9
-of the accuracy (``tests/test_tuning_accuracy.py``).
+:data:`SAFETY`. The Kolafa–Perram real-space term assumes a uniform pair
+density; for a crystal with a coordination shell at the cutoff it underestimates
+(by 1.7× on rattled rock salt with the cutoff at its second shell, the worst
+cutoff in a scan of 3–6 Å), which the factor 2 of ``accuracy/2`` absorbs. Over
+Ewald, PME and P3M, accuracies 1e-2 … 1e-6 and the systems of
+``tests/test_tuning_accuracy.py``, measured force errors are 0.3–0.96 of the
+accuracy (0.96: that rock-salt case) and potential errors at most 0.33 of it.
 """
 
 import math
