@@ -1,9 +1,12 @@
 """Spreading points onto a periodic mesh and gathering them back: pure functions.
 
 The design is plan → execute: :func:`interpolation_plan` turns positions into a
-*plan*, a pair of tensors: ``stencil`` ``(N, n³)``, the flat indices of the mesh
-nodes each atom touches (x slowest, z fastest), and ``weights`` ``(N, 3, n)``, the
-1-D weights of each atom along each lattice axis.
+*plan*, three tensors: ``stencil`` ``(N, n³)``, the flat indices of the mesh nodes
+each atom touches (x slowest, z fastest), ``weights`` ``(N, 3, n)``, the 1-D weights
+of each atom along each lattice axis, and ``order`` ``(N,)``, the permutation that
+sorts the atoms by mesh position: stencil and weights are stored in that order, so
+that neighbouring atoms touch neighbouring memory (as FINUFFT sorts its points),
+which makes scatter and gather about twice as fast on CPU.
 :func:`spread` (points → mesh) and :func:`gather` (mesh → points) execute a plan and
 are exact adjoints: ``<spread(q), m> == <q, gather(m)>``. The 3-D weight of atom
 ``i`` on node ``(a, b, c)`` is the product of the three 1-D weights (the
@@ -26,8 +29,8 @@ def interpolation_plan(
     ns: List[int],
     coefficients: torch.Tensor,
     mesh_index: Optional[torch.Tensor] = None,
-) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Stencil indices and 1-D weights of every atom.
+) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Stencil indices and 1-D weights of every atom, sorted by mesh position.
 
     With fractional coordinates ``f = r · cell⁻¹`` and ``u = n_d f_d``, the reference
     point is ``round(u)`` (round half to even) for an odd number of nodes ``n`` and
@@ -45,8 +48,9 @@ def interpolation_plan(
             mesh of each atom.
 
     Returns:
-        ``(stencil, weights)``: flat int64 node indices ``(N, n³)`` and 1-D weights
-        ``(N, 3, n)`` in the positions dtype.
+        ``(stencil, weights, order)``: flat int64 node indices ``(N, n³)`` and 1-D
+        weights ``(N, 3, n)`` in the positions dtype, both for the atoms
+        ``order[0], order[1], …``.
     """
     n = coefficients.shape[0]
     if inverse_cell.dim() == 3:
@@ -72,15 +76,19 @@ def interpolation_plan(
     ix, iy, iz = nodes[:, 0], nodes[:, 1], nodes[:, 2]
     if mesh_index is not None:
         ix = ix + (mesh_index.to(index_dtype) * ns[0]).unsqueeze(-1)
+    order = torch.argsort((ix[:, 0] * ns[1] + iy[:, 0]) * ns[2] + iz[:, 0])
+    ix, iy, iz = ix[order], iy[order], iz[order]
     flat = (ix[:, :, None, None] * ns[1] + iy[:, None, :, None]) * ns[2] + iz[
         :, None, None, :
     ]
-    return flat.reshape(-1, n * n * n), evaluate_weights(x, coefficients)
+    weights = evaluate_weights(x[order], coefficients)
+    return flat.reshape(-1, n * n * n), weights, order
 
 
 def spread(
     plan_stencil: torch.Tensor,
     weights: torch.Tensor,
+    order: torch.Tensor,
     values: torch.Tensor,
     ns: List[int],
     n_meshes: int = 0,
@@ -90,8 +98,8 @@ def spread(
     ``mesh[c, a, b, e] = Σ_i values[i, c] · W_i(a, b, e)``.
 
     Args:
-        plan_stencil, weights: plan from :func:`interpolation_plan`.
-        values: ``(N, C)`` per-atom values (e.g. charges).
+        plan_stencil, weights, order: plan from :func:`interpolation_plan`.
+        values: ``(N, C)`` per-atom values (e.g. charges), in the atoms' order.
         ns: mesh size, three Python ints.
         n_meshes: for a plan made with ``mesh_index``, the number of meshes in the
             stack; 0 for a single mesh.
@@ -102,6 +110,7 @@ def spread(
     """
     size = max(n_meshes, 1) * ns[0] * ns[1] * ns[2]
     weights = weights.to(values.dtype)
+    values = values[order]
     if torch.jit.is_scripting():
         mesh = stencil.scatter(
             plan_stencil, stencil.expand_weights(weights), values, size
@@ -115,24 +124,29 @@ def spread(
 
 
 def gather(
-    plan_stencil: torch.Tensor, weights: torch.Tensor, mesh: torch.Tensor
+    plan_stencil: torch.Tensor,
+    weights: torch.Tensor,
+    order: torch.Tensor,
+    mesh: torch.Tensor,
 ) -> torch.Tensor:
     """Interpolate mesh values at the atoms (mesh → points), adjoint of spread.
 
     ``out[i, c] = Σ_{a,b,e} mesh[c, a, b, e] · W_i(a, b, e)``.
 
     Args:
-        plan_stencil, weights: plan from :func:`interpolation_plan`.
+        plan_stencil, weights, order: plan from :func:`interpolation_plan`.
         mesh: ``(C, n0, n1, n2)`` mesh values, or a stack ``(C, M, n0, n1, n2)``.
 
     Returns:
-        ``(N, C)`` values at the atoms.
+        ``(N, C)`` values at the atoms, in the atoms' order.
     """
     values = mesh.reshape(mesh.shape[0], -1)
     weights = weights.to(mesh.dtype)
     if torch.jit.is_scripting():
-        return stencil.contract(stencil.pick(values, plan_stencil), weights).t()
-    return stencil.gather_values(plan_stencil, weights, values)
+        result = stencil.contract(stencil.pick(values, plan_stencil), weights).t()
+    else:
+        result = stencil.gather_values(plan_stencil, weights, values)
+    return torch.zeros_like(result).index_copy(0, order, result)
 
 
 def mesh_coordinates(cell: torch.Tensor, ns: List[int]) -> torch.Tensor:

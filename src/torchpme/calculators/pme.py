@@ -106,15 +106,15 @@ class PMECalculator(Calculator):
             )
         ns = self._mesh_size(cell)
         inverse_cell = torch.linalg.inv_ex(cell)[0]
-        plan_stencil, weights = core_mesh.interpolation_plan(
+        plan = core_mesh.interpolation_plan(
             positions, inverse_cell, ns, self.mesh_interpolator._coefficients
         )
-        density = core_mesh.spread(plan_stencil, weights, charges, ns)
+        density = core_mesh.spread(plan[0], plan[1], plan[2], charges, ns)
         k_sq = kspace.mesh_k_squared(cell, ns)
         kernel = self.kspace_filter.filter_values(k_sq, cell, ns)
         filtered = fft.filter_mesh(density, kernel, "backward", "forward")
         volume = torch.abs(torch.linalg.det(cell))
-        potential = core_mesh.gather(plan_stencil, weights, filtered) / volume
+        potential = core_mesh.gather(plan[0], plan[1], plan[2], filtered) / volume
         return self._finish_kspace(
             potential, charges, cell, positions, periodic, node_mask
         )
@@ -152,7 +152,7 @@ class PMECalculator(Calculator):
                 lookup[members] = torch.arange(len(systems), device=positions.device)
                 local = lookup[system_index[atoms]]
             owner = system_index[atoms]
-            plan_stencil, weights = core_mesh.interpolation_plan(
+            plan = core_mesh.interpolation_plan(
                 positions[atoms],
                 inverse_cells[owner],
                 ns,
@@ -160,13 +160,13 @@ class PMECalculator(Calculator):
                 local,
             )
             density = core_mesh.spread(
-                plan_stencil, weights, charges[atoms], ns, len(systems)
+                plan[0], plan[1], plan[2], charges[atoms], ns, len(systems)
             )
             group_cells = cells[systems]
             k_sq = kspace.mesh_k_squared(group_cells, ns)
             kernel = self.kspace_filter.filter_values(k_sq, group_cells, ns)
             filtered = fft.filter_mesh(density, kernel, "backward", "forward")
-            values = core_mesh.gather(plan_stencil, weights, filtered)
+            values = core_mesh.gather(plan[0], plan[1], plan[2], filtered)
             potential = potential.index_copy(
                 0, atoms, values / volumes[owner].unsqueeze(-1)
             )

@@ -32,7 +32,7 @@ class MeshInterpolator(torch.nn.Module):
     assignment). See :mod:`torchpme._core.weights` for the definitions.
 
     The stateful methods (:meth:`update`, :meth:`compute_weights`) exist for
-    compatibility; they store a *plan* ``(stencil, weights)`` produced by
+    compatibility; they store a *plan* ``(stencil, weights, order)`` produced by
     :func:`torchpme._core.mesh.interpolation_plan`.
 
     Args:
@@ -91,6 +91,7 @@ class MeshInterpolator(torch.nn.Module):
         self._plan_weights = torch.zeros(
             (0, 3, interpolation_nodes), dtype=cell.dtype, device=cell.device
         )
+        self._plan_order = torch.zeros(0, dtype=torch.int64, device=cell.device)
 
     def update(
         self,
@@ -138,12 +139,15 @@ class MeshInterpolator(torch.nn.Module):
         check_dtype("positions", positions, self.cell.dtype, "the dtype of `cell`")
         if check_values(positions):
             check_finite("positions", positions)
-        plan_stencil, weights = core.interpolation_plan(
+        plan_stencil, weights, order = core.interpolation_plan(
             positions, self.inverse_cell, self._ns, self._coefficients
         )
         self._plan_stencil = plan_stencil
         self._plan_weights = weights
-        self.interpolation_weights = weights.permute(2, 0, 1)
+        self._plan_order = order
+        # the compatible view: (n, N, 3) in the atoms' own order
+        unsorted = torch.zeros_like(weights).index_copy(0, order, weights)
+        self.interpolation_weights = unsorted.permute(2, 0, 1)
 
     def points_to_mesh(self, particle_weights: torch.Tensor) -> torch.Tensor:
         """Spread ``(N, C)`` per-atom values onto a ``(C, n0, n1, n2)`` mesh."""
@@ -164,7 +168,11 @@ class MeshInterpolator(torch.nn.Module):
                 )
             )
         return core.spread(
-            self._plan_stencil, self._plan_weights, particle_weights, self._ns
+            self._plan_stencil,
+            self._plan_weights,
+            self._plan_order,
+            particle_weights,
+            self._ns,
         )
 
     def mesh_to_points(self, mesh_vals: torch.Tensor) -> torch.Tensor:
@@ -175,4 +183,6 @@ class MeshInterpolator(torch.nn.Module):
             [-1, self._ns[0], self._ns[1], self._ns[2]],
             f"(C, {self._ns[0]}, {self._ns[1]}, {self._ns[2]})",
         )
-        return core.gather(self._plan_stencil, self._plan_weights, mesh_vals)
+        return core.gather(
+            self._plan_stencil, self._plan_weights, self._plan_order, mesh_vals
+        )
