@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, settings
 
 settings.register_profile(
     "torchpme",
-    max_examples=6,
+    max_examples=5,
     deadline=None,
     database=None,
     print_blob=True,
