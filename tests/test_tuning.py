@@ -470,6 +470,12 @@ def test_tune_input_errors(tune):
         tune(charges, cell, positions, 3.0, indices, distances[:-1])
     with pytest.raises(TypeError, match="cell"):
         tune(charges, cell.to(torch.float32), positions, 3.0, indices, distances)
+    # the tuners are a front door: values of the neighbour list are checked too
+    for bad in (indices + 8, indices - 8):
+        with pytest.raises(ValueError, match="neighbor_indices"):
+            tune(charges, cell, positions, 3.0, bad, distances)
+    with pytest.raises(ValueError, match="neighbor_distances"):
+        tune(charges, cell, positions, 3.0, indices, distances * float("inf"))
 
 
 def test_grid_range_errors():
@@ -622,6 +628,40 @@ def test_estimates_decrease_with_resolution():
         ),
         rel=1e-9,
     )
+
+
+def test_estimate_components_and_their_combination():
+    charges, cell, positions, _, _ = small_crystal()
+    estimate = PMEErrorEstimate(charges, cell, positions)
+    components = estimate.components(1.0, 3.0, (8, 8, 8, 4))
+    assert set(components) == {
+        "force_real",
+        "force_kspace",
+        "potential_real",
+        "potential_kspace",
+    }
+    total = float(estimate(3.0, 1.0, 1.2, 4))  # mesh_spacing 1.2 → 8 points
+    force = math.hypot(components["force_real"], components["force_kspace"])
+    potential = math.hypot(components["potential_real"], components["potential_kspace"])
+    assert total == pytest.approx(max(force, potential))
+    # real-space force term is Kolafa–Perram's, as in the compatible bounds
+    bounds = EwaldErrorBounds(charges, cell, positions)
+    one, three = (torch.tensor(x, dtype=DTYPE) for x in (1.0, 3.0))
+    assert components["force_real"] == pytest.approx(
+        float(bounds.err_rspace(one, three))
+    )
+
+
+def test_one_atom_still_needs_reciprocal_space():
+    # forces vanish by symmetry; the potential misses the images' k-space sum
+    charges = torch.ones((1, 1), dtype=DTYPE)
+    cell = 4.0 * torch.eye(3, dtype=DTYPE)
+    positions = torch.zeros((1, 3), dtype=DTYPE)
+    estimate = EwaldErrorEstimate(charges, cell, positions)
+    components = estimate.components(1.0, 5.0, (1, 1, 1))
+    assert components["force_kspace"] == 0.0
+    # only k = 0 kept: the missing part of the self-image sum is (1/V) Σ_k G(k)
+    assert components["potential_kspace"] > 1e-2
 
 
 def test_estimate_safety_factor_scales_the_result():

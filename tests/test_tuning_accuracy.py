@@ -339,3 +339,40 @@ def test_estimates_predict_measured_force_errors(method, params):
     assert 0.6 <= measured / float(estimate) <= 1.3
     # torch-pme 0.5's bounds are optimistic for these calculators
     assert measured > 1.5 * float(compatible)
+
+
+# -- a single ion: forces vanish by symmetry, the energy still needs k-space ---------
+
+XI_SIMPLE_CUBIC = -2.837297479480619  # E = ξ q²/(2L), ion + background, SC lattice
+
+
+@pytest.mark.parametrize("method", ["ewald", "pme", "p3m"])
+def test_single_ion_energy_is_accurate(method):
+    length, accuracy = 4.0, 1e-6
+    positions = np.zeros((1, 3))
+    cell = length * np.eye(3)
+    v_ref, _ = ewald_reference(positions, np.ones(1), cell)
+    # the reference reproduces the published lattice constant
+    assert v_ref[0] == pytest.approx(XI_SIMPLE_CUBIC / (2 * length), abs=1e-12)
+    tune, calculator_class, options = TUNERS[method]
+    pairs, shifts = neighbor_list(positions, cell, 5.0)
+    positions = torch.tensor(positions, dtype=torch.float64)
+    cell = torch.tensor(cell, dtype=torch.float64)
+    charges = torch.ones((1, 1), dtype=torch.float64)
+    indices = torch.tensor(pairs)
+    shifts = torch.tensor(shifts, dtype=torch.float64)
+    smearing, params, _ = tune(
+        charges,
+        cell,
+        positions,
+        5.0,
+        indices,
+        distances(positions, cell, indices, shifts),
+        accuracy=accuracy,
+        **options,
+    )
+    calculator = calculator_class(CoulombPotential(smearing=smearing), **params)
+    potential = calculator(
+        charges, cell, positions, indices, distances(positions, cell, indices, shifts)
+    )
+    assert abs(float(potential[0, 0]) - v_ref[0]) <= accuracy

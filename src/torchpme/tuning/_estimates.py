@@ -23,11 +23,16 @@ random positions the mean squared force error per atom is
 
 with ``E_pair = ⟨|∇₁(Φ̃ − Φ)|²⟩`` over both positions and ``E_self`` the mean
 squared self-force ``|∇₁Φ̃(r, r)|²`` (zero for Ewald, not for meshes: an atom
-feels its own charge through the mesh).
+feels its own charge through the mesh). The potentials ``V_i = ½ Σ_j q_j Φ̃``
+follow the same way without the gradient:
+``ΔV² = ¼ [Q_2(N−1)/N · E^V_pair + Q_2/N · E^V_self]``, with
+``E^V_pair = ⟨|Φ̃ − Φ|²⟩`` and ``E^V_self = ⟨|Φ̃(r, r) − Φ(r, r)|²⟩`` (the error
+of each atom's interaction with its own images, of one sign for all atoms).
 
 **Ewald** (k-set ``𝒦``): ``E_pair = (1/V²) Σ_{K∉𝒦} w_K K² G(K)²``, with
 ``w_K = 1/2`` where ``−K ∈ 𝒦`` (an even FFT axis keeps ``−n/2`` but not
-``+n/2``; ``cos(K·r)`` then stands for half of both) and 1 otherwise.
+``+n/2``; ``cos(K·r)`` then stands for half of both) and 1 otherwise;
+``E^V_pair`` likewise without ``K²``, ``√E^V_self = (1/V) Σ_{K∉𝒦} G(K)``.
 
 **Mesh** (``n_d`` points along ``a_d``, separable weight ``w``, filter ``G̃`` on
 the mesh frequencies ``θ_d = 2π m_d / n_d``). With ``ŵ(θ) = ∫ w(t) e^{−iθt} dt``,
@@ -41,7 +46,10 @@ differentiates), ``Ŵ = Π_d ŵ(θ_d)``, ``D̂ = Σ_d (n_d b_d / 2π) ŵ'(θ_d)
         − 2 G̃ Σ_M G(k_M) \\,\\mathrm{Re}(−i\\, k_M·D̂_M Ŵ_M^*)
         + Σ_M k_M^2 G(k_M)^2 \\Big],
 
-    V^2 E_\\text{self} = Σ_{P≠0} \\Big| Σ_θ G̃(θ) Σ_M D̂_M Ŵ_{M−P}^* \\Big|^2 .
+    V^2 E_\\text{self} = Σ_{P≠0} \\Big| Σ_θ G̃(θ) Σ_M D̂_M Ŵ_{M−P}^* \\Big|^2 ;
+
+the potential terms replace ``D̂`` by ``Ŵ`` (and ``k_M`` by 1), and the self term
+keeps ``P = 0`` minus ``Σ_K G(K)``.
 
 The alias sums of ``|ŵ|²``, ``|ŵ'|²``, ``ŵ'ŵ*`` (and their shifted versions)
 are finite cosine series by Poisson summation, with the correlations
@@ -54,7 +62,7 @@ ionic systems, lower for crystals.
 
 import functools
 import math
-from typing import Dict, List, Tuple
+from typing import Dict, List, NamedTuple, Tuple
 
 import numpy as np
 import torch
@@ -65,10 +73,12 @@ from .tuner import TuningErrorBounds
 
 __all__ = [
     "ErrorEstimate",
-    "ewald_pair_error",
-    "force_error",
+    "Terms",
+    "combine",
+    "ewald_errors",
     "mesh_errors",
     "realspace_error",
+    "realspace_potential_error",
 ]
 
 # exp(-_LOG_CUT) is the relative size of the kernel values that are dropped
@@ -202,6 +212,46 @@ def _box(reach: List[int]) -> np.ndarray:
 # -- real space and Ewald --------------------------------------------------------
 
 
+class Terms(NamedTuple):
+    """Error terms per unit charges: ``√E_pair`` and ``√E_self`` of the forces and
+    of the potentials ``φ`` (``V = φ/2``)."""
+
+    force_pair: float
+    force_self: float
+    potential_pair: float
+    potential_self: float
+
+
+def realspace_potential_error(
+    sum_squared: float, n_atoms: int, volume: float, smearing: float, cutoff: float
+) -> float:
+    """RMS real-space error of the potentials ``V_i``, random-charge estimate.
+
+    Pairs beyond the cutoff, at uniform density: ``⟨ΔV²⟩ = ¼ [Q²(N−1)/N · I₂/V +
+    Q²/N · (I₁/V)²]`` with ``I₂ = ∫_{r_c}^∞ 4π erfc²(r/√2σ) dr`` (other atoms,
+    random signs) and ``I₁ = ∫_{r_c}^∞ 4π r erfc(r/√2σ) dr`` (the atom's own
+    images, all of one sign).
+    """
+    a = math.sqrt(2.0) * smearing
+    u0 = cutoff / a
+    # ∫_{u0}^∞ u erfc(u) du in closed form
+    i1 = (
+        4.0
+        * math.pi
+        * a**2
+        * (
+            u0 / (2.0 * math.sqrt(math.pi)) * math.exp(-(u0**2))
+            + (0.25 - 0.5 * u0**2) * math.erfc(u0)
+        )
+    )
+    u = u0 + np.linspace(0.0, 8.0, 801)
+    erfc_sq = np.array([math.erfc(x) for x in u]) ** 2
+    i2 = 4.0 * math.pi * a * float(np.trapezoid(erfc_sq, u))
+    others = sum_squared * (n_atoms - 1) / n_atoms * max(i2, 0.0) / volume
+    images = sum_squared / n_atoms * (max(i1, 0.0) / volume) ** 2
+    return 0.5 * math.sqrt(others + images)
+
+
 def realspace_error(
     sum_squared: float, n_atoms: int, volume: float, smearing: float, cutoff: float
 ) -> float:
@@ -214,8 +264,10 @@ def realspace_error(
     )
 
 
-def ewald_pair_error(cell: np.ndarray, smearing: float, ns: List[int]) -> float:
-    """``√E_pair`` of the Ewald k-set: the box of FFT frequencies of size ``ns``.
+def ewald_errors(cell: np.ndarray, smearing: float, ns: List[int]) -> "Terms":
+    """Force and potential error terms of the Ewald k-set: the box of FFT
+    frequencies of size ``ns`` (no self-force; the self-image potential misses
+    ``(1/V) Σ_{K∉𝒦} G(K)``).
 
     Args:
         cell: ``(3, 3)`` cell, rows are lattice vectors.
@@ -230,16 +282,22 @@ def ewald_pair_error(cell: np.ndarray, smearing: float, ns: List[int]) -> float:
     reach = [math.ceil(k_lim * length / (2.0 * math.pi)) for length in lengths]
     # frequencies of an FFT axis of length n: -(n // 2) ... (n - 1) // 2
     if all(r <= (n - 1) // 2 for r, n in zip(reach, ns)):
-        return 0.0
+        return Terms(0.0, 0.0, 0.0, 0.0)
     m = _box(reach)
     outside, mirror_outside = _outside(m, ns), _outside(-m, ns)
     k = m[outside] @ _reciprocal(cell)
     k_sq = np.sum(k * k, axis=1)
+    kernel = _kernel(k_sq, smearing)
     # the calculator keeps cos(k·r) for k = -n/2 without its partner +n/2: the pair
     # (k, -k) then carries half the weight of a missing pair
     weight = np.where(mirror_outside[outside], 1.0, 0.5)
-    total = float(np.sum(weight * k_sq * _kernel(k_sq, smearing) ** 2))
-    return math.sqrt(total / (volume * volume_true))
+    scale = 1.0 / (volume * volume_true)
+    return Terms(
+        force_pair=math.sqrt(float(np.sum(weight * k_sq * kernel**2)) * scale),
+        force_self=0.0,
+        potential_pair=math.sqrt(float(np.sum(weight * kernel**2)) * scale),
+        potential_self=float(np.sum(kernel)) / volume,
+    )
 
 
 def _outside(m: np.ndarray, ns: List[int]) -> np.ndarray:
@@ -329,6 +387,8 @@ class _Geometry:
         self.k_dot_nb = [k[keep] @ self.nb[d] for d in range(3)]
         self.exact_kernel = _kernel(k_sq, smearing)
         self.exact = float(np.sum(k_sq * self.exact_kernel**2))
+        self.exact_potential = float(np.sum(self.exact_kernel**2))
+        self.kernel_sum = float(np.sum(self.exact_kernel))
         reduced = [(self.m[:, d] - low[d]) % ns[d] + low[d] for d in range(3)]
         inside = np.ones(len(self.m), dtype=bool)
         for d in range(3):
@@ -345,8 +405,9 @@ def _geometry(cell: tuple, smearing: float, ns: tuple, reach: float) -> _Geometr
 
 def mesh_errors(
     cell: np.ndarray, smearing: float, ns: List[int], method: str, n: int
-) -> Tuple[float, float]:
-    """``(√E_pair, √E_self)`` of PME (``method="Lagrange"``) or P3M (``"P3M"``).
+) -> Terms:
+    """Force and potential error terms of PME (``method="Lagrange"``) or P3M
+    (``"P3M"``).
 
     Args:
         cell: ``(3, 3)`` cell, rows are lattice vectors.
@@ -411,7 +472,18 @@ def mesh_errors(
     )
     pair = max(separable - 2.0 * cross + geometry.exact, 0.0) / volume**2
 
-    # self force: harmonics P != 0 of the mesh-periodic force on an atom by itself
+    # potentials: the same with Ŵ in place of D̂
+    a_sq = [x * x for x in ww]
+    potential_cross = float(np.sum(g_at * geometry.exact_kernel * np.abs(big_w) ** 2))
+    potential_pair = (
+        float(_contract(g2, *a_sq)[0, 0, 0])
+        - 2.0 * potential_cross
+        + geometry.exact_potential
+    )
+    potential_pair = max(potential_pair, 0.0) / volume**2
+
+    # self terms: harmonics P of the mesh-periodic interaction of an atom with
+    # itself (P = 0 of the potential: the mean error of the self-image sum)
     plain, derived = [], []
     for d in range(3):
         tables = [weight.alias_sums(thetas[d], p) for p in _HARMONICS]
@@ -424,27 +496,47 @@ def mesh_errors(
     centre = len(_HARMONICS) // 2
     vector[centre, centre, centre] = 0.0
     self_term = float(np.sum(np.abs(vector) ** 2)) / volume**2
-    return math.sqrt(pair * volume / volume_true), math.sqrt(self_term)
+    harmonics = _contract(g_tilde, *plain)
+    harmonics[centre, centre, centre] -= geometry.kernel_sum
+    potential_self = float(np.sum(np.abs(harmonics) ** 2)) / volume**2
+    shrink = volume / volume_true
+    return Terms(
+        force_pair=math.sqrt(pair * shrink),
+        force_self=math.sqrt(self_term),
+        potential_pair=math.sqrt(potential_pair * shrink),
+        potential_self=math.sqrt(potential_self),
+    )
 
 
-def force_error(
-    pair: float, self_term: float, sum_squared: float, sum_fourth: float, n: int
-) -> float:
-    """Combine ``√E_pair`` and ``√E_self`` into the RMS force error per atom."""
+def combine(terms: Terms, sum_squared: float, sum_fourth: float, n: int):
+    """RMS errors per atom ``(ΔF, ΔV)`` of the forces and of the potentials ``V_i``.
+
+    ``ΔF² = ((Q²)² − Q⁴)/N · E_pair + Q⁴/N · E_self`` and
+    ``ΔV² = ¼ [Q²(N−1)/N · E_pair^V + Q²/N · E_self^V]``.
+    """
     pair_weight = max(sum_squared**2 - sum_fourth, 0.0) / n
-    return math.sqrt(pair_weight * pair**2 + sum_fourth / n * self_term**2)
+    force = math.sqrt(
+        pair_weight * terms.force_pair**2 + sum_fourth / n * terms.force_self**2
+    )
+    potential = 0.5 * math.sqrt(
+        sum_squared * (n - 1) / n * terms.potential_pair**2
+        + sum_squared / n * terms.potential_self**2
+    )
+    return force, potential
 
 
 # -- torch front end --------------------------------------------------------------
 
 
 class ErrorEstimate(TuningErrorBounds):
-    """Base of the estimate modules: the RMS force error of the full calculation.
+    """Base of the estimate modules: the RMS error of the full calculation.
 
-    ``√(ΔF_real² + ΔF_k²)`` with the Kolafa–Perram real-space error and the
-    k-space error of this module, times ``safety``. Subclasses implement
-    :meth:`_kspace_terms` and :meth:`error` with the positional order of their
-    compatible error-bound class.
+    The larger of the RMS errors of the forces and of the per-atom potentials
+    (each ``√(real² + k-space²)``: the Kolafa–Perram real-space term and the
+    k-space terms of this module), times ``safety``. The potentials rarely
+    decide, but they do for very few atoms, whose forces may vanish by symmetry.
+    Subclasses implement :meth:`_kspace_terms` and :meth:`error` with the
+    positional order of their compatible error-bound class.
 
     Args:
         charges: ``(N, C)`` charges.
@@ -471,27 +563,36 @@ class ErrorEstimate(TuningErrorBounds):
         self._cell_array = cell.detach().to("cpu", torch.float64).numpy().copy()
         self._volume = abs(float(np.linalg.det(self._cell_array)))
         self._lengths = [float(x) for x in np.linalg.norm(self._cell_array, axis=1)]
-        self._memo: Dict[tuple, Tuple[float, float]] = {}
+        self._memo: Dict[tuple, Terms] = {}
 
-    def _kspace(self, smearing: float, key: tuple) -> float:
-        memo_key = (smearing, *key)
-        if memo_key not in self._memo:
-            self._memo[memo_key] = self._kspace_terms(smearing, key)
-        pair, self_term = self._memo[memo_key]
-        return force_error(
-            pair, self_term, self._sum_squared, self._sum_fourth, self._n_atoms
-        )
-
-    def _kspace_terms(self, smearing: float, key: tuple) -> Tuple[float, float]:
+    def _kspace_terms(self, smearing: float, key: tuple) -> Terms:
         raise NotImplementedError
 
-    def _total(self, smearing, cutoff, key: tuple) -> torch.Tensor:
+    def components(self, smearing, cutoff, key: tuple) -> Dict[str, float]:
+        """The four RMS errors (no safety factor): real-space and k-space parts
+        of the forces and of the potentials."""
         smearing = float(smearing)
         cutoff = float(cutoff)
         check_positive("smearing", smearing)
         check_positive("cutoff", cutoff)
-        real = realspace_error(
-            self._sum_squared, self._n_atoms, self._volume, smearing, cutoff
+        memo_key = (smearing, *key)
+        if memo_key not in self._memo:
+            self._memo[memo_key] = self._kspace_terms(smearing, key)
+        force, potential = combine(
+            self._memo[memo_key], self._sum_squared, self._sum_fourth, self._n_atoms
         )
-        total = self.safety * math.hypot(real, self._kspace(smearing, key))
-        return torch.tensor(total, dtype=self._charges.dtype)
+        arguments = (self._sum_squared, self._n_atoms, self._volume, smearing, cutoff)
+        return {
+            "force_real": realspace_error(*arguments),
+            "force_kspace": force,
+            "potential_real": realspace_potential_error(*arguments),
+            "potential_kspace": potential,
+        }
+
+    def _total(self, smearing, cutoff, key: tuple) -> torch.Tensor:
+        c = self.components(smearing, cutoff, key)
+        force = math.hypot(c["force_real"], c["force_kspace"])
+        potential = math.hypot(c["potential_real"], c["potential_kspace"])
+        return torch.tensor(
+            self.safety * max(force, potential), dtype=self._charges.dtype
+        )

@@ -104,7 +104,7 @@ class EwaldErrorBounds(TuningErrorBounds):
 
 
 class EwaldErrorEstimate(_estimates.ErrorEstimate):
-    """RMS force error of :class:`~torchpme.EwaldCalculator`, as the tuner uses it.
+    """RMS error of :class:`~torchpme.EwaldCalculator`, as the tuner uses it.
 
     For charges at uncorrelated positions, with ``𝒦`` the box of k-vectors the
     calculator keeps (``⌈‖a_d‖/λ⌉`` FFT frequencies per axis) and
@@ -118,8 +118,10 @@ class EwaldErrorEstimate(_estimates.ErrorEstimate):
     the discrete form of Kolafa & Perram's estimate (``w_k = 1/2`` where ``−k``
     is kept: a kept ``cos(k·r)`` term stands for half of ``±k``, 1 otherwise);
     the real-space term is
-    theirs (:class:`EwaldErrorBounds`). Returns
-    ``safety · √(ΔF_real² + ΔF_k²)``. See :mod:`torchpme.tuning._estimates`.
+    theirs (:class:`EwaldErrorBounds`). The potentials ``V_i`` get the analogous
+    estimate (plus the coherent error of each atom's own images). Returns
+    ``safety · max(√(ΔF_real² + ΔF_k²), √(ΔV_real² + ΔV_k²))``. See
+    :mod:`torchpme.tuning._estimates`.
 
     Reference: Kolafa & Perram, Mol. Simul. 9, 351 (1992),
     doi:10.1080/08927029208049126.
@@ -129,8 +131,8 @@ class EwaldErrorEstimate(_estimates.ErrorEstimate):
         safety: factor applied to the estimate.
     """
 
-    def _kspace_terms(self, smearing: float, key: tuple) -> Tuple[float, float]:
-        return _estimates.ewald_pair_error(self._cell_array, smearing, list(key)), 0.0
+    def _kspace_terms(self, smearing: float, key: tuple) -> _estimates.Terms:
+        return _estimates.ewald_errors(self._cell_array, smearing, list(key))
 
     def forward(self, smearing: float, lr_wavelength: float, cutoff: float):
         """Same as :meth:`error`."""
@@ -139,7 +141,7 @@ class EwaldErrorEstimate(_estimates.ErrorEstimate):
     def error(
         self, smearing: float, lr_wavelength: float, cutoff: float
     ) -> torch.Tensor:
-        """The estimated RMS force error (times ``safety``), a 0-dim tensor.
+        """The estimated RMS error (times ``safety``), a 0-dim tensor.
 
         Args:
             smearing: Gaussian smearing ``σ``.

@@ -157,15 +157,16 @@ class P3MErrorBounds(TuningErrorBounds):
 
 
 class P3MErrorEstimate(_estimates.ErrorEstimate):
-    """RMS force error of :class:`~torchpme.P3MCalculator`, as the tuner uses it.
+    """RMS error of :class:`~torchpme.P3MCalculator`, as the tuner uses it.
 
     The error of the pipeline as implemented (B-spline assignment of order ``n``,
     filter ``G/U²`` along the lattice vectors, forces by automatic
     differentiation, including the mesh self-force) for charges at uncorrelated
     positions, from the Hockney–Eastwood error functional worked out in
-    :mod:`torchpme.tuning._estimates`; plus the Kolafa–Perram real-space term.
-    Returns ``safety · √(ΔF_real² + ΔF_k²)``. Assumes the calculator's default
-    influence function (not ``cartesian_influence=True``).
+    :mod:`torchpme.tuning._estimates`; plus the Kolafa–Perram real-space term;
+    the same for the potentials ``V_i``. Returns
+    ``safety · max(√(ΔF_real² + ΔF_k²), √(ΔV_real² + ΔV_k²))``. Assumes the
+    calculator's default influence function (not ``cartesian_influence=True``).
 
     Reference: Deserno & Holm, J. Chem. Phys. 109, 7678 (1998),
     doi:10.1063/1.477414; Kolafa & Perram, Mol. Simul. 9, 351 (1992),
@@ -176,7 +177,7 @@ class P3MErrorEstimate(_estimates.ErrorEstimate):
         safety: factor applied to the estimate.
     """
 
-    def _kspace_terms(self, smearing: float, key: tuple) -> Tuple[float, float]:
+    def _kspace_terms(self, smearing: float, key: tuple) -> _estimates.Terms:
         ns, nodes = list(key[:3]), key[3]
         return _estimates.mesh_errors(self._cell_array, smearing, ns, "P3M", nodes)
 
@@ -197,7 +198,7 @@ class P3MErrorEstimate(_estimates.ErrorEstimate):
         cutoff: float,
         interpolation_nodes: int,
     ) -> torch.Tensor:
-        """The estimated RMS force error (times ``safety``), a 0-dim tensor.
+        """The estimated RMS error (times ``safety``), a 0-dim tensor.
 
         Args:
             smearing: Gaussian smearing ``σ``.

@@ -137,14 +137,15 @@ class PMEErrorBounds(TuningErrorBounds):
 
 
 class PMEErrorEstimate(_estimates.ErrorEstimate):
-    """RMS force error of :class:`~torchpme.PMECalculator`, as the tuner uses it.
+    """RMS error of :class:`~torchpme.PMECalculator`, as the tuner uses it.
 
     The error of the pipeline as implemented (Lagrange interpolation on the mesh
     of :func:`~torchpme.lib.get_ns_mesh`, filter ``G(k)``, forces by automatic
     differentiation, including the mesh self-force) for charges at uncorrelated
     positions, from the Hockney–Eastwood error functional worked out in
-    :mod:`torchpme.tuning._estimates`; plus the Kolafa–Perram real-space term.
-    Returns ``safety · √(ΔF_real² + ΔF_k²)``.
+    :mod:`torchpme.tuning._estimates`; plus the Kolafa–Perram real-space term;
+    the same for the potentials ``V_i``. Returns
+    ``safety · max(√(ΔF_real² + ΔF_k²), √(ΔV_real² + ΔV_k²))``.
 
     Reference: Deserno & Holm, J. Chem. Phys. 109, 7678 (1998),
     doi:10.1063/1.477414; Kolafa & Perram, Mol. Simul. 9, 351 (1992),
@@ -155,7 +156,7 @@ class PMEErrorEstimate(_estimates.ErrorEstimate):
         safety: factor applied to the estimate.
     """
 
-    def _kspace_terms(self, smearing: float, key: tuple) -> Tuple[float, float]:
+    def _kspace_terms(self, smearing: float, key: tuple) -> _estimates.Terms:
         ns, nodes = list(key[:3]), key[3]
         return _estimates.mesh_errors(self._cell_array, smearing, ns, "Lagrange", nodes)
 
@@ -166,7 +167,7 @@ class PMEErrorEstimate(_estimates.ErrorEstimate):
         mesh_spacing: float,
         interpolation_nodes: float,
     ) -> torch.Tensor:
-        """The estimated RMS force error (times ``safety``), a 0-dim tensor.
+        """The estimated RMS error (times ``safety``), a 0-dim tensor.
 
         Args:
             cutoff: real-space cutoff ``r_c``.

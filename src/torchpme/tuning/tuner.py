@@ -14,9 +14,10 @@ a unit prefactor, i.e. charge²/length² (e²/Å² for charges in e and lengths 
 multiplies the actual error. It is the error of the whole calculation,
 real-space truncation at the cutoff plus the reciprocal-space approximation,
 measured against the exact periodic sum (3-D periodic; the 2-D slab correction
-is not covered). The per-atom potentials ``V_i`` are not bounded separately:
-in the tests (lengths in Å, smearing 1–2 Å) their RMS error is 3–40 % of the
-force error.
+is not covered). The RMS error of the per-atom potentials ``V_i`` (charge/length)
+is held to the same number; it rarely decides (in the tests, lengths in Å, it is
+3–40 % of the force error), except for very few atoms, whose forces may vanish
+by symmetry while their energy still needs the reciprocal-space sum.
 
 **How parameters are chosen.** The smearing follows from the cutoff
 (:meth:`TunerBase.estimate_smearing`: Kolafa–Perram real-space error
@@ -37,7 +38,7 @@ interpolation converge one order slower than the PME formula assumes, and every
 mesh method adds a self-force (measured errors up to ~60× the PME bound and
 ~20× the P3M bound). The tuners select with ``EwaldErrorEstimate``,
 ``PMEErrorEstimate`` and ``P3MErrorEstimate`` instead: the random-charge RMS
-error of each pipeline as implemented (:mod:`torchpme.tuning._estimates`),
+errors (forces and potentials) of each pipeline as implemented (:mod:`torchpme.tuning._estimates`),
 which matches measured errors within about 30 % for disordered systems (and
 overestimates them for crystals), multiplied by the safety factor
 :data:`SAFETY`. The Kolafa–Perram real-space term assumes a uniform pair
@@ -56,7 +57,12 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
-from .._core.validation import check_finite, check_invertible, message
+from .._core.validation import (
+    check_finite,
+    check_index_range,
+    check_invertible,
+    message,
+)
 from .._utils import _validate_parameters
 from ..calculators import Calculator
 from ..potentials import InversePowerLawPotential
@@ -446,6 +452,9 @@ class GridSearchTuner(TunerBase):
         _validate_parameters(
             charges, cell, positions, neighbor_indices, neighbor_distances
         )
+        # the tuners are a front door: values are always checked
+        check_index_range("neighbor_indices", neighbor_indices, positions.shape[0])
+        check_finite("neighbor_distances", neighbor_distances)
         if not isinstance(error_bounds, TuningErrorBounds):
             raise TypeError(
                 message(
