@@ -1,0 +1,32 @@
+"""The README's tour runs and computes what its comment says (CsCl Madelung)."""
+
+import math
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+README = Path(__file__).parents[1] / "README.md"
+
+
+def test_readme_tour():
+    code = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)[0]
+    namespace = {}
+    exec(code, namespace)
+    madelung = -1.762674773070 * 2 / math.sqrt(3)
+    assert float(namespace["energy"]) == pytest.approx(madelung, abs=2e-6)
+    torch.testing.assert_close(
+        namespace["forces"], torch.zeros(2, 3, dtype=torch.float64), atol=1e-5, rtol=0
+    )
+
+
+def test_readme_quick_start_is_what_ci_runs():
+    text = README.read_text()
+    block = re.search(r"## Quick start\s+```bash\n(.*?)```", text, re.S).group(1)
+    commands = [line for line in block.splitlines() if line.strip()]
+    assert len(commands) == 2
+    ci = (README.parent / ".ci" / "run").read_text()
+    install, test = (part.strip() for part in commands[1].split("&&"))
+    assert test in ci
+    assert install.split()[-1].strip('"') in ci
