@@ -174,7 +174,7 @@ def tune_ewald(
     shortest lattice vector), rated by :class:`EwaldErrorEstimate` with the
     safety factor :data:`~torchpme.tuning.tuner.SAFETY`; of those meeting the
     accuracy only the one with the fewest k-vectors can be fastest, and only it
-    is timed. ``accuracy`` bounds the RMS force error (see
+    is timed. ``accuracy`` bounds the RMS errors of forces and potentials (see
     :mod:`torchpme.tuning.tuner`).
 
     Args:

@@ -243,8 +243,9 @@ def tune_pme(
     meshes of ``2^e`` points (``e = mesh_lo … mesh_hi``) along the shortest
     lattice vector, rated by :class:`PMEErrorEstimate` with the safety factor
     :data:`~torchpme.tuning.tuner.SAFETY`; of those meeting the accuracy only the
-    smallest mesh for each node count can be fastest, and only those are timed.
-    ``accuracy`` bounds the RMS force error (see :mod:`torchpme.tuning.tuner`).
+    smallest mesh for each node count can be fastest, and of these at most three,
+    the cheapest by a cost model (``10·N·n³ + M log₂ M``), are timed.
+    ``accuracy`` bounds the RMS errors of forces and potentials (see :mod:`torchpme.tuning.tuner`).
 
     Args:
         charges: ``(N, C)`` charges.
