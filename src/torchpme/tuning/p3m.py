@@ -233,7 +233,8 @@ def tune_p3m(
     As :func:`~torchpme.tuning.tune_pme`, with B-spline orders
     ``nodes_lo … nodes_hi`` (1 … 5, default 2 … 5) and
     :class:`P3MErrorEstimate` (times :data:`~torchpme.tuning.tuner.SAFETY`).
-    ``accuracy`` bounds the RMS errors of forces and potentials (see :mod:`torchpme.tuning.tuner`).
+    ``accuracy`` bounds the RMS errors of forces and potentials (see
+    :mod:`torchpme.tuning.tuner`).
 
     Args:
         charges: ``(N, C)`` charges.

@@ -245,7 +245,8 @@ def tune_pme(
     :data:`~torchpme.tuning.tuner.SAFETY`; of those meeting the accuracy only the
     smallest mesh for each node count can be fastest, and of these at most three,
     the cheapest by a cost model (``10·N·n³ + M log₂ M``), are timed.
-    ``accuracy`` bounds the RMS errors of forces and potentials (see :mod:`torchpme.tuning.tuner`).
+    ``accuracy`` bounds the RMS errors of forces and potentials (see
+    :mod:`torchpme.tuning.tuner`).
 
     Args:
         charges: ``(N, C)`` charges.
