@@ -199,7 +199,7 @@ def tune_ewald(
     Example:
         >>> smearing, params, timing = tune_ewald(  # doctest: +SKIP
         ...     charges, cell, positions, 5.0, indices, distances, accuracy=1e-4)
-        >>> calculator = EwaldCalculator(CoulombPotential(smearing), **params)
+        >>> calculator = EwaldCalculator(CoulombPotential(smearing), **params)  # doctest: +SKIP
     """
     check_inputs(
         charges,

@@ -263,7 +263,7 @@ def tune_p3m(
     Example:
         >>> smearing, params, timing = tune_p3m(  # doctest: +SKIP
         ...     charges, cell, positions, 5.0, indices, distances, accuracy=1e-4)
-        >>> calculator = P3MCalculator(CoulombPotential(smearing), **params)
+        >>> calculator = P3MCalculator(CoulombPotential(smearing), **params)  # doctest: +SKIP
     """
     check_inputs(
         charges,

@@ -272,7 +272,7 @@ def tune_pme(
     Example:
         >>> smearing, params, timing = tune_pme(  # doctest: +SKIP
         ...     charges, cell, positions, 5.0, indices, distances, accuracy=1e-4)
-        >>> calculator = PMECalculator(CoulombPotential(smearing), **params)
+        >>> calculator = PMECalculator(CoulombPotential(smearing), **params)  # doctest: +SKIP
     """
     check_inputs(
         charges,
