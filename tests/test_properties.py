@@ -413,3 +413,16 @@ def test_gradcheck_of_potentials(method):
     calculator = make_calculator(method)
     fn = frozen_function(calculator, cell, positions)
     testing.gradcheck(fn, (charges, cell, positions))
+
+
+def test_testing_all_lists_exactly_the_public_names():
+    public = {
+        name
+        for name, value in vars(testing).items()
+        if not name.startswith("_")
+        and getattr(value, "__module__", testing.__name__) == testing.__name__
+        and (callable(value) or name.isupper())
+        and name not in {"SystemFunction"}
+    }
+    assert set(testing.__all__) == public
+    assert all(hasattr(testing, name) for name in testing.__all__)
