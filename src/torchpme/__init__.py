@@ -5,9 +5,7 @@ Building blocks live in :mod:`torchpme.lib`, potentials in
 :mod:`torchpme.calculators` and parameter tuning in :mod:`torchpme.tuning`.
 """
 
-import contextlib
-
-from . import calculators, lib, neighbors, potentials, prefactors
+from . import calculators, lib, neighbors, potentials, prefactors, tuning
 from ._core.validation import set_value_checks
 from ._version import __version__, __version_tuple__
 from .calculators import (
@@ -25,9 +23,6 @@ from .potentials import (
     PotentialDipole,
     SplinePotential,
 )
-
-with contextlib.suppress(ImportError):
-    from . import tuning
 
 
 def __getattr__(name: str):
