@@ -852,13 +852,6 @@ def _replace(**values):
     return lambda inputs: {**inputs, **values}
 
 
-INDEX_BUG = pytest.mark.xfail(
-    strict=True,
-    raises=(IndexError, RuntimeError),
-    reason="tuners do not range-check neighbor_indices (torch Index/RuntimeError "
-    "without the argument's name), though front doors always check values",
-)
-
 TUNER_CASES = {
     **{
         f"cutoff={v}": (_replace(cutoff=v), ValueError, "`cutoff`")
@@ -904,17 +897,15 @@ TUNER_CASES = {
         "`charges`",
     ),
     "exponent=2": (_replace(exponent=2), NotImplementedError, "exponent"),
-    "indices-too-large": pytest.param(
+    "indices-too-large": (
         changed(neighbor_indices=lambda i: i["neighbor_indices"] + 2),
         ValueError,
         "`neighbor_indices`",
-        marks=INDEX_BUG,
     ),
-    "indices-negative": pytest.param(
+    "indices-negative": (
         changed(neighbor_indices=lambda i: i["neighbor_indices"] - 2),
         ValueError,
         "`neighbor_indices`",
-        marks=INDEX_BUG,
     ),
 }
 
@@ -1048,12 +1039,6 @@ def test_ase_empty_molecule_has_zero_energy():
     assert atoms.get_forces().shape == (0, 3)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="tuning rates parameters by the force error, zero by symmetry for one "
-    "atom: it keeps no k-vector and the energy misses the Madelung term (4% off "
-    "at accuracy 1e-8)",
-)
 def test_ase_single_atom_simple_cubic_madelung():
     length = 4.0
     atoms = Atoms("Na", cell=length * np.eye(3), pbc=True)
