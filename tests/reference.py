@@ -142,7 +142,8 @@ def ewald_potentials(positions, charges, cell, smearing=None, accuracy=1e-13):
     r = np.linalg.norm(vectors, axis=1)
     np.add.at(phi, pairs[:, 0], charges[pairs[:, 1]] * (erfc(alpha * r) / r)[:, None])
     reciprocal = 2.0 * math.pi * np.linalg.inv(cell).T
-    reach = [math.ceil(k_cut / np.linalg.norm(b)) + 1 for b in reciprocal]
+    # k·a_d = 2π m_d, so |k| < k_cut needs |m_d| ≤ k_cut ‖a_d‖ / 2π
+    reach = [math.ceil(k_cut * np.linalg.norm(a) / (2 * math.pi)) + 1 for a in cell]
     for m in itertools.product(*[range(-r, r + 1) for r in reach]):
         if not any(m):
             continue

@@ -77,7 +77,10 @@ def test_forward_batch_equals_loop(method):
     charges = torch.cat([leaf[1] for leaf in leaves])
     cells = torch.stack([leaf[2] for leaf in leaves])
     system_index = torch.cat(
-        [torch.full((len(p),), i, dtype=torch.int64) for i, (p, _, _) in enumerate(data)]
+        [
+            torch.full((len(p),), i, dtype=torch.int64)
+            for i, (p, _, _) in enumerate(data)
+        ]
     )
     pairs = torch.cat([pl + int(o) for (pl, _), o in zip(lists, offsets, strict=False)])
     shifts = torch.cat([s for _, s in lists])
@@ -88,7 +91,12 @@ def test_forward_batch_equals_loop(method):
         - positions[pairs[:, 0]]
     )
     batched = calculator.forward_batch(
-        charges, cells, positions, system_index, pairs, torch.linalg.norm(vectors, dim=-1)
+        charges,
+        cells,
+        positions,
+        system_index,
+        pairs,
+        torch.linalg.norm(vectors, dim=-1),
     )
     torch.testing.assert_close(batched, torch.cat(looped), atol=1e-12, rtol=0)
     energy = (charges * batched).sum()
@@ -115,8 +123,12 @@ def test_vmap_ewald_with_padding_equals_loop():
         expected.append(calculator(charges, cell, positions, pairs, dist))
         n, p = len(positions), len(pairs)
         padded["q"].append(torch.cat([charges, torch.zeros(n_max - n, 2, dtype=DTYPE)]))
-        padded["r"].append(torch.cat([positions, torch.zeros(n_max - n, 3, dtype=DTYPE)]))
-        padded["i"].append(torch.cat([pairs, torch.zeros(p_max - p, 2, dtype=torch.int64)]))
+        padded["r"].append(
+            torch.cat([positions, torch.zeros(n_max - n, 3, dtype=DTYPE)])
+        )
+        padded["i"].append(
+            torch.cat([pairs, torch.zeros(p_max - p, 2, dtype=torch.int64)])
+        )
         padded["d"].append(torch.cat([dist, torch.zeros(p_max - p, dtype=DTYPE)]))
         padded["node"].append(torch.arange(n_max) < n)
         padded["pair"].append(torch.arange(p_max) < p)

@@ -36,6 +36,17 @@ def pair_sum(
     return potential / 2.0
 
 
+def wrap_positions(positions: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
+    """Positions moved into the cell by whole lattice vectors, ``r − ⌊r·cell⁻¹⌋·cell``.
+
+    Phases ``k·r`` of atoms far from the origin lose digits (float32 above all); a
+    periodic sum is unchanged by lattice shifts, and so are its derivatives with
+    respect to positions and cell (the integer shifts carry no gradient).
+    """
+    shifts = torch.floor(positions.detach() @ torch.linalg.inv_ex(cell.detach())[0])
+    return positions - shifts @ cell
+
+
 def chunk_size(n_atoms: int) -> int:
     """k-vectors per chunk so that one ``(K_chunk, N)`` block has about 2²¹ entries
     (16 MB in float64): bounds the memory of Ewald sums for any K."""

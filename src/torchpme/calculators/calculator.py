@@ -80,6 +80,12 @@ class Calculator(torch.nn.Module):
             "PMECalculator or P3MCalculator for a range-separated potential"
         )
 
+    def _check_kspace_inputs(
+        self, node_mask: Optional[torch.Tensor], kvectors: Optional[torch.Tensor]
+    ) -> None:
+        """Reject, before any work, inputs this method cannot use (none here)."""
+        pass
+
     def _finish_kspace(
         self,
         potential: torch.Tensor,
@@ -149,6 +155,7 @@ class Calculator(torch.nn.Module):
             kvectors,
             cell_required=self.potential.smearing is not None,
         )
+        self._check_kspace_inputs(node_mask, kvectors)
         rspace = self._compute_rspace(
             charges, neighbor_indices, neighbor_distances, pair_mask
         )

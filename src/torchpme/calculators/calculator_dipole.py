@@ -5,7 +5,12 @@ from typing import List, Optional
 import torch
 
 from .._core import kspace
-from .._core.pairs import chunk_size, dipole_pair_sum, ewald_dipole_sum
+from .._core.pairs import (
+    chunk_size,
+    dipole_pair_sum,
+    ewald_dipole_sum,
+    wrap_positions,
+)
 from .._core.validation import check_like, check_positive, check_shape, message
 from .._utils import _validate_parameters
 from ..potentials import PotentialDipole
@@ -89,7 +94,8 @@ class CalculatorDipole(torch.nn.Module):
         kernel = self.potential.lr_from_k_sq(torch.sum(kvectors * kvectors, dim=-1))
         chunk = chunk_size(positions.shape[0])
         volume = torch.abs(torch.linalg.det(cell))
-        potential = ewald_dipole_sum(positions, dipoles, kvectors, kernel, chunk)
+        wrapped = wrap_positions(positions, cell)
+        potential = ewald_dipole_sum(wrapped, dipoles, kvectors, kernel, chunk)
         potential = potential / volume - dipoles * self.potential.self_contribution()
         surface = self.potential.background_correction(volume)
         potential = potential + surface * torch.sum(dipoles, dim=0)

@@ -5,7 +5,7 @@ from typing import List, Optional
 import torch
 
 from .._core import kspace
-from .._core.pairs import chunk_size, ewald_sum
+from .._core.pairs import chunk_size, ewald_sum, wrap_positions
 from .._core.validation import check_positive, message
 from ..potentials import Potential
 from .calculator import Calculator
@@ -76,7 +76,8 @@ class EwaldCalculator(Calculator):
         kernel = self.potential.lr_from_k_sq(torch.sum(kvectors * kvectors, dim=-1))
         chunk = chunk_size(positions.shape[0])
         volume = torch.abs(torch.linalg.det(cell))
-        potential = ewald_sum(positions, charges, kvectors, kernel, chunk) / volume
+        wrapped = wrap_positions(positions, cell)
+        potential = ewald_sum(wrapped, charges, kvectors, kernel, chunk) / volume
         return self._finish_kspace(
             potential, charges, cell, positions, periodic, node_mask
         )

@@ -82,6 +82,15 @@ class PMECalculator(Calculator):
             cell, ns_mesh, self.potential, fft_norm="backward", ifft_norm="forward"
         )
 
+    def _check_kspace_inputs(
+        self, node_mask: Optional[torch.Tensor], kvectors: Optional[torch.Tensor]
+    ) -> None:
+        if node_mask is not None or kvectors is not None:
+            raise NotImplementedError(
+                "mesh calculators do not take `node_mask` or `kvectors` (padded "
+                "batches): use forward_batch, or call them once per system"
+            )
+
     def _mesh_size(self, cell: torch.Tensor) -> List[int]:
         """The fixed mesh if one was given, else the size for ``mesh_spacing``
         (which reads the cell: a host synchronisation on accelerators)."""
@@ -99,11 +108,6 @@ class PMECalculator(Calculator):
         kvectors: Optional[torch.Tensor] = None,
         node_mask: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
-        if node_mask is not None or kvectors is not None:
-            raise NotImplementedError(
-                "mesh calculators do not take `node_mask` or `kvectors` (padded "
-                "batches): call them once per system"
-            )
         ns = self._mesh_size(cell)
         inverse_cell = torch.linalg.inv_ex(cell)[0]
         plan = core_mesh.interpolation_plan(
