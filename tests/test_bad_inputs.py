@@ -1111,14 +1111,9 @@ CLI_CASES = {
     ),
     "method-unknown": (["--method", "bogus"], "--method"),
     "dtype-float16": (["--dtype", "float16"], "--dtype"),
-    "output-directory-missing": pytest.param(
+    "output-directory-missing": (
         ["{file}", "--charges", "Na=1,Cl=-1", "--output", "{dir}/no/such/out.json"],
         "--output",
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="the CLI reports the OSError of an unwritable --output without "
-            "naming the option",
-        ),
     ),
 }
 

@@ -354,6 +354,13 @@ def _check_output(path: str) -> None:
         raise CLIError(
             message("--output", "a .xyz, .extxyz or .json file name", f"'{path}'")
         )
+    import os
+
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+        raise CLIError(
+            message("--output", "a file in an existing, writable folder", f"'{path}'")
+        )
 
 
 def _write_output(path: str, atoms, charges, result: Result, units: str) -> None:
