@@ -112,9 +112,7 @@ def spread(
     weights = weights.to(values.dtype)
     values = values[order]
     if torch.jit.is_scripting():
-        mesh = stencil.scatter(
-            plan_stencil, stencil.expand_weights(weights), values, size
-        )
+        mesh = stencil.scatter(plan_stencil, weights, values, size)
     else:
         mesh = stencil.spread_values(plan_stencil, weights, values, size)
     n_channels = values.shape[1]

@@ -20,21 +20,22 @@ import torch
 __all__ = ["gather_values", "spread_values"]
 
 
-def expand_weights(weights: torch.Tensor) -> torch.Tensor:
-    """3-D stencil weights ``(N, n³)`` (x slowest) from 1-D weights ``(N, 3, n)``."""
+def _scaled_stencil_weights(weights: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """``scale_i · wx ⊗ wy ⊗ wz`` as ``(N·n³,)``, scaled on the smallest factor."""
     n_atoms, n = weights.shape[0], weights.shape[2]
-    wx, wy, wz = weights[:, 0], weights[:, 1], weights[:, 2]
-    wxy = (wx.unsqueeze(-1) * wy.unsqueeze(-2)).reshape(n_atoms, n * n)
-    return (wxy.unsqueeze(-1) * wz.unsqueeze(-2)).reshape(n_atoms, n * n * n)
+    wx = weights[:, 0] * scale.unsqueeze(-1)
+    wxy = (wx.unsqueeze(-1) * weights[:, 1].unsqueeze(-2)).reshape(n_atoms, n * n)
+    return (wxy.unsqueeze(-1) * weights[:, 2].unsqueeze(-2)).reshape(-1)
 
 
-def scatter(flat: torch.Tensor, w3: torch.Tensor, values: torch.Tensor, size: int):
-    """``mesh[c, flat[i, t]] += values[i, c] w3[i, t]``: ``(C, size)``."""
+def scatter(flat: torch.Tensor, weights: torch.Tensor, values: torch.Tensor, size: int):
+    """``mesh[c, flat[i, t]] += values[i, c] W_i(t)`` with separable 1-D ``weights``
+    ``(N, 3, n)``: ``(C, size)``."""
     n_channels = values.shape[1]
     index = flat.reshape(-1)
-    mesh = torch.zeros((n_channels, size), dtype=w3.dtype, device=w3.device)
+    mesh = torch.zeros((n_channels, size), dtype=weights.dtype, device=weights.device)
     for channel in range(n_channels):
-        contributions = (values[:, channel].unsqueeze(-1) * w3).reshape(-1)
+        contributions = _scaled_stencil_weights(weights, values[:, channel])
         # one flat 1-D accumulation per channel, in place on a fresh tensor: the
         # fastest scatter on CPU (2-D and out-of-place forms copy or stride)
         mesh[channel].index_add_(0, index, contributions)
@@ -83,16 +84,23 @@ class _Spread(torch.autograd.Function):
     @staticmethod
     def forward(ctx, flat, weights, values, size: int):
         ctx.save_for_backward(flat, weights, values)
-        return scatter(flat, expand_weights(weights), values, size)
+        return scatter(flat, weights, values, size)
 
     @staticmethod
     def backward(ctx, grad_mesh):
         flat, weights, values = ctx.saved_tensors
         grad_weights = grad_values = None
-        if ctx.needs_input_grad[2]:
-            grad_values = _Gather.apply(flat, weights, grad_mesh)
-        if ctx.needs_input_grad[1]:
+        if torch.is_grad_enabled():
+            # double backward: through the Functions, so these are differentiable
+            if ctx.needs_input_grad[2]:
+                grad_values = _Gather.apply(flat, weights, grad_mesh)
+            stencil = pick(grad_mesh, flat) if ctx.needs_input_grad[1] else None
+        else:
+            # one pick serves both gradients
             stencil = pick(grad_mesh, flat)
+            if ctx.needs_input_grad[2]:
+                grad_values = contract(stencil, weights).t()
+        if ctx.needs_input_grad[1] and stencil is not None:
             field = torch.einsum("ic,cit->it", values, stencil)
             grad_weights = weight_gradients(field, weights)
         return None, grad_weights, grad_values, None
