@@ -284,6 +284,25 @@ def _tolerances(
     }
 
 
+def _check_unchanged(
+    fn: SystemFunction,
+    system: Tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    transformed: Callable[[], Tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
+    what: str,
+    atol: Optional[float],
+    rtol: Optional[float],
+    renumbering: Optional[torch.Tensor] = None,
+) -> None:
+    """``fn(*transformed())`` equals ``fn(*system)`` (its rows in the order
+    ``renumbering``, if given). The transformed system is built inside
+    ``no_grad`` like both evaluations; tolerances follow the positions' dtype."""
+    with torch.no_grad():
+        before = fn(*system)
+        after = fn(*transformed())
+    expected = before if renumbering is None else before[renumbering]
+    assert_close(after, expected, what=what, **_tolerances(system[2], atol, rtol))
+
+
 def check_translation_invariance(
     fn: SystemFunction,
     charges: torch.Tensor,
@@ -301,14 +320,13 @@ def check_translation_invariance(
         translation: ``(3,)`` Cartesian displacement.
         atol, rtol: tolerances (default: :func:`tolerance` of the positions dtype).
     """
-    with torch.no_grad():
-        before = fn(charges, cell, positions)
-        after = fn(charges, cell, positions + translation)
-    assert_close(
-        after,
-        before,
-        what="result after a translation",
-        **_tolerances(positions, atol, rtol),
+    _check_unchanged(
+        fn,
+        (charges, cell, positions),
+        lambda: (charges, cell, positions + translation),
+        "result after a translation",
+        atol,
+        rtol,
     )
 
 
@@ -329,14 +347,14 @@ def check_permutation_equivariance(
         permutation: ``(N,)`` int64, a permutation of ``0 … N−1``.
         atol, rtol: tolerances (default: :func:`tolerance` of the positions dtype).
     """
-    with torch.no_grad():
-        before = fn(charges, cell, positions)
-        after = fn(charges[permutation], cell, positions[permutation])
-    assert_close(
-        after,
-        before[permutation],
-        what="result of permuted atoms",
-        **_tolerances(positions, atol, rtol),
+    _check_unchanged(
+        fn,
+        (charges, cell, positions),
+        lambda: (charges[permutation], cell, positions[permutation]),
+        "result of permuted atoms",
+        atol,
+        rtol,
+        renumbering=permutation,
     )
 
 
@@ -357,15 +375,13 @@ def check_lattice_shift_invariance(
         shifts: ``(N, 3)`` integers (any dtype), one lattice translation per atom.
         atol, rtol: tolerances (default: :func:`tolerance` of the positions dtype).
     """
-    with torch.no_grad():
-        before = fn(charges, cell, positions)
-        moved = positions + shifts.to(positions.dtype) @ cell
-        after = fn(charges, cell, moved)
-    assert_close(
-        after,
-        before,
-        what="result after lattice shifts",
-        **_tolerances(positions, atol, rtol),
+    _check_unchanged(
+        fn,
+        (charges, cell, positions),
+        lambda: (charges, cell, positions + shifts.to(positions.dtype) @ cell),
+        "result after lattice shifts",
+        atol,
+        rtol,
     )
 
 

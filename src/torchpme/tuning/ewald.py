@@ -1,23 +1,21 @@
 """Tuning of :class:`~torchpme.EwaldCalculator`: error bounds and ``tune_ewald``."""
 
 import math
-from typing import Any, Dict, List, Tuple
+from functools import partial
+from typing import Any, Callable, Dict, List, Tuple
 
 import torch
 
 from .._core.kspace import ewald_size
 from ..calculators import EwaldCalculator
 from . import _estimates
-from .tuner import SAFETY, TuningErrorBounds, check_inputs, grid_search
+from ._bounds import RealSpaceBounds
+from .tuner import TuningGrid, grid_search
 
 __all__ = ["EwaldErrorBounds", "EwaldErrorEstimate", "tune_ewald"]
 
 
-def _as_tensor(value, reference: torch.Tensor) -> torch.Tensor:
-    return torch.as_tensor(value, dtype=reference.dtype, device=reference.device)
-
-
-class EwaldErrorBounds(TuningErrorBounds):
+class EwaldErrorBounds(RealSpaceBounds):
     """torch-pme 0.5's error bound of Ewald summation (compatible numbers).
 
     .. math::
@@ -51,12 +49,6 @@ class EwaldErrorBounds(TuningErrorBounds):
         self, charges: torch.Tensor, cell: torch.Tensor, positions: torch.Tensor
     ):
         super().__init__(charges, cell, positions)
-        sum_squared = torch.sum(charges**2)
-        self.register_buffer("volume", torch.abs(torch.linalg.det(cell)))
-        self.register_buffer("sum_squared_charges", sum_squared)
-        self.register_buffer(
-            "prefac", 2.0 * sum_squared / math.sqrt(positions.shape[0])
-        )
         self.register_buffer("cell", cell)
         self.register_buffer("positions", positions)
 
@@ -70,14 +62,6 @@ class EwaldErrorBounds(TuningErrorBounds):
             / math.pi
             / torch.sqrt(self.volume / lr_wavelength)
             * torch.exp(-2.0 * (math.pi * smearing / lr_wavelength) ** 2)
-        )
-
-    def err_rspace(self, smearing: torch.Tensor, cutoff: torch.Tensor) -> torch.Tensor:
-        """The real-space term ``ΔF_real``."""
-        return (
-            self.prefac
-            / torch.sqrt(cutoff * self.volume)
-            * torch.exp(-(cutoff**2) / (2.0 * smearing**2))
         )
 
     def forward(self, smearing: float, lr_wavelength: float, cutoff: float):
@@ -94,13 +78,11 @@ class EwaldErrorBounds(TuningErrorBounds):
             lr_wavelength: ``λ`` of :class:`~torchpme.EwaldCalculator`.
             cutoff: real-space cutoff ``r_c``.
         """
-        smearing = _as_tensor(smearing, self.prefac)
-        lr_wavelength = _as_tensor(lr_wavelength, self.prefac)
-        cutoff = _as_tensor(cutoff, self.prefac)
-        return torch.sqrt(
-            self.err_kspace(smearing, lr_wavelength) ** 2
-            + self.err_rspace(smearing, cutoff) ** 2
-        )
+        smearing = self._as_tensor(smearing)
+        lr_wavelength = self._as_tensor(lr_wavelength)
+        cutoff = self._as_tensor(cutoff)
+        kspace = self.err_kspace(smearing, lr_wavelength)
+        return self._with_real_space(kspace, smearing, cutoff)
 
 
 class EwaldErrorEstimate(_estimates.ErrorEstimate):
@@ -152,6 +134,20 @@ class EwaldErrorEstimate(_estimates.ErrorEstimate):
         return self._total(smearing, cutoff, tuple(ns))
 
 
+def _wavelength_candidates(
+    lengths: List[float], n_atoms: int, ns_lo: int, ns_hi: int
+) -> Tuple[List[Dict[str, Any]], Callable, Callable]:
+    """``{"lr_wavelength": L_min/n}`` for ``n = ns_lo … ns_hi``; the resource and
+    the cost model of a candidate are both its number of k-vectors."""
+    min_dimension = min(lengths)
+    params = [{"lr_wavelength": min_dimension / ns} for ns in range(ns_lo, ns_hi + 1)]
+
+    def cost(param: Dict[str, Any]) -> Tuple[float, ...]:
+        return (math.prod(ewald_size(lengths, param["lr_wavelength"])),)
+
+    return params, cost, lambda param: float(cost(param)[0])
+
+
 def tune_ewald(
     charges: torch.Tensor,
     cell: torch.Tensor,
@@ -201,29 +197,15 @@ def tune_ewald(
         ...     charges, cell, positions, 5.0, indices, distances, accuracy=1e-4)
         >>> calculator = EwaldCalculator(CoulombPotential(smearing), **params)  # doctest: +SKIP
     """
-    check_inputs(
-        charges,
-        cell,
-        positions,
-        cutoff,
-        exponent,
-        accuracy,
-        [("ns_lo", ns_lo, "ns_hi", ns_hi, 1, 10**6)],
+    grid = TuningGrid(
+        calculator=EwaldCalculator,
+        estimate=EwaldErrorEstimate,
+        ranges=[("ns_lo", ns_lo, "ns_hi", ns_hi, 1, 10**6)],
+        candidates=partial(_wavelength_candidates, ns_lo=ns_lo, ns_hi=ns_hi),
+        hint="Increase `ns_hi` (more k-vectors) or the cutoff.",
     )
-    lengths: List[float] = torch.linalg.norm(cell.detach(), dim=1).tolist()
-    min_dimension = min(lengths)
-    params = [{"lr_wavelength": min_dimension / ns} for ns in range(ns_lo, ns_hi + 1)]
-
-    def cost(param: Dict[str, Any]) -> Tuple[float, ...]:
-        return (math.prod(ewald_size(lengths, param["lr_wavelength"])),)
-
     return grid_search(
-        EwaldCalculator,
-        EwaldErrorEstimate(charges, cell, positions, safety=SAFETY),
-        params,
-        cost,
-        lambda param: float(cost(param)[0]),
-        "Increase `ns_hi` (more k-vectors) or the cutoff.",
+        grid,
         charges,
         cell,
         positions,

@@ -6,13 +6,10 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
-from .._core.kspace import mesh_size
-from .._core.validation import check_positive
 from ..calculators import P3MCalculator
-from . import _estimates
-from .ewald import _as_tensor
-from .pme import _check_nodes, mesh_candidates, mesh_cost, mesh_work
-from .tuner import SAFETY, TuningErrorBounds, check_inputs, grid_search
+from ._bounds import RealSpaceBounds
+from ._mesh import MeshErrorEstimate, check_nodes, mean_spacing, mesh_grid
+from .tuner import grid_search
 
 __all__ = ["A_COEF", "P3MErrorBounds", "P3MErrorEstimate", "tune_p3m"]
 
@@ -42,7 +39,7 @@ A_COEF: List[List[Optional[F]]] = [
 ]
 
 
-class P3MErrorBounds(TuningErrorBounds):
+class P3MErrorBounds(RealSpaceBounds):
     """torch-pme 0.5's error bound of P3M (compatible numbers).
 
     With ``α = 1/(√2 σ)``, ``H`` as in :class:`~torchpme.tuning.pme.PMEErrorBounds`,
@@ -80,12 +77,6 @@ class P3MErrorBounds(TuningErrorBounds):
         self, charges: torch.Tensor, cell: torch.Tensor, positions: torch.Tensor
     ):
         super().__init__(charges, cell, positions)
-        sum_squared = torch.sum(charges**2)
-        self.register_buffer("volume", torch.abs(torch.linalg.det(cell)))
-        self.register_buffer("sum_squared_charges", sum_squared)
-        self.register_buffer(
-            "prefac", 2.0 * sum_squared / math.sqrt(positions.shape[0])
-        )
         self.register_buffer("cell_dimensions", torch.linalg.norm(cell, dim=1))
         self.register_buffer("cell", cell)
         self.register_buffer("positions", positions)
@@ -97,11 +88,8 @@ class P3MErrorBounds(TuningErrorBounds):
         interpolation_nodes: torch.Tensor,
     ) -> torch.Tensor:
         """The reciprocal-space term ``ΔF_k`` (``interpolation_nodes`` in 1 … 7)."""
-        nodes = _check_nodes(interpolation_nodes, 1, 7)
-        spacings = self.cell_dimensions / (
-            2.0 * self.cell_dimensions / mesh_spacing + 1
-        )
-        h = torch.prod(spacings) ** (1.0 / 3.0)
+        nodes = check_nodes(interpolation_nodes, 1, 7)
+        h = mean_spacing(self.cell_dimensions, mesh_spacing)
         alpha = 1.0 / 2.0**0.5 / smearing
         x = h * alpha
         series = sum(float(A_COEF[m][nodes]) * x ** (2 * m) for m in range(nodes))
@@ -112,14 +100,6 @@ class P3MErrorBounds(TuningErrorBounds):
             * torch.sqrt(
                 alpha * self.volume ** (1.0 / 3.0) * math.sqrt(2.0 * math.pi) * series
             )
-        )
-
-    def err_rspace(self, smearing: torch.Tensor, cutoff: torch.Tensor) -> torch.Tensor:
-        """The real-space term ``ΔF_real``."""
-        return (
-            self.prefac
-            / torch.sqrt(cutoff * self.volume)
-            * torch.exp(-(cutoff**2) / (2.0 * smearing**2))
         )
 
     def forward(
@@ -147,16 +127,14 @@ class P3MErrorBounds(TuningErrorBounds):
             cutoff: real-space cutoff ``r_c``.
             interpolation_nodes: assignment order ``n``, 1 … 7.
         """
-        smearing = _as_tensor(smearing, self.prefac)
-        mesh_spacing = _as_tensor(mesh_spacing, self.prefac)
-        cutoff = _as_tensor(cutoff, self.prefac)
-        return torch.sqrt(
-            self.err_kspace(smearing, mesh_spacing, interpolation_nodes) ** 2
-            + self.err_rspace(smearing, cutoff) ** 2
-        )
+        smearing = self._as_tensor(smearing)
+        mesh_spacing = self._as_tensor(mesh_spacing)
+        cutoff = self._as_tensor(cutoff)
+        kspace = self.err_kspace(smearing, mesh_spacing, interpolation_nodes)
+        return self._with_real_space(kspace, smearing, cutoff)
 
 
-class P3MErrorEstimate(_estimates.ErrorEstimate):
+class P3MErrorEstimate(MeshErrorEstimate):
     """RMS error of :class:`~torchpme.P3MCalculator`, as the tuner uses it.
 
     The error of the pipeline as implemented (B-spline assignment of order ``n``,
@@ -177,9 +155,8 @@ class P3MErrorEstimate(_estimates.ErrorEstimate):
         safety: factor applied to the estimate.
     """
 
-    def _kspace_terms(self, smearing: float, key: tuple) -> _estimates.Terms:
-        ns, nodes = list(key[:3]), key[3]
-        return _estimates.mesh_errors(self._cell_array, smearing, ns, "P3M", nodes)
+    _weights = "P3M"
+    _node_range = (1, 5)
 
     def forward(
         self,
@@ -206,10 +183,7 @@ class P3MErrorEstimate(_estimates.ErrorEstimate):
             cutoff: real-space cutoff ``r_c``.
             interpolation_nodes: assignment order ``n``, 1 … 5.
         """
-        nodes = _check_nodes(interpolation_nodes, 1, 5)
-        check_positive("mesh_spacing", float(mesh_spacing))
-        ns = mesh_size(self._lengths, float(mesh_spacing))
-        return self._total(smearing, cutoff, (*ns, nodes))
+        return self._mesh_error(smearing, cutoff, mesh_spacing, interpolation_nodes)
 
 
 def tune_p3m(
@@ -265,27 +239,10 @@ def tune_p3m(
         ...     charges, cell, positions, 5.0, indices, distances, accuracy=1e-4)
         >>> calculator = P3MCalculator(CoulombPotential(smearing), **params)  # doctest: +SKIP
     """
-    check_inputs(
-        charges,
-        cell,
-        positions,
-        cutoff,
-        exponent,
-        accuracy,
-        [
-            ("nodes_lo", nodes_lo, "nodes_hi", nodes_hi, 1, 5),
-            ("mesh_lo", mesh_lo, "mesh_hi", mesh_hi, 1, 10),
-        ],
-    )
-    lengths: List[float] = torch.linalg.norm(cell.detach(), dim=1).tolist()
-    params = mesh_candidates(lengths, nodes_lo, nodes_hi, mesh_lo, mesh_hi)
     return grid_search(
-        P3MCalculator,
-        P3MErrorEstimate(charges, cell, positions, safety=SAFETY),
-        params,
-        mesh_cost(lengths),
-        mesh_work(lengths, positions.shape[0]),
-        "Increase `mesh_hi` (finer meshes), `nodes_hi` or the cutoff.",
+        mesh_grid(
+            P3MCalculator, P3MErrorEstimate, nodes_lo, nodes_hi, mesh_lo, mesh_hi
+        ),
         charges,
         cell,
         positions,

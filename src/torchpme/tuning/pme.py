@@ -1,17 +1,14 @@
 """Tuning of :class:`~torchpme.PMECalculator`: error bounds and ``tune_pme``."""
 
 import math
-from itertools import product
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, Tuple
 
 import torch
 
-from .._core.kspace import mesh_size
-from .._core.validation import check_positive, message
 from ..calculators import PMECalculator
-from . import _estimates
-from .ewald import _as_tensor
-from .tuner import SAFETY, TuningErrorBounds, check_inputs, grid_search
+from ._bounds import RealSpaceBounds
+from ._mesh import MeshErrorEstimate, check_nodes, mean_spacing, mesh_grid
+from .tuner import grid_search
 
 __all__ = ["PMEErrorBounds", "PMEErrorEstimate", "tune_pme"]
 
@@ -21,20 +18,7 @@ __all__ = ["PMEErrorBounds", "PMEErrorEstimate", "tune_pme"]
 _RMS_NODE_POLYNOMIAL = [None, None, 0.246, 0.404, 0.950, 2.51, 8.42]
 
 
-def _check_nodes(interpolation_nodes, low: int, high: int) -> int:
-    nodes = int(interpolation_nodes)
-    if nodes != interpolation_nodes or not low <= nodes <= high:
-        raise ValueError(
-            message(
-                "interpolation_nodes",
-                f"an integer in {low} … {high}",
-                f"{interpolation_nodes}",
-            )
-        )
-    return nodes
-
-
-class PMEErrorBounds(TuningErrorBounds):
+class PMEErrorBounds(RealSpaceBounds):
     """torch-pme 0.5's error bound of particle-mesh Ewald (compatible numbers).
 
     With ``n`` interpolation nodes, ``α = 1/(√2 σ)``, the per-axis spacing
@@ -70,12 +54,6 @@ class PMEErrorBounds(TuningErrorBounds):
         self, charges: torch.Tensor, cell: torch.Tensor, positions: torch.Tensor
     ):
         super().__init__(charges, cell, positions)
-        sum_squared = torch.sum(charges**2)
-        self.register_buffer("volume", torch.abs(torch.linalg.det(cell)))
-        self.register_buffer("sum_squared_charges", sum_squared)
-        self.register_buffer(
-            "prefac", 2.0 * sum_squared / math.sqrt(positions.shape[0])
-        )
         self.register_buffer("cell_dimensions", torch.linalg.norm(cell, dim=1))
 
     def err_kspace(
@@ -85,12 +63,9 @@ class PMEErrorBounds(TuningErrorBounds):
         interpolation_nodes: torch.Tensor,
     ) -> torch.Tensor:
         """The reciprocal-space term ``ΔF_k`` (``interpolation_nodes`` in 3 … 7)."""
-        nodes = _check_nodes(interpolation_nodes, 3, 7)
-        n = _as_tensor(float(nodes), self.prefac)
-        spacings = self.cell_dimensions / (
-            2.0 * self.cell_dimensions / mesh_spacing + 1
-        )
-        h = torch.prod(spacings) ** (1.0 / 3.0)
+        nodes = check_nodes(interpolation_nodes, 3, 7)
+        n = self._as_tensor(float(nodes))
+        h = mean_spacing(self.cell_dimensions, mesh_spacing)
         alpha = 1.0 / 2.0**0.5 / smearing
         factorial = torch.exp(torch.lgamma(n + 1))
         return (
@@ -102,14 +77,6 @@ class PMEErrorBounds(TuningErrorBounds):
             / factorial
             * torch.exp(n * (torch.log(n / 2.0) - 1.0) / 2.0)
             * _RMS_NODE_POLYNOMIAL[nodes - 1]
-        )
-
-    def err_rspace(self, smearing: torch.Tensor, cutoff: torch.Tensor) -> torch.Tensor:
-        """The real-space term ``ΔF_real``."""
-        return (
-            self.prefac
-            / torch.sqrt(cutoff * self.volume)
-            * torch.exp(-(cutoff**2) / (2.0 * smearing**2))
         )
 
     def error(
@@ -127,16 +94,14 @@ class PMEErrorBounds(TuningErrorBounds):
             mesh_spacing: ``h`` of :class:`~torchpme.PMECalculator`.
             interpolation_nodes: ``n``, 3 … 7.
         """
-        cutoff = _as_tensor(cutoff, self.prefac)
-        smearing = _as_tensor(smearing, self.prefac)
-        mesh_spacing = _as_tensor(mesh_spacing, self.prefac)
-        return torch.sqrt(
-            self.err_rspace(smearing, cutoff) ** 2
-            + self.err_kspace(smearing, mesh_spacing, interpolation_nodes) ** 2
-        )
+        cutoff = self._as_tensor(cutoff)
+        smearing = self._as_tensor(smearing)
+        mesh_spacing = self._as_tensor(mesh_spacing)
+        kspace = self.err_kspace(smearing, mesh_spacing, interpolation_nodes)
+        return self._with_real_space(kspace, smearing, cutoff)
 
 
-class PMEErrorEstimate(_estimates.ErrorEstimate):
+class PMEErrorEstimate(MeshErrorEstimate):
     """RMS error of :class:`~torchpme.PMECalculator`, as the tuner uses it.
 
     The error of the pipeline as implemented (Lagrange interpolation on the mesh
@@ -156,9 +121,8 @@ class PMEErrorEstimate(_estimates.ErrorEstimate):
         safety: factor applied to the estimate.
     """
 
-    def _kspace_terms(self, smearing: float, key: tuple) -> _estimates.Terms:
-        ns, nodes = list(key[:3]), key[3]
-        return _estimates.mesh_errors(self._cell_array, smearing, ns, "Lagrange", nodes)
+    _weights = "Lagrange"
+    _node_range = (3, 7)
 
     def error(
         self,
@@ -175,48 +139,7 @@ class PMEErrorEstimate(_estimates.ErrorEstimate):
             mesh_spacing: ``h`` of :class:`~torchpme.PMECalculator`.
             interpolation_nodes: ``n``, 3 … 7.
         """
-        nodes = _check_nodes(interpolation_nodes, 3, 7)
-        check_positive("mesh_spacing", float(mesh_spacing))
-        ns = mesh_size(self._lengths, float(mesh_spacing))
-        return self._total(smearing, cutoff, (*ns, nodes))
-
-
-def mesh_candidates(
-    lengths: List[float], nodes_lo: int, nodes_hi: int, mesh_lo: int, mesh_hi: int
-) -> List[Dict[str, Any]]:
-    """``{"interpolation_nodes": n, "mesh_spacing": 2 L_min/(2^e − 1)}``, nodes outer,
-    exponents inner: the spacing gives ``2^e`` points along the shortest vector."""
-    min_dimension = min(lengths)
-    return [
-        {"interpolation_nodes": n, "mesh_spacing": 2 * min_dimension / (2**e - 1)}
-        for n, e in product(range(nodes_lo, nodes_hi + 1), range(mesh_lo, mesh_hi + 1))
-    ]
-
-
-def mesh_cost(lengths: List[float]):
-    """Resources of a mesh candidate: (interpolation nodes, mesh points)."""
-
-    def cost(param: Dict[str, Any]) -> Tuple[float, ...]:
-        points = math.prod(mesh_size(lengths, param["mesh_spacing"]))
-        return (param["interpolation_nodes"], points)
-
-    return cost
-
-
-# cost of one atom-node of spreading/gathering (with their gradients) relative to
-# one mesh point of one FFT pass, measured on CPU within a factor of about 3
-_SPREAD_OVER_FFT = 10.0
-
-
-def mesh_work(lengths: List[float], n_atoms: int):
-    """Rough cost model of a mesh candidate: ``10·N·n³ + M·log₂M``."""
-
-    def work(param: Dict[str, Any]) -> float:
-        points = math.prod(mesh_size(lengths, param["mesh_spacing"]))
-        nodes = param["interpolation_nodes"]
-        return _SPREAD_OVER_FFT * n_atoms * nodes**3 + points * math.log2(points)
-
-    return work
+        return self._mesh_error(smearing, cutoff, mesh_spacing, interpolation_nodes)
 
 
 def tune_pme(
@@ -274,27 +197,10 @@ def tune_pme(
         ...     charges, cell, positions, 5.0, indices, distances, accuracy=1e-4)
         >>> calculator = PMECalculator(CoulombPotential(smearing), **params)  # doctest: +SKIP
     """
-    check_inputs(
-        charges,
-        cell,
-        positions,
-        cutoff,
-        exponent,
-        accuracy,
-        [
-            ("nodes_lo", nodes_lo, "nodes_hi", nodes_hi, 3, 7),
-            ("mesh_lo", mesh_lo, "mesh_hi", mesh_hi, 1, 10),
-        ],
-    )
-    lengths: List[float] = torch.linalg.norm(cell.detach(), dim=1).tolist()
-    params = mesh_candidates(lengths, nodes_lo, nodes_hi, mesh_lo, mesh_hi)
     return grid_search(
-        PMECalculator,
-        PMEErrorEstimate(charges, cell, positions, safety=SAFETY),
-        params,
-        mesh_cost(lengths),
-        mesh_work(lengths, positions.shape[0]),
-        "Increase `mesh_hi` (finer meshes), `nodes_hi` or the cutoff.",
+        mesh_grid(
+            PMECalculator, PMEErrorEstimate, nodes_lo, nodes_hi, mesh_lo, mesh_hi
+        ),
         charges,
         cell,
         positions,

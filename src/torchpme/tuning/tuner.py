@@ -53,7 +53,7 @@ accuracy (0.96: that rock-salt case) and potential errors at most 0.33 of it.
 import math
 import time
 import warnings
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 
@@ -129,6 +129,23 @@ def check_system(charges: torch.Tensor, cell: torch.Tensor, positions: torch.Ten
         )
 
 
+def check_tunable(
+    charges: torch.Tensor,
+    cell: torch.Tensor,
+    positions: torch.Tensor,
+    cutoff: Any,
+    exponent: int,
+) -> float:
+    """Checks of every tuning entry point, in this order: exponent
+    (``NotImplementedError``), system, cutoff; returns the cutoff as a float."""
+    if exponent != 1:
+        raise NotImplementedError(
+            f"only exponent = 1 (Coulomb) can be tuned, got exponent {exponent}"
+        )
+    check_system(charges, cell, positions)
+    return check_cutoff(cutoff)
+
+
 class TuningErrorBounds(torch.nn.Module):
     """Base class of the error bounds: a module holding a system, called with the
     parameters to rate.
@@ -189,12 +206,7 @@ class TunerBase:
         full_neighbor_list: bool = False,
         prefactor: float = 1.0,
     ):
-        if exponent != 1:
-            raise NotImplementedError(
-                f"only exponent = 1 (Coulomb) can be tuned, got exponent {exponent}"
-            )
-        check_system(charges, cell, positions)
-        cutoff = check_cutoff(cutoff)
+        cutoff = check_tunable(charges, cell, positions, cutoff, exponent)
         if not (isinstance(calculator, type) and issubclass(calculator, Calculator)):
             raise TypeError(
                 message("calculator", "a Calculator subclass", f"{calculator!r}")
@@ -561,12 +573,7 @@ def check_inputs(
     """Front-door checks of the ``tune_*`` functions, before any work: exponent
     (``NotImplementedError``, first), system, cutoff, accuracy and grid ranges
     ``(low_name, low, high_name, high, smallest allowed, largest allowed)``."""
-    if exponent != 1:
-        raise NotImplementedError(
-            f"only exponent = 1 (Coulomb) can be tuned, got exponent {exponent}"
-        )
-    check_system(charges, cell, positions)
-    check_cutoff(cutoff)
+    check_tunable(charges, cell, positions, cutoff, exponent)
     check_accuracy(accuracy)
     for low_name, low, high_name, high, smallest, largest in ranges:
         for name, value in ((low_name, low), (high_name, high)):
@@ -580,13 +587,24 @@ def check_inputs(
             raise ValueError(message(high_name, f">= {low_name} ({low})", f"{high}"))
 
 
+class TuningGrid(NamedTuple):
+    """What a ``tune_*`` function searches; :func:`grid_search` does the rest."""
+
+    #: the calculator class to time
+    calculator: type
+    #: the ``ErrorEstimate`` class that rates the candidates (built with SAFETY)
+    estimate: type
+    #: the grid bounds to check, as for :func:`check_inputs`
+    ranges: Sequence[Tuple[str, Any, str, Any, int, int]]
+    #: ``(lattice vector lengths, number of atoms) -> (params, cost, work)``: the
+    #: candidates and the two cost models of :class:`GridSearchTuner`
+    candidates: Callable[[List[float], int], Tuple[List[Dict[str, Any]], Any, Any]]
+    #: the end of the warning when no candidate meets the accuracy
+    hint: str
+
+
 def grid_search(
-    calculator: type,
-    error_bounds: TuningErrorBounds,
-    params: List[Dict[str, Any]],
-    cost: Callable[[Dict[str, Any]], Tuple[float, ...]],
-    work: Callable[[Dict[str, Any]], float],
-    hint: str,
+    grid: TuningGrid,
     charges: torch.Tensor,
     cell: torch.Tensor,
     positions: torch.Tensor,
@@ -598,14 +616,18 @@ def grid_search(
     exponent: int,
     accuracy: float,
 ) -> Tuple[float, Dict[str, Any], float]:
-    """The procedure shared by ``tune_ewald``, ``tune_pme`` and ``tune_p3m``."""
+    """The procedure shared by ``tune_ewald``, ``tune_pme`` and ``tune_p3m``: check
+    the inputs before any work, rate and time the candidates of ``grid``."""
+    check_inputs(charges, cell, positions, cutoff, exponent, accuracy, grid.ranges)
+    lengths: List[float] = torch.linalg.norm(cell.detach(), dim=1).tolist()
+    params, cost, work = grid.candidates(lengths, positions.shape[0])
     tuner = GridSearchTuner(
         charges=charges,
         cell=cell,
         positions=positions,
         cutoff=cutoff,
-        calculator=calculator,
-        error_bounds=error_bounds,
+        calculator=grid.calculator,
+        error_bounds=grid.estimate(charges, cell, positions, safety=SAFETY),
         params=params,
         neighbor_indices=neighbor_indices,
         neighbor_distances=neighbor_distances,
@@ -624,7 +646,7 @@ def grid_search(
     warnings.warn(
         "No parameter set meets the accuracy requirement "
         f"({accuracy:.3g}); returning the one with the smallest error estimate "
-        f"({errors[best]:.3g}), not timed. {hint}",
+        f"({errors[best]:.3g}), not timed. {grid.hint}",
         UserWarning,
         stacklevel=3,
     )
