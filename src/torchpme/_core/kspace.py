@@ -67,27 +67,25 @@ def kvectors_for_mesh(cell: torch.Tensor, ns: List[int]) -> torch.Tensor:
 def mesh_k_squared(cell: torch.Tensor, ns: List[int]) -> torch.Tensor:
     """Squared norms of the mesh k-vectors, ``(n0, n1, n2//2+1)``, without them.
 
-    ``|k|² = mᵀ G m`` with the metric ``G = B Bᵀ`` of the reciprocal cell, summed as
-    outer products of the 1-D frequency vectors: cheaper than building the
-    ``(…, 3)`` k-vectors, in the forward pass and in the cell gradient. A batch of
+    ``|k|² = mᵀ G m`` with the metric ``G = B Bᵀ`` of the reciprocal cell, grouped
+    by powers of the last frequency ``m₂`` as ``A(m₀, m₁) + (L(m₀, m₁) + G₂₂ m₂) m₂``:
+    the planes ``A`` and ``L`` are small, so only three passes touch the full grid
+    (forward and backward), instead of building ``(…, 3)`` k-vectors. A batch of
     cells ``(B, 3, 3)`` gives ``(B, n0, n1, n2//2+1)``.
     """
     b = reciprocal_cell(cell)
-    metric = b @ b.transpose(-1, -2)
-    m0 = fft_frequencies(ns[0], False, cell.dtype, cell.device)[:, None, None]
-    m1 = fft_frequencies(ns[1], False, cell.dtype, cell.device)[None, :, None]
-    m2 = fft_frequencies(ns[2], True, cell.dtype, cell.device)[None, None, :]
-
-    # (..., 1, 1, 1, 3, 3): the metric broadcast over the mesh axes
-    g = metric.unsqueeze(-3).unsqueeze(-3).unsqueeze(-3)
-    return (
+    g = (b @ b.transpose(-1, -2)).unsqueeze(-3).unsqueeze(-3)  # (..., 1, 1, 3, 3)
+    m0 = fft_frequencies(ns[0], False, cell.dtype, cell.device)[:, None]
+    m1 = fft_frequencies(ns[1], False, cell.dtype, cell.device)[None, :]
+    m2 = fft_frequencies(ns[2], True, cell.dtype, cell.device)
+    plane = (
         g[..., 0, 0] * (m0 * m0)
         + g[..., 1, 1] * (m1 * m1)
-        + g[..., 2, 2] * (m2 * m2)
         + 2.0 * g[..., 0, 1] * (m0 * m1)
-        + 2.0 * g[..., 0, 2] * (m0 * m2)
-        + 2.0 * g[..., 1, 2] * (m1 * m2)
-    )
+    )  # (..., n0, n1)
+    linear = 2.0 * (g[..., 0, 2] * m0 + g[..., 1, 2] * m1)  # (..., n0, n1)
+    g22 = g[..., 2, 2].unsqueeze(-1)  # (..., 1, 1, 1)
+    return plane.unsqueeze(-1) + (linear.unsqueeze(-1) + g22 * m2) * m2
 
 
 def kvectors_for_ewald(cell: torch.Tensor, ns: List[int]) -> torch.Tensor:

@@ -11,12 +11,18 @@ from .potential import Potential, _masked, _require_smearing
 __all__ = ["CoulombPotential"]
 
 
-def _coulomb_kernel(k_sq: torch.Tensor, smearing: torch.Tensor) -> torch.Tensor:
-    """``4π e^{−σ² k²/2} / k²``, set to 0 at ``k = 0`` (removed by neutrality)."""
+def _coulomb_kernel(
+    k_sq: torch.Tensor, smearing: torch.Tensor, prefactor: torch.Tensor
+) -> torch.Tensor:
+    """``A 4π e^{−σ² k²/2} / k²``, set to 0 at ``k = 0`` (removed by neutrality).
+
+    Written to touch the (often mesh-sized) grid as few times as possible, forward
+    and backward: scalars are combined first, masks are filled in place of selects.
+    """
     zero = k_sq == 0.0
-    safe = torch.where(zero, torch.ones_like(k_sq), k_sq)
-    kernel = 4.0 * math.pi * torch.exp(-0.5 * smearing**2 * safe) / safe
-    return torch.where(zero, torch.zeros_like(kernel), kernel)
+    safe = k_sq.masked_fill(zero, 1.0)
+    kernel = torch.exp(safe * (-0.5 * smearing**2)) / safe
+    return (kernel * (4.0 * math.pi * prefactor)).masked_fill(zero, 0.0)
 
 
 def _pbc_correction(
@@ -125,7 +131,7 @@ class CoulombPotential(Potential):
     def lr_from_k_sq(self, k_sq: torch.Tensor) -> torch.Tensor:
         """``A 4π e^{−σ²k²/2} / k²`` (0 at ``k = 0``), shape of ``k_sq``."""
         smearing = _require_smearing(self.smearing, "lr_from_k_sq")
-        return self.prefactor * _coulomb_kernel(k_sq, smearing)
+        return _coulomb_kernel(k_sq, smearing, self.prefactor)
 
     @torch.jit.export
     def self_contribution(self) -> torch.Tensor:

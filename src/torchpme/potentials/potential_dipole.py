@@ -141,7 +141,7 @@ class PotentialDipole(torch.nn.Module):
     def lr_from_k_sq(self, k_sq: torch.Tensor) -> torch.Tensor:
         """``A 4π e^{−σ²k²/2} / k²`` (0 at ``k = 0``), the Coulomb kernel."""
         smearing = _require_smearing(self.smearing, "lr_from_k_sq")
-        return self.prefactor * _coulomb_kernel(k_sq, smearing)
+        return _coulomb_kernel(k_sq, smearing, self.prefactor)
 
     @torch.jit.export
     def self_contribution(self) -> torch.Tensor:
