@@ -1,5 +1,7 @@
 """Benchmark of Ewald / PME / P3M: energy + forces (+ stress) of rock-salt crystals.
 
+``--stress`` adds the cell gradient to the timed backward pass.
+
 For each case (method, N, dtype) it builds a rock-salt supercell (a = 5.64 Å, atoms
 displaced by 0.1 Å), its neighbour list (vesin, not timed), and times
 ``forward + backward`` of the energy with respect to positions and cell; it reports
@@ -110,7 +112,14 @@ def reference_forces(positions, charges, cell):
     return -torch.autograd.grad(energy, pos)[0]
 
 
-def run_case(method: str, n_atoms: int, dtype_name: str, repeat: int, accuracy: bool):
+def run_case(
+    method: str,
+    n_atoms: int,
+    dtype_name: str,
+    repeat: int,
+    accuracy: bool,
+    stress: bool,
+):
     import torch
 
     dtype = getattr(torch, dtype_name)
@@ -121,12 +130,12 @@ def run_case(method: str, n_atoms: int, dtype_name: str, repeat: int, accuracy: 
 
     def step():
         pos = positions.clone().requires_grad_(True)
-        cel = cell.clone().requires_grad_(True)
+        cel = cell.clone().requires_grad_(stress)
         vectors = pos[indices[:, 1]] + shifts @ cel - pos[indices[:, 0]]
         distances = torch.linalg.norm(vectors, dim=1)
         energy = (charges * calculator(charges, cel, pos, indices, distances)).sum()
-        forces, _ = torch.autograd.grad(energy, (pos, cel))
-        return energy, -forces
+        inputs = (pos, cel) if stress else (pos,)
+        return energy, -torch.autograd.grad(energy, inputs)[0]
 
     _, forces = step()  # warm-up
     times = []
@@ -147,10 +156,12 @@ def run_case(method: str, n_atoms: int, dtype_name: str, repeat: int, accuracy: 
     return result
 
 
-def measure(python: str, case: list, repeat: int, accuracy: bool) -> dict:
+def measure(python: str, case: list, repeat: int, accuracy: bool, stress: bool) -> dict:
     command = [python, __file__, "--case", json.dumps(case), "--repeat", str(repeat)]
     if accuracy:
         command.append("--accuracy")
+    if stress:
+        command.append("--stress")
     output = subprocess.run(command, capture_output=True, text=True)
     if output.returncode != 0:
         return {"error": output.stderr.strip().splitlines()[-1]}
@@ -164,12 +175,14 @@ def main():
     parser.add_argument("--dtypes", nargs="+", default=["float64"])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--accuracy", action="store_true", help="measure force errors")
+    parser.add_argument("--stress", action="store_true", help="also the cell gradient")
     parser.add_argument("--other", help="python of another implementation to compare")
     parser.add_argument("--json", help="write the results to this file")
     parser.add_argument("--case", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.case:
-        print(json.dumps(run_case(*json.loads(args.case), args.repeat, args.accuracy)))
+        case = json.loads(args.case)
+        print(json.dumps(run_case(*case, args.repeat, args.accuracy, args.stress)))
         return
     rows = []
     header = f"{'method':6} {'N':>7} {'dtype':8} {'ms':>9} {'MB':>7} {'rel err':>9}"
@@ -180,7 +193,9 @@ def main():
         for size in args.sizes:
             for dtype in args.dtypes:
                 case = [method, size, dtype]
-                ours = measure(sys.executable, case, args.repeat, args.accuracy)
+                ours = measure(
+                    sys.executable, case, args.repeat, args.accuracy, args.stress
+                )
                 row = {"case": case, "ours": ours}
                 if "error" in ours:
                     print(f"{method:6} {size:7d} {dtype:8} failed: {ours['error']}")
@@ -191,7 +206,7 @@ def main():
                     f" {ours.get('rms_force_error_rel', float('nan')):9.1e}"
                 )
                 if args.other:
-                    other = measure(args.other, case, args.repeat, False)
+                    other = measure(args.other, case, args.repeat, False, args.stress)
                     row["other"] = other
                     if "error" in other:
                         line += f" other failed: {other['error']}"
