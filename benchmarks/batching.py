@@ -43,11 +43,11 @@ def main(cutoff=6.0):
     for name, calculator in [
         (
             "pme",
-            torchpme.PMECalculator(potential, mesh_spacing=1.0, interpolation_nodes=4),
+            torchpme.PMECalculator(potential, mesh_spacing=1.5, interpolation_nodes=4),
         ),
         (
             "p3m",
-            torchpme.P3MCalculator(potential, mesh_spacing=1.0, interpolation_nodes=4),
+            torchpme.P3MCalculator(potential, mesh_spacing=1.5, interpolation_nodes=4),
         ),
     ]:
 
