@@ -45,6 +45,38 @@ def _overlap(spectrum: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
     return torch.real(spectrum * torch.conj(other))
 
 
+def _proportional(grad: torch.Tensor, mesh: torch.Tensor):
+    """``c`` with ``grad = c · mesh`` to rounding, or ``None``.
+
+    In the backward pass of an energy ``E = ½ ρᵀ A ρ`` the gradient reaching the
+    filter is the spread of the same charges that made ``ρ``, so ``A · grad`` is the
+    forward result times ``c``: two FFTs saved (``A`` is linear). The check reads
+    values, so it runs only on CPU (no device synchronisation) and outside
+    ``torch.compile``.
+    """
+    if grad.device.type != "cpu" or grad.shape != mesh.shape:
+        return None
+    compiler = getattr(torch, "compiler", None)
+    if compiler is not None and compiler.is_compiling():
+        return None
+    flat_grad, flat_mesh = grad.reshape(-1), mesh.reshape(-1)
+    mesh_norm = float(torch.dot(flat_mesh, flat_mesh))
+    if mesh_norm == 0.0:
+        return None
+    scale = float(torch.dot(flat_grad, flat_mesh)) / mesh_norm
+    grad_norm = float(torch.dot(flat_grad, flat_grad))
+    bound = (64.0 * torch.finfo(grad.dtype).eps) ** 2 * grad_norm
+    if (
+        grad_norm - scale * scale * mesh_norm > 4.0 * bound + 1e-300
+        and (grad_norm - scale * scale * mesh_norm) > 1e-8 * grad_norm
+    ):
+        return None  # clearly not proportional: skip the exact check
+    residual = flat_grad - scale * flat_mesh
+    if float(torch.dot(residual, residual)) > bound:
+        return None
+    return scale
+
+
 class _Filter(torch.autograd.Function):
     @staticmethod
     def forward(ctx, mesh, kernel, scale: float):
@@ -53,17 +85,22 @@ class _Filter(torch.autograd.Function):
         result = torch.fft.irfftn(
             _apply_kernel(spectrum, kernel), s=sizes, dim=(-3, -2, -1), norm="forward"
         )
-        ctx.save_for_backward(mesh, kernel)
+        output = result if scale == 1.0 else result * scale
+        ctx.save_for_backward(mesh, kernel, output)
         # the spectrum serves the kernel gradient of a first-order backward
         ctx.spectrum = spectrum if kernel.requires_grad else None
         ctx.scale = scale
-        return result if scale == 1.0 else result * scale
+        return output
 
     @staticmethod
     def backward(ctx, grad):
-        mesh, kernel = ctx.saved_tensors
+        mesh, kernel, output = ctx.saved_tensors
         grad_mesh = grad_kernel = None
         double_backward = torch.is_grad_enabled()
+        if not double_backward:
+            factor = _proportional(grad, mesh)
+            if factor is not None:
+                return _scaled_backward(ctx, factor, mesh, kernel, output)
         grad_spectrum = torch.fft.rfftn(grad, dim=(-3, -2, -1))
         if ctx.needs_input_grad[0]:
             if double_backward:
@@ -90,6 +127,23 @@ class _Filter(torch.autograd.Function):
             overlap = _overlap(spectrum, grad_spectrum)
             grad_kernel = (overlap * (ctx.scale * weight)).sum_to_size(kernel.shape)
         return grad_mesh, grad_kernel, None
+
+
+def _scaled_backward(ctx, factor: float, mesh, kernel, output):
+    """Backward for ``grad = factor · mesh``: no transform needed."""
+    grad_mesh = grad_kernel = None
+    if ctx.needs_input_grad[0]:
+        grad_mesh = output * factor
+    if ctx.needs_input_grad[1]:
+        spectrum = ctx.spectrum
+        if spectrum is None:
+            spectrum = torch.fft.rfftn(mesh, dim=(-3, -2, -1))
+        weight = _multiplicity(
+            mesh.shape[-1], spectrum.shape[-1], mesh.dtype, mesh.device
+        )
+        power = _overlap(spectrum, spectrum)
+        grad_kernel = (power * (factor * ctx.scale * weight)).sum_to_size(kernel.shape)
+    return grad_mesh, grad_kernel, None
 
 
 def _plain(
