@@ -3,7 +3,7 @@
 import torch
 import torch.utils.checkpoint
 
-__all__ = ["ewald_sum", "neutralised_corrections", "pair_sum"]
+__all__ = ["dipole_pair_sum", "ewald_sum", "neutralised_corrections", "pair_sum"]
 
 
 def pair_sum(
@@ -66,43 +66,77 @@ def _ewald_chunk(
     return cos.t() @ (g * (cos @ charges)) + sin.t() @ (g * (sin @ charges))
 
 
+def _dipole_chunk(
+    positions: torch.Tensor,
+    dipoles: torch.Tensor,
+    kvectors: torch.Tensor,
+    kernel: torch.Tensor,
+) -> torch.Tensor:
+    phase = kvectors @ positions.t()
+    cos = torch.cos(phase)
+    sin = torch.sin(phase)
+    projected = kvectors @ dipoles.t()
+    amplitude = kernel.unsqueeze(-1) * (
+        cos * torch.sum(projected * cos, dim=1, keepdim=True)
+        + sin * torch.sum(projected * sin, dim=1, keepdim=True)
+    )
+    return amplitude.t() @ kvectors
+
+
+def _chunk(
+    positions: torch.Tensor,
+    values: torch.Tensor,
+    kvectors: torch.Tensor,
+    kernel: torch.Tensor,
+    dipolar: bool,
+) -> torch.Tensor:
+    if dipolar:
+        return _dipole_chunk(positions, values, kvectors, kernel)
+    return _ewald_chunk(positions, values, kvectors, kernel)
+
+
 def ewald_sum(
     positions: torch.Tensor,
     charges: torch.Tensor,
     kvectors: torch.Tensor,
     kernel: torch.Tensor,
     chunk_size: int,
+    dipolar: bool = False,
 ) -> torch.Tensor:
-    """Reciprocal-space sum ``φ_i = Σ_k G_k Σ_j q_j cos(k·(r_i − r_j))`` (no 1/V).
+    """Reciprocal-space sum over k-vectors (no 1/V), of charges or of dipoles.
 
-    Evaluated through structure factors ``S(k) = Σ_j q_j e^{−i k·r_j}``, in chunks
-    of ``chunk_size`` k-vectors. When there is more than one chunk and gradients are
-    recorded, each chunk is checkpointed (recomputed in the backward pass), so no
-    ``(K, N)`` intermediate for the whole k-set is ever held, forward or backward.
+    Charges: ``φ_i = Σ_k G_k Σ_j q_j cos(k·(r_i − r_j))``, through the structure
+    factors ``S(k) = Σ_j q_j e^{−i k·r_j}``. Dipoles (``dipolar=True``): the field-like
+    ``φ_i = Σ_k G_k k Σ_j (μ_j·k) cos(k·(r_i − r_j))``, the k-space part of
+    ``−∇_i Σ_j (μ_j·∇_j)`` of the kernel. Computed in chunks of ``chunk_size``
+    k-vectors; when there is more than one chunk and gradients are recorded, each
+    chunk is checkpointed (recomputed in the backward pass), so no ``(K, N)``
+    intermediate for the whole k-set is ever held, forward or backward.
 
     Args:
         positions: ``(N, 3)``.
-        charges: ``(N, C)``.
+        charges: ``(N, C)`` charges, or ``(N, 3)`` dipoles.
         kvectors: ``(K, 3)``.
         kernel: ``(K,)`` values ``G_k``.
         chunk_size: k-vectors per chunk.
+        dipolar: whether ``charges`` are dipoles.
 
     Returns:
-        ``(N, C)``.
+        ``(N, C)`` (``(N, 3)`` for dipoles).
     """
     n_k = kvectors.shape[0]
     if n_k <= chunk_size:
-        return _ewald_chunk(positions, charges, kvectors, kernel)
+        return _chunk(positions, charges, kvectors, kernel, dipolar)
     potential = torch.zeros_like(charges)
     for start in range(0, n_k, chunk_size):
         k = kvectors[start : start + chunk_size]
         g = kernel[start : start + chunk_size]
         if not torch.jit.is_scripting() and torch.is_grad_enabled():
             part = torch.utils.checkpoint.checkpoint(
-                _ewald_chunk, positions, charges, k, g, use_reentrant=False
+                _chunk, positions, charges, k, g, dipolar, use_reentrant=False
             )
         else:
-            part = _ewald_chunk(positions, charges, k, g)
+            part = _chunk(positions, charges, k, g, dipolar)
         potential = potential + part
     return potential
 
@@ -155,42 +189,3 @@ def dipole_pair_sum(
         contribution = torch.bmm(pair_tensors, dipoles[first].unsqueeze(-1)).squeeze(-1)
         potential = potential.index_add(0, second, contribution)
     return potential / 2.0
-
-
-def ewald_dipole_sum(
-    positions: torch.Tensor,
-    dipoles: torch.Tensor,
-    kvectors: torch.Tensor,
-    kernel: torch.Tensor,
-    chunk_size: int,
-) -> torch.Tensor:
-    """Reciprocal-space dipole sum ``φ_i = Σ_k G_k k Σ_j (μ_j·k) cos(k·(r_i − r_j))``.
-
-    The k-space part of ``−∇_i Σ_j (μ_j·∇_j)`` of a smooth pair kernel (no 1/V),
-    in chunks of ``chunk_size`` k-vectors.
-
-    Args:
-        positions: ``(N, 3)``.
-        dipoles: ``(N, 3)``.
-        kvectors: ``(K, 3)``.
-        kernel: ``(K,)`` values ``G_k``.
-        chunk_size: k-vectors per chunk.
-
-    Returns:
-        ``(N, 3)``.
-    """
-    potential = torch.zeros_like(dipoles)
-    n_k = kvectors.shape[0]
-    for start in range(0, n_k, chunk_size):
-        k = kvectors[start : start + chunk_size]
-        g = kernel[start : start + chunk_size].unsqueeze(-1)
-        phase = k @ positions.t()
-        cos = torch.cos(phase)
-        sin = torch.sin(phase)
-        projected = k @ dipoles.t()
-        amplitude = g * (
-            cos * torch.sum(projected * cos, dim=1, keepdim=True)
-            + sin * torch.sum(projected * sin, dim=1, keepdim=True)
-        )
-        potential = potential + amplitude.t() @ k
-    return potential

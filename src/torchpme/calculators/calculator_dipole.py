@@ -8,7 +8,7 @@ from .._core import kspace
 from .._core.pairs import (
     chunk_size,
     dipole_pair_sum,
-    ewald_dipole_sum,
+    ewald_sum,
     wrap_positions,
 )
 from .._core.validation import check_like, check_positive, check_shape, message
@@ -95,7 +95,7 @@ class CalculatorDipole(torch.nn.Module):
         chunk = chunk_size(positions.shape[0])
         volume = torch.abs(torch.linalg.det(cell))
         wrapped = wrap_positions(positions, cell)
-        potential = ewald_dipole_sum(wrapped, dipoles, kvectors, kernel, chunk)
+        potential = ewald_sum(wrapped, dipoles, kvectors, kernel, chunk, dipolar=True)
         potential = potential / volume - dipoles * self.potential.self_contribution()
         surface = self.potential.background_correction(volume)
         potential = potential + surface * torch.sum(dipoles, dim=0)
