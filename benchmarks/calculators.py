@@ -23,6 +23,8 @@ import subprocess
 import sys
 import time
 
+from _compare import comparison, write_json
+
 LATTICE = 5.64
 # fixed parameters (issue 5): cutoff, smearing, k-space parameter, nodes
 PARAMETERS = {
@@ -208,19 +210,10 @@ def main():
                 if args.other:
                     other = measure(args.other, case, args.repeat, False, args.stress)
                     row["other"] = other
-                    if "error" in other:
-                        line += f" other failed: {other['error']}"
-                    else:
-                        line += (
-                            f" {1e3 * other['time_s']:9.1f} {other['peak_growth_mb']:9.0f}"
-                            f" {other['time_s'] / ours['time_s']:8.2f}"
-                            f" {ours['peak_growth_mb'] / max(other['peak_growth_mb'], 1):6.2f}"
-                        )
+                    line += comparison(ours, other)
                 print(line, flush=True)
                 rows.append(row)
-    if args.json:
-        with open(args.json, "w") as handle:
-            json.dump(rows, handle, indent=2)
+    write_json(args.json, rows)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,8 @@ import subprocess
 import sys
 import time
 
+from _compare import comparison, write_json
+
 
 def run_case(n_atoms: int, mesh: int, nodes: int, method: str, repeat: int) -> dict:
     import torch
@@ -101,16 +103,10 @@ def main():
         if args.other:
             other = measure(args.other, case, args.repeat)
             row["other"] = other
-            line += (
-                f" {1e3 * other['time_s']:9.1f} {other['peak_growth_mb']:9.0f}"
-                f" {other['time_s'] / ours['time_s']:8.2f}"
-                f" {ours['peak_growth_mb'] / max(other['peak_growth_mb'], 1e-9):9.2f}"
-            )
+            line += comparison(ours, other)
         print(line, flush=True)
         rows.append(row)
-    if args.json:
-        with open(args.json, "w") as handle:
-            json.dump(rows, handle, indent=2)
+    write_json(args.json, rows)
 
 
 if __name__ == "__main__":

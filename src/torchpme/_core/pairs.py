@@ -1,5 +1,7 @@
 """Sums over neighbour pairs and over k-vectors: pure functions for calculators."""
 
+from typing import Tuple
+
 import torch
 import torch.utils.checkpoint
 
@@ -53,15 +55,21 @@ def chunk_size(n_atoms: int) -> int:
     return max(1, 2097152 // max(1, n_atoms))
 
 
+def _phases(
+    positions: torch.Tensor, kvectors: torch.Tensor
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """``cos(k·r)`` and ``sin(k·r)``, ``(K, N)`` each."""
+    phase = kvectors @ positions.t()
+    return torch.cos(phase), torch.sin(phase)
+
+
 def _ewald_chunk(
     positions: torch.Tensor,
     charges: torch.Tensor,
     kvectors: torch.Tensor,
     kernel: torch.Tensor,
 ) -> torch.Tensor:
-    phase = kvectors @ positions.t()
-    cos = torch.cos(phase)
-    sin = torch.sin(phase)
+    cos, sin = _phases(positions, kvectors)
     g = kernel.unsqueeze(-1)
     return cos.t() @ (g * (cos @ charges)) + sin.t() @ (g * (sin @ charges))
 
@@ -72,9 +80,7 @@ def _dipole_chunk(
     kvectors: torch.Tensor,
     kernel: torch.Tensor,
 ) -> torch.Tensor:
-    phase = kvectors @ positions.t()
-    cos = torch.cos(phase)
-    sin = torch.sin(phase)
+    cos, sin = _phases(positions, kvectors)
     projected = kvectors @ dipoles.t()
     amplitude = kernel.unsqueeze(-1) * (
         cos * torch.sum(projected * cos, dim=1, keepdim=True)
