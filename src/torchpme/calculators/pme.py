@@ -4,7 +4,8 @@ from typing import Dict, List, Optional, Tuple
 
 import torch
 
-from .._core import fft, kspace
+from .._core import kspace
+from .._core.convolution import convolve
 from .._core import mesh as core_mesh
 from .._core.validation import check_positive, message
 from ..lib.kspace_filter import KSpaceFilter
@@ -113,12 +114,10 @@ class PMECalculator(Calculator):
         plan = core_mesh.interpolation_plan(
             positions, inverse_cell, ns, self.mesh_interpolator._coefficients
         )
-        density = core_mesh.spread(plan[0], plan[1], plan[2], charges, ns)
         k_sq = kspace.mesh_k_squared(cell, ns)
         kernel = self.kspace_filter.filter_values(k_sq, cell, ns)
-        filtered = fft.filter_mesh(density, kernel, "backward", "forward")
         volume = torch.abs(torch.linalg.det(cell))
-        potential = core_mesh.gather(plan[0], plan[1], plan[2], filtered) / volume
+        potential = convolve(plan[0], plan[1], plan[2], charges, kernel, ns) / volume
         return self._finish_kspace(
             potential, charges, cell, positions, periodic, node_mask
         )
@@ -163,14 +162,12 @@ class PMECalculator(Calculator):
                 self.mesh_interpolator._coefficients,
                 local,
             )
-            density = core_mesh.spread(
-                plan[0], plan[1], plan[2], charges[atoms], ns, len(systems)
-            )
             group_cells = cells[systems]
             k_sq = kspace.mesh_k_squared(group_cells, ns)
             kernel = self.kspace_filter.filter_values(k_sq, group_cells, ns)
-            filtered = fft.filter_mesh(density, kernel, "backward", "forward")
-            values = core_mesh.gather(plan[0], plan[1], plan[2], filtered)
+            values = convolve(
+                plan[0], plan[1], plan[2], charges[atoms], kernel, ns, len(systems)
+            )
             potential = potential.index_copy(
                 0, atoms, values / volumes[owner].unsqueeze(-1)
             )

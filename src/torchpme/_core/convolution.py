@@ -1,0 +1,203 @@
+"""Points → mesh → filter → points as one linear map with its own backward pass.
+
+The mesh part of PME and P3M is ``φ = Wᵀ A W q``: spread the values ``q`` with the
+interpolation weights ``W``, convolve with the filter ``A`` (self-adjoint, see
+:mod:`torchpme._core.fft`), gather back. Composing the three autograd Functions of
+:mod:`torchpme._core.stencil` and :mod:`torchpme._core.fft` keeps every full mesh
+alive for the backward pass and, for an upstream gradient ``g``, spreads ``g``,
+filters it (two FFTs) and gathers it again. As one Function:
+
+- the forward keeps only the picked stencil values of ``A W q`` (``n³`` per atom
+  and channel), not the meshes;
+- the backward is symmetric in ``q`` and ``g`` (``Wᵀ A W`` is symmetric): when ``g``
+  is proportional to ``q`` per channel, as for an energy ``E = Σ_i q_i φ_i``, the
+  mesh gradient ``A W g`` is ``c · A W q``, already picked in the forward, so the
+  backward touches no mesh and runs no FFT. The proportionality is checked on the
+  ``N`` values (a host read, so on CPU and in eager mode only); otherwise the
+  backward spreads, filters and gathers ``g`` (two FFTs).
+
+Second derivatives (forces in a loss) re-run the composed differentiable Functions
+inside the backward pass, like activation checkpointing.
+"""
+
+from typing import List, Optional
+
+import torch
+
+from . import stencil
+from .fft import _apply_kernel, _multiplicity, _overlap, filter_mesh
+
+__all__ = ["convolve"]
+
+
+def _filtered(mesh: torch.Tensor, kernel: torch.Tensor):
+    """``(spectrum, irfftn(kernel · rfftn(mesh)))`` over the last three axes, the
+    inverse transform without ``1/M`` (``norm="forward"``)."""
+    sizes = (mesh.shape[-3], mesh.shape[-2], mesh.shape[-1])
+    spectrum = torch.fft.rfftn(mesh, dim=(-3, -2, -1))
+    result = torch.fft.irfftn(
+        _apply_kernel(spectrum, kernel), s=sizes, dim=(-3, -2, -1), norm="forward"
+    )
+    return spectrum, result
+
+
+def _channel_factors(grad: torch.Tensor, values: torch.Tensor) -> Optional[List[float]]:
+    """``c`` with ``grad[:, k] = c[k] · values[:, k]`` to rounding, or ``None``.
+
+    Reading the values is a host synchronisation: CPU and eager mode only.
+    """
+    if grad.device.type != "cpu" or grad.shape != values.shape:
+        return None
+    compiler = getattr(torch, "compiler", None)
+    if compiler is not None and compiler.is_compiling():
+        return None
+    norms = (values * values).sum(0)
+    overlaps = (grad * values).sum(0)
+    grad_norms = (grad * grad).sum(0)
+    factors = torch.where(norms > 0, overlaps / norms, torch.zeros_like(norms))
+    residual = grad - factors * values
+    # the upstream gradient is c·q computed in a few roundings per value; replacing
+    # it by c·q changes the gradient by as little
+    tolerance = max(1e-12, 64.0 * torch.finfo(grad.dtype).eps)
+    excess = (residual * residual).sum(0) - tolerance**2 * grad_norms
+    if bool((excess > 0).any()):
+        return None
+    return factors.tolist()
+
+
+def _composed(flat, weights, values, kernel, shape: List[int]):
+    """The same map from the differentiable Functions (for second derivatives)."""
+    mesh = stencil.spread_values(flat, weights, values, _numel(shape))
+    filtered = filter_mesh(mesh.reshape([-1] + shape), kernel, "backward", "forward")
+    return stencil.gather_values(flat, weights, filtered.reshape(mesh.shape))
+
+
+def _numel(shape: List[int]) -> int:
+    size = 1
+    for n in shape:
+        size *= n
+    return size
+
+
+class _Convolution(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, flat, weights, values, kernel, shape: List[int]):
+        n_channels = values.shape[1]
+        mesh = stencil.scatter(flat, weights, values, _numel(shape))
+        spectrum, filtered = _filtered(mesh.reshape([n_channels] + shape), kernel)
+        picked = stencil.pick(filtered.reshape(n_channels, -1), flat)
+        output = stencil.contract(picked, weights).t()
+        ctx.save_for_backward(flat, weights, values, kernel)
+        ctx.shape = shape
+        ctx.picked = picked if weights.requires_grad else None
+        ctx.spectrum = spectrum if kernel.requires_grad else None
+        ctx.output = output.detach() if values.requires_grad else None
+        return output
+
+    @staticmethod
+    def backward(ctx, grad):
+        flat, weights, values, kernel = ctx.saved_tensors
+        needs = ctx.needs_input_grad
+        if torch.is_grad_enabled():
+            return _double_backward(ctx, grad, flat, weights, values, kernel)
+        factors = _channel_factors(grad, values)
+        grad_weights = grad_values = grad_kernel = None
+        if factors is not None:
+            # A W g = c · A W q: everything below reuses the forward pass
+            c = torch.tensor(factors, dtype=grad.dtype, device=grad.device)
+            if needs[2]:
+                grad_values = ctx.output * c
+            if needs[1]:
+                field = torch.einsum("ic,cit->it", grad + c * values, ctx.picked)
+                grad_weights = stencil.weight_gradients(field, weights)
+            if needs[3]:
+                power = _overlap(ctx.spectrum, ctx.spectrum)
+                grad_kernel = _kernel_gradient(ctx, power * _per_channel(c, power))
+            return None, grad_weights, grad_values, grad_kernel, None
+        n_channels = values.shape[1]
+        mesh = stencil.scatter(flat, weights, grad, _numel(ctx.shape))
+        grad_spectrum, filtered = _filtered(
+            mesh.reshape([n_channels] + ctx.shape), kernel
+        )
+        picked = stencil.pick(filtered.reshape(n_channels, -1), flat)
+        if needs[2]:
+            grad_values = stencil.contract(picked, weights).t()
+        if needs[1]:
+            field = torch.einsum("ic,cit->it", grad, ctx.picked)
+            field = field + torch.einsum("ic,cit->it", values, picked)
+            grad_weights = stencil.weight_gradients(field, weights)
+        if needs[3]:
+            grad_kernel = _kernel_gradient(ctx, _overlap(ctx.spectrum, grad_spectrum))
+        return None, grad_weights, grad_values, grad_kernel, None
+
+
+def _per_channel(factors: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return factors.reshape([-1] + [1] * (like.dim() - 1))
+
+
+def _kernel_gradient(ctx, overlap: torch.Tensor) -> torch.Tensor:
+    """``w(k) · overlap`` summed to the kernel's shape (see ``_core.fft``)."""
+    kernel = ctx.saved_tensors[3]
+    weight = _multiplicity(
+        ctx.shape[-1], overlap.shape[-1], overlap.dtype, overlap.device
+    )
+    return (overlap * weight).sum_to_size(kernel.shape)
+
+
+def _double_backward(ctx, grad, flat, weights, values, kernel):
+    needs = ctx.needs_input_grad
+    inputs = [t for t, need in zip([weights, values, kernel], needs[1:4]) if need]
+    output = _composed(flat, weights, values, kernel, ctx.shape)
+    grads = list(torch.autograd.grad(output, inputs, grad, create_graph=True))
+    result = [None, None, None, None, None]
+    for position in (1, 2, 3):
+        if needs[position]:
+            result[position] = grads.pop(0)
+    return tuple(result)
+
+
+def _convolution(flat, weights, values, kernel, shape: List[int]) -> torch.Tensor:
+    return _Convolution.apply(flat, weights, values, kernel, shape)
+
+
+def convolve(
+    plan_stencil: torch.Tensor,
+    weights: torch.Tensor,
+    order: torch.Tensor,
+    values: torch.Tensor,
+    kernel: torch.Tensor,
+    ns: List[int],
+    n_meshes: int = 0,
+) -> torch.Tensor:
+    """Spread, filter and gather in one step: ``gather(filter(spread(values)))``.
+
+    ``φ_i = Σ_t W_it · IFFT[G · FFT[Σ_j q_j W_j]]_t`` with unnormalised transforms
+    (``fft_norm="backward"``, ``ifft_norm="forward"``), per channel.
+
+    Args:
+        plan_stencil, weights, order: plan from
+            :func:`torchpme._core.mesh.interpolation_plan`.
+        values: ``(N, C)`` per-atom values (e.g. charges), in the atoms' order.
+        kernel: real filter, even in ``k``, broadcastable to ``(C, n0, n1, n2//2+1)``
+            (or ``(C, M, n0, n1, n2//2+1)`` for a stack of ``M`` meshes).
+        ns: mesh size, three Python ints.
+        n_meshes: number of meshes of a stacked plan, 0 for a single mesh.
+
+    Returns:
+        ``(N, C)`` filtered values at the atoms, in the atoms' order.
+    """
+    shape = list(ns) if n_meshes == 0 else [n_meshes] + list(ns)
+    weights = weights.to(values.dtype)
+    sorted_values = values[order]
+    if torch.jit.is_scripting() or kernel.is_complex():
+        mesh = stencil.scatter(plan_stencil, weights, sorted_values, _numel(shape))
+        filtered = filter_mesh(
+            mesh.reshape([-1] + shape), kernel, "backward", "forward"
+        )
+        picked = stencil.pick(filtered.reshape(mesh.shape), plan_stencil)
+        result = stencil.contract(picked, weights).t()
+    else:
+        result = _convolution(
+            plan_stencil, weights, sorted_values, kernel.to(values.dtype), shape
+        )
+    return torch.zeros_like(result).index_copy(0, order, result)
