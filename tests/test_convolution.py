@@ -9,14 +9,13 @@ one; second derivatives with ``gradgradcheck``.
 import numpy as np
 import pytest
 import torch
+from lib._reference import dense_gather, dense_spread, kvectors_mesh
 from torch.autograd import gradcheck, gradgradcheck
 
 from torchpme._core import convolution
 from torchpme._core import mesh as core_mesh
 from torchpme._core.kspace import mesh_k_squared
 from torchpme._core.weights import coefficient_table
-
-from lib._reference import dense_gather, dense_spread, kvectors_mesh
 
 NS = [4, 5, 6]
 CELL = [[4.0, 0.0, 0.0], [0.4, 4.5, 0.0], [0.3, -0.2, 5.0]]

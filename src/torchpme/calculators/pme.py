@@ -5,8 +5,8 @@ from typing import Dict, List, Optional, Tuple
 import torch
 
 from .._core import kspace
-from .._core.convolution import convolve
 from .._core import mesh as core_mesh
+from .._core.convolution import convolve
 from .._core.validation import check_positive, message
 from ..lib.kspace_filter import KSpaceFilter
 from ..lib.mesh_interpolator import MeshInterpolator
