@@ -10,11 +10,48 @@ from .._core.convolution import convolve
 from .._core.validation import check_positive, message
 from ..lib.kspace_filter import KSpaceFilter
 from ..lib.mesh_interpolator import MeshInterpolator
-from ..potentials import Potential
+from ..potentials import CoulombPotential, InversePowerLawPotential, Potential
 from .calculator import Calculator
 from .ewald import check_range_separated
 
 __all__ = ["PMECalculator"]
+
+
+def _filter_key(calculator, cell: torch.Tensor, ns: List[int]):
+    """What the filter depends on, as plain values, or ``None`` when not cacheable."""
+    potential = calculator.potential
+    if type(potential) not in (CoulombPotential, InversePowerLawPotential):
+        return None
+    if cell.device.type != "cpu" or cell.requires_grad:
+        return None
+    compiler = getattr(torch, "compiler", None)
+    if compiler is not None and compiler.is_compiling():
+        return None
+    tensors = list(potential.state_dict(keep_vars=True).items())
+    if any(t.requires_grad for _, t in tensors):
+        return None
+    return (
+        tuple(ns),
+        str(cell.dtype),
+        tuple(cell.reshape(-1).tolist()),
+        tuple((name, t.tolist()) for name, t in tensors),
+        _scalars(potential),
+        type(calculator.kspace_filter),
+        _scalars(calculator.kspace_filter),
+    )
+
+
+def _scalars(module: torch.nn.Module) -> tuple:
+    plain = (bool, int, float, str, type(None))
+    return tuple(
+        (name, value if isinstance(value, plain) else tuple(value))
+        for name, value in sorted(vars(module).items())
+        if isinstance(value, plain)
+        or (
+            isinstance(value, (list, tuple))
+            and all(isinstance(v, plain) for v in value)
+        )
+    )
 
 
 class PMECalculator(Calculator):
@@ -37,7 +74,10 @@ class PMECalculator(Calculator):
             need (for Ewald, pass ``kvectors`` to ``forward`` instead).
 
     The attributes ``kspace_filter`` and ``mesh_interpolator`` are kept for
-    compatibility; :meth:`forward` does not change them (nor any other state).
+    compatibility; :meth:`forward` does not change them. Its only state is a cache
+    of the last filter, reused while the cell, mesh and potential are unchanged
+    (CPU, eager mode, Coulomb and inverse-power-law potentials without gradients
+    through the filter).
 
     Reference: Darden, York & Pedersen, J. Chem. Phys. 98, 10089 (1993),
     doi:10.1063/1.464397.
@@ -100,6 +140,30 @@ class PMECalculator(Calculator):
         lengths: List[float] = torch.linalg.norm(cell.detach(), dim=1).tolist()
         return kspace.mesh_size(lengths, self.mesh_spacing)
 
+    def _filter(self, cell: torch.Tensor, ns: List[int]) -> torch.Tensor:
+        k_sq = kspace.mesh_k_squared(cell, ns)
+        return self.kspace_filter.filter_values(k_sq, cell, ns)
+
+    @torch.jit.unused
+    def _cached_filter(self, cell: torch.Tensor, ns: List[int]) -> torch.Tensor:
+        """The filter, reused while cell, mesh and potential are unchanged.
+
+        In MD at constant volume the filter (about a third of the time of a PME
+        step on a fine mesh) is the same on every call. It is cached only where
+        its inputs can be compared exactly and cheaply: on CPU, in eager mode, for
+        the built-in Coulomb and inverse-power-law potentials (whose whole state is
+        a few scalars), and when nothing it depends on requires a gradient.
+        """
+        key = _filter_key(self, cell, ns)
+        if key is None:
+            return self._filter(cell, ns)
+        cached = self.__dict__.get("_filter_cache")
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        kernel = self._filter(cell, ns)
+        self.__dict__["_filter_cache"] = (key, kernel)
+        return kernel
+
     def _compute_kspace(
         self,
         charges: torch.Tensor,
@@ -114,8 +178,10 @@ class PMECalculator(Calculator):
         plan = core_mesh.interpolation_plan(
             positions, inverse_cell, ns, self.mesh_interpolator._coefficients
         )
-        k_sq = kspace.mesh_k_squared(cell, ns)
-        kernel = self.kspace_filter.filter_values(k_sq, cell, ns)
+        if torch.jit.is_scripting():
+            kernel = self._filter(cell, ns)
+        else:
+            kernel = self._cached_filter(cell, ns)
         volume = torch.abs(torch.linalg.det(cell))
         potential = convolve(plan[0], plan[1], plan[2], charges, kernel, ns) / volume
         return self._finish_kspace(
