@@ -30,14 +30,22 @@ from .fft import _apply_kernel, _multiplicity, _overlap, filter_mesh
 __all__ = ["convolve"]
 
 
-def _filtered(mesh: torch.Tensor, kernel: torch.Tensor):
+def _filtered(mesh: torch.Tensor, kernel: torch.Tensor, keep_spectrum: bool):
     """``(spectrum, irfftn(kernel · rfftn(mesh)))`` over the last three axes, the
-    inverse transform without ``1/M`` (``norm="forward"``)."""
+    inverse transform without ``1/M`` (``norm="forward"``).
+
+    The spectrum is returned only if ``keep_spectrum``; otherwise the kernel is
+    applied in place (one mesh-sized complex tensor less at the peak).
+    """
     sizes = (mesh.shape[-3], mesh.shape[-2], mesh.shape[-1])
     spectrum = torch.fft.rfftn(mesh, dim=(-3, -2, -1))
-    result = torch.fft.irfftn(
-        _apply_kernel(spectrum, kernel), s=sizes, dim=(-3, -2, -1), norm="forward"
-    )
+    if keep_spectrum:
+        product = _apply_kernel(spectrum, kernel)
+    else:
+        product = spectrum
+        torch.view_as_real(product).mul_(kernel.unsqueeze(-1))
+        spectrum = None
+    result = torch.fft.irfftn(product, s=sizes, dim=(-3, -2, -1), norm="forward")
     return spectrum, result
 
 
@@ -84,13 +92,17 @@ class _Convolution(torch.autograd.Function):
     def forward(ctx, flat, weights, values, kernel, shape: List[int]):
         n_channels = values.shape[1]
         mesh = stencil.scatter(flat, weights, values, _numel(shape))
-        spectrum, filtered = _filtered(mesh.reshape([n_channels] + shape), kernel)
+        spectrum, filtered = _filtered(
+            mesh.reshape([n_channels] + shape), kernel, kernel.requires_grad
+        )
+        del mesh  # the meshes are the largest tensors: free each when done
         picked = stencil.pick(filtered.reshape(n_channels, -1), flat)
+        del filtered
         output = stencil.contract(picked, weights).t()
         ctx.save_for_backward(flat, weights, values, kernel)
         ctx.shape = shape
         ctx.picked = picked if weights.requires_grad else None
-        ctx.spectrum = spectrum if kernel.requires_grad else None
+        ctx.spectrum = spectrum
         ctx.output = output.detach() if values.requires_grad else None
         return output
 
@@ -117,9 +129,11 @@ class _Convolution(torch.autograd.Function):
         n_channels = values.shape[1]
         mesh = stencil.scatter(flat, weights, grad, _numel(ctx.shape))
         grad_spectrum, filtered = _filtered(
-            mesh.reshape([n_channels] + ctx.shape), kernel
+            mesh.reshape([n_channels] + ctx.shape), kernel, needs[3]
         )
+        del mesh
         picked = stencil.pick(filtered.reshape(n_channels, -1), flat)
+        del filtered
         if needs[2]:
             grad_values = stencil.contract(picked, weights).t()
         if needs[1]:
