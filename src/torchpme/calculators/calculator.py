@@ -5,9 +5,10 @@ from typing import Optional
 import torch
 
 from .._core.pairs import neutralised_corrections, pair_sum
+from .._core.shortrange import coulomb_pair_sum
 from .._core.validation import check_shape, message
 from .._utils import _validate_parameters
-from ..potentials import Potential
+from ..potentials import CoulombPotential, Potential
 
 __all__ = ["Calculator"]
 
@@ -54,6 +55,12 @@ class Calculator(torch.nn.Module):
         pair_mask: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
         """Half the pair sum of the short-range (or bare) potential, ``(N, C)``."""
+        if not torch.jit.is_scripting():
+            fused = self._fused_rspace(
+                charges, neighbor_indices, neighbor_distances, pair_mask
+            )
+            if fused is not None:
+                return fused
         with torch.profiler.record_function("compute bare potential"):
             if self.potential.smearing is None:
                 values = self.potential.from_dist(neighbor_distances, pair_mask)
@@ -65,6 +72,36 @@ class Calculator(torch.nn.Module):
                 values = self.potential.sr_from_dist(neighbor_distances, pair_mask)
         with torch.profiler.record_function("assign potential"):
             return pair_sum(charges, neighbor_indices, values, self.full_neighbor_list)
+
+    @torch.jit.unused
+    def _fused_rspace(
+        self,
+        charges: torch.Tensor,
+        neighbor_indices: torch.Tensor,
+        neighbor_distances: torch.Tensor,
+        pair_mask: Optional[torch.Tensor],
+    ) -> Optional[torch.Tensor]:
+        """The fused Coulomb pair sum where it applies (a plain range-separated
+        Coulomb potential whose parameters need no gradient), else ``None``."""
+        potential = self.potential
+        smearing = potential.smearing
+        if (
+            type(potential) is not CoulombPotential
+            or smearing is None
+            or smearing.requires_grad
+            or potential.prefactor.requires_grad
+            or potential.exclusion_radius is not None
+            or pair_mask is not None
+        ):
+            return None
+        return coulomb_pair_sum(
+            charges,
+            neighbor_indices,
+            neighbor_distances,
+            smearing,
+            potential.prefactor,
+            self.full_neighbor_list,
+        )
 
     def _compute_kspace(
         self,
