@@ -84,14 +84,14 @@ def test_generic_gradient_gradcheck(method, n):
 @pytest.mark.parametrize(("method", "n"), METHODS)
 def test_energy_gradient_gradcheck_takes_the_shortcut(method, n, monkeypatch):
     taken = []
-    factors = convolution._channel_factors
+    factors = convolution.channel_factors
 
     def recording(grad, values):
         result = factors(grad, values)
         taken.append(result is not None)
         return result
 
-    monkeypatch.setattr(convolution, "_channel_factors", recording)
+    monkeypatch.setattr(convolution, "channel_factors", recording)
     assert gradcheck(_energy(method, n), tuple(_system()))
     assert taken and all(taken)
 
@@ -100,15 +100,15 @@ def test_shortcut_refused_for_other_gradients():
     charges, positions, cell, sigma = _system()
     potentials = _potentials("Lagrange", 4)(charges, positions, cell, sigma)
     weights = torch.tensor([[1.0, 0.5], [2.0, 1.0], [0.5, 3.0], [1.0, 1.0]])
-    assert convolution._channel_factors(weights, charges.detach()) is None
-    factors = convolution._channel_factors(2.5 * charges.detach(), charges.detach())
+    assert convolution.channel_factors(weights, charges.detach()) is None
+    factors = convolution.channel_factors(2.5 * charges.detach(), charges.detach())
     assert factors == pytest.approx([2.5, 2.5], rel=1e-14)
     # both paths give the same gradient for the same upstream values
     upstream = 2.5 * charges.detach()
     fast = torch.autograd.grad(potentials, positions, upstream, retain_graph=True)[0]
     perturbed = upstream.clone()
     perturbed[0, 0] += 1e-7  # refused by the check: the generic path
-    assert convolution._channel_factors(perturbed, charges.detach()) is None
+    assert convolution.channel_factors(perturbed, charges.detach()) is None
     generic = torch.autograd.grad(potentials, positions, perturbed)[0]
     assert torch.allclose(fast, generic, rtol=1e-5, atol=1e-6)
     assert not torch.allclose(fast, generic, rtol=1e-13, atol=0.0)

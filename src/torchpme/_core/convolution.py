@@ -20,12 +20,13 @@ Second derivatives (forces in a loss) re-run the composed differentiable Functio
 inside the backward pass, like activation checkpointing.
 """
 
-from typing import List, Optional
+from typing import List
 
 import torch
 
 from . import stencil
 from .fft import _apply_kernel, _multiplicity, _overlap, filter_mesh
+from .proportional import channel_factors
 
 __all__ = ["convolve"]
 
@@ -47,30 +48,6 @@ def _filtered(mesh: torch.Tensor, kernel: torch.Tensor, keep_spectrum: bool):
         spectrum = None
     result = torch.fft.irfftn(product, s=sizes, dim=(-3, -2, -1), norm="forward")
     return spectrum, result
-
-
-def _channel_factors(grad: torch.Tensor, values: torch.Tensor) -> Optional[List[float]]:
-    """``c`` with ``grad[:, k] = c[k] · values[:, k]`` to rounding, or ``None``.
-
-    Reading the values is a host synchronisation: CPU and eager mode only.
-    """
-    if grad.device.type != "cpu" or grad.shape != values.shape:
-        return None
-    compiler = getattr(torch, "compiler", None)
-    if compiler is not None and compiler.is_compiling():
-        return None
-    norms = (values * values).sum(0)
-    overlaps = (grad * values).sum(0)
-    grad_norms = (grad * grad).sum(0)
-    factors = torch.where(norms > 0, overlaps / norms, torch.zeros_like(norms))
-    residual = grad - factors * values
-    # the upstream gradient is c·q computed in a few roundings per value; replacing
-    # it by c·q changes the gradient by as little
-    tolerance = max(1e-12, 64.0 * torch.finfo(grad.dtype).eps)
-    excess = (residual * residual).sum(0) - tolerance**2 * grad_norms
-    if bool((excess > 0).any()):
-        return None
-    return factors.tolist()
 
 
 def _composed(flat, weights, values, kernel, shape: List[int]):
@@ -112,7 +89,7 @@ class _Convolution(torch.autograd.Function):
         needs = ctx.needs_input_grad
         if torch.is_grad_enabled():
             return _double_backward(ctx, grad, flat, weights, values, kernel)
-        factors = _channel_factors(grad, values)
+        factors = channel_factors(grad, values)
         grad_weights = grad_values = grad_kernel = None
         if factors is not None:
             # A W g = c · A W q: everything below reuses the forward pass

@@ -15,8 +15,11 @@ derivatives re-run the composed differentiable form inside the backward pass.
 """
 
 import math
+from typing import List
 
 import torch
+
+from .proportional import channel_factors
 
 __all__ = ["coulomb_pair_sum"]
 
@@ -35,37 +38,72 @@ def _pair_values(distances, smearing: torch.Tensor, prefactor: torch.Tensor):
     return values, derivatives
 
 
-def _pair_sum(charges, first, second, values, full_neighbor_list: bool):
-    """``½ Σ_j q_j v_ij`` (each stored pair to both atoms for a half list)."""
-    weights = values.unsqueeze(-1)
-    potential = torch.zeros_like(charges).index_add_(
-        0, first, charges[second] * weights
-    )
-    if not full_neighbor_list:
-        potential.index_add_(0, second, charges[first] * weights)
-    return potential * 0.5
+def _pair_sum(charges, first, second, values, full: bool, keep_products: bool):
+    """``½ Σ_j q_j v_ij`` per channel (each stored pair to both atoms for a half
+    list), and the charge products ``q_i q_j`` ``(C, P)`` if ``keep_products``.
+
+    One channel at a time with 1-D gathers and accumulations: several times faster
+    on CPU than the same operations on ``(P, C)`` rows.
+    """
+    columns: List[torch.Tensor] = []
+    products: List[torch.Tensor] = []
+    for channel in range(charges.shape[1]):
+        q = charges[:, channel].contiguous()
+        q_second = q.index_select(0, second)
+        column = torch.zeros_like(q).index_add_(0, first, q_second * values)
+        if not full or keep_products:
+            q_first = q.index_select(0, first)
+            if not full:
+                column.index_add_(0, second, q_first * values)
+            if keep_products:
+                products.append(q_first * q_second)
+        columns.append(column)
+    potential = _stack(columns, 1).mul_(0.5)
+    return potential, _stack(products, 0) if keep_products else None
+
+
+def _stack(tensors: List[torch.Tensor], dim: int) -> torch.Tensor:
+    # a single channel needs no copy
+    return tensors[0].unsqueeze(dim) if len(tensors) == 1 else torch.stack(tensors, dim)
+
+
+def _pair_overlap(grad, charges, first, second, full: bool) -> torch.Tensor:
+    """``Σ_c g_ic q_jc (+ g_jc q_ic for a half list)`` per pair, ``(P,)``."""
+    overlap = torch.zeros(first.shape[0], dtype=grad.dtype, device=grad.device)
+    for channel in range(grad.shape[1]):
+        g, q = grad[:, channel].contiguous(), charges[:, channel].contiguous()
+        overlap += g.index_select(0, first) * q.index_select(0, second)
+        if not full:
+            overlap += g.index_select(0, second) * q.index_select(0, first)
+    return overlap
 
 
 def _composed(charges, indices, distances, smearing, prefactor, full):
     scaled = distances / (math.sqrt(2.0) * smearing)
     values = prefactor * torch.special.erfc(scaled) / torch.clamp(distances, min=1e-15)
-    return _pair_sum(charges, indices[:, 0], indices[:, 1], values, full)
+    first, second = indices[:, 0].contiguous(), indices[:, 1].contiguous()
+    return _pair_sum(charges, first, second, values, full, False)[0]
 
 
 class _CoulombPairSum(torch.autograd.Function):
     @staticmethod
     def forward(ctx, charges, indices, distances, smearing, prefactor, full):
-        first, second = indices[:, 0], indices[:, 1]
+        # contiguous once: every gather and accumulation would copy a strided index
+        first, second = indices[:, 0].contiguous(), indices[:, 1].contiguous()
         values, derivatives = _pair_values(distances, smearing, prefactor)
-        ctx.save_for_backward(charges, indices, distances)
+        potential, products = _pair_sum(
+            charges, first, second, values, full, distances.requires_grad
+        )
+        ctx.save_for_backward(charges, indices, distances, first, second)
         ctx.values = values if charges.requires_grad else None
         ctx.derivatives = derivatives if distances.requires_grad else None
+        ctx.products = products
         ctx.constants = (smearing, prefactor, full)
-        return _pair_sum(charges, first, second, values, full)
+        return potential
 
     @staticmethod
     def backward(ctx, grad):
-        charges, indices, distances = ctx.saved_tensors
+        charges, indices, distances, first, second = ctx.saved_tensors
         smearing, prefactor, full = ctx.constants
         needs = ctx.needs_input_grad
         if torch.is_grad_enabled():
@@ -78,20 +116,19 @@ class _CoulombPairSum(torch.autograd.Function):
             grad_charges = grads.pop(0) if needs[0] else None
             grad_distances = grads.pop(0) if needs[2] else None
             return grad_charges, None, grad_distances, None, None, None
-        first, second = indices[:, 0], indices[:, 1]
         grad_charges = grad_distances = None
         if needs[0]:
-            # adjoint of the forward: the gradient goes back along each stored pair
-            weights = ctx.values.unsqueeze(-1)
-            grad_charges = torch.zeros_like(charges)
-            grad_charges.index_add_(0, second, grad[first] * weights)
-            if not full:
-                grad_charges.index_add_(0, first, grad[second] * weights)
-            grad_charges = grad_charges * 0.5
+            # the adjoint sends the gradient back along each stored pair
+            grad_charges = _pair_sum(grad, second, first, ctx.values, full, False)[0]
         if needs[2]:
-            overlap = (grad[first] * charges[second]).sum(-1)
-            if not full:
-                overlap = overlap + (grad[second] * charges[first]).sum(-1)
+            factors = channel_factors(grad, charges)
+            if factors is not None:
+                # g = c·q (an energy): the overlap is c · q_i q_j, kept from forward
+                c = torch.tensor(factors, dtype=grad.dtype, device=grad.device)
+                overlap = (c.unsqueeze(-1) * ctx.products).sum(0)
+                overlap = overlap if full else overlap * 2.0
+            else:
+                overlap = _pair_overlap(grad, charges, first, second, full)
             grad_distances = overlap.mul_(ctx.derivatives).mul_(0.5)
         return grad_charges, None, grad_distances, None, None, None
 
