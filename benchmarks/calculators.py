@@ -5,8 +5,11 @@
 For each case (method, N, dtype) it builds a rock-salt supercell (a = 5.64 Å, atoms
 displaced by 0.1 Å), its neighbour list (vesin, not timed), and times
 ``forward + backward`` of the energy with respect to positions and cell; it reports
-the median time, the peak memory growth of a fresh process, and the RMS force error
-against a converged reference (fine PME, N ≤ 4096 only). It uses whichever
+the median time of the whole step (distances from positions included, the same
+plain PyTorch code for every implementation), the median time of the calculator's
+own part ("lib ms": forward + backward to positions and given distances), the peak
+memory growth of a fresh process, and the RMS force error against a converged
+reference (fine PME, N ≤ 4096 only). It uses whichever
 ``torchpme`` the interpreter imports, so ``--other PYTHON`` runs the same cases with
 another implementation of the same API (e.g. torch-pme 0.5 in its own venv) and
 prints the ratios measured in one run.
@@ -139,15 +142,31 @@ def run_case(
         inputs = (pos, cel) if stress else (pos,)
         return energy, -torch.autograd.grad(energy, inputs)[0]
 
+    distances = torch.linalg.norm(
+        positions[indices[:, 1]] + shifts @ cell - positions[indices[:, 0]], dim=1
+    )
+
+    def library_step():
+        # the calculator's own work: forward + backward to positions and distances
+        pos = positions.clone().requires_grad_(True)
+        dist = distances.clone().requires_grad_(True)
+        energy = (charges * calculator(charges, cell, pos, indices, dist)).sum()
+        return torch.autograd.grad(energy, (pos, dist))
+
     _, forces = step()  # warm-up
-    times = []
+    library_step()
+    times, library_times = [], []
     for _ in range(repeat):
         start = time.perf_counter()
         step()
         times.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        library_step()
+        library_times.append(time.perf_counter() - start)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     result = {
         "time_s": statistics.median(times),
+        "library_time_s": statistics.median(library_times),
         "peak_growth_mb": (peak - baseline) / 1024.0,
     }
     if accuracy and n_atoms <= 4096:
@@ -187,9 +206,15 @@ def main():
         print(json.dumps(run_case(*case, args.repeat, args.accuracy, args.stress)))
         return
     rows = []
-    header = f"{'method':6} {'N':>7} {'dtype':8} {'ms':>9} {'MB':>7} {'rel err':>9}"
+    header = (
+        f"{'method':6} {'N':>7} {'dtype':8} {'ms':>9} {'lib ms':>8} {'MB':>7}"
+        f" {'rel err':>9}"
+    )
     if args.other:
-        header += f" {'other ms':>9} {'other MB':>9} {'speedup':>8} {'mem':>6}"
+        header += (
+            f" {'other ms':>9} {'other MB':>9} {'speedup':>8} {'mem':>6}"
+            f" {'lib ms':>8} {'lib speedup':>11}"
+        )
     print(header)
     for method in args.methods:
         for size in args.sizes:
@@ -204,6 +229,7 @@ def main():
                     continue
                 line = (
                     f"{method:6} {size:7d} {dtype:8} {1e3 * ours['time_s']:9.1f}"
+                    f" {1e3 * ours['library_time_s']:8.1f}"
                     f" {ours['peak_growth_mb']:7.0f}"
                     f" {ours.get('rms_force_error_rel', float('nan')):9.1e}"
                 )
@@ -211,6 +237,9 @@ def main():
                     other = measure(args.other, case, args.repeat, False, args.stress)
                     row["other"] = other
                     line += comparison(ours, other)
+                    if "library_time_s" in other:
+                        ratio = other["library_time_s"] / ours["library_time_s"]
+                        line += f" {1e3 * other['library_time_s']:8.1f} {ratio:11.2f}"
                 print(line, flush=True)
                 rows.append(row)
     write_json(args.json, rows)
