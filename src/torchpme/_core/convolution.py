@@ -39,15 +39,25 @@ def _filtered(mesh: torch.Tensor, kernel: torch.Tensor, keep_spectrum: bool):
     applied in place (one mesh-sized complex tensor less at the peak).
     """
     sizes = (mesh.shape[-3], mesh.shape[-2], mesh.shape[-1])
-    spectrum = torch.fft.rfftn(mesh, dim=(-3, -2, -1))
+    half = list(mesh.shape[:-1]) + [sizes[2] // 2 + 1]
+    # one batch axis: the transforms of a (C, M, n0, n1, n2) stack of meshes run
+    # twice as fast on (C·M, n0, n1, n2)
+    spectrum = torch.fft.rfftn(mesh.reshape((-1,) + sizes), dim=(-3, -2, -1))
+    spectrum = spectrum.reshape(half)
     if keep_spectrum:
         product = _apply_kernel(spectrum, kernel)
     else:
         product = spectrum
         torch.view_as_real(product).mul_(kernel.unsqueeze(-1))
         spectrum = None
-    result = torch.fft.irfftn(product, s=sizes, dim=(-3, -2, -1), norm="forward")
-    return spectrum, result
+    product = product.reshape([-1] + half[-3:])
+    if product.shape[0] > 1:
+        # for a stack, two steps beat the 3-D complex-to-real transform (2×, MKL)
+        rows = torch.fft.ifft2(product, dim=(-3, -2), norm="forward")
+        result = torch.fft.irfft(rows, n=sizes[2], dim=-1, norm="forward")
+    else:
+        result = torch.fft.irfftn(product, s=sizes, dim=(-3, -2, -1), norm="forward")
+    return spectrum, result.reshape(mesh.shape)
 
 
 def _composed(flat, weights, values, kernel, shape: List[int]):

@@ -231,12 +231,13 @@ class PMECalculator(Calculator):
             group_cells = cells[systems]
             k_sq = kspace.mesh_k_squared(group_cells, ns)
             kernel = self.kspace_filter.filter_values(k_sq, group_cells, ns)
+            # 1/V in the kernel, not on the atoms: the energy's gradient then
+            # reaches the convolution as the charges themselves (its fast backward)
+            kernel = kernel / volumes[systems].reshape(-1, 1, 1, 1)
             values = convolve(
                 plan[0], plan[1], plan[2], charges[atoms], kernel, ns, len(systems)
             )
-            potential = potential.index_copy(
-                0, atoms, values / volumes[owner].unsqueeze(-1)
-            )
+            potential = potential.index_copy(0, atoms, values)
         return self._finish_kspace_batch(
             potential, charges, cells, positions, system_index, periodic
         )
