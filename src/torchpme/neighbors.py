@@ -30,6 +30,7 @@ from typing import List, Optional, Tuple
 import numpy as np
 import torch
 
+from ._core.distances import pair_distances as fused_pair_distances
 from ._core.validation import (
     check_choice,
     check_finite,
@@ -262,12 +263,7 @@ def pair_distances(
         ``(P,)`` distances in the dtype of ``positions``, with gradients flowing to
         ``positions`` and ``cell``.
     """
-    vectors = (
-        positions[neighbor_indices[:, 1]]
-        - positions[neighbor_indices[:, 0]]
-        + shifts.to(positions.dtype) @ cell
-    )
-    return torch.linalg.norm(vectors, dim=-1)
+    return fused_pair_distances(positions, cell, neighbor_indices, shifts)
 
 
 def compute_neighbors(
