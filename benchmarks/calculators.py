@@ -7,7 +7,9 @@ displaced by 0.1 Å), its neighbour list (vesin, not timed), and times
 ``forward + backward`` of the energy with respect to positions and cell; it reports
 the median time of the whole step (distances from positions included, the same
 plain PyTorch code for every implementation), the median time of the calculator's
-own part ("lib ms": forward + backward to positions and given distances), the peak
+own part ("lib ms": forward + backward to positions and given distances), the
+whole step with the implementation's own distance function where it has one
+("own-d ms": ``torchpme.neighbors.pair_distances``), the peak
 memory growth of a fresh process, and the RMS force error against a converged
 reference (fine PME, N ≤ 4096 only). It uses whichever
 ``torchpme`` the interpreter imports, so ``--other PYTHON`` runs the same cases with
@@ -20,7 +22,6 @@ prints the ratios measured in one run.
 
 import argparse
 import json
-import resource
 import statistics
 import subprocess
 import sys
@@ -76,11 +77,11 @@ def neighbors(positions, cell, cutoff):
     return indices, torch.from_numpy(s.astype("float64")).to(positions.dtype)
 
 
-def build(method: str, dtype):
+def build(method: str, dtype, parameters=None):
 
     import torchpme
 
-    p = PARAMETERS[method]
+    p = parameters or PARAMETERS[method]
     potential = torchpme.CoulombPotential(smearing=p["smearing"])
     if method == "ewald":
         calculator = torchpme.EwaldCalculator(
@@ -117,10 +118,27 @@ def reference_forces(positions, charges, cell):
     return -torch.autograd.grad(energy, pos)[0]
 
 
+def _resident_kb(reset_peak: bool = False, peak: bool = False) -> float:
+    """Resident memory of this process (or its peak since the last reset), in kB.
+
+    Resetting the peak (Linux ``clear_refs``) keeps the setup, e.g. the neighbour
+    search, out of the measured growth."""
+    if reset_peak:
+        with open("/proc/self/clear_refs", "w") as handle:
+            handle.write("5")
+    field = "VmHWM:" if peak else "VmRSS:"
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            if line.startswith(field):
+                return float(line.split()[1])
+    raise RuntimeError(f"{field} not found in /proc/self/status")
+
+
 def run_case(
     method: str,
     n_atoms: int,
     dtype_name: str,
+    parameters,
     repeat: int,
     accuracy: bool,
     stress: bool,
@@ -129,9 +147,9 @@ def run_case(
 
     dtype = getattr(torch, dtype_name)
     positions, charges, cell = rocksalt(n_atoms, dtype)
-    calculator, cutoff = build(method, dtype)
+    calculator, cutoff = build(method, dtype, parameters)
     indices, shifts = neighbors(positions, cell, cutoff)
-    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    baseline = _resident_kb(reset_peak=True)
 
     def step():
         pos = positions.clone().requires_grad_(True)
@@ -153,22 +171,32 @@ def run_case(
         energy = (charges * calculator(charges, cell, pos, indices, dist)).sum()
         return torch.autograd.grad(energy, (pos, dist))
 
+    steps = {"time_s": step, "library_time_s": library_step}
+    try:  # an implementation with its own differentiable distances (torchpme)
+        from torchpme.neighbors import pair_distances
+
+        def own_distances_step():
+            pos = positions.clone().requires_grad_(True)
+            cel = cell.clone().requires_grad_(stress)
+            dist = pair_distances(pos, cel, indices, shifts)
+            energy = (charges * calculator(charges, cel, pos, indices, dist)).sum()
+            return torch.autograd.grad(energy, (pos, cel) if stress else (pos,))
+
+        steps["own_distances_time_s"] = own_distances_step
+    except ImportError:
+        pass
     _, forces = step()  # warm-up
-    library_step()
-    times, library_times = [], []
+    times = {name: [] for name in steps}
+    for function in steps.values():
+        function()
     for _ in range(repeat):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-        start = time.perf_counter()
-        library_step()
-        library_times.append(time.perf_counter() - start)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    result = {
-        "time_s": statistics.median(times),
-        "library_time_s": statistics.median(library_times),
-        "peak_growth_mb": (peak - baseline) / 1024.0,
-    }
+        for name, function in steps.items():
+            start = time.perf_counter()
+            function()
+            times[name].append(time.perf_counter() - start)
+    peak = _resident_kb(peak=True)
+    result = {name: statistics.median(samples) for name, samples in times.items()}
+    result["peak_growth_mb"] = (peak - baseline) / 1024.0
     if accuracy and n_atoms <= 4096:
         reference = reference_forces(positions, charges, cell)
         error = (forces.double() - reference).pow(2).sum(1).mean().sqrt()
@@ -189,6 +217,39 @@ def measure(python: str, case: list, repeat: int, accuracy: bool, stress: bool) 
     return json.loads(output.stdout.strip().splitlines()[-1])
 
 
+def tuned_parameters(method: str, target: float) -> dict:
+    """Cutoff, smearing, mesh spacing and nodes reaching a relative RMS force error
+    ``target`` on the N = 4096 crystal (``torchpme.tuning.tune_cutoff``; intensive
+    quantities, so they serve every N of the same crystal)."""
+    import torch
+
+    from torchpme import tuning
+
+    positions, charges, cell = rocksalt(4096, torch.float64)
+    scale = float(reference_forces(positions, charges, cell).pow(2).sum(1).mean())
+    indices, shifts = neighbors(positions, cell, 10.0)
+    distances = torch.linalg.norm(
+        positions[indices[:, 1]] + shifts @ cell - positions[indices[:, 0]], dim=1
+    )
+    tune = tuning.tune_p3m if method == "p3m" else tuning.tune_pme
+    cutoff, smearing, params, _ = tuning.tune_cutoff(
+        tune,
+        charges,
+        cell,
+        positions,
+        indices,
+        distances,
+        cutoffs=[5.0, 6.0, 7.0, 8.0, 10.0],
+        accuracy=target * scale**0.5,
+    )
+    return {
+        "cutoff": cutoff,
+        "smearing": smearing,
+        "mesh_spacing": params["mesh_spacing"],
+        "nodes": params["interpolation_nodes"],
+    }
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--methods", nargs="+", default=["pme", "p3m"])
@@ -198,6 +259,12 @@ def main():
     parser.add_argument("--accuracy", action="store_true", help="measure force errors")
     parser.add_argument("--stress", action="store_true", help="also the cell gradient")
     parser.add_argument("--other", help="python of another implementation to compare")
+    parser.add_argument(
+        "--target",
+        type=float,
+        help="tune (ours) for this relative RMS force error instead of the fixed "
+        "parameters; both implementations then run the tuned parameters",
+    )
     parser.add_argument("--json", help="write the results to this file")
     parser.add_argument("--case", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -205,10 +272,15 @@ def main():
         case = json.loads(args.case)
         print(json.dumps(run_case(*case, args.repeat, args.accuracy, args.stress)))
         return
+    tuned = {}
+    if args.target:
+        for method in args.methods:
+            tuned[method] = tuned_parameters(method, args.target)
+            print(f"{method} tuned for {args.target:.0e}: {tuned[method]}", flush=True)
     rows = []
     header = (
-        f"{'method':6} {'N':>7} {'dtype':8} {'ms':>9} {'lib ms':>8} {'MB':>7}"
-        f" {'rel err':>9}"
+        f"{'method':6} {'N':>7} {'dtype':8} {'ms':>9} {'lib ms':>8} {'own-d ms':>8}"
+        f" {'MB':>7} {'rel err':>9}"
     )
     if args.other:
         header += (
@@ -219,7 +291,7 @@ def main():
     for method in args.methods:
         for size in args.sizes:
             for dtype in args.dtypes:
-                case = [method, size, dtype]
+                case = [method, size, dtype, tuned.get(method)]
                 ours = measure(
                     sys.executable, case, args.repeat, args.accuracy, args.stress
                 )
@@ -230,6 +302,7 @@ def main():
                 line = (
                     f"{method:6} {size:7d} {dtype:8} {1e3 * ours['time_s']:9.1f}"
                     f" {1e3 * ours['library_time_s']:8.1f}"
+                    f" {1e3 * ours.get('own_distances_time_s', float('nan')):8.1f}"
                     f" {ours['peak_growth_mb']:7.0f}"
                     f" {ours.get('rms_force_error_rel', float('nan')):9.1e}"
                 )
