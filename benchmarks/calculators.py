@@ -134,6 +134,17 @@ def _resident_kb(reset_peak: bool = False, peak: bool = False) -> float:
     raise RuntimeError(f"{field} not found in /proc/self/status")
 
 
+def compile_calculator(calculator, cell):
+    """``torch.compile(fullgraph=True)`` of a PME/P3M calculator on its fixed mesh
+    (torchpme only: the fixed mesh removes the host read of the cell)."""
+    import torch
+
+    from torchpme.lib import get_ns_mesh
+
+    calculator.fixed_mesh = get_ns_mesh(cell, calculator.mesh_spacing).tolist()
+    return torch.compile(calculator, fullgraph=True)
+
+
 def run_case(
     method: str,
     n_atoms: int,
@@ -142,6 +153,7 @@ def run_case(
     repeat: int,
     accuracy: bool,
     stress: bool,
+    compiled: bool = False,
 ):
     import torch
 
@@ -149,6 +161,8 @@ def run_case(
     positions, charges, cell = rocksalt(n_atoms, dtype)
     calculator, cutoff = build(method, dtype, parameters)
     indices, shifts = neighbors(positions, cell, cutoff)
+    if compiled:
+        calculator = compile_calculator(calculator, cell)
     baseline = _resident_kb(reset_peak=True)
 
     def step():
@@ -205,8 +219,17 @@ def run_case(
     return result
 
 
-def measure(python: str, case: list, repeat: int, accuracy: bool, stress: bool) -> dict:
+def measure(
+    python: str,
+    case: list,
+    repeat: int,
+    accuracy: bool,
+    stress: bool,
+    compiled: bool = False,
+) -> dict:
     command = [python, __file__, "--case", json.dumps(case), "--repeat", str(repeat)]
+    if compiled:
+        command.append("--compile")
     if accuracy:
         command.append("--accuracy")
     if stress:
@@ -260,6 +283,12 @@ def main():
     parser.add_argument("--stress", action="store_true", help="also the cell gradient")
     parser.add_argument("--other", help="python of another implementation to compare")
     parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile(fullgraph=True) our PME/P3M calculator (fixed mesh); "
+        "the other implementation runs eagerly",
+    )
+    parser.add_argument(
         "--target",
         type=float,
         help="tune (ours) for this relative RMS force error instead of the fixed "
@@ -270,7 +299,8 @@ def main():
     args = parser.parse_args()
     if args.case:
         case = json.loads(args.case)
-        print(json.dumps(run_case(*case, args.repeat, args.accuracy, args.stress)))
+        result = run_case(*case, args.repeat, args.accuracy, args.stress, args.compile)
+        print(json.dumps(result))
         return
     tuned = {}
     if args.target:
@@ -293,7 +323,12 @@ def main():
             for dtype in args.dtypes:
                 case = [method, size, dtype, tuned.get(method)]
                 ours = measure(
-                    sys.executable, case, args.repeat, args.accuracy, args.stress
+                    sys.executable,
+                    case,
+                    args.repeat,
+                    args.accuracy,
+                    args.stress,
+                    args.compile,
                 )
                 row = {"case": case, "ours": ours}
                 if "error" in ours:
