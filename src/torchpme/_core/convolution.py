@@ -25,7 +25,7 @@ from typing import List
 import torch
 
 from . import stencil
-from .fft import _apply_kernel, _multiplicity, _overlap, filter_mesh
+from .fft import _apply_kernel, _multiplicity, _overlap, filter_mesh, irfft3, rfft3
 from .proportional import channel_factors
 
 __all__ = ["convolve"]
@@ -42,8 +42,7 @@ def _filtered(mesh: torch.Tensor, kernel: torch.Tensor, keep_spectrum: bool):
     half = list(mesh.shape[:-1]) + [sizes[2] // 2 + 1]
     # one batch axis: the transforms of a (C, M, n0, n1, n2) stack of meshes run
     # twice as fast on (C·M, n0, n1, n2)
-    spectrum = torch.fft.rfftn(mesh.reshape((-1,) + sizes), dim=(-3, -2, -1))
-    spectrum = spectrum.reshape(half)
+    spectrum = rfft3(mesh.reshape((-1,) + sizes)).reshape(half)
     if keep_spectrum:
         product = _apply_kernel(spectrum, kernel)
     else:
@@ -56,7 +55,7 @@ def _filtered(mesh: torch.Tensor, kernel: torch.Tensor, keep_spectrum: bool):
         rows = torch.fft.ifft2(product, dim=(-3, -2), norm="forward")
         result = torch.fft.irfft(rows, n=sizes[2], dim=-1, norm="forward")
     else:
-        result = torch.fft.irfftn(product, s=sizes, dim=(-3, -2, -1), norm="forward")
+        result = irfft3(product, sizes)
     return spectrum, result.reshape(mesh.shape)
 
 

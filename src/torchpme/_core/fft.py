@@ -11,11 +11,65 @@ counts the omitted ``−k`` partners (``w = 1`` on the planes ``k_z = 0`` and, f
 ``n_z``, the Nyquist plane).
 """
 
-from typing import List
+import functools
+from typing import List, Tuple
 
 import torch
 
-__all__ = ["filter_mesh"]
+__all__ = ["filter_mesh", "irfft3", "rfft3"]
+
+# single meshes of at least this many points are transformed by scipy's pocketfft
+# on CPU when scipy is installed: for 256³ in float64 it took 73 ms forward and
+# 121 ms inverse against 105 ms and 202 ms for torch's transforms (MKL; 2-core
+# x86); at 128³ the two are even
+HOST_FFT_MIN_POINTS = 2**22
+
+
+@functools.lru_cache(maxsize=1)
+def _scipy_fft():
+    try:
+        import scipy.fft
+    except ImportError:
+        return None
+    return scipy.fft
+
+
+def _on_host(data: torch.Tensor, sizes: Tuple[int, int, int]) -> bool:
+    """Whether one ``sizes`` mesh (or its spectrum) ``data``, outside autograd, goes
+    through scipy's transforms."""
+    if data.device.type != "cpu" or data.dim() > 4 or data.shape[0] != 1:
+        return False
+    if sizes[0] * sizes[1] * sizes[2] < HOST_FFT_MIN_POINTS:
+        return False
+    compiler = getattr(torch, "compiler", None)
+    if compiler is not None and compiler.is_compiling():
+        return False
+    return _scipy_fft() is not None
+
+
+def rfft3(mesh: torch.Tensor) -> torch.Tensor:
+    """``rfftn`` over the last three axes, outside autograd (inside Functions)."""
+    if _on_host(mesh, (mesh.shape[-3], mesh.shape[-2], mesh.shape[-1])):
+        array = _scipy_fft().rfftn(
+            mesh.detach().numpy(), axes=(-3, -2, -1), workers=torch.get_num_threads()
+        )
+        return torch.from_numpy(array)
+    return torch.fft.rfftn(mesh, dim=(-3, -2, -1))
+
+
+def irfft3(spectrum: torch.Tensor, sizes: Tuple[int, int, int]) -> torch.Tensor:
+    """``irfftn(norm="forward")`` (no ``1/M``) over the last three axes, outside
+    autograd."""
+    if _on_host(spectrum, sizes):
+        array = _scipy_fft().irfftn(
+            spectrum.detach().numpy(),
+            s=sizes,
+            axes=(-3, -2, -1),
+            norm="forward",
+            workers=torch.get_num_threads(),
+        )
+        return torch.from_numpy(array)
+    return torch.fft.irfftn(spectrum, s=sizes, dim=(-3, -2, -1), norm="forward")
 
 
 def _scale(fft_norm: str, ifft_norm: str, size: int) -> float:
