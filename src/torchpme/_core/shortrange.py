@@ -27,14 +27,15 @@ __all__ = ["coulomb_pair_sum"]
 def _pair_values(distances, smearing: torch.Tensor, prefactor: torch.Tensor):
     """``(v, v')`` of the short-range Coulomb part at ``distances``; ``smearing``
     and ``prefactor`` are 0-dim tensors (no host read)."""
+    # three fresh pair-sized buffers, everything else in place: for millions of
+    # pairs the page faults of each new buffer cost as much as its arithmetic
     scaled = distances * (1.0 / (math.sqrt(2.0) * smearing))
     # r is clamped as in the composed form: finite values for coincident atoms
-    inverse = 1.0 / torch.clamp(distances, min=1e-15)
+    inverse = torch.clamp(distances, min=1e-15).reciprocal_()
     values = torch.special.erfc(scaled).mul_(inverse).mul_(prefactor)
-    gaussian = torch.exp(-(scaled * scaled)).mul_(
-        prefactor * math.sqrt(2.0 / math.pi) / smearing
-    )
-    derivatives = (values + gaussian).mul_(inverse).neg_()
+    derivatives = scaled.square_().neg_().exp_()  # the Gaussian, in scaled's place
+    derivatives.mul_(prefactor * math.sqrt(2.0 / math.pi) / smearing)
+    derivatives.add_(values).mul_(inverse).neg_()
     return values, derivatives
 
 
@@ -50,13 +51,13 @@ def _pair_sum(charges, first, second, values, full: bool, keep_products: bool):
     for channel in range(charges.shape[1]):
         q = charges[:, channel].contiguous()
         q_second = q.index_select(0, second)
-        column = torch.zeros_like(q).index_add_(0, first, q_second * values)
-        if not full or keep_products:
-            q_first = q.index_select(0, first)
-            if not full:
-                column.index_add_(0, second, q_first * values)
-            if keep_products:
-                products.append(q_first * q_second)
+        q_first = q.index_select(0, first) if not full or keep_products else None
+        if q_first is not None and keep_products:
+            products.append(q_first * q_second)
+        # the gathered charges become the contributions in place
+        column = torch.zeros_like(q).index_add_(0, first, q_second.mul_(values))
+        if q_first is not None and not full:
+            column.index_add_(0, second, q_first.mul_(values))
         columns.append(column)
     potential = _stack(columns, 1).mul_(0.5)
     return potential, _stack(products, 0) if keep_products else None
@@ -124,9 +125,12 @@ class _CoulombPairSum(torch.autograd.Function):
             factors = channel_factors(grad, charges)
             if factors is not None:
                 # g = c·q (an energy): the overlap is c · q_i q_j, kept from forward
-                c = torch.tensor(factors, dtype=grad.dtype, device=grad.device)
-                overlap = (c.unsqueeze(-1) * ctx.products).sum(0)
-                overlap = overlap if full else overlap * 2.0
+                weight = 1.0 if full else 2.0
+                if len(factors) == 1:
+                    overlap = ctx.products[0] * (weight * factors[0])
+                else:
+                    c = torch.tensor(factors, dtype=grad.dtype, device=grad.device)
+                    overlap = (c.unsqueeze(-1) * ctx.products).sum(0).mul_(weight)
             else:
                 overlap = _pair_overlap(grad, charges, first, second, full)
             grad_distances = overlap.mul_(ctx.derivatives).mul_(0.5)
