@@ -59,9 +59,7 @@ class _PairDistances(torch.autograd.Function):
         if vectors is None:  # a second backward (retain_graph): rebuild the buffer
             vectors = _vectors(positions, cell, first, second, shifts)
         ctx.vectors = None  # the buffer is ours: it becomes the scaled pulls
-        scale = torch.where(
-            distances > 0, grad / distances, torch.zeros_like(distances)
-        )
+        scale = (grad / distances).masked_fill_(distances == 0, 0.0)
         pulls = vectors.mul_(scale.unsqueeze(-1))
         grad_positions = grad_cell = None
         if needs[1]:
