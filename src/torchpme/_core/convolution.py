@@ -20,7 +20,7 @@ Second derivatives (forces in a loss) re-run the composed differentiable Functio
 inside the backward pass, like activation checkpointing.
 """
 
-from typing import List
+from typing import List, Tuple
 
 import torch
 
@@ -31,32 +31,46 @@ from .proportional import channel_factors
 __all__ = ["convolve"]
 
 
-def _filtered(mesh: torch.Tensor, kernel: torch.Tensor, keep_spectrum: bool):
-    """``(spectrum, irfftn(kernel · rfftn(mesh)))`` over the last three axes, the
-    inverse transform without ``1/M`` (``norm="forward"``).
-
-    The spectrum is returned only if ``keep_spectrum``; otherwise the kernel is
-    applied in place (one mesh-sized complex tensor less at the peak).
-    """
-    sizes = (mesh.shape[-3], mesh.shape[-2], mesh.shape[-1])
-    half = list(mesh.shape[:-1]) + [sizes[2] // 2 + 1]
+def _spectrum(flat, weights, values, shape: List[int]) -> torch.Tensor:
+    """``rfftn`` of the spread values, ``(C, [M,] n0, n1, n2//2+1)``; the real mesh
+    is freed on return (only one mesh-sized tensor is alive at a time)."""
+    sizes = (shape[-3], shape[-2], shape[-1])
+    mesh = stencil.scatter(flat, weights, values, _numel(shape))
+    half = [values.shape[1]] + shape[:-1] + [sizes[2] // 2 + 1]
     # one batch axis: the transforms of a (C, M, n0, n1, n2) stack of meshes run
     # twice as fast on (C·M, n0, n1, n2)
-    spectrum = rfft3(mesh.reshape((-1,) + sizes)).reshape(half)
-    if keep_spectrum:
+    return rfft3(mesh.reshape((-1,) + sizes)).reshape(half)
+
+
+def _inverse(product: torch.Tensor, sizes: Tuple[int, int, int]) -> torch.Tensor:
+    """``irfftn(norm="forward")`` (no ``1/M``) over the last three axes, as
+    ``(C·M, n0, n1, n2)``."""
+    product = product.reshape((-1,) + product.shape[-3:])
+    if product.shape[0] > 1:
+        # for a stack, two steps beat the 3-D complex-to-real transform (2×, MKL)
+        rows = torch.fft.ifft2(product, dim=(-3, -2), norm="forward")
+        return torch.fft.irfft(rows, n=sizes[2], dim=-1, norm="forward")
+    return irfft3(product, sizes)
+
+
+def _filtered_picks(flat, weights, values, kernel, shape: List[int], keep: bool):
+    """``(spectrum, picks)``: the stencil values ``(C, N, n³)`` of ``A W values``,
+    and the spectrum of ``W values`` if ``keep`` (for the kernel gradient).
+
+    Without ``keep`` the kernel is applied in place; at most two mesh-sized tensors
+    are alive at a time.
+    """
+    sizes = (shape[-3], shape[-2], shape[-1])
+    spectrum = _spectrum(flat, weights, values, shape)
+    if keep:
         product = _apply_kernel(spectrum, kernel)
     else:
         product = spectrum
         torch.view_as_real(product).mul_(kernel.unsqueeze(-1))
         spectrum = None
-    product = product.reshape([-1] + half[-3:])
-    if product.shape[0] > 1:
-        # for a stack, two steps beat the 3-D complex-to-real transform (2×, MKL)
-        rows = torch.fft.ifft2(product, dim=(-3, -2), norm="forward")
-        result = torch.fft.irfft(rows, n=sizes[2], dim=-1, norm="forward")
-    else:
-        result = irfft3(product, sizes)
-    return spectrum, result.reshape(mesh.shape)
+    filtered = _inverse(product, sizes)
+    del product
+    return spectrum, stencil.pick(filtered.reshape(values.shape[1], -1), flat)
 
 
 def _composed(flat, weights, values, kernel, shape: List[int]):
@@ -76,14 +90,9 @@ def _numel(shape: List[int]) -> int:
 class _Convolution(torch.autograd.Function):
     @staticmethod
     def forward(ctx, flat, weights, values, kernel, shape: List[int]):
-        n_channels = values.shape[1]
-        mesh = stencil.scatter(flat, weights, values, _numel(shape))
-        spectrum, filtered = _filtered(
-            mesh.reshape([n_channels] + shape), kernel, kernel.requires_grad
+        spectrum, picked = _filtered_picks(
+            flat, weights, values, kernel, shape, kernel.requires_grad
         )
-        del mesh  # the meshes are the largest tensors: free each when done
-        picked = stencil.pick(filtered.reshape(n_channels, -1), flat)
-        del filtered
         output = stencil.contract(picked, weights).t()
         ctx.save_for_backward(flat, weights, values, kernel)
         ctx.shape = shape
@@ -112,14 +121,9 @@ class _Convolution(torch.autograd.Function):
                 power = _overlap(ctx.spectrum, ctx.spectrum)
                 grad_kernel = _kernel_gradient(ctx, power * _per_channel(c, power))
             return None, grad_weights, grad_values, grad_kernel, None
-        n_channels = values.shape[1]
-        mesh = stencil.scatter(flat, weights, grad, _numel(ctx.shape))
-        grad_spectrum, filtered = _filtered(
-            mesh.reshape([n_channels] + ctx.shape), kernel, needs[3]
+        grad_spectrum, picked = _filtered_picks(
+            flat, weights, grad, kernel, ctx.shape, needs[3]
         )
-        del mesh
-        picked = stencil.pick(filtered.reshape(n_channels, -1), flat)
-        del filtered
         if needs[2]:
             grad_values = stencil.contract(picked, weights).t()
         if needs[1]:
