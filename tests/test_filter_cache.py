@@ -39,9 +39,10 @@ def _run(calculator, cell=CELL, positions=POSITIONS):
 def test_cache_hit_for_unchanged_inputs(kind):
     calculator = _calculator(kind)
     first = _run(calculator)
-    cached = calculator._filter_cache[1]
+    (cached,) = calculator._filter_cache.values()
     second = _run(calculator, positions=POSITIONS + 0.3)
-    assert calculator._filter_cache[1] is cached
+    assert len(calculator._filter_cache) == 1
+    assert next(iter(calculator._filter_cache.values())) is cached
     fresh = _run(_calculator(kind), positions=POSITIONS + 0.3)
     assert torch.equal(second, fresh)
     assert not torch.equal(first, second)
@@ -109,3 +110,38 @@ def test_combined_potential_is_not_cached():
     calculator = torchpme.PMECalculator(potential, mesh_spacing=0.6).double()
     _run(calculator)
     assert not hasattr(calculator, "_filter_cache")
+
+
+def test_cache_keeps_a_few_entries():
+    calculator = _calculator("pme")
+    for scale in (1.0, 1.01, 1.02, 1.03, 1.04, 1.05):
+        _run(calculator, cell=CELL * scale)
+    assert len(calculator._filter_cache) == 4
+    # the oldest were dropped, the newest is served from the cache and is right
+    fresh = _run(_calculator("pme"), cell=CELL * 1.05)
+    assert torch.equal(_run(calculator, cell=CELL * 1.05), fresh)
+    assert len(calculator._filter_cache) == 4
+
+
+def test_batches_use_the_cache():
+    calculator = _calculator("p3m")
+    cells = torch.stack([CELL, CELL * 1.1]).double()
+    positions = torch.cat([POSITIONS, POSITIONS + 0.5]).double()
+    charges = torch.cat([CHARGES, CHARGES]).double()
+    system_index = torch.tensor([0, 0, 0, 1, 1, 1])
+    empty = torch.zeros((0, 2), dtype=torch.int64)
+
+    def run(calc):
+        return calc.forward_batch(
+            charges,
+            cells,
+            positions,
+            system_index,
+            empty,
+            torch.zeros(0, dtype=torch.float64),
+        )
+
+    first = run(calculator)
+    assert len(calculator._filter_cache) == 1
+    assert torch.equal(run(calculator), first)
+    assert torch.equal(first, run(_calculator("p3m")))

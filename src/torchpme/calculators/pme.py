@@ -1,5 +1,6 @@
 """``PMECalculator``: the long-range part on a mesh, with Lagrange interpolation."""
 
+from collections import OrderedDict
 from typing import Dict, List, Optional, Tuple
 
 import torch
@@ -15,6 +16,9 @@ from .calculator import Calculator
 from .ewald import check_range_separated
 
 __all__ = ["PMECalculator"]
+
+
+_FILTER_CACHE_SIZE = 4
 
 
 def _filter_key(calculator, cell: torch.Tensor, ns: List[int]):
@@ -146,7 +150,8 @@ class PMECalculator(Calculator):
 
     @torch.jit.unused
     def _cached_filter(self, cell: torch.Tensor, ns: List[int]) -> torch.Tensor:
-        """The filter, reused while cell, mesh and potential are unchanged.
+        """The filter of ``cell`` (or of a ``(B, 3, 3)`` stack of cells), reused
+        while cells, mesh and potential are unchanged.
 
         In MD at constant volume the filter (about a third of the time of a PME
         step on a fine mesh) is the same on every call. It is cached only where
@@ -157,11 +162,15 @@ class PMECalculator(Calculator):
         key = _filter_key(self, cell, ns)
         if key is None:
             return self._filter(cell, ns)
-        cached = self.__dict__.get("_filter_cache")
-        if cached is not None and cached[0] == key:
-            return cached[1]
+        # a few entries: a batch has one filter per group of equal mesh sizes
+        cache = self.__dict__.setdefault("_filter_cache", OrderedDict())
+        if key in cache:
+            cache.move_to_end(key)
+            return cache[key]
         kernel = self._filter(cell, ns)
-        self.__dict__["_filter_cache"] = (key, kernel)
+        cache[key] = kernel
+        if len(cache) > _FILTER_CACHE_SIZE:
+            cache.popitem(last=False)
         return kernel
 
     def _compute_kspace(
@@ -228,9 +237,7 @@ class PMECalculator(Calculator):
                 self.mesh_interpolator._coefficients,
                 local,
             )
-            group_cells = cells[systems]
-            k_sq = kspace.mesh_k_squared(group_cells, ns)
-            kernel = self.kspace_filter.filter_values(k_sq, group_cells, ns)
+            kernel = self._cached_filter(cells[systems], ns)
             # 1/V in the kernel, not on the atoms: the energy's gradient then
             # reaches the convolution as the charges themselves (its fast backward)
             kernel = kernel / volumes[systems].reshape(-1, 1, 1, 1)
