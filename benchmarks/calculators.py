@@ -77,7 +77,7 @@ def neighbors(positions, cell, cutoff):
     return indices, torch.from_numpy(s.astype("float64")).to(positions.dtype)
 
 
-def build(method: str, dtype, parameters=None):
+def build(method: str, dtype, parameters=None, n_atoms: int = 0):
 
     import torchpme
 
@@ -95,6 +95,10 @@ def build(method: str, dtype, parameters=None):
         calculator = torchpme.P3MCalculator(
             potential, mesh_spacing=p["mesh_spacing"], interpolation_nodes=p["nodes"]
         )
+    if "mesh_density" in p:
+        # any mesh size, not only powers of two (torchpme's fixed_mesh)
+        size = round(p["mesh_density"] * LATTICE * round((n_atoms / 8) ** (1 / 3)))
+        calculator.fixed_mesh = [size, size, size]
     return calculator.to(dtype=dtype), p["cutoff"]
 
 
@@ -159,7 +163,7 @@ def run_case(
 
     dtype = getattr(torch, dtype_name)
     positions, charges, cell = rocksalt(n_atoms, dtype)
-    calculator, cutoff = build(method, dtype, parameters)
+    calculator, cutoff = build(method, dtype, parameters, n_atoms)
     indices, shifts = neighbors(positions, cell, cutoff)
     if compiled:
         calculator = compile_calculator(calculator, cell)
@@ -289,6 +293,12 @@ def main():
         "the other implementation runs eagerly",
     )
     parser.add_argument(
+        "--params",
+        help="JSON parameters for every method instead of the fixed ones: cutoff, "
+        "smearing, mesh_spacing, nodes, optionally mesh_density (mesh points per Å "
+        "of box, any size: torchpme only)",
+    )
+    parser.add_argument(
         "--target",
         type=float,
         help="tune (ours) for this relative RMS force error instead of the fixed "
@@ -303,6 +313,8 @@ def main():
         print(json.dumps(result))
         return
     tuned = {}
+    if args.params:
+        tuned = {method: json.loads(args.params) for method in args.methods}
     if args.target:
         for method in args.methods:
             tuned[method] = tuned_parameters(method, args.target)
