@@ -1,23 +1,28 @@
 """Benchmark of Ewald / PME / P3M: energy + forces (+ stress) of rock-salt crystals.
 
-``--stress`` adds the cell gradient to the timed backward pass.
-
 For each case (method, N, dtype) it builds a rock-salt supercell (a = 5.64 Å, atoms
-displaced by 0.1 Å), its neighbour list (vesin, not timed), and times
-``forward + backward`` of the energy with respect to positions and cell; it reports
-the median time of the whole step (distances from positions included, the same
-plain PyTorch code for every implementation), the median time of the calculator's
-own part ("lib ms": forward + backward to positions and given distances), the
-whole step with the implementation's own distance function where it has one
-("own-d ms": ``torchpme.neighbors.pair_distances``), the peak
-memory growth of a fresh process, and the RMS force error against a converged
-reference (fine PME, N ≤ 4096 only). It uses whichever
-``torchpme`` the interpreter imports, so ``--other PYTHON`` runs the same cases with
-another implementation of the same API (e.g. torch-pme 0.5 in its own venv) and
-prints the ratios measured in one run.
+displaced by 0.1 Å) and its neighbour list (vesin, not timed), and reports medians
+of ``forward + backward`` of the energy with respect to the positions (``--stress``
+adds the cell):
+
+* ``ms``: the whole step, distances from positions in plain PyTorch (the same code
+  for every implementation);
+* ``lib ms``: the calculator's own part (forward + backward to positions and given
+  distances);
+* ``own-d ms``: the whole step with the implementation's own distance function
+  where it has one (``torchpme.neighbors.pair_distances``);
+* ``MB``: peak memory growth of the process over the runs (first call included);
+* ``rel err``: with ``--accuracy``, the RMS force error against a converged
+  reference (fine PME, N ≤ 4096 only).
+
+Parameters are the issue's fixed ones, or ``--params`` JSON, or tuned by
+``--target``. It uses whichever ``torchpme`` the interpreter imports, so
+``--other PYTHON`` runs the same cases with another implementation of the same API
+(e.g. torch-pme 0.5 in its own venv) and prints the ratios measured in one run.
 
     python benchmarks/calculators.py --sizes 512 4096 --json results.json
     python benchmarks/calculators.py --other /path/to/venv/bin/python
+    python benchmarks/calculators.py --methods p3m --target 1e-4 --accuracy
 """
 
 import argparse
