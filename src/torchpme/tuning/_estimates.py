@@ -72,6 +72,7 @@ with itself through the mesh and with its own images, one per cell volume) keep
 
 import functools
 import math
+from itertools import product
 from typing import Dict, List, NamedTuple, Optional, Tuple
 
 import numpy as np
@@ -355,7 +356,9 @@ def _filter_reach(
 
 
 def _shrink(cell: np.ndarray, ns: List[int], smearing: float):
-    """Halve the longest lattice vector (and its mesh) while the k-box is too big."""
+    """Divide the longest lattice vector (and its mesh) by a factor 2, 3 or 5 of
+    its mesh size while the k-box is too big (2 first: power-of-two meshes are
+    halved as always; 3 and 5 let odd 5-smooth meshes shrink too)."""
     cell = cell.copy()
     ns = list(ns)
     while True:
@@ -364,10 +367,13 @@ def _shrink(cell: np.ndarray, ns: List[int], smearing: float):
         if np.prod(2 * reach + 1) <= _BOX_BUDGET:
             return cell, ns
         order = np.argsort(-lengths)
-        for d in order:
-            if ns[d] % 2 == 0 and lengths[d] / 2 >= _MIN_LENGTH_IN_SMEARINGS * smearing:
-                cell[d] = cell[d] / 2
-                ns[d] = ns[d] // 2
+        for d, factor in product(order, (2, 3, 5)):
+            if (
+                ns[d] % factor == 0
+                and lengths[d] / factor >= _MIN_LENGTH_IN_SMEARINGS * smearing
+            ):
+                cell[d] = cell[d] / factor
+                ns[d] = ns[d] // factor
                 break
         else:
             return cell, ns

@@ -1,21 +1,66 @@
 """What the tuning of PME and P3M shares: node checks, the mean mesh spacing of
-the compatible bounds, the estimate front end and the grid of candidates."""
+the compatible bounds, the estimate front end and the grid of candidates
+(power-of-two meshes as the calculators derive them, or 5-smooth ``fixed_mesh``
+sizes)."""
 
 import math
 from functools import partial
 from itertools import product
-from typing import Any, Callable, Dict, List, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 
 from .._core.kspace import mesh_size
 from .._core.validation import check_positive, message
 from . import _estimates
-from .tuner import TuningGrid
+from .tuner import TuningGrid, check_flag
 
 # cost of one atom-node of spreading/gathering (with their gradients) relative to
 # one mesh point of one FFT pass, measured on CPU within a factor of about 3
 _SPREAD_OVER_FFT = 10.0
+
+
+def check_fixed_mesh(fixed_mesh: Any) -> List[int]:
+    """``fixed_mesh`` as three Python ints, each ≥ 1."""
+    if (
+        not isinstance(fixed_mesh, (list, tuple))
+        or len(fixed_mesh) != 3
+        or not all(int(n) == n and n >= 1 for n in fixed_mesh)
+    ):
+        raise ValueError(
+            message("fixed_mesh", "three positive mesh sizes", f"{fixed_mesh!r}")
+        )
+    return [int(n) for n in fixed_mesh]
+
+
+def is_smooth(n: int) -> bool:
+    """Whether ``n ≥ 1`` has no prime factor above 5 (an FFT-friendly size)."""
+    for prime in (2, 3, 5):
+        while n % prime == 0:
+            n //= prime
+    return n == 1
+
+
+def smooth_sizes(low: int, high: int) -> List[int]:
+    """The 5-smooth integers ``2^a 3^b 5^c`` in ``low … high``, ascending."""
+    return [n for n in range(max(low, 1), high + 1) if is_smooth(n)]
+
+
+def smooth_mesh_size(lengths: List[float], mesh_spacing: float) -> List[int]:
+    """Mesh points per lattice vector: the smallest 5-smooth integer ≥ ``2L/h + 1``.
+
+    The rule of :func:`torchpme._core.kspace.mesh_size` with powers of two replaced
+    by 5-smooth sizes, at most 25 % above any target of 8 or more (powers of two:
+    up to 100 % per axis, 8× in mesh points).
+    """
+    sizes: List[int] = []
+    for length in lengths:
+        # a target that is an integer up to rounding must not step past it
+        n = max(math.ceil(2.0 * (length / mesh_spacing) + 1.0 - 1e-9), 1)
+        while not is_smooth(n):
+            n += 1
+        sizes.append(n)
+    return sizes
 
 
 def check_nodes(interpolation_nodes, low: int, high: int) -> int:
@@ -59,12 +104,29 @@ class MeshErrorEstimate(_estimates.ErrorEstimate):
         )
 
     def _mesh_error(
-        self, smearing: float, cutoff: float, mesh_spacing: float, interpolation_nodes
+        self,
+        smearing: float,
+        cutoff: float,
+        mesh_spacing: float,
+        interpolation_nodes,
+        fixed_mesh: Optional[List[int]] = None,
     ) -> torch.Tensor:
+        """The error on the mesh of the calculator built with these arguments:
+        ``fixed_mesh`` if given, else the size derived from ``mesh_spacing``."""
         nodes = check_nodes(interpolation_nodes, *self._node_range)
         check_positive("mesh_spacing", float(mesh_spacing))
-        ns = mesh_size(self._lengths, float(mesh_spacing))
+        if fixed_mesh is None:
+            ns = mesh_size(self._lengths, float(mesh_spacing))
+        else:
+            ns = check_fixed_mesh(fixed_mesh)
         return self._total(smearing, cutoff, (*ns, nodes))
+
+
+def _mesh_points(lengths: List[float], param: Dict[str, Any]) -> int:
+    """Mesh points of the calculator built with the candidate ``param``."""
+    if "fixed_mesh" in param:
+        return math.prod(param["fixed_mesh"])
+    return math.prod(mesh_size(lengths, param["mesh_spacing"]))
 
 
 def _mesh_candidates(
@@ -74,23 +136,35 @@ def _mesh_candidates(
     nodes_hi: int,
     mesh_lo: int,
     mesh_hi: int,
+    smooth: bool = False,
 ) -> Tuple[List[Dict[str, Any]], Callable, Callable]:
-    """``{"interpolation_nodes": n, "mesh_spacing": 2 L_min/(2^e − 1)}``, nodes
-    outer, exponents inner (the spacing gives ``2^e`` points along the shortest
-    vector); their resources (interpolation nodes, mesh points) and a rough cost
-    model ``10·N·n³ + M·log₂M``."""
+    """``{"interpolation_nodes": n, "mesh_spacing": 2 L_min/(s − 1)}``, nodes
+    outer, sizes inner, with ``s = 2^e`` (``e = mesh_lo … mesh_hi``): the spacing
+    gives ``s`` points along the shortest vector; their resources (interpolation
+    nodes, mesh points) and a rough cost model ``10·N·n³ + M·log₂M``.
+
+    With ``smooth``, ``s`` runs over the 5-smooth sizes in ``2^mesh_lo …
+    2^mesh_hi`` and each candidate also has ``"fixed_mesh"``: the sizes of
+    :func:`smooth_mesh_size` for its spacing (``s`` along the shortest vector).
+    """
     min_dimension = min(lengths)
-    params = [
-        {"interpolation_nodes": n, "mesh_spacing": 2 * min_dimension / (2**e - 1)}
-        for n, e in product(range(nodes_lo, nodes_hi + 1), range(mesh_lo, mesh_hi + 1))
-    ]
+    if smooth:
+        sizes = smooth_sizes(2**mesh_lo, 2**mesh_hi)
+    else:
+        sizes = [2**e for e in range(mesh_lo, mesh_hi + 1)]
+    params = []
+    for n, size in product(range(nodes_lo, nodes_hi + 1), sizes):
+        spacing = 2 * min_dimension / (size - 1)
+        param: Dict[str, Any] = {"interpolation_nodes": n, "mesh_spacing": spacing}
+        if smooth:
+            param["fixed_mesh"] = smooth_mesh_size(lengths, spacing)
+        params.append(param)
 
     def cost(param: Dict[str, Any]) -> Tuple[float, ...]:
-        points = math.prod(mesh_size(lengths, param["mesh_spacing"]))
-        return (param["interpolation_nodes"], points)
+        return (param["interpolation_nodes"], _mesh_points(lengths, param))
 
     def work(param: Dict[str, Any]) -> float:
-        points = math.prod(mesh_size(lengths, param["mesh_spacing"]))
+        points = _mesh_points(lengths, param)
         nodes = param["interpolation_nodes"]
         return _SPREAD_OVER_FFT * n_atoms * nodes**3 + points * math.log2(points)
 
@@ -104,9 +178,13 @@ def mesh_grid(
     nodes_hi: int,
     mesh_lo: int,
     mesh_hi: int,
+    smooth_meshes: bool = False,
 ) -> TuningGrid:
     """The grid of ``tune_pme`` and ``tune_p3m``: node counts within the range of
-    the ``estimate`` (a :class:`MeshErrorEstimate`), mesh exponents in 1 … 10."""
+    the ``estimate`` (a :class:`MeshErrorEstimate`), mesh exponents in 1 … 10;
+    with ``smooth_meshes``, the 5-smooth sizes between those powers of two as
+    ``fixed_mesh`` (see :func:`_mesh_candidates`)."""
+    check_flag("smooth_meshes", smooth_meshes)
     smallest, largest = estimate._node_range
     return TuningGrid(
         calculator=calculator,
@@ -121,6 +199,7 @@ def mesh_grid(
             nodes_hi=nodes_hi,
             mesh_lo=mesh_lo,
             mesh_hi=mesh_hi,
+            smooth=smooth_meshes,
         ),
         hint="Increase `mesh_hi` (finer meshes), `nodes_hi` or the cutoff.",
     )

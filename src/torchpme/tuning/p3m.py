@@ -164,9 +164,13 @@ class P3MErrorEstimate(MeshErrorEstimate):
         mesh_spacing: float,
         cutoff: float,
         interpolation_nodes: int,
+        *,
+        fixed_mesh: Optional[List[int]] = None,
     ) -> torch.Tensor:
         """Same as :meth:`error`."""
-        return self.error(smearing, mesh_spacing, cutoff, interpolation_nodes)
+        return self.error(
+            smearing, mesh_spacing, cutoff, interpolation_nodes, fixed_mesh=fixed_mesh
+        )
 
     def error(
         self,
@@ -174,6 +178,8 @@ class P3MErrorEstimate(MeshErrorEstimate):
         mesh_spacing: float,
         cutoff: float,
         interpolation_nodes: int,
+        *,
+        fixed_mesh: Optional[List[int]] = None,
     ) -> torch.Tensor:
         """The estimated RMS error (times ``safety``), a 0-dim tensor.
 
@@ -182,8 +188,12 @@ class P3MErrorEstimate(MeshErrorEstimate):
             mesh_spacing: ``h`` of :class:`~torchpme.P3MCalculator`.
             cutoff: real-space cutoff ``r_c``.
             interpolation_nodes: assignment order ``n``, 1 … 5.
+            fixed_mesh: mesh points per lattice vector, used instead of the size
+                derived from ``mesh_spacing`` (as by the calculator).
         """
-        return self._mesh_error(smearing, cutoff, mesh_spacing, interpolation_nodes)
+        return self._mesh_error(
+            smearing, cutoff, mesh_spacing, interpolation_nodes, fixed_mesh
+        )
 
 
 def tune_p3m(
@@ -201,6 +211,8 @@ def tune_p3m(
     mesh_lo: int = 2,
     mesh_hi: int = 7,
     accuracy: float = 1e-3,
+    *,
+    smooth_meshes: bool = False,
 ) -> Tuple[float, Dict[str, Any], float]:
     """Smearing, mesh spacing and order of the fastest P3M meeting ``accuracy``.
 
@@ -208,7 +220,10 @@ def tune_p3m(
     ``nodes_lo … nodes_hi`` (1 … 5, default 2 … 5) and
     :class:`P3MErrorEstimate` (times :data:`~torchpme.tuning.tuner.SAFETY`).
     ``accuracy`` bounds the RMS errors of forces and potentials (see
-    :mod:`torchpme.tuning.tuner`).
+    :mod:`torchpme.tuning.tuner`). ``smooth_meshes=True`` lets the mesh sizes be
+    any 5-smooth integers ``2^a 3^b 5^c`` instead of powers of two only (up to 8×
+    fewer mesh points for the same accuracy) and adds them to the result as
+    ``fixed_mesh``, as for :func:`~torchpme.tuning.tune_pme`.
 
     Args:
         charges: ``(N, C)`` charges.
@@ -224,12 +239,15 @@ def tune_p3m(
         nodes_lo, nodes_hi: range of the assignment order (1 … 5).
         mesh_lo, mesh_hi: range of the mesh exponent ``e`` (1 … 10).
         accuracy: target RMS force error (a Python float > 0).
+        smooth_meshes: also choose mesh sizes that are not powers of two (see
+            above); the parameters then include ``fixed_mesh``.
 
     Returns:
         ``(smearing, {"interpolation_nodes": n, "mesh_spacing": h}, seconds per
-        call)``. If no candidate meets the accuracy a ``UserWarning`` is emitted
-        and the candidate with the smallest error estimate is returned (its
-        timing is ``inf``).
+        call)``, with ``"fixed_mesh": [n_0, n_1, n_2]`` added when
+        ``smooth_meshes`` is set. If no candidate meets the accuracy a
+        ``UserWarning`` is emitted and the candidate with the smallest error
+        estimate is returned (its timing is ``inf``).
 
     Reference: Deserno & Holm, J. Chem. Phys. 109, 7678 (1998),
     doi:10.1063/1.477414.
@@ -241,7 +259,13 @@ def tune_p3m(
     """
     return grid_search(
         mesh_grid(
-            P3MCalculator, P3MErrorEstimate, nodes_lo, nodes_hi, mesh_lo, mesh_hi
+            P3MCalculator,
+            P3MErrorEstimate,
+            nodes_lo,
+            nodes_hi,
+            mesh_lo,
+            mesh_hi,
+            smooth_meshes,
         ),
         charges,
         cell,

@@ -1,7 +1,7 @@
 """Tuning of :class:`~torchpme.PMECalculator`: error bounds and ``tune_pme``."""
 
 import math
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
@@ -130,6 +130,8 @@ class PMEErrorEstimate(MeshErrorEstimate):
         smearing: float,
         mesh_spacing: float,
         interpolation_nodes: float,
+        *,
+        fixed_mesh: Optional[List[int]] = None,
     ) -> torch.Tensor:
         """The estimated RMS error (times ``safety``), a 0-dim tensor.
 
@@ -138,8 +140,12 @@ class PMEErrorEstimate(MeshErrorEstimate):
             smearing: Gaussian smearing ``σ``.
             mesh_spacing: ``h`` of :class:`~torchpme.PMECalculator`.
             interpolation_nodes: ``n``, 3 … 7.
+            fixed_mesh: mesh points per lattice vector, used instead of the size
+                derived from ``mesh_spacing`` (as by the calculator).
         """
-        return self._mesh_error(smearing, cutoff, mesh_spacing, interpolation_nodes)
+        return self._mesh_error(
+            smearing, cutoff, mesh_spacing, interpolation_nodes, fixed_mesh
+        )
 
 
 def tune_pme(
@@ -157,6 +163,8 @@ def tune_pme(
     mesh_lo: int = 2,
     mesh_hi: int = 7,
     accuracy: float = 1e-3,
+    *,
+    smooth_meshes: bool = False,
 ) -> Tuple[float, Dict[str, Any], float]:
     """Smearing, mesh spacing and nodes of the fastest PME meeting ``accuracy``.
 
@@ -170,6 +178,18 @@ def tune_pme(
     the cheapest by a cost model (``10·N·n³ + M log₂ M``), are timed.
     ``accuracy`` bounds the RMS errors of forces and potentials (see
     :mod:`torchpme.tuning.tuner`).
+
+    **Smooth meshes.** :class:`~torchpme.PMECalculator` rounds the mesh derived
+    from ``mesh_spacing`` up to a power of two along each lattice vector, which
+    can nearly double each axis: a mesh up to 8× larger than the accuracy needs
+    (e.g. 128³ where 72³ would do). With ``smooth_meshes=True`` the candidate
+    sizes along the shortest vector are the 5-smooth integers ``2^a 3^b 5^c``
+    (sizes FFT libraries handle efficiently) between ``2^mesh_lo``
+    and ``2^mesh_hi``, the other axes get the smallest 5-smooth size for the same
+    spacing, and the estimates, pruning and timing see those sizes. The result
+    then carries them as ``fixed_mesh``, so ``PMECalculator(potential,
+    **params)`` builds the tuned mesh. The default (``False``) gives exactly the
+    power-of-two search of torch-pme 0.5.
 
     Args:
         charges: ``(N, C)`` charges.
@@ -185,12 +205,15 @@ def tune_pme(
         nodes_lo, nodes_hi: range of interpolation nodes (3 … 7).
         mesh_lo, mesh_hi: range of the mesh exponent ``e`` (1 … 10).
         accuracy: target RMS force error (a Python float > 0).
+        smooth_meshes: also choose mesh sizes that are not powers of two (see
+            above); the parameters then include ``fixed_mesh``.
 
     Returns:
         ``(smearing, {"interpolation_nodes": n, "mesh_spacing": h}, seconds per
-        call)``. If no candidate meets the accuracy a ``UserWarning`` is emitted
-        and the candidate with the smallest error estimate is returned (its
-        timing is ``inf``).
+        call)``, with ``"fixed_mesh": [n_0, n_1, n_2]`` added when
+        ``smooth_meshes`` is set. If no candidate meets the accuracy a
+        ``UserWarning`` is emitted and the candidate with the smallest error
+        estimate is returned (its timing is ``inf``).
 
     Example:
         >>> smearing, params, timing = tune_pme(  # doctest: +SKIP
@@ -199,7 +222,13 @@ def tune_pme(
     """
     return grid_search(
         mesh_grid(
-            PMECalculator, PMEErrorEstimate, nodes_lo, nodes_hi, mesh_lo, mesh_hi
+            PMECalculator,
+            PMEErrorEstimate,
+            nodes_lo,
+            nodes_hi,
+            mesh_lo,
+            mesh_hi,
+            smooth_meshes,
         ),
         charges,
         cell,

@@ -106,6 +106,15 @@ def check_accuracy(accuracy: Any) -> float:
     return accuracy
 
 
+def check_flag(argument: str, value: Any) -> bool:
+    """``value``, which must be ``True`` or ``False`` (not merely truthy)."""
+    if not isinstance(value, bool):
+        raise TypeError(
+            message(argument, "True or False", f"{type(value).__name__} {value!r}")
+        )
+    return value
+
+
 def check_cutoff(cutoff: Any) -> float:
     """Raise unless ``cutoff`` is a real number, finite and > 0."""
     if isinstance(cutoff, bool) or not isinstance(cutoff, (int, float)):
@@ -685,6 +694,8 @@ def tune_cutoff(
     neighbor_distances: torch.Tensor,
     cutoffs: Optional[Sequence[float]] = None,
     accuracy: float = 1e-3,
+    *,
+    smooth_meshes: bool = False,
     **kwargs,
 ) -> Tuple[float, float, Dict[str, Any], float]:
     """Choose the real-space cutoff too: tune for a few cutoffs, keep the fastest.
@@ -705,6 +716,10 @@ def tune_cutoff(
         cutoffs: cutoffs to try; by default ``[0.6, 0.75, 0.9, 1.0]`` times the
             largest distance in the neighbour list.
         accuracy: target RMS force error (a Python float > 0).
+        smooth_meshes: passed on to ``tune`` when ``True`` (mesh sizes that are
+            not powers of two, for :func:`~torchpme.tuning.tune_pme` and
+            :func:`~torchpme.tuning.tune_p3m` only); ``False`` calls ``tune``
+            without it, so any tuning function works as before.
         **kwargs: passed on to ``tune`` (e.g. ``full_neighbor_list``,
             ``prefactor``, grid bounds).
 
@@ -720,6 +735,9 @@ def tune_cutoff(
         ...     cutoffs=[4.0, 5.0, 6.0], accuracy=1e-4)
     """
     check_accuracy(accuracy)
+    if check_flag("smooth_meshes", smooth_meshes):
+        # only when set: tune_ewald has no such argument
+        kwargs["smooth_meshes"] = True
     if cutoffs is None:
         if neighbor_distances.numel() == 0:
             raise ValueError(
