@@ -249,10 +249,11 @@ def measure(
     return json.loads(output.stdout.strip().splitlines()[-1])
 
 
-def tuned_parameters(method: str, target: float) -> dict:
+def tuned_parameters(method: str, target: float, smooth: bool = False) -> dict:
     """Cutoff, smearing, mesh spacing and nodes reaching a relative RMS force error
     ``target`` on the N = 4096 crystal (``torchpme.tuning.tune_cutoff``; intensive
-    quantities, so they serve every N of the same crystal)."""
+    quantities, so they serve every N of the same crystal). With ``smooth`` the
+    tuner may pick any 5-smooth mesh, passed on as a mesh density."""
     import torch
 
     from torchpme import tuning
@@ -273,13 +274,17 @@ def tuned_parameters(method: str, target: float) -> dict:
         distances,
         cutoffs=[5.0, 6.0, 7.0, 8.0, 10.0],
         accuracy=target * scale**0.5,
+        **({"smooth_meshes": True} if smooth else {}),
     )
-    return {
+    result = {
         "cutoff": cutoff,
         "smearing": smearing,
         "mesh_spacing": params["mesh_spacing"],
         "nodes": params["interpolation_nodes"],
     }
+    if "fixed_mesh" in params:
+        result["mesh_density"] = params["fixed_mesh"][0] / float(cell[0, 0])
+    return result
 
 
 def main():
@@ -309,6 +314,11 @@ def main():
         help="tune (ours) for this relative RMS force error instead of the fixed "
         "parameters; both implementations then run the tuned parameters",
     )
+    parser.add_argument(
+        "--smooth",
+        action="store_true",
+        help="with --target: let the tuner pick 5-smooth meshes (torchpme only)",
+    )
     parser.add_argument("--json", help="write the results to this file")
     parser.add_argument("--case", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -322,7 +332,7 @@ def main():
         tuned = {method: json.loads(args.params) for method in args.methods}
     if args.target:
         for method in args.methods:
-            tuned[method] = tuned_parameters(method, args.target)
+            tuned[method] = tuned_parameters(method, args.target, args.smooth)
             print(f"{method} tuned for {args.target:.0e}: {tuned[method]}", flush=True)
     rows = []
     header = (
