@@ -623,6 +623,14 @@ CONSTRUCTORS = {
         lambda: PMECalculator(CoulombPotential(0.5), 0.5, fixed_mesh=[4, 4]),
         "`fixed_mesh`",
     ),
+    "pme-fixed_mesh-fraction": (
+        lambda: PMECalculator(CoulombPotential(0.5), 0.5, fixed_mesh=[4, 4.5, 4]),
+        "`fixed_mesh`",
+    ),
+    "p3m-fixed_mesh-text": (
+        lambda: P3MCalculator(CoulombPotential(0.5), 0.5, fixed_mesh="16"),
+        "`fixed_mesh`",
+    ),
     "dipole-calculator-not-a-dipole-potential": (
         lambda: CalculatorDipole(CoulombPotential()),
         "`potential`",

@@ -8,7 +8,8 @@ synchronisation on accelerators, so calculators run them only when
 calculator, tuners) always run them. All functions are TorchScript-compatible.
 """
 
-from typing import List, Optional
+import numbers
+from typing import Any, List, Optional
 
 import torch
 
@@ -63,6 +64,27 @@ def check_positive(argument: str, value: Optional[float]):
     """Raise ``ValueError`` unless ``value`` is a finite number > 0."""
     if value is None or not (value > 0.0) or value == float("inf"):
         raise ValueError(message(argument, "a finite number > 0", f"{value}"))
+
+
+def check_fixed_mesh(fixed_mesh: Any) -> List[int]:
+    """``fixed_mesh`` (three whole numbers ≥ 1: a list, tuple or 1-D tensor) as
+    Python ints."""
+    sizes = fixed_mesh.tolist() if isinstance(fixed_mesh, torch.Tensor) else fixed_mesh
+    if (
+        not isinstance(sizes, (list, tuple))
+        or len(sizes) != 3
+        or not all(
+            isinstance(n, numbers.Real)
+            and not isinstance(n, bool)
+            and float(n).is_integer()
+            and n >= 1
+            for n in sizes
+        )
+    ):
+        raise ValueError(
+            message("fixed_mesh", "three positive mesh sizes", f"{fixed_mesh!r}")
+        )
+    return [int(n) for n in sizes]
 
 
 def check_finite_number(argument: str, value: float):

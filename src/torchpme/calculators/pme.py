@@ -8,7 +8,7 @@ import torch
 from .._core import kspace
 from .._core import mesh as core_mesh
 from .._core.convolution import convolve
-from .._core.validation import check_positive, message
+from .._core.validation import check_fixed_mesh, check_positive
 from ..lib.kspace_filter import KSpaceFilter
 from ..lib.mesh_interpolator import MeshInterpolator
 from ..potentials import CoulombPotential, InversePowerLawPotential, Potential
@@ -103,15 +103,9 @@ class PMECalculator(Calculator):
         check_positive("mesh_spacing", mesh_spacing)
         self.mesh_spacing: float = mesh_spacing
         self.interpolation_nodes: int = interpolation_nodes
-        if fixed_mesh is not None and (
-            len(fixed_mesh) != 3 or min(int(n) for n in fixed_mesh) < 1
-        ):
-            raise ValueError(
-                message("fixed_mesh", "three positive mesh sizes", f"{fixed_mesh}")
-            )
         # [0, 0, 0] means "derive from mesh_spacing" (TorchScript needs a typed list)
         self.fixed_mesh: List[int] = (
-            [0, 0, 0] if fixed_mesh is None else [int(n) for n in fixed_mesh]
+            [0, 0, 0] if fixed_mesh is None else check_fixed_mesh(fixed_mesh)
         )
         # placeholders in the dtype/device of the potential's buffers
         reference = potential.prefactor

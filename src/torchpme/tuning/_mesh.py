@@ -11,26 +11,13 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import torch
 
 from .._core.kspace import mesh_size
-from .._core.validation import check_positive, message
+from .._core.validation import check_fixed_mesh, check_positive, message
 from . import _estimates
 from .tuner import TuningGrid, check_flag
 
 # cost of one atom-node of spreading/gathering (with their gradients) relative to
 # one mesh point of one FFT pass, measured on CPU within a factor of about 3
 _SPREAD_OVER_FFT = 10.0
-
-
-def check_fixed_mesh(fixed_mesh: Any) -> List[int]:
-    """``fixed_mesh`` as three Python ints, each ≥ 1."""
-    if (
-        not isinstance(fixed_mesh, (list, tuple))
-        or len(fixed_mesh) != 3
-        or not all(int(n) == n and n >= 1 for n in fixed_mesh)
-    ):
-        raise ValueError(
-            message("fixed_mesh", "three positive mesh sizes", f"{fixed_mesh!r}")
-        )
-    return [int(n) for n in fixed_mesh]
 
 
 def is_smooth(n: int) -> bool:
