@@ -292,6 +292,40 @@ def test_timings_call_counts_and_mean():
         TuningTimings(charges, cell, positions, *empty, n_warmup=-1)
 
 
+class RecordingCalculator(torch.nn.Module):
+    """Records which inputs require a gradient and the gradient its output gets."""
+
+    def forward(self, charges, cell, positions, neighbor_indices, neighbor_distances):
+        self.requires = (charges.requires_grad, cell.requires_grad)
+        result = charges * torch.sum(positions**2, dim=1, keepdim=True)
+        result.register_hook(lambda grad: setattr(self, "upstream", grad.clone()))
+        return result
+
+
+@pytest.mark.parametrize("workload", ["sum", "forces"])
+def test_timings_workloads(workload):
+    charges, cell, positions = two_atoms()
+    empty = torch.zeros((0, 2), dtype=torch.int64), torch.zeros(0, dtype=DTYPE)
+    calculator = RecordingCalculator()
+    timings = TuningTimings(
+        charges, cell, positions, *empty, n_repeat=1, n_warmup=0, workload=workload
+    )
+    assert timings(calculator) > 0
+    if workload == "sum":
+        assert calculator.requires == (True, True)
+        assert torch.equal(calculator.upstream, torch.ones_like(charges))
+    else:  # the gradient of the energy Σ q V: the charges themselves
+        assert calculator.requires == (False, False)
+        assert torch.equal(calculator.upstream, charges)
+
+
+def test_timings_workload_checked():
+    charges, cell, positions = two_atoms()
+    empty = torch.zeros((0, 2), dtype=torch.int64), torch.zeros(0, dtype=DTYPE)
+    with pytest.raises(ValueError, match="`workload`"):
+        TuningTimings(charges, cell, positions, *empty, workload="stress")
+
+
 def test_grid_search_times_several_repetitions_with_backward():
     charges, cell, positions, indices, distances = small_crystal()
     tuner = GridSearchTuner(
@@ -308,6 +342,8 @@ def test_grid_search_times_several_repetitions_with_backward():
     # torch-pme 0.5 passed True as n_repeat (one repetition); fixed
     assert tuner.time_func.n_repeat >= 3
     assert tuner.time_func.run_backward is True
+    # the energy + forces step, not the backward of the summed potentials
+    assert tuner.time_func.workload == "forces"
     # the neighbour list is filtered to the cutoff
     assert float(tuner.time_func.neighbor_distances.max()) < 3.0
     assert len(tuner.time_func.neighbor_distances) < len(distances)

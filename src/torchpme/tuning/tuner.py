@@ -71,6 +71,7 @@ import numpy as np
 import torch
 
 from .._core.validation import (
+    check_choice,
     check_finite,
     check_index_range,
     check_invertible,
@@ -321,6 +322,12 @@ class TuningTimings(torch.nn.Module):
             respect to positions, cell and charges.
         time_budget: stop repeating once the timed calls add up to this many
             seconds (after at least one); ``None``: always ``n_repeat`` calls.
+        workload: ``"sum"`` (the compatible default: backward of
+            ``result.sum()`` with positions, cell and charges differentiable) or
+            ``"forces"``: the energy ``Σ q_i V_i`` and its gradient with respect to
+            the positions and the pair distances, the step of an MD code, which
+            the tuners time (it takes the calculators' energy shortcuts; the
+            ``"sum"`` backward does not).
     """
 
     def __init__(
@@ -335,11 +342,13 @@ class TuningTimings(torch.nn.Module):
         run_backward: Optional[bool] = True,
         *,
         time_budget: Optional[float] = None,
+        workload: str = "sum",
     ):
         super().__init__()
         _validate_parameters(
             charges, cell, positions, neighbor_indices, neighbor_distances
         )
+        check_choice("workload", workload, ["sum", "forces"])
         if isinstance(n_repeat, bool) or not isinstance(n_repeat, int) or n_repeat < 1:
             raise ValueError(message("n_repeat", "an int >= 1", f"{n_repeat!r}"))
         if isinstance(n_warmup, bool) or not isinstance(n_warmup, int) or n_warmup < 0:
@@ -353,6 +362,7 @@ class TuningTimings(torch.nn.Module):
         self.neighbor_indices = neighbor_indices
         self.neighbor_distances = neighbor_distances
         self.time_budget = time_budget
+        self.workload = workload
 
     def _synchronize(self):
         if self.positions.device.type == "cuda":
@@ -389,10 +399,14 @@ class TuningTimings(torch.nn.Module):
         positions = self.positions.clone()
         cell = self.cell.clone()
         charges = self.charges.clone()
+        forces = self.workload == "forces"
+        distances = self.neighbor_distances
         if self.run_backward:
             positions.requires_grad_(True)
-            cell.requires_grad_(True)
-            charges.requires_grad_(True)
+            cell.requires_grad_(not forces)
+            charges.requires_grad_(not forces)
+            if forces:  # in MD the distances come from the positions
+                distances = distances.clone().requires_grad_(True)
         self._synchronize()
         start = time.perf_counter()
         result = calculator.forward(
@@ -400,9 +414,9 @@ class TuningTimings(torch.nn.Module):
             charges=charges,
             cell=cell,
             neighbor_indices=self.neighbor_indices,
-            neighbor_distances=self.neighbor_distances,
+            neighbor_distances=distances,
         )
-        value = result.sum()
+        value = (charges * result).sum() if forces else result.sum()
         if self.run_backward:
             value.backward(retain_graph=True)
         self._synchronize()
@@ -530,6 +544,10 @@ class GridSearchTuner(TunerBase):
             n_warmup=n_warmup,
             run_backward=True,
             time_budget=time_budget,
+            # the step the parameters are tuned for: energy and forces (the sum
+            # of the potentials with every input differentiable, as in the
+            # original, times a backward path users rarely run)
+            workload="forces",
         )
 
     def tune(self, accuracy: float = 1e-3) -> Tuple[List[float], List[float]]:
