@@ -25,8 +25,8 @@ from typing import List, Tuple
 import torch
 
 from . import stencil
+from .backward import channel_factors, replay
 from .fft import _apply_kernel, _multiplicity, _overlap, filter_mesh, irfft3, rfft3
-from .proportional import channel_factors
 
 __all__ = ["convolve"]
 
@@ -105,8 +105,10 @@ class _Convolution(torch.autograd.Function):
     def backward(ctx, grad):
         flat, weights, values, kernel = ctx.saved_tensors
         needs = ctx.needs_input_grad
-        if torch.is_grad_enabled():
-            return _double_backward(ctx, grad, flat, weights, values, kernel)
+        if torch.is_grad_enabled():  # second derivatives
+            output = _composed(flat, weights, values, kernel, ctx.shape)
+            inputs = [None, weights, values, kernel, None]
+            return replay(output, inputs, ctx.needs_input_grad, grad)
         factors = channel_factors(grad, values)
         grad_weights = grad_values = grad_kernel = None
         if factors is not None:
@@ -146,18 +148,6 @@ def _kernel_gradient(ctx, overlap: torch.Tensor) -> torch.Tensor:
         ctx.shape[-1], overlap.shape[-1], overlap.dtype, overlap.device
     )
     return (overlap * weight).sum_to_size(kernel.shape)
-
-
-def _double_backward(ctx, grad, flat, weights, values, kernel):
-    needs = ctx.needs_input_grad
-    inputs = [t for t, need in zip([weights, values, kernel], needs[1:4]) if need]
-    output = _composed(flat, weights, values, kernel, ctx.shape)
-    grads = list(torch.autograd.grad(output, inputs, grad, create_graph=True))
-    result = [None, None, None, None, None]
-    for position in (1, 2, 3):
-        if needs[position]:
-            result[position] = grads.pop(0)
-    return tuple(result)
 
 
 def _convolution(flat, weights, values, kernel, shape: List[int]) -> torch.Tensor:

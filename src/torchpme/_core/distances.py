@@ -20,6 +20,8 @@ the composed form inside the backward pass.
 
 import torch
 
+from .backward import replay
+
 __all__ = ["pair_distances"]
 
 
@@ -48,13 +50,9 @@ class _PairDistances(torch.autograd.Function):
     def backward(ctx, grad):
         positions, cell, first, second, shifts = ctx.saved_tensors
         needs = ctx.needs_input_grad
-        if torch.is_grad_enabled():
-            inputs = [t for t, need in zip([positions, cell], needs[:2]) if need]
+        if torch.is_grad_enabled():  # second derivatives
             output = _composed(positions, cell, first, second, shifts)
-            grads = list(torch.autograd.grad(output, inputs, grad, create_graph=True))
-            grad_positions = grads.pop(0) if needs[0] else None
-            grad_cell = grads.pop(0) if needs[1] else None
-            return grad_positions, grad_cell, None, None, None
+            return replay(output, [positions, cell, None, None, None], needs, grad)
         distances, vectors = ctx.distances, ctx.vectors
         if vectors is None:  # a second backward (retain_graph): rebuild the buffer
             vectors = _vectors(positions, cell, first, second, shifts)

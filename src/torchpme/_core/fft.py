@@ -16,6 +16,8 @@ from typing import List, Tuple
 
 import torch
 
+from .backward import channel_factors
+
 __all__ = ["filter_mesh", "irfft3", "rfft3"]
 
 # single meshes of at least this many points are transformed by scipy's pocketfft
@@ -99,37 +101,26 @@ def _overlap(spectrum: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
     return torch.real(spectrum * torch.conj(other))
 
 
-def _proportional(grad: torch.Tensor, mesh: torch.Tensor):
-    """``c`` with ``grad = c · mesh`` to rounding, or ``None``.
+def _channel_scales(grad: torch.Tensor, mesh: torch.Tensor):
+    """Per-channel ``c`` with ``grad = c · mesh`` to rounding, shaped to broadcast
+    against the mesh, or ``None`` (see :func:`~torchpme._core.backward.channel_factors`).
 
     In the backward pass of an energy ``E = ½ ρᵀ A ρ`` the gradient reaching the
     filter is the spread of the same charges that made ``ρ``, so ``A · grad`` is the
-    forward result times ``c``: two FFTs saved (``A`` is linear). The check reads
-    values, so it runs only on CPU (no device synchronisation) and outside
-    ``torch.compile``.
+    forward result times ``c``: two FFTs saved (``A`` is linear).
     """
-    if grad.device.type != "cpu" or grad.shape != mesh.shape:
+    channels = mesh.shape[0]
+    factors = channel_factors(
+        grad.reshape(channels, -1).t(),
+        mesh.reshape(channels, -1).t(),
+        # spreading c·q and c times spreading q round differently, more so where
+        # opposite charges cancel on a node (measured 25–110 eps, neutral crystals)
+        rounding=256.0,
+    )
+    if factors is None:
         return None
-    compiler = getattr(torch, "compiler", None)
-    if compiler is not None and compiler.is_compiling():
-        return None
-    flat_grad, flat_mesh = grad.reshape(-1), mesh.reshape(-1)
-    mesh_norm = float(torch.dot(flat_mesh, flat_mesh))
-    if mesh_norm == 0.0:
-        return None
-    scale = float(torch.dot(flat_grad, flat_mesh)) / mesh_norm
-    grad_norm = float(torch.dot(flat_grad, flat_grad))
-    # rounding differs between spreading c·q and c times spreading q, more so where
-    # opposite charges cancel on a node (measured 25–110 eps for neutral crystals);
-    # a relative residual of 1e-12 perturbs the gradient by as little
-    tolerance = max(1e-12, 256.0 * torch.finfo(grad.dtype).eps)
-    bound = tolerance**2 * grad_norm
-    if grad_norm - scale * scale * mesh_norm > 1e-8 * grad_norm:
-        return None  # clearly not proportional: skip the exact check
-    residual = flat_grad - scale * flat_mesh
-    if float(torch.dot(residual, residual)) > bound:
-        return None
-    return scale
+    scales = torch.tensor(factors, dtype=mesh.dtype, device=mesh.device)
+    return scales.reshape([channels] + [1] * (mesh.dim() - 1))
 
 
 class _Filter(torch.autograd.Function):
@@ -153,7 +144,7 @@ class _Filter(torch.autograd.Function):
         grad_mesh = grad_kernel = None
         double_backward = torch.is_grad_enabled()
         if not double_backward:
-            factor = _proportional(grad, mesh)
+            factor = _channel_scales(grad, mesh)
             if factor is not None:
                 return _scaled_backward(ctx, factor, mesh, kernel, output)
         grad_spectrum = torch.fft.rfftn(grad, dim=(-3, -2, -1))
@@ -184,8 +175,8 @@ class _Filter(torch.autograd.Function):
         return grad_mesh, grad_kernel, None
 
 
-def _scaled_backward(ctx, factor: float, mesh, kernel, output):
-    """Backward for ``grad = factor · mesh``: no transform needed."""
+def _scaled_backward(ctx, factor: torch.Tensor, mesh, kernel, output):
+    """Backward for ``grad = factor · mesh`` (per channel): no transform needed."""
     grad_mesh = grad_kernel = None
     if ctx.needs_input_grad[0]:
         grad_mesh = output * factor

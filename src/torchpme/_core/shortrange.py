@@ -19,7 +19,7 @@ from typing import List
 
 import torch
 
-from .proportional import channel_factors
+from .backward import channel_factors, replay
 
 __all__ = ["coulomb_pair_sum"]
 
@@ -107,16 +107,10 @@ class _CoulombPairSum(torch.autograd.Function):
         charges, indices, distances, first, second = ctx.saved_tensors
         smearing, prefactor, full = ctx.constants
         needs = ctx.needs_input_grad
-        if torch.is_grad_enabled():
-            # second derivatives: through the composed, differentiable form
-            inputs = [
-                t for t, need in zip([charges, distances], (needs[0], needs[2])) if need
-            ]
+        if torch.is_grad_enabled():  # second derivatives
             output = _composed(charges, indices, distances, smearing, prefactor, full)
-            grads = list(torch.autograd.grad(output, inputs, grad, create_graph=True))
-            grad_charges = grads.pop(0) if needs[0] else None
-            grad_distances = grads.pop(0) if needs[2] else None
-            return grad_charges, None, grad_distances, None, None, None
+            inputs = [charges, None, distances, None, None, None]
+            return replay(output, inputs, needs, grad)
         grad_charges = grad_distances = None
         if needs[0]:
             # the adjoint sends the gradient back along each stored pair

@@ -1,0 +1,63 @@
+"""Helpers shared by the hand-written backward passes of ``_core``.
+
+:func:`channel_factors` tells whether an upstream gradient is proportional to the
+values, channel by channel. Backward passes of linear maps ``φ = A q`` with ``A``
+symmetric (the mesh convolution, the pair sums) take a shortcut when the gradient
+reaching them is ``c · q``: that is the case for an energy ``E = Σ_i q_i φ_i``,
+whose gradient with respect to ``φ`` is the charges, and then ``A g = c · A q`` is
+already known from the forward pass.
+
+:func:`replay` gives second derivatives: a Function whose backward is written by
+hand re-runs its forward as differentiable operations and lets autograd
+differentiate that (as activation checkpointing does).
+"""
+
+from typing import List, Optional, Sequence, Tuple
+
+import torch
+
+__all__ = ["channel_factors", "replay"]
+
+
+def channel_factors(
+    grad: torch.Tensor, values: torch.Tensor, rounding: float = 64.0
+) -> Optional[List[float]]:
+    """``c`` with ``grad[:, k] = c[k] · values[:, k]`` to rounding, or ``None``.
+
+    Reading the values is a host synchronisation: CPU and eager mode only.
+    """
+    if grad.device.type != "cpu" or grad.shape != values.shape:
+        return None
+    compiler = getattr(torch, "compiler", None)
+    if compiler is not None and compiler.is_compiling():
+        return None
+    norms = (values * values).sum(0)
+    overlaps = (grad * values).sum(0)
+    grad_norms = (grad * grad).sum(0)
+    factors = torch.where(norms > 0, overlaps / norms, torch.zeros_like(norms))
+    residual = grad - factors * values
+    # the upstream gradient is c·q computed in a few roundings per value (``rounding``
+    # machine epsilons, relative); replacing it by c·q changes the gradient by as
+    # little
+    tolerance = max(1e-12, rounding * torch.finfo(grad.dtype).eps)
+    excess = (residual * residual).sum(0) - tolerance**2 * grad_norms
+    if bool((excess > 0).any()):
+        return None
+    return factors.tolist()
+
+
+def replay(
+    output: torch.Tensor,
+    inputs: Sequence[Optional[torch.Tensor]],
+    needs: Sequence[bool],
+    grad: torch.Tensor,
+) -> Tuple[Optional[torch.Tensor], ...]:
+    """Differentiable gradients of ``output`` (recomputed from ``inputs``) for a
+    Function's backward: one entry per forward argument, ``None`` where
+    ``needs`` (``ctx.needs_input_grad``) is false."""
+    wanted = [t for t, need in zip(inputs, needs) if need and t is not None]
+    grads = iter(torch.autograd.grad(output, wanted, grad, create_graph=True))
+    return tuple(
+        next(grads) if need and t is not None else None
+        for t, need in zip(inputs, needs)
+    )
