@@ -10,7 +10,9 @@ computes the value and the derivative
 
     v'(r) = −\\frac{1}{r}\\left(v(r) + A\\sqrt{\\tfrac{2}{π}}\\frac{e^{−r²/2σ²}}{σ}\\right)
 
-in one pass, and the backward needs only ``v'`` and two gathers. Second
+in one pass, and the backward needs only ``v'`` and the gathered charges; for an
+energy (upstream gradient proportional to the charges) the products ``q_i q_j``
+kept from the forward make it a single multiplication per pair. Second
 derivatives re-run the composed differentiable form inside the backward pass.
 """
 
