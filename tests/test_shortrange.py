@@ -130,3 +130,39 @@ def test_calculator_result_equals_the_composed_potential():
         0, indices[:, 1], 0.5 * charges[indices[:, 0]] * values[:, None]
     )
     assert torch.allclose(fused, expected, rtol=1e-12, atol=1e-14)
+
+
+def test_index_columns_are_shared_while_the_indices_are_unchanged():
+    import gc
+
+    from torchpme._core import pairs
+
+    indices = torch.tensor([[0, 1], [1, 2], [2, 0]])
+    first, second = pairs.index_columns(indices)
+    assert first.is_contiguous() and torch.equal(first, indices[:, 0])
+    again = pairs.index_columns(indices)
+    assert again[0] is first and again[1] is second
+    # modified in place: new columns that show the change
+    indices[0, 0] = 2
+    changed = pairs.index_columns(indices)
+    assert changed[0] is not first and int(changed[0][0]) == 2
+    # an equal but different tensor gets its own columns; one entry is kept
+    other = indices.clone()
+    assert pairs.index_columns(other)[0] is not changed[0]
+    assert len(pairs._COLUMNS) == 1
+    # the entry dies with its tensor
+    del other
+    gc.collect()
+    assert len(pairs._COLUMNS) == 0
+
+
+def test_results_follow_in_place_changes_of_the_indices():
+    indices, distances, charges = _pairs()
+    before = coulomb_pair_sum(charges, indices, distances, *_constants(), False)
+    indices[:, [0, 1]] = indices[:, [1, 0]].clone()  # swapped in place: same sums
+    swapped = coulomb_pair_sum(charges, indices, distances, *_constants(), False)
+    assert torch.allclose(before, swapped, rtol=1e-14, atol=1e-15)
+    indices[0] = torch.tensor([4, 5])  # a different pair: a different result
+    assert not torch.allclose(
+        coulomb_pair_sum(charges, indices, distances, *_constants(), False), before
+    )

@@ -21,6 +21,7 @@ the composed form inside the backward pass.
 import torch
 
 from .backward import replay
+from .pairs import index_columns
 
 __all__ = ["pair_distances"]
 
@@ -77,8 +78,7 @@ def pair_distances(
 ) -> torch.Tensor:
     """``(P,)`` distances ``‖r_j − r_i + S A‖``, differentiable (twice) in positions
     and cell; ``shifts`` ``(P, 3)`` integer (or float) cell shifts."""
-    first = neighbor_indices[:, 0].contiguous()
-    second = neighbor_indices[:, 1].contiguous()
+    first, second = index_columns(neighbor_indices)
     shifts = shifts.to(positions.dtype)
     if torch.jit.is_scripting():
         return _composed(positions, cell, first, second, shifts)

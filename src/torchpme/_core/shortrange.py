@@ -22,6 +22,7 @@ from typing import List
 import torch
 
 from .backward import channel_factors, replay
+from .pairs import index_columns
 
 __all__ = ["coulomb_pair_sum"]
 
@@ -84,15 +85,14 @@ def _pair_overlap(grad, charges, first, second, full: bool) -> torch.Tensor:
 def _composed(charges, indices, distances, smearing, prefactor, full):
     scaled = distances / (math.sqrt(2.0) * smearing)
     values = prefactor * torch.special.erfc(scaled) / torch.clamp(distances, min=1e-15)
-    first, second = indices[:, 0].contiguous(), indices[:, 1].contiguous()
+    first, second = index_columns(indices)
     return _pair_sum(charges, first, second, values, full, False)[0]
 
 
 class _CoulombPairSum(torch.autograd.Function):
     @staticmethod
     def forward(ctx, charges, indices, distances, smearing, prefactor, full):
-        # contiguous once: every gather and accumulation would copy a strided index
-        first, second = indices[:, 0].contiguous(), indices[:, 1].contiguous()
+        first, second = index_columns(indices)
         values, derivatives = _pair_values(distances, smearing, prefactor)
         potential, products = _pair_sum(
             charges, first, second, values, full, distances.requires_grad
