@@ -63,3 +63,16 @@ def test_calculators_benchmark_with_any_mesh():
         json.dumps(parameters),
     )
     assert "p3m" in text and "failed" not in text
+
+
+@pytest.mark.slow
+def test_tuning_benchmark():
+    text = _run(
+        "tuning.py", "--n-atoms", "512", "--cutoff", "5.0", "--accuracy", "1e-2"
+    )
+    lines = [line for line in text.splitlines() if line.startswith("tune_")]
+    assert [line.split()[0] for line in lines] == ["tune_pme", "tune_p3m"]
+    for line in lines:
+        # the picks meet the requested accuracy (absolute RMS force error)
+        error = float(line.rsplit("force error", 1)[1])
+        assert error < 1e-2
