@@ -166,3 +166,14 @@ def test_results_follow_in_place_changes_of_the_indices():
     assert not torch.allclose(
         coulomb_pair_sum(charges, indices, distances, *_constants(), False), before
     )
+
+
+def test_index_columns_see_changes_made_through_numpy():
+    from torchpme._core import pairs
+
+    array = np.array([[0, 1], [1, 2], [2, 0]])
+    indices = torch.from_numpy(array)  # shares memory with the array
+    assert int(pairs.index_columns(indices)[0][0]) == 0
+    array[0, 0] = 2  # the tensor's version counter does not see this
+    changed, _ = pairs.index_columns(indices)
+    assert int(changed[0]) == 2

@@ -21,13 +21,20 @@ def index_columns(neighbor_indices: torch.Tensor) -> Tuple[torch.Tensor, torch.T
     a ``(P, 2)`` tensor is strided); the distance function and the pair sum of one
     step, and the steps of an MD run between two neighbour-list updates, share
     one copy. It is kept for the most recent indices tensor only, while that tensor
-    lives and is not modified in place (its version counter is compared).
+    lives; a kept copy is used only if the version counter is unchanged and the
+    values still agree (memory shared with NumPy can change without the counter),
+    a comparison that reads but allocates nothing.
     """
     compiler = getattr(torch, "compiler", None)
     if compiler is not None and compiler.is_compiling():
         return neighbor_indices[:, 0].contiguous(), neighbor_indices[:, 1].contiguous()
     entry = _COLUMNS.get(neighbor_indices)
-    if entry is not None and entry[0] == neighbor_indices._version:
+    if (
+        entry is not None
+        and entry[0] == neighbor_indices._version
+        and torch.equal(entry[1], neighbor_indices[:, 0])
+        and torch.equal(entry[2], neighbor_indices[:, 1])
+    ):
         return entry[1], entry[2]
     first = neighbor_indices[:, 0].contiguous()
     second = neighbor_indices[:, 1].contiguous()
