@@ -26,16 +26,18 @@ from .pairs import index_columns
 __all__ = ["pair_distances"]
 
 
-def _composed(positions, cell, first, second, shifts):
-    vectors = positions[second] - positions[first] + shifts @ cell
-    return torch.linalg.vector_norm(vectors, dim=-1)
-
-
 def _vectors(positions, cell, first, second, shifts) -> torch.Tensor:
     """``r_j − r_i + S A`` ``(P, 3)``, built in place in one fresh buffer."""
     vectors = positions.index_select(0, second)
     vectors.sub_(positions.index_select(0, first))
     return vectors.addmm_(shifts, cell)
+
+
+def _composed(positions, cell, first, second, shifts):
+    """The distances as differentiable operations (second derivatives, scripting)."""
+    return torch.linalg.vector_norm(
+        _vectors(positions, cell, first, second, shifts), dim=-1
+    )
 
 
 class _PairDistances(torch.autograd.Function):

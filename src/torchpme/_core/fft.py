@@ -127,10 +127,8 @@ class _Filter(torch.autograd.Function):
     @staticmethod
     def forward(ctx, mesh, kernel, scale: float):
         sizes = (mesh.shape[-3], mesh.shape[-2], mesh.shape[-1])
-        spectrum = torch.fft.rfftn(mesh, dim=(-3, -2, -1))
-        result = torch.fft.irfftn(
-            _apply_kernel(spectrum, kernel), s=sizes, dim=(-3, -2, -1), norm="forward"
-        )
+        spectrum = rfft3(mesh)
+        result = irfft3(_apply_kernel(spectrum, kernel), sizes)
         output = result if scale == 1.0 else result * scale
         ctx.save_for_backward(mesh, kernel, output)
         # the spectrum serves the kernel gradient of a first-order backward
