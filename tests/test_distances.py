@@ -74,3 +74,50 @@ def test_dtype_follows_positions(dtype):
         positions.detach().to(dtype), cell.detach(), indices, shifts
     )
     assert result.dtype == dtype
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_forces_of_a_reused_long_list_match_the_plain_accumulation(monkeypatch, dtype):
+    """A list seen twice accumulates its forces through the kept sparse incidence
+    (lowered threshold, so a small list takes that path); both paths agree with
+    the composed operations, and an in-place change of the list is seen."""
+    from torchpme._core import pairlist
+
+    monkeypatch.setattr(pairlist, "MIN_SPARSE_PAIRS", 1)
+    rng = np.random.default_rng(3)
+    n_atoms, n_pairs = 40, 300
+    positions = torch.tensor(rng.uniform(0, 4, (n_atoms, 3)), dtype=dtype)
+    cell = torch.tensor(CELL, dtype=dtype)
+    indices = torch.tensor(rng.integers(0, n_atoms, (n_pairs, 2)))
+    indices = indices[indices[:, 0] != indices[:, 1]]
+    shifts = torch.tensor(rng.integers(-1, 2, (len(indices), 3)))
+    weights = torch.tensor(rng.normal(size=len(indices)), dtype=dtype)
+
+    def forces(indices):
+        p = positions.clone().requires_grad_(True)
+        c = cell.clone().requires_grad_(True)
+        energy = (weights / pair_distances(p, c, indices, shifts)).sum()
+        return torch.autograd.grad(energy, (p, c))
+
+    def plain(indices):
+        p = positions.clone().requires_grad_(True)
+        c = cell.clone().requires_grad_(True)
+        vectors = p[indices[:, 1]] - p[indices[:, 0]] + shifts.to(dtype) @ c
+        energy = (weights / torch.linalg.norm(vectors, dim=1)).sum()
+        return torch.autograd.grad(energy, (p, c))
+
+    tolerance = {"rtol": 1e-5, "atol": 1e-5} if dtype == torch.float32 else {}
+    first = forces(indices)  # first sighting: indexed accumulation
+    assert pairlist.lookup(indices).ends[n_atoms] is None
+    second = forces(indices)  # second: through the sparse incidence
+    assert isinstance(pairlist.lookup(indices).ends[n_atoms], pairlist.PairEnds)
+    for a, b, c in zip(first, second, plain(indices)):
+        torch.testing.assert_close(a, c, **tolerance)
+        torch.testing.assert_close(b, c, **tolerance)
+    indices[:5] = indices[:5].flip(1).clone()  # changed in place: new structures
+    forces(indices)
+    changed = forces(indices)
+    assert isinstance(pairlist.lookup(indices).ends[n_atoms], pairlist.PairEnds)
+    for a, b in zip(changed, plain(indices)):
+        torch.testing.assert_close(a, b, **tolerance)
+    assert not torch.allclose(changed[0], first[0])

@@ -135,7 +135,7 @@ def test_calculator_result_equals_the_composed_potential():
 def test_index_columns_are_shared_while_the_indices_are_unchanged():
     import gc
 
-    from torchpme._core import pairs
+    from torchpme._core import pairlist as pairs
 
     indices = torch.tensor([[0, 1], [1, 2], [2, 0]])
     first, second = pairs.index_columns(indices)
@@ -149,11 +149,11 @@ def test_index_columns_are_shared_while_the_indices_are_unchanged():
     # an equal but different tensor gets its own columns; one entry is kept
     other = indices.clone()
     assert pairs.index_columns(other)[0] is not changed[0]
-    assert len(pairs._COLUMNS) == 1
+    assert len(pairs._ENTRIES) == 1
     # the entry dies with its tensor
     del other
     gc.collect()
-    assert len(pairs._COLUMNS) == 0
+    assert len(pairs._ENTRIES) == 0
 
 
 def test_results_follow_in_place_changes_of_the_indices():
@@ -169,7 +169,7 @@ def test_results_follow_in_place_changes_of_the_indices():
 
 
 def test_index_columns_see_changes_made_through_numpy():
-    from torchpme._core import pairs
+    from torchpme._core import pairlist as pairs
 
     array = np.array([[0, 1], [1, 2], [2, 0]])
     indices = torch.from_numpy(array)  # shares memory with the array

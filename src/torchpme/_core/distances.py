@@ -21,7 +21,7 @@ the composed form inside the backward pass.
 import torch
 
 from .backward import replay
-from .pairs import index_columns
+from .pairlist import accumulate_at_ends, lookup
 
 __all__ = ["pair_distances"]
 
@@ -42,11 +42,11 @@ def _composed(positions, cell, first, second, shifts):
 
 class _PairDistances(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, positions, cell, first, second, shifts):
+    def forward(ctx, positions, cell, first, second, shifts, ends):
         vectors = _vectors(positions, cell, first, second, shifts)
         distances = torch.linalg.vector_norm(vectors, dim=-1)
         ctx.save_for_backward(positions, cell, first, second, shifts)
-        ctx.vectors, ctx.distances = vectors, distances
+        ctx.vectors, ctx.distances, ctx.ends = vectors, distances, ends
         return distances
 
     @staticmethod
@@ -55,7 +55,8 @@ class _PairDistances(torch.autograd.Function):
         needs = ctx.needs_input_grad
         if torch.is_grad_enabled():  # second derivatives
             output = _composed(positions, cell, first, second, shifts)
-            return replay(output, [positions, cell, None, None, None], needs, grad)
+            inputs = [positions, cell, None, None, None, None]
+            return replay(output, inputs, needs, grad)
         distances, vectors = ctx.distances, ctx.vectors
         if vectors is None:  # a second backward (retain_graph): rebuild the buffer
             vectors = _vectors(positions, cell, first, second, shifts)
@@ -66,10 +67,10 @@ class _PairDistances(torch.autograd.Function):
         if needs[1]:
             grad_cell = shifts.t() @ pulls
         if needs[0]:
-            grad_positions = torch.zeros_like(positions)
-            grad_positions.index_put_((second,), pulls, accumulate=True)
-            grad_positions.index_put_((first,), pulls.neg_(), accumulate=True)
-        return grad_positions, grad_cell, None, None, None
+            grad_positions = accumulate_at_ends(
+                pulls, first, second, positions.shape[0], ctx.ends
+            )
+        return grad_positions, grad_cell, None, None, None, None
 
 
 def pair_distances(
@@ -80,14 +81,17 @@ def pair_distances(
 ) -> torch.Tensor:
     """``(P,)`` distances ``‖r_j − r_i + S A‖``, differentiable (twice) in positions
     and cell; ``shifts`` ``(P, 3)`` integer (or float) cell shifts."""
-    first, second = index_columns(neighbor_indices)
     shifts = shifts.to(positions.dtype)
     if torch.jit.is_scripting():
+        first, second = neighbor_indices[:, 0], neighbor_indices[:, 1]
         return _composed(positions, cell, first, second, shifts)
-    return _apply(positions, cell, first, second, shifts)
+    return _apply(positions, cell, neighbor_indices, shifts)
 
 
-def _apply(positions, cell, first, second, shifts) -> torch.Tensor:
+def _apply(positions, cell, neighbor_indices, shifts) -> torch.Tensor:
+    pairs = lookup(neighbor_indices)
+    # the forces accumulate through the list's kept sparse incidence, if any
+    ends = pairs.pair_ends(positions.shape[0]) if positions.requires_grad else None
     return _PairDistances.apply(
-        positions, cell.to(positions.dtype), first, second, shifts
+        positions, cell.to(positions.dtype), pairs.first, pairs.second, shifts, ends
     )

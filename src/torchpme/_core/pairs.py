@@ -4,43 +4,8 @@ from typing import Tuple
 
 import torch
 import torch.utils.checkpoint
-import torch.utils.weak
 
 __all__ = ["dipole_pair_sum", "ewald_sum", "neutralised_corrections", "pair_sum"]
-
-
-# the index columns of the most recent neighbour list, while it lives (one entry)
-_COLUMNS = torch.utils.weak.WeakIdKeyDictionary()
-
-
-def index_columns(neighbor_indices: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-    """``(first, second)``: the columns of ``(P, 2)`` pair indices as contiguous
-    tensors, made once per indices tensor.
-
-    Every gather and accumulation over the pairs needs them contiguous (a column of
-    a ``(P, 2)`` tensor is strided); the distance function and the pair sum of one
-    step, and the steps of an MD run between two neighbour-list updates, share
-    one copy. It is kept for the most recent indices tensor only, while that tensor
-    lives; a kept copy is used only if the version counter is unchanged and the
-    values still agree (memory shared with NumPy can change without the counter),
-    a comparison that reads but allocates nothing.
-    """
-    compiler = getattr(torch, "compiler", None)
-    if compiler is not None and compiler.is_compiling():
-        return neighbor_indices[:, 0].contiguous(), neighbor_indices[:, 1].contiguous()
-    entry = _COLUMNS.get(neighbor_indices)
-    if (
-        entry is not None
-        and entry[0] == neighbor_indices._version
-        and torch.equal(entry[1], neighbor_indices[:, 0])
-        and torch.equal(entry[2], neighbor_indices[:, 1])
-    ):
-        return entry[1], entry[2]
-    first = neighbor_indices[:, 0].contiguous()
-    second = neighbor_indices[:, 1].contiguous()
-    _COLUMNS.clear()
-    _COLUMNS[neighbor_indices] = (neighbor_indices._version, first, second)
-    return first, second
 
 
 def pair_sum(

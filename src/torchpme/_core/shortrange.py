@@ -22,7 +22,7 @@ from typing import List
 import torch
 
 from .backward import channel_factors, replay
-from .pairs import index_columns
+from .pairlist import index_columns
 
 __all__ = ["coulomb_pair_sum"]
 
