@@ -25,12 +25,29 @@ from .pairlist import accumulate_at_ends, lookup
 
 __all__ = ["pair_distances"]
 
+# pairs per chunk of temporaries: small enough to stay in cache and to be reused by
+# the allocator (fresh buffers above its mmap threshold cost their page faults)
+CHUNK = 1 << 16
+
 
 def _vectors(positions, cell, first, second, shifts) -> torch.Tensor:
     """``r_j − r_i + S A`` ``(P, 3)``, built in place in one fresh buffer."""
     vectors = positions.index_select(0, second)
     vectors.sub_(positions.index_select(0, first))
     return vectors.addmm_(shifts, cell)
+
+
+def _vectors_and_distances(positions, cell, first, second, shifts):
+    """``(P, 3)`` vectors and ``(P,)`` distances, with no pair-sized temporary: the
+    first atoms' positions are gathered in chunks that the allocator reuses."""
+    vectors = positions.index_select(0, second)
+    distances = vectors.new_empty(vectors.shape[0])
+    for start in range(0, vectors.shape[0], CHUNK):
+        part = vectors[start : start + CHUNK]
+        part.sub_(positions.index_select(0, first[start : start + CHUNK]))
+        part.addmm_(shifts[start : start + CHUNK], cell)
+        torch.linalg.vector_norm(part, dim=-1, out=distances[start : start + CHUNK])
+    return vectors, distances
 
 
 def _composed(positions, cell, first, second, shifts):
@@ -43,8 +60,9 @@ def _composed(positions, cell, first, second, shifts):
 class _PairDistances(torch.autograd.Function):
     @staticmethod
     def forward(ctx, positions, cell, first, second, shifts, ends):
-        vectors = _vectors(positions, cell, first, second, shifts)
-        distances = torch.linalg.vector_norm(vectors, dim=-1)
+        vectors, distances = _vectors_and_distances(
+            positions, cell, first, second, shifts
+        )
         ctx.save_for_backward(positions, cell, first, second, shifts)
         ctx.vectors, ctx.distances, ctx.ends = vectors, distances, ends
         return distances
