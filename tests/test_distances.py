@@ -121,3 +121,20 @@ def test_forces_of_a_reused_long_list_match_the_plain_accumulation(monkeypatch, 
     for a, b in zip(changed, plain(indices)):
         torch.testing.assert_close(a, b, **tolerance)
     assert not torch.allclose(changed[0], first[0])
+
+
+def test_chunked_vectors_match_numpy(monkeypatch):
+    """The forward gathers in chunks (here of 3 pairs, the last one partial)."""
+    from torchpme._core import distances
+
+    monkeypatch.setattr(distances, "CHUNK", 3)
+    positions, cell, indices, shifts = _system()
+    result = pair_distances(positions, cell, indices, shifts)
+    p, a = positions.detach().numpy(), cell.detach().numpy()
+    vectors = p[indices[:, 1]] - p[indices[:, 0]] + shifts.numpy() @ a
+    np.testing.assert_allclose(
+        result.detach().numpy(), np.linalg.norm(vectors, axis=1), rtol=1e-14
+    )
+    assert gradcheck(
+        lambda p, c: pair_distances(p, c, indices, shifts), (positions, cell)
+    )

@@ -177,3 +177,42 @@ def test_index_columns_see_changes_made_through_numpy():
     array[0, 0] = 2  # the tensor's version counter does not see this
     changed, _ = pairs.index_columns(indices)
     assert int(changed[0]) == 2
+
+
+@pytest.mark.parametrize("full", [False, True])
+def test_chunked_pairs_match_a_direct_sum(monkeypatch, full):
+    """Pairs are processed in chunks (here of 4, so a list spans several, the last
+    one partial): values and the energy gradient against a plain-Python sum."""
+    from torchpme._core import shortrange
+
+    monkeypatch.setattr(shortrange, "CHUNK", 4)
+    indices, distances, charges = _pairs(n_atoms=7, seed=4)
+    if full:
+        indices = torch.cat([indices, indices.flip(1)])
+        distances = torch.cat([distances, distances])
+    distances.requires_grad_(True)
+    result = coulomb_pair_sum(charges, indices, distances, *_constants(), full)
+    expected = np.zeros(tuple(charges.shape))
+    grad = np.zeros(len(distances))
+    q = charges.numpy()
+    for p, ((i, j), r) in enumerate(zip(indices.tolist(), distances.tolist())):
+        a = math.sqrt(2.0) * SMEARING
+        v = PREFACTOR * math.erfc(r / a) / r
+        dv = (
+            -(v + PREFACTOR * 2 / math.sqrt(math.pi) / a * math.exp(-((r / a) ** 2)))
+            / r
+        )
+        expected[i] += 0.5 * q[j] * v
+        grad[p] += 0.5 * float(q[i] @ q[j]) * dv
+        if not full:
+            expected[j] += 0.5 * q[i] * v
+            grad[p] += 0.5 * float(q[i] @ q[j]) * dv
+    np.testing.assert_allclose(result.detach().numpy(), expected, rtol=1e-13)
+    energy = (charges * result).sum()
+    (computed,) = torch.autograd.grad(energy, distances)
+    np.testing.assert_allclose(computed.numpy(), grad, rtol=1e-12, atol=1e-15)
+
+    def function(q, r):
+        return coulomb_pair_sum(q, indices, r, *_constants(), full)
+
+    assert gradcheck(function, (charges.requires_grad_(True), distances))

@@ -17,7 +17,7 @@ derivatives re-run the composed differentiable form inside the backward pass.
 """
 
 import math
-from typing import List
+from typing import Callable, List
 
 import torch
 
@@ -27,43 +27,61 @@ from .pairlist import index_columns
 __all__ = ["coulomb_pair_sum"]
 
 
+# pairs per chunk: the temporaries of a chunk stay in cache and are reused by the
+# allocator (fresh pair-sized buffers above its mmap threshold cost page faults)
+CHUNK = 1 << 16
+
+
 def _pair_values(distances, smearing: torch.Tensor, prefactor: torch.Tensor):
-    """``(v, v')`` of the short-range Coulomb part at ``distances``; ``smearing``
-    and ``prefactor`` are 0-dim tensors (no host read)."""
-    # three fresh pair-sized buffers, everything else in place: for millions of
-    # pairs the page faults of each new buffer cost as much as its arithmetic
-    scaled = distances * (1.0 / (math.sqrt(2.0) * smearing))
+    """``v`` of the short-range Coulomb part at ``distances``; ``smearing`` and
+    ``prefactor`` are 0-dim tensors (no host read)."""
     # r is clamped as in the composed form: finite values for coincident atoms
+    scaled = distances * (1.0 / (math.sqrt(2.0) * smearing))
     inverse = torch.clamp(distances, min=1e-15).reciprocal_()
-    values = torch.special.erfc(scaled).mul_(inverse).mul_(prefactor)
-    derivatives = scaled.square_().neg_().exp_()  # the Gaussian, in scaled's place
-    derivatives.mul_(prefactor * math.sqrt(2.0 / math.pi) / smearing)
-    derivatives.add_(values).mul_(inverse).neg_()
-    return values, derivatives
+    return torch.special.erfc(scaled).mul_(inverse).mul_(prefactor), scaled, inverse
 
 
-def _pair_sum(charges, first, second, values, full: bool, keep_products: bool):
+def _pair_derivatives(values, scaled, inverse, smearing, prefactor, out):
+    """``v'`` into ``out`` from ``v`` and the scaled and inverse distances (which it
+    overwrites)."""
+    gaussian = scaled.square_().neg_().exp_()
+    gaussian.mul_(prefactor * math.sqrt(2.0 / math.pi) / smearing).add_(values)
+    torch.mul(gaussian, inverse, out=out).neg_()
+
+
+Values = Callable[[int, int], torch.Tensor]
+
+
+def _pair_sum(charges, first, second, values: Values, full: bool, products=None):
     """``½ Σ_j q_j v_ij`` per channel (each stored pair to both atoms for a half
-    list), and the charge products ``q_i q_j`` ``(C, P)`` if ``keep_products``.
+    list); ``values(start, stop)`` gives the pair values of a chunk. Writes the
+    charge products ``q_i q_j`` into ``products`` ``(C, P)`` if given.
 
-    One channel at a time with 1-D gathers and accumulations: several times faster
-    on CPU than the same operations on ``(P, C)`` rows.
+    Chunks of pairs, one channel at a time with 1-D gathers and accumulations:
+    several times faster on CPU than the same operations on ``(P, C)`` rows.
     """
-    columns: List[torch.Tensor] = []
-    products: List[torch.Tensor] = []
-    for channel in range(charges.shape[1]):
-        q = charges[:, channel].contiguous()
-        q_second = q.index_select(0, second)
-        q_first = q.index_select(0, first) if not full or keep_products else None
-        if q_first is not None and keep_products:
-            products.append(q_first * q_second)
-        # the gathered charges become the contributions in place
-        column = torch.zeros_like(q).index_add_(0, first, q_second.mul_(values))
-        if q_first is not None and not full:
-            column.index_add_(0, second, q_first.mul_(values))
-        columns.append(column)
-    potential = _stack(columns, 1).mul_(0.5)
-    return potential, _stack(products, 0) if keep_products else None
+    q = [charges[:, channel].contiguous() for channel in range(charges.shape[1])]
+    columns = [torch.zeros_like(q_channel) for q_channel in q]
+    for start in range(0, first.shape[0], CHUNK):
+        stop = min(start + CHUNK, first.shape[0])
+        v = values(start, stop)
+        i, j = first[start:stop], second[start:stop]
+        for channel, q_channel in enumerate(q):
+            q_j = q_channel.index_select(0, j)
+            q_i = None
+            if not full or products is not None:
+                q_i = q_channel.index_select(0, i)
+            if products is not None and q_i is not None:
+                torch.mul(q_i, q_j, out=products[channel, start:stop])
+            # the gathered charges become the contributions in place
+            columns[channel].index_add_(0, i, q_j.mul_(v))
+            if q_i is not None and not full:
+                columns[channel].index_add_(0, j, q_i.mul_(v))
+    return _stack(columns, 1).mul_(0.5)
+
+
+def _slices(values: torch.Tensor) -> Values:
+    return lambda start, stop: values[start:stop]
 
 
 def _stack(tensors: List[torch.Tensor], dim: int) -> torch.Tensor:
@@ -86,21 +104,35 @@ def _composed(charges, indices, distances, smearing, prefactor, full):
     scaled = distances / (math.sqrt(2.0) * smearing)
     values = prefactor * torch.special.erfc(scaled) / torch.clamp(distances, min=1e-15)
     first, second = index_columns(indices)
-    return _pair_sum(charges, first, second, values, full, False)[0]
+    return _pair_sum(charges, first, second, _slices(values), full)
 
 
 class _CoulombPairSum(torch.autograd.Function):
     @staticmethod
     def forward(ctx, charges, indices, distances, smearing, prefactor, full):
         first, second = index_columns(indices)
-        values, derivatives = _pair_values(distances, smearing, prefactor)
-        potential, products = _pair_sum(
-            charges, first, second, values, full, distances.requires_grad
-        )
+        n_pairs = distances.shape[0]
+        # what the backward needs is written chunk by chunk into pair-sized buffers
+        kept = distances.new_empty(n_pairs) if charges.requires_grad else None
+        derivatives = products = None
+        if distances.requires_grad:
+            derivatives = distances.new_empty(n_pairs)
+            products = distances.new_empty((charges.shape[1], n_pairs))
+
+        def values(start: int, stop: int) -> torch.Tensor:
+            v, scaled, inverse = _pair_values(
+                distances[start:stop], smearing, prefactor
+            )
+            if kept is not None:
+                kept[start:stop] = v
+            if derivatives is not None:
+                out = derivatives[start:stop]
+                _pair_derivatives(v, scaled, inverse, smearing, prefactor, out)
+            return v
+
+        potential = _pair_sum(charges, first, second, values, full, products)
         ctx.save_for_backward(charges, indices, distances, first, second)
-        ctx.values = values if charges.requires_grad else None
-        ctx.derivatives = derivatives if distances.requires_grad else None
-        ctx.products = products
+        ctx.values, ctx.derivatives, ctx.products = kept, derivatives, products
         ctx.constants = (smearing, prefactor, full)
         return potential
 
@@ -116,7 +148,8 @@ class _CoulombPairSum(torch.autograd.Function):
         grad_charges = grad_distances = None
         if needs[0]:
             # the adjoint sends the gradient back along each stored pair
-            grad_charges = _pair_sum(grad, second, first, ctx.values, full, False)[0]
+            values = _slices(ctx.values)
+            grad_charges = _pair_sum(grad, second, first, values, full)
         if needs[2]:
             factors = channel_factors(grad, charges)
             if factors is not None:
