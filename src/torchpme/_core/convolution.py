@@ -53,9 +53,13 @@ def _inverse(product: torch.Tensor, sizes: Tuple[int, int, int]) -> torch.Tensor
     return irfft3(product, sizes)
 
 
-def _filtered_picks(flat, weights, values, kernel, shape: List[int], keep: bool):
-    """``(spectrum, picks)``: the stencil values ``(C, N, n³)`` of ``A W values``,
-    and the spectrum of ``W values`` if ``keep`` (for the kernel gradient).
+def _filtered_values(
+    flat, weights, values, kernel, shape: List[int], keep: bool, weight_grads: bool
+):
+    """``(spectrum, out, grads)``: ``A W values`` at the atoms ``(N, C)``, the
+    spectrum of ``W values`` if ``keep`` (for the kernel gradient) and, if
+    ``weight_grads``, the weight gradients of each channel's gather (see
+    :func:`stencil.gather_with_weight_gradients`).
 
     Without ``keep`` the kernel is applied in place; at most two mesh-sized tensors
     are alive at a time.
@@ -70,7 +74,10 @@ def _filtered_picks(flat, weights, values, kernel, shape: List[int], keep: bool)
         spectrum = None
     filtered = _inverse(product, sizes)
     del product
-    return spectrum, stencil.pick(filtered.reshape(values.shape[1], -1), flat)
+    out, grads = stencil.gather_with_weight_gradients(
+        filtered.reshape(values.shape[1], -1), flat, weights, weight_grads
+    )
+    return spectrum, out, grads
 
 
 def _composed(flat, weights, values, kernel, shape: List[int]):
@@ -90,13 +97,13 @@ def _numel(shape: List[int]) -> int:
 class _Convolution(torch.autograd.Function):
     @staticmethod
     def forward(ctx, flat, weights, values, kernel, shape: List[int]):
-        spectrum, picked = _filtered_picks(
-            flat, weights, values, kernel, shape, kernel.requires_grad
-        )
-        output = stencil.contract(picked, weights).t()
+        spectrum, output, weight_grads = _filtered_values(
+            flat, weights, values, kernel, shape, kernel.requires_grad,
+            weights.requires_grad,
+        )  # fmt: skip
         ctx.save_for_backward(flat, weights, values, kernel)
         ctx.shape = shape
-        ctx.picked = picked if weights.requires_grad else None
+        ctx.weight_grads = weight_grads
         ctx.spectrum = spectrum
         ctx.output = output.detach() if values.requires_grad else None
         return output
@@ -117,24 +124,27 @@ class _Convolution(torch.autograd.Function):
             if needs[2]:
                 grad_values = ctx.output * c
             if needs[1]:
-                field = torch.einsum("ic,cit->it", grad + c * values, ctx.picked)
-                grad_weights = stencil.weight_gradients(field, weights)
+                grad_weights = _weight_gradient(grad + c * values, ctx.weight_grads)
             if needs[3]:
                 power = _overlap(ctx.spectrum, ctx.spectrum)
                 grad_kernel = _kernel_gradient(ctx, power * _per_channel(c, power))
             return None, grad_weights, grad_values, grad_kernel, None
-        grad_spectrum, picked = _filtered_picks(
-            flat, weights, grad, kernel, ctx.shape, needs[3]
+        grad_spectrum, filtered_grad, grad_weight_grads = _filtered_values(
+            flat, weights, grad, kernel, ctx.shape, needs[3], needs[1]
         )
         if needs[2]:
-            grad_values = stencil.contract(picked, weights).t()
+            grad_values = filtered_grad
         if needs[1]:
-            field = torch.einsum("ic,cit->it", grad, ctx.picked)
-            field = field + torch.einsum("ic,cit->it", values, picked)
-            grad_weights = stencil.weight_gradients(field, weights)
+            grad_weights = _weight_gradient(grad, ctx.weight_grads)
+            grad_weights += _weight_gradient(values, grad_weight_grads)
         if needs[3]:
             grad_kernel = _kernel_gradient(ctx, _overlap(ctx.spectrum, grad_spectrum))
         return None, grad_weights, grad_values, grad_kernel, None
+
+
+def _weight_gradient(coefficients: torch.Tensor, weight_grads) -> torch.Tensor:
+    """``Σ_c a_ic grads[c, i]``: the weight gradient of ``Σ_ic a_ic out_ic``."""
+    return torch.einsum("ic,cikn->ikn", coefficients, weight_grads)
 
 
 def _per_channel(factors: torch.Tensor, like: torch.Tensor) -> torch.Tensor:

@@ -13,11 +13,11 @@ TorchScript cannot compile ``torch.autograd.Function``: under scripting the call
 in :mod:`torchpme._core.mesh` use plain autograd instead.
 """
 
-from typing import List
+from typing import List, Optional, Tuple
 
 import torch
 
-__all__ = ["gather_values", "spread_values"]
+__all__ = ["gather_values", "gather_with_weight_gradients", "spread_values"]
 
 
 def _scaled_stencil_weights(weights: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
@@ -28,18 +28,68 @@ def _scaled_stencil_weights(weights: torch.Tensor, scale: torch.Tensor) -> torch
     return (wxy.unsqueeze(-1) * weights[:, 2].unsqueeze(-2)).reshape(-1)
 
 
+# stencil entries (atoms × n³) per chunk of atoms: the chunk's temporaries stay in
+# cache and are reused by the allocator (fresh buffers above its mmap threshold,
+# 32 MB, cost their page faults; N n³ entries are 260 MB for 262144 atoms, n = 5)
+STENCIL_CHUNK = 1 << 17
+
+
+@torch.jit.unused
+def _chunk_entries() -> int:
+    return STENCIL_CHUNK
+
+
+def _atoms_per_chunk(n: int, n_atoms: int) -> int:
+    if torch.jit.is_scripting():  # TorchScript reads no globals: one chunk
+        return max(1, n_atoms)
+    return max(1, _chunk_entries() // (n * n * n))
+
+
 def scatter(flat: torch.Tensor, weights: torch.Tensor, values: torch.Tensor, size: int):
     """``mesh[c, flat[i, t]] += values[i, c] W_i(t)`` with separable 1-D ``weights``
-    ``(N, 3, n)``: ``(C, size)``."""
-    n_channels = values.shape[1]
-    index = flat.reshape(-1)
+    ``(N, 3, n)``: ``(C, size)``, in chunks of atoms."""
+    n_channels, n_atoms = values.shape[1], flat.shape[0]
     mesh = torch.zeros((n_channels, size), dtype=weights.dtype, device=weights.device)
-    for channel in range(n_channels):
-        contributions = _scaled_stencil_weights(weights, values[:, channel])
-        # one flat 1-D accumulation per channel, in place on a fresh tensor: the
-        # fastest scatter on CPU (2-D and out-of-place forms copy or stride)
-        mesh[channel].index_add_(0, index, contributions)
+    step = _atoms_per_chunk(weights.shape[2], n_atoms)
+    for start in range(0, n_atoms, step):
+        index = flat[start : start + step].reshape(-1)
+        for channel in range(n_channels):
+            contributions = _scaled_stencil_weights(
+                weights[start : start + step], values[start : start + step, channel]
+            )
+            # flat 1-D accumulations per channel, in place on a fresh tensor: the
+            # fastest scatter on CPU (2-D and out-of-place forms copy or stride)
+            mesh[channel].index_add_(0, index, contributions)
     return mesh
+
+
+def gather_with_weight_gradients(
+    mesh: torch.Tensor, flat: torch.Tensor, weights: torch.Tensor, keep: bool
+) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """``(out, grads)``: the gathered values ``(N, C)`` of a flattened ``(C, M)``
+    mesh and, if ``keep``, the weight gradients of each channel's gather ``(C, N,
+    3, n)``, in chunks of atoms (no ``(C, N, n³)`` stencil values are kept).
+
+    The weight gradient of ``Σ_c a_ic out_ic`` for any per-atom ``a`` is then
+    ``Σ_c a_ic grads[c, i]``: the gather is linear in the stencil values, and each
+    atom's weights touch only its own stencil.
+    """
+    n_channels, n_atoms, n = mesh.shape[0], flat.shape[0], weights.shape[2]
+    out = mesh.new_empty((n_channels, n_atoms))
+    grads: Optional[torch.Tensor] = None
+    if keep:
+        grads = mesh.new_empty((n_channels, n_atoms, 3, n))
+    step = _atoms_per_chunk(n, n_atoms)
+    for start in range(0, n_atoms, step):
+        part = weights[start : start + step]
+        picked = pick(mesh, flat[start : start + step])
+        out[:, start : start + step] = contract(picked, part)
+        if grads is not None:
+            for channel in range(n_channels):
+                grads[channel, start : start + step] = weight_gradients(
+                    picked[channel], part
+                )
+    return out.t(), grads
 
 
 def pick(mesh: torch.Tensor, flat: torch.Tensor) -> torch.Tensor:
