@@ -21,6 +21,7 @@ from typing import Callable, List
 
 import torch
 
+from . import memory
 from .backward import channel_factors, replay
 from .pairlist import index_columns
 
@@ -113,11 +114,14 @@ class _CoulombPairSum(torch.autograd.Function):
         first, second = index_columns(indices)
         n_pairs = distances.shape[0]
         # what the backward needs is written chunk by chunk into pair-sized buffers
-        kept = distances.new_empty(n_pairs) if charges.requires_grad else None
-        derivatives = products = None
+        kept = derivatives = products = None
+        if charges.requires_grad:
+            kept = memory.empty([n_pairs], distances, distances.dtype)
         if distances.requires_grad:
-            derivatives = distances.new_empty(n_pairs)
-            products = distances.new_empty((charges.shape[1], n_pairs))
+            derivatives = memory.empty([n_pairs], distances, distances.dtype)
+            products = memory.empty(
+                [charges.shape[1], n_pairs], distances, distances.dtype
+            )
 
         def values(start: int, stop: int) -> torch.Tensor:
             v, scaled, inverse = _pair_values(
@@ -156,7 +160,8 @@ class _CoulombPairSum(torch.autograd.Function):
                 # g = c·q (an energy): the overlap is c · q_i q_j, kept from forward
                 weight = 1.0 if full else 2.0
                 if len(factors) == 1:
-                    overlap = ctx.products[0] * (weight * factors[0])
+                    overlap = memory.empty_like(ctx.derivatives)
+                    torch.mul(ctx.products[0], weight * factors[0], out=overlap)
                 else:
                     c = torch.tensor(factors, dtype=grad.dtype, device=grad.device)
                     overlap = (c.unsqueeze(-1) * ctx.products).sum(0).mul_(weight)

@@ -17,6 +17,8 @@ from typing import List, Optional, Tuple
 
 import torch
 
+from . import memory
+
 __all__ = ["gather_values", "gather_with_weight_gradients", "spread_values"]
 
 
@@ -49,7 +51,7 @@ def scatter(flat: torch.Tensor, weights: torch.Tensor, values: torch.Tensor, siz
     """``mesh[c, flat[i, t]] += values[i, c] W_i(t)`` with separable 1-D ``weights``
     ``(N, 3, n)``: ``(C, size)``, in chunks of atoms."""
     n_channels, n_atoms = values.shape[1], flat.shape[0]
-    mesh = torch.zeros((n_channels, size), dtype=weights.dtype, device=weights.device)
+    mesh = memory.empty([n_channels, size], weights, weights.dtype).zero_()
     step = _atoms_per_chunk(weights.shape[2], n_atoms)
     for start in range(0, n_atoms, step):
         index = flat[start : start + step].reshape(-1)
@@ -78,7 +80,7 @@ def gather_with_weight_gradients(
     out = mesh.new_empty((n_channels, n_atoms))
     grads: Optional[torch.Tensor] = None
     if keep:
-        grads = mesh.new_empty((n_channels, n_atoms, 3, n))
+        grads = memory.empty([n_channels, n_atoms, 3, n], mesh, mesh.dtype)
     step = _atoms_per_chunk(n, n_atoms)
     for start in range(0, n_atoms, step):
         part = weights[start : start + step]
