@@ -20,7 +20,6 @@ the composed form inside the backward pass.
 
 import torch
 
-from . import memory
 from .backward import replay
 from .pairlist import accumulate_at_ends, lookup
 
@@ -41,10 +40,8 @@ def _vectors(positions, cell, first, second, shifts) -> torch.Tensor:
 def _vectors_and_distances(positions, cell, first, second, shifts):
     """``(P, 3)`` vectors and ``(P,)`` distances, with no pair-sized temporary: the
     first atoms' positions are gathered in chunks that the allocator reuses."""
-    n_pairs = second.shape[0]
-    vectors = memory.empty([n_pairs, 3], positions, positions.dtype)
-    torch.index_select(positions, 0, second, out=vectors)
-    distances = memory.empty([n_pairs], positions, positions.dtype)
+    vectors = positions.index_select(0, second)
+    distances = vectors.new_empty(vectors.shape[0])
     for start in range(0, vectors.shape[0], CHUNK):
         part = vectors[start : start + CHUNK]
         part.sub_(positions.index_select(0, first[start : start + CHUNK]))
@@ -82,8 +79,7 @@ class _PairDistances(torch.autograd.Function):
         if vectors is None:  # a second backward (retain_graph): rebuild the buffer
             vectors = _vectors(positions, cell, first, second, shifts)
         ctx.vectors = None  # the buffer is ours: it becomes the scaled pulls
-        scale = torch.div(grad, distances, out=memory.empty_like(grad))
-        scale.masked_fill_(distances == 0, 0.0)
+        scale = (grad / distances).masked_fill_(distances == 0, 0.0)
         pulls = vectors.mul_(scale.unsqueeze(-1))
         grad_positions = grad_cell = None
         if needs[1]:

@@ -16,7 +16,6 @@ from typing import List, Tuple
 
 import torch
 
-from . import memory
 from .backward import channel_factors
 
 __all__ = ["filter_mesh", "irfft3", "rfft3"]
@@ -57,9 +56,7 @@ def rfft3(mesh: torch.Tensor) -> torch.Tensor:
             mesh.detach().numpy(), axes=(-3, -2, -1), workers=torch.get_num_threads()
         )
         return torch.from_numpy(array)
-    shape = list(mesh.shape[:-1]) + [mesh.shape[-1] // 2 + 1]
-    out = memory.empty(shape, mesh, _complex(mesh.dtype))
-    return torch.fft.rfftn(mesh, dim=(-3, -2, -1), out=out)
+    return torch.fft.rfftn(mesh, dim=(-3, -2, -1))
 
 
 def irfft3(spectrum: torch.Tensor, sizes: Tuple[int, int, int]) -> torch.Tensor:
@@ -74,20 +71,7 @@ def irfft3(spectrum: torch.Tensor, sizes: Tuple[int, int, int]) -> torch.Tensor:
             workers=torch.get_num_threads(),
         )
         return torch.from_numpy(array)
-    out = memory.empty(
-        list(spectrum.shape[:-3]) + list(sizes), spectrum, _real(spectrum.dtype)
-    )
-    return torch.fft.irfftn(
-        spectrum, s=sizes, dim=(-3, -2, -1), norm="forward", out=out
-    )
-
-
-def _complex(dtype: torch.dtype) -> torch.dtype:
-    return torch.complex64 if dtype == torch.float32 else torch.complex128
-
-
-def _real(dtype: torch.dtype) -> torch.dtype:
-    return torch.float32 if dtype == torch.complex64 else torch.float64
+    return torch.fft.irfftn(spectrum, s=sizes, dim=(-3, -2, -1), norm="forward")
 
 
 def _scale(fft_norm: str, ifft_norm: str, size: int) -> float:

@@ -17,7 +17,7 @@ from typing import List, Optional, Tuple
 
 import torch
 
-from . import memory, stencil
+from . import stencil
 from .weights import evaluate_weights
 
 __all__ = ["gather", "interpolation_plan", "mesh_coordinates", "spread"]
@@ -78,9 +78,9 @@ def interpolation_plan(
         ix = ix + (mesh_index.to(index_dtype) * ns[0]).unsqueeze(-1)
     order = torch.argsort((ix[:, 0] * ns[1] + iy[:, 0]) * ns[2] + iz[:, 0])
     ix, iy, iz = ix[order], iy[order], iz[order]
-    rows = (ix[:, :, None, None] * ns[1] + iy[:, None, :, None]) * ns[2]
-    flat = memory.empty([rows.shape[0], n, n, n], rows, index_dtype)
-    torch.add(rows, iz[:, None, None, :], out=flat)
+    flat = (ix[:, :, None, None] * ns[1] + iy[:, None, :, None]) * ns[2] + iz[
+        :, None, None, :
+    ]
     weights = evaluate_weights(x[order], coefficients)
     return flat.reshape(-1, n * n * n), weights, order
 

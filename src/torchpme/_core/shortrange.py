@@ -21,7 +21,6 @@ from typing import Callable, List
 
 import torch
 
-from . import memory
 from .backward import channel_factors, replay
 from .pairlist import index_columns
 
@@ -114,14 +113,11 @@ class _CoulombPairSum(torch.autograd.Function):
         first, second = index_columns(indices)
         n_pairs = distances.shape[0]
         # what the backward needs is written chunk by chunk into pair-sized buffers
-        kept = derivatives = products = None
-        if charges.requires_grad:
-            kept = memory.empty([n_pairs], distances, distances.dtype)
+        kept = distances.new_empty(n_pairs) if charges.requires_grad else None
+        derivatives = products = None
         if distances.requires_grad:
-            derivatives = memory.empty([n_pairs], distances, distances.dtype)
-            products = memory.empty(
-                [charges.shape[1], n_pairs], distances, distances.dtype
-            )
+            derivatives = distances.new_empty(n_pairs)
+            products = distances.new_empty((charges.shape[1], n_pairs))
 
         def values(start: int, stop: int) -> torch.Tensor:
             v, scaled, inverse = _pair_values(
@@ -160,8 +156,7 @@ class _CoulombPairSum(torch.autograd.Function):
                 # g = c·q (an energy): the overlap is c · q_i q_j, kept from forward
                 weight = 1.0 if full else 2.0
                 if len(factors) == 1:
-                    overlap = memory.empty_like(ctx.derivatives)
-                    torch.mul(ctx.products[0], weight * factors[0], out=overlap)
+                    overlap = ctx.products[0] * (weight * factors[0])
                 else:
                     c = torch.tensor(factors, dtype=grad.dtype, device=grad.device)
                     overlap = (c.unsqueeze(-1) * ctx.products).sum(0).mul_(weight)

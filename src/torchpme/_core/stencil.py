@@ -17,8 +17,6 @@ from typing import List, Optional, Tuple
 
 import torch
 
-from . import memory
-
 __all__ = ["gather_values", "gather_with_weight_gradients", "spread_values"]
 
 
@@ -51,7 +49,7 @@ def scatter(flat: torch.Tensor, weights: torch.Tensor, values: torch.Tensor, siz
     """``mesh[c, flat[i, t]] += values[i, c] W_i(t)`` with separable 1-D ``weights``
     ``(N, 3, n)``: ``(C, size)``, in chunks of atoms."""
     n_channels, n_atoms = values.shape[1], flat.shape[0]
-    mesh = memory.empty([n_channels, size], weights, weights.dtype).zero_()
+    mesh = torch.zeros((n_channels, size), dtype=weights.dtype, device=weights.device)
     step = _atoms_per_chunk(weights.shape[2], n_atoms)
     for start in range(0, n_atoms, step):
         index = flat[start : start + step].reshape(-1)
@@ -80,7 +78,7 @@ def gather_with_weight_gradients(
     out = mesh.new_empty((n_channels, n_atoms))
     grads: Optional[torch.Tensor] = None
     if keep:
-        grads = memory.empty([n_channels, n_atoms, 3, n], mesh, mesh.dtype)
+        grads = mesh.new_empty((n_channels, n_atoms, 3, n))
     step = _atoms_per_chunk(n, n_atoms)
     for start in range(0, n_atoms, step):
         part = weights[start : start + step]
