@@ -61,8 +61,16 @@ def test_calculators_benchmark_with_any_mesh():
         "1",
         "--params",
         json.dumps(parameters),
+        "--other",
+        sys.executable,
+        "--rounds",
+        "2",
     )
     assert "p3m" in text and "failed" not in text
+    row = text.splitlines()[-1].split()
+    # ours against ours, alternated: times, memory and ratios are positive numbers
+    assert len(row) == 15 and row[7] == "nan"  # no --accuracy
+    assert all(float(value) > 0 for value in row[3:7] + row[8:])
 
 
 @pytest.mark.slow
