@@ -39,53 +39,14 @@ import sys
 import time
 
 from _compare import comparison, write_json
+from _systems import LATTICE, neighbors, pair_distances, reference_forces, rocksalt
 
-LATTICE = 5.64
 # fixed parameters (issue 5): cutoff, smearing, k-space parameter, nodes
 PARAMETERS = {
     "pme": {"cutoff": 8.0, "smearing": 1.6, "mesh_spacing": 0.75, "nodes": 6},
     "p3m": {"cutoff": 10.0, "smearing": 2.2, "mesh_spacing": 1.5, "nodes": 5},
     "ewald": {"cutoff": 8.0, "smearing": 1.6, "lr_wavelength": 1.1},
 }
-
-
-def rocksalt(n_atoms: int, dtype):
-    import numpy as np
-    import torch
-
-    repeat = round((n_atoms / 8) ** (1 / 3))
-    if 8 * repeat**3 != n_atoms:
-        raise ValueError(f"n_atoms must be 8 m³, got {n_atoms}")
-    base = np.array(
-        [[i, j, k] for i in (0, 1) for j in (0, 1) for k in (0, 1)], dtype=float
-    )
-    charges = np.array([(-1.0) ** (i + j + k) for i, j, k in base.astype(int)])
-    grid = np.array(
-        [[i, j, k] for i in range(repeat) for j in range(repeat) for k in range(repeat)]
-    )
-    positions = (grid[:, None, :] * 2 + base[None]).reshape(-1, 3) * LATTICE / 2
-    charges = np.tile(charges, len(grid))
-    rng = np.random.default_rng(0)
-    positions = positions + rng.normal(scale=0.1, size=positions.shape)
-    cell = np.eye(3) * LATTICE * repeat
-    as_tensor = lambda a: torch.tensor(a, dtype=dtype)  # noqa: E731
-    return as_tensor(positions), as_tensor(charges[:, None]), as_tensor(cell)
-
-
-def neighbors(positions, cell, cutoff):
-    import torch
-    import vesin
-
-    calculator = vesin.NeighborList(cutoff=cutoff, full_list=False)
-    i, j, s = calculator.compute(
-        points=positions.double().numpy(),
-        box=cell.double().numpy(),
-        periodic=True,
-        quantities="ijS",
-    )
-    indices = torch.stack([torch.from_numpy(i.astype("int64")),
-                           torch.from_numpy(j.astype("int64"))], dim=1)  # fmt: skip
-    return indices, torch.from_numpy(s.astype("float64")).to(positions.dtype)
 
 
 def build(method: str, dtype, parameters=None, n_atoms: int = 0):
@@ -111,26 +72,6 @@ def build(method: str, dtype, parameters=None, n_atoms: int = 0):
         size = round(p["mesh_density"] * LATTICE * round((n_atoms / 8) ** (1 / 3)))
         calculator.fixed_mesh = [size, size, size]
     return calculator.to(dtype=dtype), p["cutoff"]
-
-
-def reference_forces(positions, charges, cell):
-    import torch
-
-    import torchpme
-
-    potential = torchpme.CoulombPotential(smearing=1.6)
-    calculator = torchpme.PMECalculator(
-        potential, mesh_spacing=0.3, interpolation_nodes=7
-    )
-    calculator = calculator.to(dtype=torch.float64)
-    pos = positions.double().clone().requires_grad_(True)
-    indices, shifts = neighbors(pos.detach(), cell.double(), 12.0)
-    distances = torch.linalg.norm(
-        pos[indices[:, 1]] + shifts @ cell.double() - pos[indices[:, 0]], dim=1
-    )
-    energy = (charges.double() * calculator(charges.double(), cell.double(), pos,
-                                            indices, distances)).sum()  # fmt: skip
-    return -torch.autograd.grad(energy, pos)[0]
 
 
 def _resident_kb(reset_peak: bool = False, peak: bool = False) -> float:
@@ -183,15 +124,12 @@ def run_case(
     def step():
         pos = positions.clone().requires_grad_(True)
         cel = cell.clone().requires_grad_(stress)
-        vectors = pos[indices[:, 1]] + shifts @ cel - pos[indices[:, 0]]
-        distances = torch.linalg.norm(vectors, dim=1)
+        distances = pair_distances(pos, cel, indices, shifts)
         energy = (charges * calculator(charges, cel, pos, indices, distances)).sum()
         inputs = (pos, cel) if stress else (pos,)
         return energy, -torch.autograd.grad(energy, inputs)[0]
 
-    distances = torch.linalg.norm(
-        positions[indices[:, 1]] + shifts @ cell - positions[indices[:, 0]], dim=1
-    )
+    distances = pair_distances(positions, cell, indices, shifts)
 
     def library_step():
         # the calculator's own work: forward + backward to positions and distances
@@ -202,12 +140,12 @@ def run_case(
 
     steps = {"time_s": step, "library_time_s": library_step}
     try:  # an implementation with its own differentiable distances (torchpme)
-        from torchpme.neighbors import pair_distances
+        from torchpme.neighbors import pair_distances as own_distances
 
         def own_distances_step():
             pos = positions.clone().requires_grad_(True)
             cel = cell.clone().requires_grad_(stress)
-            dist = pair_distances(pos, cel, indices, shifts)
+            dist = own_distances(pos, cel, indices, shifts)
             energy = (charges * calculator(charges, cel, pos, indices, dist)).sum()
             return torch.autograd.grad(energy, (pos, cel) if stress else (pos,))
 
@@ -280,9 +218,7 @@ def tuned_parameters(method: str, target: float, smooth: bool = False) -> dict:
     positions, charges, cell = rocksalt(4096, torch.float64)
     scale = float(reference_forces(positions, charges, cell).pow(2).sum(1).mean())
     indices, shifts = neighbors(positions, cell, 10.0)
-    distances = torch.linalg.norm(
-        positions[indices[:, 1]] + shifts @ cell - positions[indices[:, 0]], dim=1
-    )
+    distances = pair_distances(positions, cell, indices, shifts)
     tune = tuning.tune_p3m if method == "p3m" else tuning.tune_pme
     cutoff, smearing, params, _ = tuning.tune_cutoff(
         tune,
