@@ -8,8 +8,14 @@ cells overflow the few cached entries), and with the cache emptied before every
 call (cells that change every step).
 
     python benchmarks/batching.py
+    python benchmarks/batching.py --keep-freed-memory   # torchpme.keep_freed_memory()
+
+With ``--keep-freed-memory`` the process's allocator keeps freed memory for reuse
+(loop and batch alike): the repeated steps then stop paying page faults for the
+meshes they free and allocate again.
 """
 
+import argparse
 import statistics
 import time
 
@@ -124,4 +130,12 @@ def main(cutoff=6.0):
 
 
 if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--keep-freed-memory",
+        action="store_true",
+        help="call torchpme.keep_freed_memory() first",
+    )
+    if parser.parse_args().keep_freed_memory:
+        print(f"keep_freed_memory: {torchpme.keep_freed_memory()}")
     main()

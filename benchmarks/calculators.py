@@ -21,6 +21,10 @@ function, and ``--rounds R`` alternates the two processes ``R`` times per case a
 keeps the fastest median of each (this VM's speed drifts by up to 2× over
 minutes; alternating keeps one slow phase from deciding a ratio).
 
+``--keep-freed-memory`` runs both implementations with glibc's allocator told to
+keep freed memory (``MALLOC_TRIM_THRESHOLD_``, ``MALLOC_TOP_PAD_``,
+``MALLOC_MMAP_THRESHOLD_``: what ``torchpme.keep_freed_memory()`` sets at run time).
+
 Parameters are the issue's fixed ones, or ``--params`` JSON, or tuned by
 ``--target``. It uses whichever ``torchpme`` the interpreter imports, so
 ``--other PYTHON`` runs the same cases with another implementation of the same API
@@ -33,6 +37,7 @@ Parameters are the issue's fixed ones, or ``--params`` JSON, or tuned by
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -40,6 +45,14 @@ import time
 
 from _compare import comparison, write_json
 from _systems import LATTICE, neighbors, pair_distances, reference_forces, rocksalt
+
+# the environment of the measured processes (see --keep-freed-memory)
+ENVIRONMENT = dict(os.environ)
+KEEP_FREED_MEMORY = {
+    "MALLOC_TRIM_THRESHOLD_": str(1 << 30),
+    "MALLOC_TOP_PAD_": str(1 << 28),
+    "MALLOC_MMAP_THRESHOLD_": str(1 << 25),
+}
 
 # fixed parameters (issue 5): cutoff, smearing, k-space parameter, nodes
 PARAMETERS = {
@@ -187,7 +200,7 @@ def measure(
         command.append("--accuracy")
     if stress:
         command.append("--stress")
-    output = subprocess.run(command, capture_output=True, text=True)
+    output = subprocess.run(command, capture_output=True, text=True, env=ENVIRONMENT)
     if output.returncode != 0:
         return {"error": output.stderr.strip().splitlines()[-1]}
     return json.loads(output.stdout.strip().splitlines()[-1])
@@ -281,6 +294,11 @@ def main():
         help="with --other: alternate the two implementations this many times per "
         "case and keep the fastest median of each",
     )
+    parser.add_argument(
+        "--keep-freed-memory",
+        action="store_true",
+        help="run both implementations with the allocator keeping freed memory",
+    )
     parser.add_argument("--json", help="write the results to this file")
     parser.add_argument("--case", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -289,6 +307,8 @@ def main():
         result = run_case(*case, args.repeat, args.accuracy, args.stress, args.compile)
         print(json.dumps(result))
         return
+    if args.keep_freed_memory:
+        ENVIRONMENT.update(KEEP_FREED_MEMORY)
     tuned = {}
     if args.params:
         tuned = {method: json.loads(args.params) for method in args.methods}

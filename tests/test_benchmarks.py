@@ -65,6 +65,7 @@ def test_calculators_benchmark_with_any_mesh():
         sys.executable,
         "--rounds",
         "2",
+        "--keep-freed-memory",
     )
     assert "p3m" in text and "failed" not in text
     row = text.splitlines()[-1].split()

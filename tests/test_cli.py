@@ -341,16 +341,22 @@ def test_float32_agrees_with_float64(files, capsys):
     assert single["energy"] == pytest.approx(double["energy"], rel=1e-5)
 
 
-def test_console_script_points_at_main():
+def test_console_script_runs_main_with_freed_memory_kept(monkeypatch):
     from importlib.metadata import entry_points
 
-    from torchpme.cli import main
+    import torchpme.cli
+    from torchpme._core import allocator
 
     scripts = entry_points(group="console_scripts", name="torchpme")
     if not scripts:
         pytest.skip("the `torchpme` console script is not declared in this install")
     (script,) = scripts
-    assert script.load() is main
+    assert script.load() is torchpme.cli.console
+    calls = []
+    monkeypatch.setattr(allocator, "keep_freed_memory", lambda: calls.append("keep"))
+    monkeypatch.setattr(torchpme.cli, "main", lambda: calls.append("main") or 0)
+    assert torchpme.cli.console() == 0
+    assert calls == ["keep", "main"]
 
 
 def test_unreachable_accuracy_is_a_one_line_warning(files, capsys):

@@ -6,6 +6,7 @@ Building blocks live in :mod:`torchpme.lib`, potentials in
 """
 
 from . import calculators, lib, neighbors, potentials, prefactors, tuning
+from ._core.allocator import keep_freed_memory
 from ._core.validation import set_value_checks
 from ._version import __version__, __version_tuple__
 from .calculators import (
@@ -54,5 +55,6 @@ __all__ = [
     "Potential",
     "PotentialDipole",
     "SplinePotential",
+    "keep_freed_memory",
     "set_value_checks",
 ]

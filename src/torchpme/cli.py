@@ -24,7 +24,7 @@ import time
 import warnings
 from typing import List, Optional
 
-__all__ = ["main"]
+__all__ = ["console", "main"]
 
 EXIT_ERROR = 1
 
@@ -595,5 +595,15 @@ def main(argv: Optional[List[str]] = None) -> int:
         return EXIT_ERROR
 
 
+def console() -> int:
+    """The console script: :func:`main` in a process of its own, whose allocator
+    keeps freed memory for the repeated steps (:func:`torchpme.keep_freed_memory`;
+    ``main`` itself leaves the allocator of a calling program alone)."""
+    from ._core.allocator import keep_freed_memory
+
+    keep_freed_memory()
+    return main()
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(console())
