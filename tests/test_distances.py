@@ -138,3 +138,14 @@ def test_chunked_vectors_match_numpy(monkeypatch):
     assert gradcheck(
         lambda p, c: pair_distances(p, c, indices, shifts), (positions, cell)
     )
+
+
+def test_lists_off_cpu_are_not_kept(monkeypatch):
+    """Keeping a list means comparing it on every use, a host synchronisation on an
+    accelerator: only CPU lists are kept (a meta tensor stands in for a device)."""
+    from torchpme._core import pairlist
+
+    indices = torch.tensor([[0, 1], [1, 2]], device="meta")
+    entry = pairlist.lookup(indices)
+    assert entry.first.device.type == "meta" and indices not in pairlist._ENTRIES
+    assert pairlist.lookup(indices) is not entry

@@ -11,7 +11,8 @@ their backward passes). What can be derived from the indices alone is derived on
   (the forces of a distance backward) is a multithreaded sparse product instead of
   a serial indexed accumulation (about 3–4× faster for millions of pairs).
 
-Only the most recent neighbour list is kept, while that tensor lives. A kept entry
+Only the most recent neighbour list on CPU is kept, while that tensor lives (on
+accelerators the checks below would synchronise with the host). A kept entry
 is used only if the version counter is unchanged and the values still agree
 (memory shared with NumPy can change without the counter): a comparison that reads
 but allocates nothing.
@@ -105,7 +106,9 @@ class _Entry:
 def lookup(neighbor_indices: torch.Tensor) -> _Entry:
     """The kept entry of ``neighbor_indices`` if it is still valid, else a new one
     (kept unless ``torch.compile`` is tracing)."""
-    if _compiling():  # nothing kept, no version read (it would break the graph)
+    if _compiling() or neighbor_indices.device.type != "cpu":
+        # nothing kept: no version read while tracing (it would break the graph),
+        # and no comparison on an accelerator (a host synchronisation)
         return _Entry(neighbor_indices)
     entry = _ENTRIES.get(neighbor_indices)
     if (
