@@ -149,3 +149,36 @@ def test_lists_off_cpu_are_not_kept(monkeypatch):
     entry = pairlist.lookup(indices)
     assert entry.first.device.type == "meta" and indices not in pairlist._ENTRIES
     assert pairlist.lookup(indices) is not entry
+
+
+def test_work_buffer_is_reused_only_once_its_owner_is_done():
+    """The (P, 3) buffer of a kept list serves the next step only after the backward
+    pass of the previous one (or once its graph is gone); two graphs alive at once
+    get two buffers, and both give the plain gradients."""
+    import gc
+
+    from torchpme._core import pairlist
+
+    positions, cell, indices, shifts = _system()
+    moved = (positions.detach() + 0.1).requires_grad_(True)
+
+    def plain(p):
+        vectors = p[indices[:, 1]] - p[indices[:, 0]] + shifts.double() @ cell
+        return torch.autograd.grad(torch.linalg.norm(vectors, dim=1).pow(-1).sum(), p)
+
+    first = pair_distances(positions, cell, indices, shifts)
+    buffer = pairlist.lookup(indices)._rows[torch.float64][0]
+    second = pair_distances(moved, cell, indices, shifts)  # first graph still alive
+    assert pairlist.lookup(indices)._rows[torch.float64][0] is not buffer
+    for d, p in [(first, positions), (second, moved)]:
+        (grad,) = torch.autograd.grad(d.pow(-1).sum(), p)
+        torch.testing.assert_close(grad, plain(p)[0], rtol=1e-13, atol=1e-14)
+    kept = pairlist.lookup(indices)._rows[torch.float64][0]
+    third = pair_distances(positions, cell, indices, shifts)  # both done: reused
+    assert pairlist.lookup(indices)._rows[torch.float64][0] is kept
+    del third
+    gc.collect()
+    fourth = pair_distances(moved, cell, indices, shifts)  # owner gone: reused
+    assert pairlist.lookup(indices)._rows[torch.float64][0] is kept
+    (grad,) = torch.autograd.grad(fourth.pow(-1).sum(), moved)
+    torch.testing.assert_close(grad, plain(moved)[0], rtol=1e-13, atol=1e-14)

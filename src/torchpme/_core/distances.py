@@ -37,10 +37,11 @@ def _vectors(positions, cell, first, second, shifts) -> torch.Tensor:
     return vectors.addmm_(shifts, cell)
 
 
-def _vectors_and_distances(positions, cell, first, second, shifts):
-    """``(P, 3)`` vectors and ``(P,)`` distances, with no pair-sized temporary: the
-    first atoms' positions are gathered in chunks that the allocator reuses."""
-    vectors = positions.index_select(0, second)
+def _vectors_and_distances(positions, cell, first, second, shifts, vectors):
+    """``(P, 3)`` vectors (into ``vectors``) and ``(P,)`` distances, with no
+    pair-sized temporary: the first atoms' positions are gathered in chunks that
+    the allocator reuses."""
+    torch.index_select(positions, 0, second, out=vectors)
     distances = vectors.new_empty(vectors.shape[0])
     for start in range(0, vectors.shape[0], CHUNK):
         part = vectors[start : start + CHUNK]
@@ -59,10 +60,18 @@ def _composed(positions, cell, first, second, shifts):
 
 class _PairDistances(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, positions, cell, first, second, shifts, ends):
+    def forward(ctx, positions, cell, first, second, shifts, pairs):
+        # the buffer of the previous step when the list is kept and it is free
+        if pairs is None:
+            rows = positions.new_empty((first.shape[0], 3))
+        else:
+            rows = pairs.pair_rows(positions.dtype, ctx)
         vectors, distances = _vectors_and_distances(
-            positions, cell, first, second, shifts
+            positions, cell, first, second, shifts, rows
         )
+        ends = None
+        if pairs is not None and positions.requires_grad:
+            ends = pairs.pair_ends(positions.shape[0])
         ctx.save_for_backward(positions, cell, first, second, shifts)
         ctx.vectors, ctx.distances, ctx.ends = vectors, distances, ends
         return distances
@@ -108,8 +117,9 @@ def pair_distances(
 
 def _apply(positions, cell, neighbor_indices, shifts) -> torch.Tensor:
     pairs = lookup(neighbor_indices)
-    # the forces accumulate through the list's kept sparse incidence, if any
-    ends = pairs.pair_ends(positions.shape[0]) if positions.requires_grad else None
+    # the list's kept work buffer and sparse incidence serve it only on CPU, in
+    # eager mode, where the list itself is kept
+    kept = pairs if pairs.version >= 0 else None
     return _PairDistances.apply(
-        positions, cell.to(positions.dtype), pairs.first, pairs.second, shifts, ends
+        positions, cell.to(positions.dtype), pairs.first, pairs.second, shifts, kept
     )
