@@ -1,13 +1,12 @@
 """DistributedDataParallel: learnable per-species charges of a PME model.
 
-Two processes (gloo backend on 127.0.0.1) each take half of a small data set of
+Two processes (gloo backend, meeting through a file store, so that no port has to
+be chosen in advance) each take half of a small data set of
 periodic systems; DDP averages their gradients. Because each rank's loss is the
 mean over an equal share, the averaged gradient must equal the gradient of the
 mean loss over the whole data set in one process — checked to 1e-12 over a few
 SGD steps, together with the parameters after each step.
 """
-
-import socket
 
 import numpy as np
 import pytest
@@ -85,11 +84,11 @@ def train(model, systems, parameters):
     return torch.stack(gradients), torch.stack(values)
 
 
-def _worker(rank, world_size, port, directory):
+def _worker(rank, world_size, directory):
     torch.set_num_threads(1)
     dist.init_process_group(
         "gloo",
-        init_method=f"tcp://127.0.0.1:{port}",
+        init_method=f"file://{directory}/store",
         rank=rank,
         world_size=world_size,
     )
@@ -101,12 +100,6 @@ def _worker(rank, world_size, port, directory):
         torch.save({"gradients": gradients, "values": values}, f"{directory}/{rank}.pt")
     finally:
         dist.destroy_process_group()
-
-
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.mark.skipif(not dist.is_available(), reason="torch.distributed unavailable")
@@ -121,7 +114,7 @@ def test_ddp_gradients_equal_single_process(tmp_path):
     assert float(expected_gradients[0].abs().max()) > 1e-3  # a real signal
 
     torch.multiprocessing.spawn(
-        _worker, args=(2, free_port(), str(tmp_path)), nprocs=2, join=True
+        _worker, args=(2, str(tmp_path)), nprocs=2, join=True
     )
     for rank in range(2):
         result = torch.load(tmp_path / f"{rank}.pt")
