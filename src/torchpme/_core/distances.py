@@ -4,8 +4,11 @@ Written with plain tensor operations, the distances of ``P`` pairs and their
 backward pass allocate about ten ``(P, 3)`` tensors (gathers, the shift product,
 differences, the norm's backward, the negated scatter source). On CPUs where
 fresh memory costs its page faults, those allocations take longer than the
-arithmetic. Here the forward builds the pair vectors in place in one buffer and
-keeps it; the backward scales it once and accumulates it at both ends:
+arithmetic. Here the forward builds the pair vectors in place in one buffer (the
+first atoms' positions gathered in chunks; for a kept neighbour list, the buffer
+of the previous step once that step's backward is done) and keeps it; the
+backward scales it once and accumulates it at both ends (for a list used again,
+through its sparse incidence, see :mod:`torchpme._core.pairlist`):
 
 .. math::
 

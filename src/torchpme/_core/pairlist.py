@@ -9,7 +9,9 @@ their backward passes). What can be derived from the indices alone is derived on
 * on CPU, for large lists seen a second time, the pair-to-atom incidence as two
   sparse CSR matrices, so that accumulating per-pair rows at both ends of each pair
   (the forces of a distance backward) is a multithreaded sparse product instead of
-  a serial indexed accumulation (about 3–4× faster for millions of pairs).
+  a serial indexed accumulation (about 3–4× faster for millions of pairs);
+* the ``(P, 3)`` work buffer of the distance function, handed from one step to
+  the next once the previous step is done with it.
 
 Only the most recent neighbour list on CPU is kept, while that tensor lives (on
 accelerators the checks below would synchronise with the host). A kept entry
