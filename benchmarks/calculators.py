@@ -21,7 +21,9 @@ function, and ``--rounds R`` alternates the two processes ``R`` times per case a
 keeps the fastest median of each (this VM's speed drifts by up to 2× over
 minutes; alternating keeps one slow phase from deciding a ratio).
 
-``--keep-freed-memory`` runs both implementations with glibc's allocator told to
+``--device cuda`` runs every case on that device (neighbour lists are built on
+the CPU, times are synchronised, ``MB`` is the peak device memory PyTorch
+allocated). ``--keep-freed-memory`` runs both implementations with glibc's allocator told to
 keep freed memory (``MALLOC_TRIM_THRESHOLD_``, ``MALLOC_TOP_PAD_``,
 ``MALLOC_MMAP_THRESHOLD_``: what ``torchpme.keep_freed_memory()`` sets at run time).
 
@@ -123,6 +125,7 @@ def run_case(
     accuracy: bool,
     stress: bool,
     compiled: bool = False,
+    device: str = "cpu",
 ):
     import torch
 
@@ -130,9 +133,19 @@ def run_case(
     positions, charges, cell = rocksalt(n_atoms, dtype)
     calculator, cutoff = build(method, dtype, parameters, n_atoms)
     indices, shifts = neighbors(positions, cell, cutoff)
+    positions, charges, cell, indices, shifts = (
+        t.to(device) for t in (positions, charges, cell, indices, shifts)
+    )
+    calculator = calculator.to(device)
     if compiled:
         calculator = compile_calculator(calculator, cell)
-    baseline = _resident_kb(reset_peak=True)
+    cuda = torch.device(device).type == "cuda"
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        baseline = torch.cuda.memory_allocated() / 1024.0
+    else:
+        baseline = _resident_kb(reset_peak=True)
 
     def step():
         pos = positions.clone().requires_grad_(True)
@@ -171,15 +184,22 @@ def run_case(
         function()
     for _ in range(repeat):
         for name, function in steps.items():
+            if cuda:
+                torch.cuda.synchronize()
             start = time.perf_counter()
             function()
+            if cuda:
+                torch.cuda.synchronize()
             times[name].append(time.perf_counter() - start)
-    peak = _resident_kb(peak=True)
+    if cuda:  # device memory: the peak allocated by PyTorch
+        peak = torch.cuda.max_memory_allocated() / 1024.0
+    else:
+        peak = _resident_kb(peak=True)
     result = {name: statistics.median(samples) for name, samples in times.items()}
     result["peak_growth_mb"] = (peak - baseline) / 1024.0
     if accuracy and n_atoms <= 4096:
-        reference = reference_forces(positions, charges, cell)
-        error = (forces.double() - reference).pow(2).sum(1).mean().sqrt()
+        reference = reference_forces(positions.cpu(), charges.cpu(), cell.cpu())
+        error = (forces.double().cpu() - reference).pow(2).sum(1).mean().sqrt()
         scale = reference.pow(2).sum(1).mean().sqrt()
         result["rms_force_error_rel"] = float(error / scale)
     return result
@@ -192,8 +212,10 @@ def measure(
     accuracy: bool,
     stress: bool,
     compiled: bool = False,
+    device: str = "cpu",
 ) -> dict:
     command = [python, __file__, "--case", json.dumps(case), "--repeat", str(repeat)]
+    command += ["--device", device]
     if compiled:
         command.append("--compile")
     if accuracy:
@@ -299,12 +321,20 @@ def main():
         action="store_true",
         help="run both implementations with the allocator keeping freed memory",
     )
+    parser.add_argument(
+        "--device",
+        default="cpu",
+        help="where the calculations run (e.g. cuda): times are synchronised, MB "
+        "is then the device memory PyTorch allocated",
+    )
     parser.add_argument("--json", help="write the results to this file")
     parser.add_argument("--case", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.case:
         case = json.loads(args.case)
-        result = run_case(*case, args.repeat, args.accuracy, args.stress, args.compile)
+        result = run_case(
+            *case, args.repeat, args.accuracy, args.stress, args.compile, args.device
+        )
         print(json.dumps(result))
         return
     if args.keep_freed_memory:
@@ -331,26 +361,26 @@ def main():
         for size in args.sizes:
             for dtype in args.dtypes:
                 case = [method, size, dtype, tuned.get(method)]
-                ours = measure(
-                    sys.executable,
-                    case,
-                    args.repeat,
-                    args.accuracy,
-                    args.stress,
-                    args.compile,
-                )
+
+                def ours_once(accuracy):
+                    return measure(
+                        sys.executable, case, args.repeat, accuracy, args.stress,
+                        args.compile, args.device,
+                    )  # fmt: skip
+
+                def other_once():
+                    return measure(
+                        args.other, case, args.repeat, False, args.stress, False,
+                        args.device,
+                    )  # fmt: skip
+
+                ours = ours_once(args.accuracy)
                 other = None
                 if args.other and "error" not in ours:
-                    other = measure(args.other, case, args.repeat, False, args.stress)
+                    other = other_once()
                     for _ in range(args.rounds - 1):
-                        again = measure(
-                            sys.executable, case, args.repeat, False, args.stress,
-                            args.compile,
-                        )  # fmt: skip
-                        ours = fastest(ours, again)
-                        again = measure(args.other, case, args.repeat, False,
-                                        args.stress)  # fmt: skip
-                        other = fastest(other, again)
+                        ours = fastest(ours, ours_once(False))
+                        other = fastest(other, other_once())
                 row = {"case": case, "ours": ours}
                 if "error" in ours:
                     print(f"{method:6} {size:7d} {dtype:8} failed: {ours['error']}")
