@@ -113,9 +113,7 @@ def test_ddp_gradients_equal_single_process(tmp_path):
     )
     assert float(expected_gradients[0].abs().max()) > 1e-3  # a real signal
 
-    torch.multiprocessing.spawn(
-        _worker, args=(2, str(tmp_path)), nprocs=2, join=True
-    )
+    torch.multiprocessing.spawn(_worker, args=(2, str(tmp_path)), nprocs=2, join=True)
     for rank in range(2):
         result = torch.load(tmp_path / f"{rank}.pt")
         torch.testing.assert_close(
