@@ -22,7 +22,16 @@ def _system(seed=0):
     return positions, cell, indices, shifts
 
 
-def test_values_match_numpy():
+@pytest.fixture(params=["whole", "chunked"])
+def chunks(request, monkeypatch):
+    """All pairs in one chunk, or chunks of 3 pairs (the last one partial)."""
+    if request.param == "chunked":
+        from torchpme._core import distances
+
+        monkeypatch.setattr(distances, "CHUNK", 3)
+
+
+def test_values_match_numpy(chunks):
     positions, cell, indices, shifts = _system()
     result = pair_distances(positions, cell, indices, shifts)
     p, a = positions.detach().numpy(), cell.detach().numpy()
@@ -32,7 +41,7 @@ def test_values_match_numpy():
     )
 
 
-def test_gradients():
+def test_gradients(chunks):
     positions, cell, indices, shifts = _system()
 
     def function(p, c):
@@ -121,23 +130,6 @@ def test_forces_of_a_reused_long_list_match_the_plain_accumulation(monkeypatch, 
     for a, b in zip(changed, plain(indices)):
         torch.testing.assert_close(a, b, **tolerance)
     assert not torch.allclose(changed[0], first[0])
-
-
-def test_chunked_vectors_match_numpy(monkeypatch):
-    """The forward gathers in chunks (here of 3 pairs, the last one partial)."""
-    from torchpme._core import distances
-
-    monkeypatch.setattr(distances, "CHUNK", 3)
-    positions, cell, indices, shifts = _system()
-    result = pair_distances(positions, cell, indices, shifts)
-    p, a = positions.detach().numpy(), cell.detach().numpy()
-    vectors = p[indices[:, 1]] - p[indices[:, 0]] + shifts.numpy() @ a
-    np.testing.assert_allclose(
-        result.detach().numpy(), np.linalg.norm(vectors, axis=1), rtol=1e-14
-    )
-    assert gradcheck(
-        lambda p, c: pair_distances(p, c, indices, shifts), (positions, cell)
-    )
 
 
 def test_lists_off_cpu_are_not_kept(monkeypatch):
