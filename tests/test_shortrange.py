@@ -216,3 +216,37 @@ def test_chunked_pairs_match_a_direct_sum(monkeypatch, full):
         return coulomb_pair_sum(q, indices, r, *_constants(), full)
 
     assert gradcheck(function, (charges.requires_grad_(True), distances))
+
+
+def test_distances_from_pair_distances_lend_their_columns(monkeypatch):
+    """Distances just made by ``pair_distances`` from a kept, unmodified list give
+    the pair sum their index columns (no second comparison of the list); any
+    change to the list, or distances from elsewhere, go through the usual lookup.
+    The results are the same either way."""
+    from torchpme._core import pairlist
+    from torchpme.neighbors import pair_distances
+
+    looked_up = []
+    lookup = pairlist.index_columns
+    monkeypatch.setattr(
+        pairlist, "index_columns", lambda i: looked_up.append(1) or lookup(i)
+    )
+    indices, _, charges = _pairs()
+    rng = np.random.default_rng(5)
+    positions = torch.tensor(rng.uniform(0, 3, (6, 3)), requires_grad=True)
+    cell = 6.0 * torch.eye(3, dtype=torch.float64)
+    shifts = torch.zeros((len(indices), 3))
+    constants = _constants()
+
+    distances = pair_distances(positions, cell, indices, shifts)
+    fast = coulomb_pair_sum(charges, indices, distances, *constants, False)
+    assert looked_up == []
+    plain = torch.linalg.norm(
+        positions[indices[:, 1]] - positions[indices[:, 0]], dim=1
+    )
+    expected = coulomb_pair_sum(charges, indices, plain, *constants, False)
+    assert looked_up == [1]
+    torch.testing.assert_close(fast, expected, rtol=1e-14, atol=1e-15)
+    indices[0] = torch.tensor([4, 5])  # changed after the distances were made
+    coulomb_pair_sum(charges, indices, distances, *constants, False)
+    assert looked_up == [1, 1]

@@ -77,6 +77,7 @@ class _PairDistances(torch.autograd.Function):
             ends = pairs.pair_ends(positions.shape[0])
         ctx.save_for_backward(positions, cell, first, second, shifts)
         ctx.vectors, ctx.distances, ctx.ends = vectors, distances, ends
+        ctx.pairs = pairs  # the pair sum of these distances reuses its columns
         return distances
 
     @staticmethod

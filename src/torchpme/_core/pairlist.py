@@ -28,7 +28,7 @@ from typing import Dict, Optional, Tuple
 import torch
 import torch.utils.weak
 
-__all__ = ["PairEnds", "accumulate_at_ends", "index_columns", "lookup"]
+__all__ = ["PairEnds", "accumulate_at_ends", "columns_for", "index_columns", "lookup"]
 
 # lists shorter than this accumulate with index_put_: the sparse setup would not pay
 MIN_SPARSE_PAIRS = 1 << 16
@@ -40,6 +40,23 @@ _LOCK = threading.Lock()  # hands out work buffers, one owner at a time
 def _compiling() -> bool:
     compiler = getattr(torch, "compiler", None)
     return compiler is not None and compiler.is_compiling()
+
+
+def columns_for(
+    neighbor_indices: torch.Tensor, distances: torch.Tensor
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """:func:`index_columns`, without comparing the list again when ``distances``
+    come straight from :func:`torchpme.neighbors.pair_distances` of this kept,
+    unmodified list (the columns are then those the distances were made from)."""
+    if not _compiling():
+        entry = getattr(distances.grad_fn, "pairs", None)
+        if (
+            isinstance(entry, _Entry)
+            and _ENTRIES.get(neighbor_indices) is entry
+            and entry.version == neighbor_indices._version
+        ):
+            return entry.first, entry.second
+    return index_columns(neighbor_indices)
 
 
 class PairEnds:

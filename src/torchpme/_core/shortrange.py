@@ -22,7 +22,7 @@ from typing import Callable, List
 import torch
 
 from .backward import channel_factors, replay
-from .pairlist import index_columns
+from .pairlist import columns_for, index_columns
 
 __all__ = ["coulomb_pair_sum"]
 
@@ -110,7 +110,7 @@ def _composed(charges, indices, distances, smearing, prefactor, full):
 class _CoulombPairSum(torch.autograd.Function):
     @staticmethod
     def forward(ctx, charges, indices, distances, smearing, prefactor, full):
-        first, second = index_columns(indices)
+        first, second = columns_for(indices, distances)
         n_pairs = distances.shape[0]
         # what the backward needs is written chunk by chunk into pair-sized buffers
         kept = distances.new_empty(n_pairs) if charges.requires_grad else None
