@@ -174,3 +174,34 @@ def test_work_buffer_is_reused_only_once_its_owner_is_done():
     assert pairlist.lookup(indices)._rows[torch.float64][0] is kept
     (grad,) = torch.autograd.grad(fourth.pow(-1).sum(), moved)
     torch.testing.assert_close(grad, plain(moved)[0], rtol=1e-13, atol=1e-14)
+
+
+def test_threads_sharing_a_list_get_their_own_gradients():
+    """Threads stepping on one kept list at once: each forward claims the work
+    buffer under a lock, so concurrent steps never share one."""
+    import threading
+
+    positions, cell, indices, shifts = _system()
+    failures = []
+
+    def worker(offset):
+        p0 = positions.detach() + offset
+        vectors = p0[indices[:, 1]] - p0[indices[:, 0]] + shifts.double() @ cell
+        expected = vectors / torch.linalg.norm(vectors, dim=1, keepdim=True)
+        for _ in range(30):
+            p = p0.clone().requires_grad_(True)
+            weights = torch.arange(1.0, len(indices) + 1, dtype=torch.float64)
+            distances = pair_distances(p, cell.detach(), indices, shifts)
+            (grad,) = torch.autograd.grad((weights * distances).sum(), p)
+            reference = torch.zeros_like(p0)
+            reference.index_add_(0, indices[:, 1], weights[:, None] * expected)
+            reference.index_add_(0, indices[:, 0], -weights[:, None] * expected)
+            if not torch.allclose(grad, reference, rtol=1e-12, atol=1e-12):
+                failures.append(offset)
+
+    threads = [threading.Thread(target=worker, args=(0.1 * k,)) for k in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []

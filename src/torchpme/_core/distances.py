@@ -91,7 +91,9 @@ class _PairDistances(torch.autograd.Function):
         distances, vectors = ctx.distances, ctx.vectors
         if vectors is None:  # a second backward (retain_graph): rebuild the buffer
             vectors = _vectors(positions, cell, first, second, shifts)
-        ctx.vectors = None  # the buffer is ours: it becomes the scaled pulls
+        # the buffer becomes the scaled pulls: consumed (a second backward rebuilds
+        # it), and busy until this pass returns (no other step may claim it)
+        ctx.vectors, ctx.busy = None, vectors
         scale = (grad / distances).masked_fill_(distances == 0, 0.0)
         pulls = vectors.mul_(scale.unsqueeze(-1))
         grad_positions = grad_cell = None
@@ -101,6 +103,7 @@ class _PairDistances(torch.autograd.Function):
             grad_positions = accumulate_at_ends(
                 pulls, first, second, positions.shape[0], ctx.ends
             )
+        ctx.busy = None
         return grad_positions, grad_cell, None, None, None, None
 
 

@@ -94,6 +94,11 @@ class PairEnds:
         return result.sub_(self._matrix(self.starting, rows.dtype) @ rows)
 
 
+def _holds(holder, buffer: torch.Tensor) -> bool:
+    held = [getattr(holder, name, None) for name in ("vectors", "busy")]
+    return any(tensor is buffer for tensor in held)
+
+
 class _Entry:
     """What is derived from one neighbour list: its index columns and, per atom
     count, the pair incidence (built the second time it is asked for)."""
@@ -107,7 +112,8 @@ class _Entry:
 
     def pair_rows(self, dtype: torch.dtype, owner) -> torch.Tensor:
         """A ``(P, 3)`` work buffer for ``owner``, an autograd context that keeps it
-        as ``owner.vectors`` until its backward pass sets that to ``None``.
+        as ``owner.vectors`` (then ``owner.busy`` while its backward pass runs)
+        until it is done with it.
 
         The buffer of the previous step is handed out again once its owner is done
         with it (or gone): a fresh buffer this large costs its page faults on
@@ -119,14 +125,19 @@ class _Entry:
             if kept is not None:
                 buffer, previous = kept
                 holder = previous()
-                if holder is None or getattr(holder, "vectors", None) is not buffer:
-                    self._rows[dtype] = (buffer, weakref.ref(owner))
-                    return buffer
+                if holder is None or not _holds(holder, buffer):
+                    return self._claim(dtype, buffer, owner)
             buffer = torch.empty(
                 (self.first.shape[0], 3), dtype=dtype, device=self.first.device
             )
-            self._rows[dtype] = (buffer, weakref.ref(owner))
-            return buffer
+            return self._claim(dtype, buffer, owner)
+
+    def _claim(self, dtype: torch.dtype, buffer: torch.Tensor, owner) -> torch.Tensor:
+        # the owner holds the buffer from now on (under the lock: no other thread
+        # can see it as free before the owner has stored it)
+        owner.vectors = buffer
+        self._rows[dtype] = (buffer, weakref.ref(owner))
+        return buffer
 
     def pair_ends(self, n_atoms: int) -> Optional[PairEnds]:
         """The :class:`PairEnds` of the list on ``n_atoms`` atoms, built on the
