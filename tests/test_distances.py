@@ -205,3 +205,16 @@ def test_threads_sharing_a_list_get_their_own_gradients():
     for thread in threads:
         thread.join()
     assert failures == []
+
+
+def test_off_cpu_path_runs_forward_and_backward():
+    """Off CPU nothing is kept (no buffer, no sparse incidence, no comparison):
+    the plain path runs; a meta device stands in for an accelerator (shapes only)."""
+    meta = {"device": "meta", "dtype": torch.float64}
+    positions = torch.empty((5, 3), **meta).requires_grad_(True)
+    cell = torch.empty((3, 3), **meta).requires_grad_(True)
+    indices = torch.tensor([[0, 1], [1, 2], [2, 3]], device="meta")
+    distances = pair_distances(positions, cell, indices, torch.empty((3, 3), **meta))
+    grads = torch.autograd.grad(distances.sum(), (positions, cell))
+    assert distances.shape == (3,) and distances.device.type == "meta"
+    assert [g.shape for g in grads] == [(5, 3), (3, 3)]
