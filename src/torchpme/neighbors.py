@@ -30,7 +30,7 @@ from typing import List, Optional, Tuple
 import numpy as np
 import torch
 
-from ._core.distances import pair_distances as fused_pair_distances
+from ._core.distances import pair_distances
 from ._core.validation import (
     check_choice,
     check_finite,
@@ -243,27 +243,6 @@ def neighbor_pairs(
             )
         indices, shifts = _brute_force_pairs(positions, cell, cutoff, flags, full_list)
     return indices.to(positions.device), shifts.to(positions.device)
-
-
-def pair_distances(
-    positions: torch.Tensor,
-    cell: torch.Tensor,
-    neighbor_indices: torch.Tensor,
-    shifts: torch.Tensor,
-) -> torch.Tensor:
-    """Differentiable pair distances ``‖r_j − r_i + S A‖``.
-
-    Args:
-        positions: ``(N, 3)``.
-        cell: ``(3, 3)``, rows are lattice vectors.
-        neighbor_indices: ``(P, 2)`` pairs ``(i, j)``.
-        shifts: ``(P, 3)`` integer cell shifts.
-
-    Returns:
-        ``(P,)`` distances in the dtype of ``positions``, with gradients flowing to
-        ``positions`` and ``cell``.
-    """
-    return fused_pair_distances(positions, cell, neighbor_indices, shifts)
 
 
 def compute_neighbors(

@@ -113,8 +113,18 @@ def pair_distances(
     neighbor_indices: torch.Tensor,
     shifts: torch.Tensor,
 ) -> torch.Tensor:
-    """``(P,)`` distances ``‖r_j − r_i + S A‖``, differentiable (twice) in positions
-    and cell; ``shifts`` ``(P, 3)`` integer (or float) cell shifts."""
+    """Differentiable pair distances ``‖r_j − r_i + S A‖``.
+
+    Args:
+        positions: ``(N, 3)``.
+        cell: ``(3, 3)``, rows are lattice vectors.
+        neighbor_indices: ``(P, 2)`` pairs ``(i, j)``.
+        shifts: ``(P, 3)`` integer (or float) cell shifts.
+
+    Returns:
+        ``(P,)`` distances in the dtype of ``positions``, with (twice
+        differentiable) gradients flowing to ``positions`` and ``cell``.
+    """
     shifts = shifts.to(positions.dtype)
     if torch.jit.is_scripting():
         first, second = neighbor_indices[:, 0], neighbor_indices[:, 1]
