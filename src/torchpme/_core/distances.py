@@ -24,6 +24,7 @@ the composed form inside the backward pass.
 import torch
 
 from .backward import replay
+from .chunks import chunk_length
 from .pairlist import accumulate_at_ends, lookup
 
 __all__ = ["pair_distances"]
@@ -46,11 +47,12 @@ def _vectors_and_distances(positions, cell, first, second, shifts, vectors):
     the allocator reuses."""
     torch.index_select(positions, 0, second, out=vectors)
     distances = vectors.new_empty(vectors.shape[0])
-    for start in range(0, vectors.shape[0], CHUNK):
-        part = vectors[start : start + CHUNK]
-        part.sub_(positions.index_select(0, first[start : start + CHUNK]))
-        part.addmm_(shifts[start : start + CHUNK], cell)
-        torch.linalg.vector_norm(part, dim=-1, out=distances[start : start + CHUNK])
+    step = chunk_length(CHUNK, vectors.shape[0], vectors.device)
+    for start in range(0, vectors.shape[0], step):
+        part = vectors[start : start + step]
+        part.sub_(positions.index_select(0, first[start : start + step]))
+        part.addmm_(shifts[start : start + step], cell)
+        torch.linalg.vector_norm(part, dim=-1, out=distances[start : start + step])
     return vectors, distances
 
 

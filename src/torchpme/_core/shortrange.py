@@ -22,6 +22,7 @@ from typing import Callable, List
 import torch
 
 from .backward import channel_factors, replay
+from .chunks import chunk_length
 from .pairlist import columns_for, index_columns
 
 __all__ = ["coulomb_pair_sum"]
@@ -62,8 +63,9 @@ def _pair_sum(charges, first, second, values: Values, full: bool, products=None)
     """
     q = [charges[:, channel].contiguous() for channel in range(charges.shape[1])]
     columns = [torch.zeros_like(q_channel) for q_channel in q]
-    for start in range(0, first.shape[0], CHUNK):
-        stop = min(start + CHUNK, first.shape[0])
+    step = chunk_length(CHUNK, first.shape[0], first.device)
+    for start in range(0, first.shape[0], step):
+        stop = min(start + step, first.shape[0])
         v = values(start, stop)
         i, j = first[start:stop], second[start:stop]
         for channel, q_channel in enumerate(q):

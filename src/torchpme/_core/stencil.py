@@ -17,6 +17,8 @@ from typing import List, Optional, Tuple
 
 import torch
 
+from .chunks import chunk_length
+
 __all__ = ["gather_values", "gather_with_weight_gradients", "spread_values"]
 
 
@@ -39,10 +41,10 @@ def _chunk_entries() -> int:
     return STENCIL_CHUNK
 
 
-def _atoms_per_chunk(n: int, n_atoms: int) -> int:
+def _atoms_per_chunk(n: int, n_atoms: int, device: torch.device) -> int:
     if torch.jit.is_scripting():  # TorchScript reads no globals: one chunk
         return max(1, n_atoms)
-    return max(1, _chunk_entries() // (n * n * n))
+    return chunk_length(_chunk_entries() // (n * n * n), n_atoms, device)
 
 
 def scatter(flat: torch.Tensor, weights: torch.Tensor, values: torch.Tensor, size: int):
@@ -50,7 +52,7 @@ def scatter(flat: torch.Tensor, weights: torch.Tensor, values: torch.Tensor, siz
     ``(N, 3, n)``: ``(C, size)``, in chunks of atoms."""
     n_channels, n_atoms = values.shape[1], flat.shape[0]
     mesh = torch.zeros((n_channels, size), dtype=weights.dtype, device=weights.device)
-    step = _atoms_per_chunk(weights.shape[2], n_atoms)
+    step = _atoms_per_chunk(weights.shape[2], n_atoms, weights.device)
     for start in range(0, n_atoms, step):
         index = flat[start : start + step].reshape(-1)
         for channel in range(n_channels):
@@ -79,7 +81,7 @@ def gather_with_weight_gradients(
     grads: Optional[torch.Tensor] = None
     if keep:
         grads = mesh.new_empty((n_channels, n_atoms, 3, n))
-    step = _atoms_per_chunk(n, n_atoms)
+    step = _atoms_per_chunk(n, n_atoms, mesh.device)
     for start in range(0, n_atoms, step):
         part = weights[start : start + step]
         picked = pick(mesh, flat[start : start + step])
