@@ -16,6 +16,8 @@ from typing import List, Optional, Sequence, Tuple
 
 import torch
 
+from .validation import compiling
+
 __all__ = ["channel_factors", "replay"]
 
 
@@ -28,8 +30,7 @@ def channel_factors(
     """
     if grad.device.type != "cpu" or grad.shape != values.shape:
         return None
-    compiler = getattr(torch, "compiler", None)
-    if compiler is not None and compiler.is_compiling():
+    if compiling():
         return None
     norms = (values * values).sum(0)
     overlaps = (grad * values).sum(0)

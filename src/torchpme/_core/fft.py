@@ -17,6 +17,7 @@ from typing import List, Tuple
 import torch
 
 from .backward import channel_factors
+from .validation import compiling
 
 __all__ = ["filter_mesh", "irfft3", "rfft3"]
 
@@ -43,8 +44,7 @@ def _on_host(data: torch.Tensor, sizes: Tuple[int, int, int]) -> bool:
         return False
     if sizes[0] * sizes[1] * sizes[2] < HOST_FFT_MIN_POINTS:
         return False
-    compiler = getattr(torch, "compiler", None)
-    if compiler is not None and compiler.is_compiling():
+    if compiling():
         return False
     return _scipy_fft() is not None
 

@@ -28,6 +28,8 @@ from typing import Dict, Optional, Tuple
 import torch
 import torch.utils.weak
 
+from .validation import compiling
+
 __all__ = ["PairEnds", "accumulate_at_ends", "columns_for", "index_columns", "lookup"]
 
 # lists shorter than this accumulate with index_put_: the sparse setup would not pay
@@ -37,18 +39,13 @@ _ENTRIES = torch.utils.weak.WeakIdKeyDictionary()
 _LOCK = threading.Lock()  # hands out work buffers, one owner at a time
 
 
-def _compiling() -> bool:
-    compiler = getattr(torch, "compiler", None)
-    return compiler is not None and compiler.is_compiling()
-
-
 def columns_for(
     neighbor_indices: torch.Tensor, distances: torch.Tensor
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """:func:`index_columns`, without comparing the list again when ``distances``
     come straight from :func:`torchpme.neighbors.pair_distances` of this kept,
     unmodified list (the columns are then those the distances were made from)."""
-    if not _compiling():
+    if not compiling():
         entry = getattr(distances.grad_fn, "pairs", None)
         if (
             isinstance(entry, _Entry)
@@ -163,7 +160,7 @@ class _Entry:
 def lookup(neighbor_indices: torch.Tensor) -> _Entry:
     """The kept entry of ``neighbor_indices`` if it is still valid, else a new one
     (kept unless ``torch.compile`` is tracing)."""
-    if _compiling() or neighbor_indices.device.type != "cpu":
+    if compiling() or neighbor_indices.device.type != "cpu":
         # nothing kept: no version read while tracing (it would break the graph),
         # and no comparison on an accelerator (a host synchronisation)
         return _Entry(neighbor_indices)

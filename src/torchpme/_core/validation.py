@@ -123,7 +123,8 @@ def value_checks_enabled() -> bool:
     return _VALUE_CHECKS[0]
 
 
-def _compiling() -> bool:
+def compiling() -> bool:
+    """Whether ``torch.compile`` is tracing (eager-only paths step aside)."""
     compiler = getattr(torch, "compiler", None)
     is_compiling = getattr(compiler, "is_compiling", None)
     return bool(is_compiling()) if is_compiling is not None else False
@@ -147,7 +148,7 @@ def check_values(tensor: torch.Tensor) -> bool:
     """
     if torch.jit.is_scripting():
         return False
-    if _compiling() or _transformed(tensor):
+    if compiling() or _transformed(tensor):
         return False
     return _VALUE_CHECKS[0]
 
@@ -158,7 +159,7 @@ def check_cell_cheaply(tensor: torch.Tensor) -> bool:
     ``torch.compile`` traces or under a ``torch.func`` transform."""
     if torch.jit.is_scripting():
         return tensor.device.type == "cpu"
-    if _compiling() or _transformed(tensor):
+    if compiling() or _transformed(tensor):
         return False
     return tensor.device.type == "cpu" or _VALUE_CHECKS[0]
 

@@ -8,7 +8,7 @@ import torch
 from .._core import kspace
 from .._core import mesh as core_mesh
 from .._core.convolution import convolve
-from .._core.validation import check_fixed_mesh, check_positive
+from .._core.validation import check_fixed_mesh, check_positive, compiling
 from ..lib.kspace_filter import KSpaceFilter
 from ..lib.mesh_interpolator import MeshInterpolator
 from ..potentials import CoulombPotential, InversePowerLawPotential, Potential
@@ -28,8 +28,7 @@ def _filter_key(calculator, cell: torch.Tensor, ns: List[int]):
         return None
     if cell.device.type != "cpu" or cell.requires_grad:
         return None
-    compiler = getattr(torch, "compiler", None)
-    if compiler is not None and compiler.is_compiling():
+    if compiling():
         return None
     tensors = list(potential.state_dict(keep_vars=True).items())
     if any(t.requires_grad for _, t in tensors):
