@@ -65,7 +65,7 @@ def chunks(request, monkeypatch):
     """Atoms in one chunk, or in chunks of 100 stencil entries (one atom for 4 and
     5 nodes; 3 atoms and a partial chunk for P3M's 3 nodes)."""
     if request.param == "chunked":
-        monkeypatch.setattr(core_mesh.stencil, "STENCIL_CHUNK", 100)
+        monkeypatch.setattr(core_mesh.stencil.chunks, "STENCIL_ENTRIES", 100)
 
 
 @pytest.mark.parametrize(("method", "n"), METHODS)

@@ -26,9 +26,9 @@ def _system(seed=0):
 def chunks(request, monkeypatch):
     """All pairs in one chunk, or chunks of 3 pairs (the last one partial)."""
     if request.param == "chunked":
-        from torchpme._core import distances
+        from torchpme._core import chunks
 
-        monkeypatch.setattr(distances, "CHUNK", 3)
+        monkeypatch.setattr(chunks, "PAIRS", 3)
 
 
 def test_values_match_numpy(chunks):

@@ -183,9 +183,9 @@ def test_index_columns_see_changes_made_through_numpy():
 def test_chunked_pairs_match_a_direct_sum(monkeypatch, full):
     """Pairs are processed in chunks (here of 4, so a list spans several, the last
     one partial): values and the energy gradient against a plain-Python sum."""
-    from torchpme._core import shortrange
+    from torchpme._core import chunks
 
-    monkeypatch.setattr(shortrange, "CHUNK", 4)
+    monkeypatch.setattr(chunks, "PAIRS", 4)
     indices, distances, charges = _pairs(n_atoms=7, seed=4)
     if full:
         indices = torch.cat([indices, indices.flip(1)])

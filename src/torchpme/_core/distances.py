@@ -23,15 +23,12 @@ the composed form inside the backward pass.
 
 import torch
 
+from . import chunks
 from .backward import replay
 from .chunks import chunk_length
 from .pairlist import accumulate_at_ends, lookup
 
 __all__ = ["pair_distances"]
-
-# pairs per chunk of temporaries: small enough to stay in cache and to be reused by
-# the allocator (fresh buffers above its mmap threshold cost their page faults)
-CHUNK = 1 << 16
 
 
 def _vectors(positions, cell, first, second, shifts) -> torch.Tensor:
@@ -47,7 +44,7 @@ def _vectors_and_distances(positions, cell, first, second, shifts, vectors):
     the allocator reuses."""
     torch.index_select(positions, 0, second, out=vectors)
     distances = vectors.new_empty(vectors.shape[0])
-    step = chunk_length(CHUNK, vectors.shape[0], vectors.device)
+    step = chunk_length(chunks.PAIRS, vectors.shape[0], vectors.device)
     for start in range(0, vectors.shape[0], step):
         part = vectors[start : start + step]
         part.sub_(positions.index_select(0, first[start : start + step]))

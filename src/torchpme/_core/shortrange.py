@@ -21,16 +21,12 @@ from typing import Callable, List
 
 import torch
 
+from . import chunks
 from .backward import channel_factors, replay
 from .chunks import chunk_length
 from .pairlist import columns_for, index_columns
 
 __all__ = ["coulomb_pair_sum"]
-
-
-# pairs per chunk: the temporaries of a chunk stay in cache and are reused by the
-# allocator (fresh pair-sized buffers above its mmap threshold cost page faults)
-CHUNK = 1 << 16
 
 
 def _pair_values(distances, smearing: torch.Tensor, prefactor: torch.Tensor):
@@ -63,7 +59,7 @@ def _pair_sum(charges, first, second, values: Values, full: bool, products=None)
     """
     q = [charges[:, channel].contiguous() for channel in range(charges.shape[1])]
     columns = [torch.zeros_like(q_channel) for q_channel in q]
-    step = chunk_length(CHUNK, first.shape[0], first.device)
+    step = chunk_length(chunks.PAIRS, first.shape[0], first.device)
     for start in range(0, first.shape[0], step):
         stop = min(start + step, first.shape[0])
         v = values(start, stop)

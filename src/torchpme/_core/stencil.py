@@ -17,6 +17,7 @@ from typing import List, Optional, Tuple
 
 import torch
 
+from . import chunks
 from .chunks import chunk_length
 
 __all__ = ["gather_values", "gather_with_weight_gradients", "spread_values"]
@@ -30,15 +31,9 @@ def _scaled_stencil_weights(weights: torch.Tensor, scale: torch.Tensor) -> torch
     return (wxy.unsqueeze(-1) * weights[:, 2].unsqueeze(-2)).reshape(-1)
 
 
-# stencil entries (atoms × n³) per chunk of atoms: the chunk's temporaries stay in
-# cache and are reused by the allocator (fresh buffers above its mmap threshold,
-# 32 MB, cost their page faults; N n³ entries are 260 MB for 262144 atoms, n = 5)
-STENCIL_CHUNK = 1 << 17
-
-
 @torch.jit.unused
 def _chunk_entries() -> int:
-    return STENCIL_CHUNK
+    return chunks.STENCIL_ENTRIES
 
 
 def _atoms_per_chunk(n: int, n_atoms: int, device: torch.device) -> int:
