@@ -20,6 +20,7 @@ from torchpme import (
     SplinePotential,
 )
 from torchpme.lib import generate_kvectors_for_ewald
+from torchpme.neighbors import pair_distances
 
 DTYPE = torch.float64
 
@@ -136,3 +137,43 @@ def test_compile_fullgraph_forward_backward(method):
     result = run(compiled)
     torch.testing.assert_close(result[0], eager[0], atol=1e-12, rtol=1e-12)
     torch.testing.assert_close(result[1], eager[1], atol=1e-11, rtol=1e-11)
+
+
+FIXED_SHAPES = {
+    "direct": lambda: Calculator(CoulombPotential()),
+    "ewald": lambda: EwaldCalculator(CoulombPotential(smearing=1.0), 0.8),
+    "ewald-combined": lambda: EwaldCalculator(combined_potential(), 0.8),
+    "pme": lambda: PMECalculator(
+        CoulombPotential(smearing=1.0), 0.7, fixed_mesh=[8, 9, 10]
+    ),
+    "pme-spline": lambda: PMECalculator(spline_potential(), 0.7, fixed_mesh=[8, 8, 8]),
+    "p3m-power": lambda: P3MCalculator(
+        InversePowerLawPotential(exponent=1, smearing=1.0), 0.7, 3, fixed_mesh=[8, 8, 8]
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(FIXED_SHAPES))
+def test_step_reads_no_data_on_the_host(name):
+    """With fixed shapes (k-vectors for Ewald, ``fixed_mesh`` for PME/P3M), energy
+    and its gradients with respect to positions, charges and cell run on the meta
+    device, whose tensors hold no data: any host read (``item``, ``tolist``,
+    ``bool``, ``nonzero``, a copy to the CPU) raises there. So no step waits for an
+    accelerator, the condition for capturing it in a CUDA graph."""
+    positions, charges, cell = system()
+    indices, _ = torch_neighbors(positions, cell, 3.0)
+    kvectors = generate_kvectors_for_ewald(cell, torch.tensor([4, 4, 4]))
+    meta = [t.to("meta") for t in (positions, charges, cell, indices, kvectors)]
+    positions, charges, cell, indices, kvectors = meta
+    calculator = FIXED_SHAPES[name]().to("meta")
+    inputs = [t.clone().requires_grad_(True) for t in (positions, charges, cell)]
+    shifts = torch.zeros((indices.shape[0], 3), dtype=DTYPE, device="meta")
+    distances = pair_distances(inputs[0], inputs[2], indices, shifts)
+    extra = {"kvectors": kvectors} if name.startswith("ewald") else {}
+    potentials = calculator(
+        inputs[1], inputs[2], inputs[0], indices, distances, **extra
+    )
+    energy = (inputs[1] * potentials).sum()
+    grads = torch.autograd.grad(energy, inputs)
+    assert potentials.shape == charges.shape and potentials.device.type == "meta"
+    assert [g.shape for g in grads] == [t.shape for t in (positions, charges, cell)]
