@@ -74,20 +74,22 @@ class _PairDistances(torch.autograd.Function):
         ends = None
         if pairs is not None and positions.requires_grad:
             ends = pairs.pair_ends(positions.shape[0])
-        ctx.save_for_backward(positions, cell, first, second, shifts)
-        ctx.vectors, ctx.distances, ctx.ends = vectors, distances, ends
+        # the output is saved, not stored on ctx: ctx → output → grad_fn = ctx
+        # would be a reference cycle, freed only by the garbage collector
+        ctx.save_for_backward(positions, cell, first, second, shifts, distances)
+        ctx.vectors, ctx.ends = vectors, ends
         ctx.pairs = pairs  # the pair sum of these distances reuses its columns
         return distances
 
     @staticmethod
     def backward(ctx, grad):
-        positions, cell, first, second, shifts = ctx.saved_tensors
+        positions, cell, first, second, shifts, distances = ctx.saved_tensors
         needs = ctx.needs_input_grad
         if torch.is_grad_enabled():  # second derivatives
             output = _composed(positions, cell, first, second, shifts)
             inputs = [positions, cell, None, None, None, None]
             return replay(output, inputs, needs, grad)
-        distances, vectors = ctx.distances, ctx.vectors
+        vectors = ctx.vectors
         if vectors is None:  # a second backward (retain_graph): rebuild the buffer
             vectors = _vectors(positions, cell, first, second, shifts)
         # the buffer becomes the scaled pulls: consumed (a second backward rebuilds
