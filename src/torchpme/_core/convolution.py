@@ -31,11 +31,11 @@ from .fft import _apply_kernel, _multiplicity, _overlap, filter_mesh, irfft3, rf
 __all__ = ["convolve"]
 
 
-def _spectrum(flat, weights, values, shape: List[int]) -> torch.Tensor:
+def _spectrum(nodes, weights, values, shape: List[int]) -> torch.Tensor:
     """``rfftn`` of the spread values, ``(C, [M,] n0, n1, n2//2+1)``; the real mesh
     is freed on return (only one mesh-sized tensor is alive at a time)."""
     sizes = (shape[-3], shape[-2], shape[-1])
-    mesh = stencil.scatter(flat, weights, values, _numel(shape))
+    mesh = stencil.scatter(nodes, weights, values, _numel(shape))
     half = [values.shape[1]] + shape[:-1] + [sizes[2] // 2 + 1]
     # one batch axis: the transforms of a (C, M, n0, n1, n2) stack of meshes run
     # twice as fast on (C·M, n0, n1, n2)
@@ -54,7 +54,7 @@ def _inverse(product: torch.Tensor, sizes: Tuple[int, int, int]) -> torch.Tensor
 
 
 def _filtered_values(
-    flat, weights, values, kernel, shape: List[int], keep: bool, weight_grads: bool
+    nodes, weights, values, kernel, shape: List[int], keep: bool, weight_grads: bool
 ):
     """``(spectrum, out, grads)``: ``A W values`` at the atoms ``(N, C)``, the
     spectrum of ``W values`` if ``keep`` (for the kernel gradient) and, if
@@ -65,7 +65,7 @@ def _filtered_values(
     are alive at a time.
     """
     sizes = (shape[-3], shape[-2], shape[-1])
-    spectrum = _spectrum(flat, weights, values, shape)
+    spectrum = _spectrum(nodes, weights, values, shape)
     if keep:
         product = _apply_kernel(spectrum, kernel)
     else:
@@ -75,16 +75,16 @@ def _filtered_values(
     filtered = _inverse(product, sizes)
     del product
     out, grads = stencil.gather_with_weight_gradients(
-        filtered.reshape(values.shape[1], -1), flat, weights, weight_grads
+        filtered.reshape(values.shape[1], -1), nodes, weights, weight_grads
     )
     return spectrum, out, grads
 
 
-def _composed(flat, weights, values, kernel, shape: List[int]):
+def _composed(nodes, weights, values, kernel, shape: List[int]):
     """The same map from the differentiable Functions (for second derivatives)."""
-    mesh = stencil.spread_values(flat, weights, values, _numel(shape))
+    mesh = stencil.spread_values(nodes, weights, values, _numel(shape))
     filtered = filter_mesh(mesh.reshape([-1] + shape), kernel, "backward", "forward")
-    return stencil.gather_values(flat, weights, filtered.reshape(mesh.shape))
+    return stencil.gather_values(nodes, weights, filtered.reshape(mesh.shape))
 
 
 def _numel(shape: List[int]) -> int:
@@ -96,12 +96,12 @@ def _numel(shape: List[int]) -> int:
 
 class _Convolution(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, flat, weights, values, kernel, shape: List[int]):
+    def forward(ctx, nodes, weights, values, kernel, shape: List[int]):
         spectrum, output, weight_grads = _filtered_values(
-            flat, weights, values, kernel, shape, kernel.requires_grad,
+            nodes, weights, values, kernel, shape, kernel.requires_grad,
             weights.requires_grad,
         )  # fmt: skip
-        ctx.save_for_backward(flat, weights, values, kernel)
+        ctx.save_for_backward(nodes, weights, values, kernel)
         ctx.shape = shape
         ctx.weight_grads = weight_grads
         ctx.spectrum = spectrum
@@ -110,10 +110,10 @@ class _Convolution(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad):
-        flat, weights, values, kernel = ctx.saved_tensors
+        nodes, weights, values, kernel = ctx.saved_tensors
         needs = ctx.needs_input_grad
         if torch.is_grad_enabled():  # second derivatives
-            output = _composed(flat, weights, values, kernel, ctx.shape)
+            output = _composed(nodes, weights, values, kernel, ctx.shape)
             inputs = [None, weights, values, kernel, None]
             return replay(output, inputs, ctx.needs_input_grad, grad)
         factors = channel_factors(grad, values)
@@ -130,7 +130,7 @@ class _Convolution(torch.autograd.Function):
                 grad_kernel = _kernel_gradient(ctx, power * _per_channel(c, power))
             return None, grad_weights, grad_values, grad_kernel, None
         grad_spectrum, filtered_grad, grad_weight_grads = _filtered_values(
-            flat, weights, grad, kernel, ctx.shape, needs[3], needs[1]
+            nodes, weights, grad, kernel, ctx.shape, needs[3], needs[1]
         )
         if needs[2]:
             grad_values = filtered_grad
@@ -160,8 +160,8 @@ def _kernel_gradient(ctx, overlap: torch.Tensor) -> torch.Tensor:
     return (overlap * weight).sum_to_size(kernel.shape)
 
 
-def _convolution(flat, weights, values, kernel, shape: List[int]) -> torch.Tensor:
-    return _Convolution.apply(flat, weights, values, kernel, shape)
+def _convolution(nodes, weights, values, kernel, shape: List[int]) -> torch.Tensor:
+    return _Convolution.apply(nodes, weights, values, kernel, shape)
 
 
 def convolve(

@@ -1,8 +1,10 @@
 """Spreading points onto a periodic mesh and gathering them back: pure functions.
 
 The design is plan → execute: :func:`interpolation_plan` turns positions into a
-*plan*, three tensors: ``stencil`` ``(N, n³)``, the flat indices of the mesh nodes
-each atom touches (x slowest, z fastest), ``weights`` ``(N, 3, n)``, the 1-D weights
+*plan*, three tensors: ``stencil`` ``(N, 3, n)``, the nodes each atom touches along
+each axis as their shares of the flat mesh index (x slowest, z fastest; the flat
+indices of an atom's ``n³`` nodes are the sums of one share per axis, formed a
+chunk of atoms at a time, never for all atoms at once), ``weights`` ``(N, 3, n)``, the 1-D weights
 of each atom along each lattice axis, and ``order`` ``(N,)``, the permutation that
 sorts the atoms by mesh position: stencil and weights are stored in that order, so
 that neighbouring atoms touch neighbouring memory (as FINUFFT sorts its points),
@@ -48,7 +50,8 @@ def interpolation_plan(
             mesh of each atom.
 
     Returns:
-        ``(stencil, weights, order)``: flat int64 node indices ``(N, n³)`` and 1-D
+        ``(stencil, weights, order)``: int64 node shares of the flat mesh index
+        ``(N, 3, n)`` (see :func:`torchpme._core.stencil.flat_indices`) and 1-D
         weights ``(N, 3, n)`` in the positions dtype, both for the atoms
         ``order[0], order[1], …``.
     """
@@ -73,16 +76,16 @@ def interpolation_plan(
     first = base.to(index_dtype) - (n - 1) // 2
     steps = torch.arange(n, dtype=index_dtype, device=positions.device)
     nodes = (first.unsqueeze(-1) + steps) % sizes.to(index_dtype).unsqueeze(-1)
-    ix, iy, iz = nodes[:, 0], nodes[:, 1], nodes[:, 2]
     if mesh_index is not None:
-        ix = ix + (mesh_index.to(index_dtype) * ns[0]).unsqueeze(-1)
-    order = torch.argsort((ix[:, 0] * ns[1] + iy[:, 0]) * ns[2] + iz[:, 0])
-    ix, iy, iz = ix[order], iy[order], iz[order]
-    flat = (ix[:, :, None, None] * ns[1] + iy[:, None, :, None]) * ns[2] + iz[
-        :, None, None, :
-    ]
+        offsets = mesh_index.to(index_dtype) * ns[0]
+        nodes[:, 0] += offsets.unsqueeze(-1)
+    # each axis's share of the flat index: the flat index of node (a, b, c) of
+    # atom i is the sum nodes[i, 0, a] + nodes[i, 1, b] + nodes[i, 2, c]
+    nodes[:, 0] *= ns[1] * ns[2]
+    nodes[:, 1] *= ns[2]
+    order = torch.argsort(nodes[:, :, 0].sum(-1))
     weights = evaluate_weights(x[order], coefficients)
-    return flat.reshape(-1, n * n * n), weights, order
+    return nodes[order], weights, order
 
 
 def spread(

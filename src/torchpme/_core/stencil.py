@@ -42,14 +42,28 @@ def _atoms_per_chunk(n: int, n_atoms: int, device: torch.device) -> int:
     return chunk_length(_chunk_entries() // (n * n * n), n_atoms, device)
 
 
-def scatter(flat: torch.Tensor, weights: torch.Tensor, values: torch.Tensor, size: int):
-    """``mesh[c, flat[i, t]] += values[i, c] W_i(t)`` with separable 1-D ``weights``
-    ``(N, 3, n)``: ``(C, size)``, in chunks of atoms."""
-    n_channels, n_atoms = values.shape[1], flat.shape[0]
+def flat_indices(nodes: torch.Tensor) -> torch.Tensor:
+    """Flat mesh indices ``(N, n³)`` of the stencils from their per-axis shares
+    ``nodes`` ``(N, 3, n)``: ``nodes[i, 0, a] + nodes[i, 1, b] + nodes[i, 2, c]`` at
+    ``t = (a n + b) n + c``."""
+    n_atoms, n = nodes.shape[0], nodes.shape[2]
+    xy = nodes[:, 0].unsqueeze(-1) + nodes[:, 1].unsqueeze(-2)
+    return (xy.unsqueeze(-1) + nodes[:, 2].reshape(n_atoms, 1, 1, n)).reshape(
+        n_atoms, n * n * n
+    )
+
+
+def scatter(
+    nodes: torch.Tensor, weights: torch.Tensor, values: torch.Tensor, size: int
+) -> torch.Tensor:
+    """``mesh[c, t] += values[i, c] W_i(t)`` over the stencil nodes ``t`` of each atom
+    (per-axis shares ``nodes`` ``(N, 3, n)``, separable 1-D ``weights`` ``(N, 3,
+    n)``): ``(C, size)``, in chunks of atoms."""
+    n_channels, n_atoms = values.shape[1], nodes.shape[0]
     mesh = torch.zeros((n_channels, size), dtype=weights.dtype, device=weights.device)
     step = _atoms_per_chunk(weights.shape[2], n_atoms, weights.device)
     for start in range(0, n_atoms, step):
-        index = flat[start : start + step].reshape(-1)
+        index = flat_indices(nodes[start : start + step]).reshape(-1)
         for channel in range(n_channels):
             contributions = _scaled_stencil_weights(
                 weights[start : start + step], values[start : start + step, channel]
@@ -61,7 +75,7 @@ def scatter(flat: torch.Tensor, weights: torch.Tensor, values: torch.Tensor, siz
 
 
 def gather_with_weight_gradients(
-    mesh: torch.Tensor, flat: torch.Tensor, weights: torch.Tensor, keep: bool
+    mesh: torch.Tensor, nodes: torch.Tensor, weights: torch.Tensor, keep: bool
 ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
     """``(out, grads)``: the gathered values ``(N, C)`` of a flattened ``(C, M)``
     mesh and, if ``keep``, the weight gradients of each channel's gather ``(C, N,
@@ -71,7 +85,7 @@ def gather_with_weight_gradients(
     ``Σ_c a_ic grads[c, i]``: the gather is linear in the stencil values, and each
     atom's weights touch only its own stencil.
     """
-    n_channels, n_atoms, n = mesh.shape[0], flat.shape[0], weights.shape[2]
+    n_channels, n_atoms, n = mesh.shape[0], nodes.shape[0], weights.shape[2]
     out = mesh.new_empty((n_channels, n_atoms))
     grads: Optional[torch.Tensor] = None
     if keep:
@@ -79,7 +93,7 @@ def gather_with_weight_gradients(
     step = _atoms_per_chunk(n, n_atoms, mesh.device)
     for start in range(0, n_atoms, step):
         part = weights[start : start + step]
-        picked = pick(mesh, flat[start : start + step])
+        picked = pick(mesh, nodes[start : start + step])
         out[:, start : start + step] = contract(picked, part)
         if grads is not None:
             for channel in range(n_channels):
@@ -89,8 +103,9 @@ def gather_with_weight_gradients(
     return out.t(), grads
 
 
-def pick(mesh: torch.Tensor, flat: torch.Tensor) -> torch.Tensor:
+def pick(mesh: torch.Tensor, nodes: torch.Tensor) -> torch.Tensor:
     """Stencil values ``(C, N, n³)`` of a flattened ``(C, M)`` mesh."""
+    flat = flat_indices(nodes)
     index = flat.reshape(-1)
     if mesh.shape[0] == 1:  # no stacking copy for the common single channel
         picked = mesh[0].index_select(0, index).unsqueeze(0)
@@ -129,22 +144,22 @@ def weight_gradients(field: torch.Tensor, weights: torch.Tensor) -> torch.Tensor
 
 class _Spread(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, flat, weights, values, size: int):
-        ctx.save_for_backward(flat, weights, values)
-        return scatter(flat, weights, values, size)
+    def forward(ctx, nodes, weights, values, size: int):
+        ctx.save_for_backward(nodes, weights, values)
+        return scatter(nodes, weights, values, size)
 
     @staticmethod
     def backward(ctx, grad_mesh):
-        flat, weights, values = ctx.saved_tensors
+        nodes, weights, values = ctx.saved_tensors
         grad_weights = grad_values = None
         if torch.is_grad_enabled():
             # double backward: through the Functions, so these are differentiable
             if ctx.needs_input_grad[2]:
-                grad_values = _Gather.apply(flat, weights, grad_mesh)
-            stencil = pick(grad_mesh, flat) if ctx.needs_input_grad[1] else None
+                grad_values = _Gather.apply(nodes, weights, grad_mesh)
+            stencil = pick(grad_mesh, nodes) if ctx.needs_input_grad[1] else None
         else:
             # one pick serves both gradients
-            stencil = pick(grad_mesh, flat)
+            stencil = pick(grad_mesh, nodes)
             if ctx.needs_input_grad[2]:
                 grad_values = contract(stencil, weights).t()
         if ctx.needs_input_grad[1] and stencil is not None:
@@ -155,39 +170,39 @@ class _Spread(torch.autograd.Function):
 
 class _Gather(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, flat, weights, mesh):
-        stencil = pick(mesh, flat)
-        ctx.save_for_backward(flat, weights, mesh)
+    def forward(ctx, nodes, weights, mesh):
+        stencil = pick(mesh, nodes)
+        ctx.save_for_backward(nodes, weights, mesh)
         # the picked values serve the weight gradient of a first-order backward
         ctx.stencil = stencil if weights.requires_grad else None
         return contract(stencil, weights).t()
 
     @staticmethod
     def backward(ctx, grad_out):
-        flat, weights, mesh = ctx.saved_tensors
+        nodes, weights, mesh = ctx.saved_tensors
         grad_weights = grad_mesh = None
         if ctx.needs_input_grad[2]:
-            grad_mesh = _Spread.apply(flat, weights, grad_out, mesh.shape[1])
+            grad_mesh = _Spread.apply(nodes, weights, grad_out, mesh.shape[1])
         if ctx.needs_input_grad[1]:
             stencil = ctx.stencil
             if torch.is_grad_enabled() or stencil is None:
                 # double backward: picked again so that autograd sees the mesh
-                stencil = pick(mesh, flat)
+                stencil = pick(mesh, nodes)
             field = torch.einsum("ic,cit->it", grad_out, stencil)
             grad_weights = weight_gradients(field, weights)
         return None, grad_weights, grad_mesh
 
 
 def spread_values(
-    flat: torch.Tensor, weights: torch.Tensor, values: torch.Tensor, size: int
+    nodes: torch.Tensor, weights: torch.Tensor, values: torch.Tensor, size: int
 ) -> torch.Tensor:
-    """Spread ``values (N, C)`` with 1-D ``weights (N, 3, n)`` at stencil ``flat
-    (N, n³)``; returns the flattened ``(C, size)`` mesh."""
-    return _Spread.apply(flat, weights, values, size)
+    """Spread ``values (N, C)`` with 1-D ``weights (N, 3, n)`` at stencil ``nodes
+    (N, n³)``; returns the nodestened ``(C, size)`` mesh."""
+    return _Spread.apply(nodes, weights, values, size)
 
 
 def gather_values(
-    flat: torch.Tensor, weights: torch.Tensor, mesh: torch.Tensor
+    nodes: torch.Tensor, weights: torch.Tensor, mesh: torch.Tensor
 ) -> torch.Tensor:
-    """Gather a flattened ``(C, M)`` mesh at the stencils: ``(N, C)``."""
-    return _Gather.apply(flat, weights, mesh)
+    """Gather a nodestened ``(C, M)`` mesh at the stencils: ``(N, C)``."""
+    return _Gather.apply(nodes, weights, mesh)

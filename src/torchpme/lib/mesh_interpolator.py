@@ -83,7 +83,7 @@ class MeshInterpolator(torch.nn.Module):
         self._ns: List[int] = [1, 1, 1]
         self.update(cell, ns_mesh)
         self._plan_stencil = torch.zeros(
-            (0, interpolation_nodes**3), dtype=torch.int64, device=cell.device
+            (0, 3, interpolation_nodes), dtype=torch.int64, device=cell.device
         )
         self.interpolation_weights = torch.zeros(
             1, dtype=cell.dtype, device=cell.device
