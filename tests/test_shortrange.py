@@ -179,6 +179,25 @@ def test_index_columns_see_changes_made_through_numpy():
     assert int(changed[0]) == 2
 
 
+def test_kept_int32_columns_see_changes_to_the_high_words():
+    """Kept columns of an int64 list are int32 (half the memory); an index changed
+    behind the version counter by a multiple of 2³² (same low word) is still seen,
+    and is then out of range, not silently read as the old atom."""
+    from torchpme._core import pairlist as pairs
+    from torchpme.neighbors import pair_distances
+
+    array = np.array([[0, 1], [1, 2], [2, 0]])
+    indices = torch.from_numpy(array)
+    first, second = pairs.index_columns(indices)
+    assert first.dtype == second.dtype == torch.int32
+    assert first.tolist() == [0, 1, 2] and second.tolist() == [1, 2, 0]
+    array[1, 1] += 2**32
+    assert pairs.lookup(indices).second.dtype == torch.int64
+    positions = torch.rand((3, 3), dtype=torch.float64)
+    with pytest.raises(IndexError):
+        pair_distances(positions, torch.eye(3), indices, torch.zeros((3, 3)))
+
+
 @pytest.mark.parametrize("full", [False, True])
 def test_chunked_pairs_match_a_direct_sum(monkeypatch, full):
     """Pairs are processed in chunks (here of 4, so a list spans several, the last
