@@ -64,14 +64,21 @@ def test_gradients(full):
     assert gradgradcheck(function, (charges, distances))
 
 
-def test_energy_gradient():
-    # an upstream gradient proportional to the charges, as for forces
+@pytest.mark.parametrize("full", [False, True])
+@pytest.mark.parametrize("channels", [1, 2])
+def test_energy_gradient(full, channels):
+    # an upstream gradient proportional to the charges, as for forces: the
+    # products kept by the forward serve it
     indices, distances, charges = _pairs()
+    if full:
+        indices = torch.cat([indices, indices.flip(1)])
+        distances = torch.cat([distances, distances])
+    charges = charges[:, :channels]
     distances.requires_grad_(True)
 
     def energy(r):
         return (
-            charges * coulomb_pair_sum(charges, indices, r, *_constants(), False)
+            charges * coulomb_pair_sum(charges, indices, r, *_constants(), full)
         ).sum()
 
     assert gradcheck(energy, (distances,))

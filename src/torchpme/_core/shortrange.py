@@ -10,14 +10,15 @@ computes the value and the derivative
 
     v'(r) = −\\frac{1}{r}\\left(v(r) + A\\sqrt{\\tfrac{2}{π}}\\frac{e^{−r²/2σ²}}{σ}\\right)
 
-in one pass, and the backward needs only ``v'`` and the gathered charges; for an
-energy (upstream gradient proportional to the charges) the products ``q_i q_j``
-kept from the forward make it a single multiplication per pair. Second
+in one pass. For an energy (upstream gradient proportional to the charges) the
+gradient of each distance is ``c q_i q_j v'(r_ij)``: the forward keeps these
+products, one per pair and channel, and the backward is a single multiplication
+per pair; any other upstream gradient recomputes ``v'`` from the distances. Second
 derivatives re-run the composed differentiable form inside the backward pass.
 """
 
 import math
-from typing import Callable, List
+from typing import Callable, List, Optional, Tuple
 
 import torch
 
@@ -38,21 +39,29 @@ def _pair_values(distances, smearing: torch.Tensor, prefactor: torch.Tensor):
     return torch.special.erfc(scaled).mul_(inverse).mul_(prefactor), scaled, inverse
 
 
-def _pair_derivatives(values, scaled, inverse, smearing, prefactor, out):
-    """``v'`` into ``out`` from ``v`` and the scaled and inverse distances (which it
-    overwrites)."""
+def _pair_derivatives(values, scaled, inverse, smearing, prefactor) -> torch.Tensor:
+    """``v'`` from ``v`` and the scaled and inverse distances (built in place in
+    ``scaled``)."""
     gaussian = scaled.square_().neg_().exp_()
     gaussian.mul_(prefactor * math.sqrt(2.0 / math.pi) / smearing).add_(values)
-    torch.mul(gaussian, inverse, out=out).neg_()
+    return gaussian.mul_(inverse).neg_()
 
 
-Values = Callable[[int, int], torch.Tensor]
+def _derivatives(distances, smearing, prefactor) -> torch.Tensor:
+    return _pair_derivatives(
+        *_pair_values(distances, smearing, prefactor), smearing, prefactor
+    )
+
+
+# values(start, stop) -> (v, w): the pair values of a chunk and the weights of
+# the charge products kept for the backward (None if none are kept)
+Values = Callable[[int, int], Tuple[torch.Tensor, Optional[torch.Tensor]]]
 
 
 def _pair_sum(charges, first, second, values: Values, full: bool, products=None):
     """``½ Σ_j q_j v_ij`` per channel (each stored pair to both atoms for a half
-    list); ``values(start, stop)`` gives the pair values of a chunk. Writes the
-    charge products ``q_i q_j`` into ``products`` ``(C, P)`` if given.
+    list); ``values(start, stop)`` gives the pair values ``v`` of a chunk and
+    weights ``w``. Writes ``q_i q_j w`` into ``products`` ``(C, P)`` if given.
 
     Chunks of pairs, one channel at a time with 1-D gathers and accumulations:
     several times faster on CPU than the same operations on ``(P, C)`` rows.
@@ -62,7 +71,7 @@ def _pair_sum(charges, first, second, values: Values, full: bool, products=None)
     step = chunk_length(chunks.PAIRS, first.shape[0], first.device)
     for start in range(0, first.shape[0], step):
         stop = min(start + step, first.shape[0])
-        v = values(start, stop)
+        v, w = values(start, stop)
         i, j = first[start:stop], second[start:stop]
         for channel, q_channel in enumerate(q):
             q_j = q_channel.index_select(0, j)
@@ -70,7 +79,7 @@ def _pair_sum(charges, first, second, values: Values, full: bool, products=None)
             if not full or products is not None:
                 q_i = q_channel.index_select(0, i)
             if products is not None and q_i is not None:
-                torch.mul(q_i, q_j, out=products[channel, start:stop])
+                torch.mul(q_i, q_j, out=products[channel, start:stop]).mul_(w)
             # the gathered charges become the contributions in place
             columns[channel].index_add_(0, i, q_j.mul_(v))
             if q_i is not None and not full:
@@ -79,7 +88,7 @@ def _pair_sum(charges, first, second, values: Values, full: bool, products=None)
 
 
 def _slices(values: torch.Tensor) -> Values:
-    return lambda start, stop: values[start:stop]
+    return lambda start, stop: (values[start:stop], None)
 
 
 def _stack(tensors: List[torch.Tensor], dim: int) -> torch.Tensor:
@@ -112,25 +121,23 @@ class _CoulombPairSum(torch.autograd.Function):
         n_pairs = distances.shape[0]
         # what the backward needs is written chunk by chunk into pair-sized buffers
         kept = distances.new_empty(n_pairs) if charges.requires_grad else None
-        derivatives = products = None
+        products = None  # q_i q_j v'(r_ij) per channel
         if distances.requires_grad:
-            derivatives = distances.new_empty(n_pairs)
             products = distances.new_empty((charges.shape[1], n_pairs))
 
-        def values(start: int, stop: int) -> torch.Tensor:
+        def values(start: int, stop: int):
             v, scaled, inverse = _pair_values(
                 distances[start:stop], smearing, prefactor
             )
             if kept is not None:
                 kept[start:stop] = v
-            if derivatives is not None:
-                out = derivatives[start:stop]
-                _pair_derivatives(v, scaled, inverse, smearing, prefactor, out)
-            return v
+            if products is None:
+                return v, None
+            return v, _pair_derivatives(v, scaled, inverse, smearing, prefactor)
 
         potential = _pair_sum(charges, first, second, values, full, products)
         ctx.save_for_backward(charges, indices, distances, first, second)
-        ctx.values, ctx.derivatives, ctx.products = kept, derivatives, products
+        ctx.values, ctx.products = kept, products
         ctx.constants = (smearing, prefactor, full)
         return potential
 
@@ -151,16 +158,18 @@ class _CoulombPairSum(torch.autograd.Function):
         if needs[2]:
             factors = channel_factors(grad, charges)
             if factors is not None:
-                # g = c·q (an energy): the overlap is c · q_i q_j, kept from forward
-                weight = 1.0 if full else 2.0
+                # g = c·q (an energy): c · q_i q_j v', kept from the forward
+                weight = 0.5 if full else 1.0
                 if len(factors) == 1:
-                    overlap = ctx.products[0] * (weight * factors[0])
+                    grad_distances = ctx.products[0] * (weight * factors[0])
                 else:
                     c = torch.tensor(factors, dtype=grad.dtype, device=grad.device)
-                    overlap = (c.unsqueeze(-1) * ctx.products).sum(0).mul_(weight)
+                    grad_distances = (c.unsqueeze(-1) * ctx.products).sum(0)
+                    grad_distances.mul_(weight)
             else:
                 overlap = _pair_overlap(grad, charges, first, second, full)
-            grad_distances = overlap.mul_(ctx.derivatives).mul_(0.5)
+                derivatives = _derivatives(distances, smearing, prefactor)
+                grad_distances = overlap.mul_(derivatives).mul_(0.5)
         return grad_charges, None, grad_distances, None, None, None
 
 
