@@ -51,8 +51,9 @@ def interpolation_plan(
 
     Returns:
         ``(stencil, weights, order)``: int64 node shares of the flat mesh index
-        ``(N, 3, n)`` (see :func:`torchpme._core.stencil.flat_indices`) and 1-D
-        weights ``(N, 3, n)`` in the positions dtype, both for the atoms
+        ``(N, 3, n)`` (node ``(a, b, c)`` of atom ``i`` is at ``stencil[i, 0, a] +
+        stencil[i, 1, b] + stencil[i, 2, c]``) and 1-D weights ``(N, 3, n)`` in the
+        positions dtype, both for the atoms
         ``order[0], order[1], …``.
     """
     n = coefficients.shape[0]

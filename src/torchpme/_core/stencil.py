@@ -13,7 +13,7 @@ TorchScript cannot compile ``torch.autograd.Function``: under scripting the call
 in :mod:`torchpme._core.mesh` use plain autograd instead.
 """
 
-from typing import List, Optional, Tuple
+from typing import Optional, Tuple
 
 import torch
 
@@ -23,12 +23,31 @@ from .chunks import chunk_length
 __all__ = ["gather_values", "gather_with_weight_gradients", "spread_values"]
 
 
-def _scaled_stencil_weights(weights: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """``scale_i · wx ⊗ wy ⊗ wz`` as ``(N·n³,)``, scaled on the smallest factor."""
-    n_atoms, n = weights.shape[0], weights.shape[2]
-    wx = weights[:, 0] * scale.unsqueeze(-1)
-    wxy = (wx.unsqueeze(-1) * weights[:, 1].unsqueeze(-2)).reshape(n_atoms, n * n)
-    return (wxy.unsqueeze(-1) * weights[:, 2].unsqueeze(-2)).reshape(-1)
+def _node_major(table: torch.Tensor) -> torch.Tensor:
+    """``(N, 3, n)`` per-atom table as ``(3, n, N)``: the atom axis innermost, so that
+    the products over the stencil below run over long contiguous rows (on the
+    ``n``-long rows of the atom-major layout they were several times slower)."""
+    return table.permute(1, 2, 0).contiguous()
+
+
+def _stencil_indices(nodes_t: torch.Tensor) -> torch.Tensor:
+    """Flat mesh indices ``(n³, N)`` from the per-axis shares ``(3, n, N)``: node
+    ``t = (a n + b) n + c`` of atom ``i`` is ``x[a, i] + y[b, i] + z[c, i]``."""
+    n, k = nodes_t.shape[1], nodes_t.shape[2]
+    xy = nodes_t[0].reshape(n, 1, k) + nodes_t[1].reshape(1, n, k)
+    return (xy.reshape(n, n, 1, k) + nodes_t[2].reshape(1, 1, n, k)).reshape(
+        n * n * n, k
+    )
+
+
+def _stencil_weights(weights_t: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """``scale_i · wx ⊗ wy ⊗ wz`` as ``(n³, N)`` from ``(3, n, N)`` 1-D weights,
+    scaled on the smallest factor."""
+    n, k = weights_t.shape[1], weights_t.shape[2]
+    wxy = (weights_t[0] * scale).reshape(n, 1, k) * weights_t[1].reshape(1, n, k)
+    return (wxy.reshape(n, n, 1, k) * weights_t[2].reshape(1, 1, n, k)).reshape(
+        n * n * n, k
+    )
 
 
 @torch.jit.unused
@@ -42,17 +61,6 @@ def _atoms_per_chunk(n: int, n_atoms: int, device: torch.device) -> int:
     return chunk_length(_chunk_entries() // (n * n * n), n_atoms, device)
 
 
-def flat_indices(nodes: torch.Tensor) -> torch.Tensor:
-    """Flat mesh indices ``(N, n³)`` of the stencils from their per-axis shares
-    ``nodes`` ``(N, 3, n)``: ``nodes[i, 0, a] + nodes[i, 1, b] + nodes[i, 2, c]`` at
-    ``t = (a n + b) n + c``."""
-    n_atoms, n = nodes.shape[0], nodes.shape[2]
-    xy = nodes[:, 0].unsqueeze(-1) + nodes[:, 1].unsqueeze(-2)
-    return (xy.unsqueeze(-1) + nodes[:, 2].reshape(n_atoms, 1, 1, n)).reshape(
-        n_atoms, n * n * n
-    )
-
-
 def scatter(
     nodes: torch.Tensor, weights: torch.Tensor, values: torch.Tensor, size: int
 ) -> torch.Tensor:
@@ -63,14 +71,15 @@ def scatter(
     mesh = torch.zeros((n_channels, size), dtype=weights.dtype, device=weights.device)
     step = _atoms_per_chunk(weights.shape[2], n_atoms, weights.device)
     for start in range(0, n_atoms, step):
-        index = flat_indices(nodes[start : start + step]).reshape(-1)
+        index = _stencil_indices(_node_major(nodes[start : start + step])).reshape(-1)
+        weights_t = _node_major(weights[start : start + step])
         for channel in range(n_channels):
-            contributions = _scaled_stencil_weights(
-                weights[start : start + step], values[start : start + step, channel]
+            contributions = _stencil_weights(
+                weights_t, values[start : start + step, channel]
             )
             # flat 1-D accumulations per channel, in place on a fresh tensor: the
             # fastest scatter on CPU (2-D and out-of-place forms copy or stride)
-            mesh[channel].index_add_(0, index, contributions)
+            mesh[channel].index_add_(0, index, contributions.reshape(-1))
     return mesh
 
 
@@ -92,54 +101,63 @@ def gather_with_weight_gradients(
         grads = mesh.new_empty((n_channels, n_atoms, 3, n))
     step = _atoms_per_chunk(n, n_atoms, mesh.device)
     for start in range(0, n_atoms, step):
-        part = weights[start : start + step]
+        weights_t = _node_major(weights[start : start + step])
         picked = pick(mesh, nodes[start : start + step])
-        out[:, start : start + step] = contract(picked, part)
+        out[:, start : start + step] = _contract(picked, weights_t)
         if grads is not None:
             for channel in range(n_channels):
-                grads[channel, start : start + step] = weight_gradients(
-                    picked[channel], part
-                )
+                part = _weight_gradients(picked[channel], weights_t)
+                grads[channel, start : start + step] = part.permute(2, 0, 1)
     return out.t(), grads
 
 
 def pick(mesh: torch.Tensor, nodes: torch.Tensor) -> torch.Tensor:
-    """Stencil values ``(C, N, n³)`` of a flattened ``(C, M)`` mesh."""
-    flat = flat_indices(nodes)
-    index = flat.reshape(-1)
+    """Stencil values ``(C, n³, N)`` (node-major) of a flattened ``(C, M)`` mesh at
+    the stencils of ``nodes`` ``(N, 3, n)``."""
+    index = _stencil_indices(_node_major(nodes))
+    flat = index.reshape(-1)
     if mesh.shape[0] == 1:  # no stacking copy for the common single channel
-        picked = mesh[0].index_select(0, index).unsqueeze(0)
+        picked = mesh[0].index_select(0, flat).unsqueeze(0)
     else:
         picked = torch.stack(
-            [mesh[channel].index_select(0, index) for channel in range(mesh.shape[0])]
+            [mesh[channel].index_select(0, flat) for channel in range(mesh.shape[0])]
         )
-    return picked.reshape(mesh.shape[0], flat.shape[0], flat.shape[1])
+    return picked.reshape(mesh.shape[0], index.shape[0], index.shape[1])
 
 
 def contract(stencil: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """``Σ_{abc} stencil[..., i, abc] wx_ia wy_ib wz_ic`` staged over z, y, x: ``(..., N)``.
+    """``Σ_{abc} stencil[c', abc, i] wx_ia wy_ib wz_ic``: ``(C, N)`` from node-major
+    stencil values ``(C, n³, N)`` and 1-D ``weights`` ``(N, 3, n)``."""
+    return _contract(stencil, _node_major(weights))
 
-    Each stage is a batched matrix-vector product (much faster than multiply-and-sum
-    on small trailing axes).
-    """
-    n = weights.shape[2]
-    shape: List[int] = list(stencil.shape[:-1])
-    values = stencil.reshape(shape + [n * n, n]) @ weights[:, 2].unsqueeze(-1)
-    values = values.reshape(shape + [n, n]) @ weights[:, 1].unsqueeze(-1)
-    return (values.reshape(shape + [n]) * weights[:, 0]).sum(-1)
+
+def _contract(stencil: torch.Tensor, weights_t: torch.Tensor) -> torch.Tensor:
+    # staged over z, y, x: each stage a product and a sum over a middle axis, on
+    # rows of atoms
+    n_channels, n, k = stencil.shape[0], weights_t.shape[1], weights_t.shape[2]
+    values = stencil.reshape(n_channels, n * n, n, k) * weights_t[2].reshape(1, 1, n, k)
+    values = values.sum(2).reshape(n_channels, n, n, k)
+    values = (values * weights_t[1].reshape(1, 1, n, k)).sum(2)
+    return (values * weights_t[0].reshape(1, n, k)).sum(1)
 
 
 def weight_gradients(field: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """``∂/∂w`` of ``Σ_{abc} field[i, abc] wx_ia wy_ib wz_ic``: ``(N, 3, n)``."""
-    n_atoms, n = weights.shape[0], weights.shape[2]
-    wx, wy, wz = weights[:, 0], weights[:, 1], weights[:, 2]
-    rows = field.reshape(n_atoms, n * n, n)  # (N, ab, c)
-    over_z = (rows @ wz.unsqueeze(-1)).reshape(n_atoms, n, n)  # (N, a, b)
-    grad_x = (over_z @ wy.unsqueeze(-1)).squeeze(-1)
-    grad_y = (wx.unsqueeze(1) @ over_z).squeeze(1)
-    wxy = (wx.unsqueeze(-1) * wy.unsqueeze(-2)).reshape(n_atoms, 1, n * n)
-    grad_z = (wxy @ rows).squeeze(1)
-    return torch.stack([grad_x, grad_y, grad_z], dim=1)
+    """``∂/∂w`` of ``Σ_{abc} field[abc, i] wx_ia wy_ib wz_ic`` for node-major ``field``
+    ``(n³, N)``: ``(N, 3, n)``."""
+    return _weight_gradients(field, _node_major(weights)).permute(2, 0, 1)
+
+
+def _weight_gradients(field: torch.Tensor, weights_t: torch.Tensor) -> torch.Tensor:
+    """:func:`weight_gradients` as ``(3, n, N)`` from ``(3, n, N)`` weights."""
+    n, k = weights_t.shape[1], weights_t.shape[2]
+    wx = weights_t[0].reshape(n, 1, k)
+    wy = weights_t[1].reshape(1, n, k)
+    cube = field.reshape(n, n, n, k)
+    over_z = (cube * weights_t[2].reshape(1, 1, n, k)).sum(2)  # (a, b, i)
+    grad_x = (over_z * wy).sum(1)
+    grad_y = (over_z * wx).sum(0)
+    grad_z = (cube * (wx * wy).reshape(n, n, 1, k)).sum(1).sum(0)
+    return torch.stack([grad_x, grad_y, grad_z])
 
 
 class _Spread(torch.autograd.Function):
@@ -163,7 +181,7 @@ class _Spread(torch.autograd.Function):
             if ctx.needs_input_grad[2]:
                 grad_values = contract(stencil, weights).t()
         if ctx.needs_input_grad[1] and stencil is not None:
-            field = torch.einsum("ic,cit->it", values, stencil)
+            field = torch.einsum("ic,cti->ti", values, stencil)
             grad_weights = weight_gradients(field, weights)
         return None, grad_weights, grad_values, None
 
@@ -188,7 +206,7 @@ class _Gather(torch.autograd.Function):
             if torch.is_grad_enabled() or stencil is None:
                 # double backward: picked again so that autograd sees the mesh
                 stencil = pick(mesh, nodes)
-            field = torch.einsum("ic,cit->it", grad_out, stencil)
+            field = torch.einsum("ic,cti->ti", grad_out, stencil)
             grad_weights = weight_gradients(field, weights)
         return None, grad_weights, grad_mesh
 
@@ -196,13 +214,14 @@ class _Gather(torch.autograd.Function):
 def spread_values(
     nodes: torch.Tensor, weights: torch.Tensor, values: torch.Tensor, size: int
 ) -> torch.Tensor:
-    """Spread ``values (N, C)`` with 1-D ``weights (N, 3, n)`` at stencil ``nodes
-    (N, n³)``; returns the nodestened ``(C, size)`` mesh."""
+    """Spread ``values (N, C)`` with 1-D ``weights (N, 3, n)`` at the stencils of
+    the per-axis shares ``nodes (N, 3, n)``; returns the flattened ``(C, size)``
+    mesh."""
     return _Spread.apply(nodes, weights, values, size)
 
 
 def gather_values(
     nodes: torch.Tensor, weights: torch.Tensor, mesh: torch.Tensor
 ) -> torch.Tensor:
-    """Gather a nodestened ``(C, M)`` mesh at the stencils: ``(N, C)``."""
+    """Gather a flattened ``(C, M)`` mesh at the stencils: ``(N, C)``."""
     return _Gather.apply(nodes, weights, mesh)
