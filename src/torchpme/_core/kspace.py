@@ -138,6 +138,13 @@ def difference_coefficients(order: int) -> List[float]:
     return coefficients
 
 
+def _ratio_or_zero(numerator: torch.Tensor, denominator: torch.Tensor) -> torch.Tensor:
+    """``numerator / denominator`` where the denominator is nonzero, else 0."""
+    nonzero = denominator != 0
+    safe = torch.where(nonzero, denominator, torch.ones_like(denominator))
+    return torch.where(nonzero, numerator / safe, torch.zeros_like(denominator))
+
+
 def p3m_influence(
     cell: torch.Tensor,
     ns: List[int],
@@ -178,10 +185,9 @@ def p3m_influence(
             m = fft_frequencies(ns[axis], axis == 2, cell.dtype, cell.device)
             factors.append(torch.sinc(m / ns[axis]) ** (2 * interpolation_nodes))
         u2 = factors[0][:, None, None] * factors[1][None, :, None] * factors[2]
-        u2 = u2.expand(cell.shape[:-2] + u2.shape)
-        nonzero = u2 != 0
-        safe = torch.where(nonzero, u2, torch.ones_like(u2))
-        return torch.where(nonzero, 1.0 / safe, torch.zeros_like(u2))
+        # inverted once on the mesh, then broadcast (no copy) over a batch of cells
+        inverse = _ratio_or_zero(torch.ones_like(u2), u2)
+        return inverse.expand(cell.shape[:-2] + u2.shape)
     kvectors = kvectors_for_mesh(cell, ns)
     lengths = torch.linalg.norm(cell, dim=-1)
     sizes = torch.tensor(ns, dtype=cell.dtype, device=cell.device)
@@ -205,6 +211,4 @@ def p3m_influence(
         d = d / h
         numerator = torch.sum(kvectors * d, dim=-1) ** mode
         denominator = u2 * torch.sum(d * d, dim=-1) ** (2 * mode)
-    nonzero = denominator != 0
-    safe = torch.where(nonzero, denominator, torch.ones_like(denominator))
-    return torch.where(nonzero, numerator / safe, torch.zeros_like(denominator))
+    return _ratio_or_zero(numerator, denominator)

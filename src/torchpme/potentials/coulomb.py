@@ -21,8 +21,14 @@ def _coulomb_kernel(
     """
     zero = k_sq == 0.0
     safe = k_sq.masked_fill(zero, 1.0)
-    kernel = torch.exp(safe * (-0.5 * smearing**2)) / safe
-    return (kernel * (4.0 * math.pi * prefactor)).masked_fill(zero, 0.0)
+    scale = 4.0 * math.pi * prefactor
+    exponent = safe * (-0.5 * smearing**2)
+    if not exponent.requires_grad:
+        # nothing to differentiate: one buffer, updated in place
+        kernel = exponent.exp_().div_(safe).mul_(scale)
+        return kernel.masked_fill_(zero, 0.0)
+    kernel = torch.exp(exponent) / safe
+    return (kernel * scale).masked_fill(zero, 0.0)
 
 
 def _pbc_correction(
