@@ -223,7 +223,9 @@ class Calculator(torch.nn.Module):
 
         Systems may differ in cell and atom count; each gets exactly the result of
         :meth:`forward` on its own (mesh calculators group systems of equal mesh
-        size and transform their meshes together).
+        size and transform their meshes together). The grouping reads the cells
+        and system indices on the host: on an accelerator a call synchronises with
+        it, unlike :meth:`forward` with fixed shapes.
 
         Args:
             charges: ``(N, C)`` charges of all atoms of all systems.
