@@ -61,14 +61,19 @@ def rfft3(mesh: torch.Tensor) -> torch.Tensor:
 
 def irfft3(spectrum: torch.Tensor, sizes: Tuple[int, int, int]) -> torch.Tensor:
     """``irfftn(norm="forward")`` (no ``1/M``) over the last three axes, outside
-    autograd."""
+    autograd; may overwrite ``spectrum`` (callers pass one they discard)."""
     if _on_host(spectrum, sizes):
-        array = _scipy_fft().irfftn(
+        # two passes, the complex one in place: on 288³ in float64 this took 90 ms
+        # against 160 ms for scipy's three-axis irfftn and 270 ms for torch's
+        rows = _scipy_fft().ifftn(
             spectrum.detach().numpy(),
-            s=sizes,
-            axes=(-3, -2, -1),
+            axes=(-3, -2),
             norm="forward",
             workers=torch.get_num_threads(),
+            overwrite_x=True,
+        )
+        array = _scipy_fft().irfft(
+            rows, n=sizes[2], axis=-1, norm="forward", workers=torch.get_num_threads()
         )
         return torch.from_numpy(array)
     return torch.fft.irfftn(spectrum, s=sizes, dim=(-3, -2, -1), norm="forward")
