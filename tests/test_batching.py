@@ -52,7 +52,16 @@ CALCULATORS = {
 
 
 @pytest.mark.parametrize("method", list(CALCULATORS))
-def test_forward_batch_equals_loop(method):
+@pytest.mark.parametrize("mesh_stack", [None, 1, 2 * 16**3])
+def test_forward_batch_equals_loop(method, mesh_stack, monkeypatch):
+    """Also with the meshes of a group transformed one at a time, or two of 16³ at a
+    time (a group then spans several stacks)."""
+    if mesh_stack is not None:
+        if method == "ewald":
+            pytest.skip("no meshes")
+        from torchpme._core import chunks
+
+        monkeypatch.setattr(chunks, "MESH_STACK", mesh_stack)
     calculator = CALCULATORS[method](CoulombPotential(smearing=0.7))
     data = systems()
     lists = [pair_list(p, c, 2.5) for p, _, c in data]

@@ -98,6 +98,9 @@ def _worker(rank, world_size, directory):
         model = torch.nn.parallel.DistributedDataParallel(SpeciesChargesPME())
         gradients, values = train(model, systems, [model.module.species_charges])
         torch.save({"gradients": gradients, "values": values}, f"{directory}/{rank}.pt")
+        # both ranks done before either tears down: a rank leaving while the other
+        # still talks to it can abort gloo (seen once as SIGABRT)
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 

@@ -113,14 +113,17 @@ def test_combined_potential_is_not_cached():
 
 
 def test_cache_keeps_a_few_entries():
+    from torchpme.calculators.pme import _FILTER_CACHE_SIZE as size
+
     calculator = _calculator("pme")
-    for scale in (1.0, 1.01, 1.02, 1.03, 1.04, 1.05):
+    scales = [1.0 + 0.01 * step for step in range(size + 2)]
+    for scale in scales:
         _run(calculator, cell=CELL * scale)
-    assert len(calculator._filter_cache) == 4
+    assert len(calculator._filter_cache) == size
     # the oldest were dropped, the newest is served from the cache and is right
-    fresh = _run(_calculator("pme"), cell=CELL * 1.05)
-    assert torch.equal(_run(calculator, cell=CELL * 1.05), fresh)
-    assert len(calculator._filter_cache) == 4
+    fresh = _run(_calculator("pme"), cell=CELL * scales[-1])
+    assert torch.equal(_run(calculator, cell=CELL * scales[-1]), fresh)
+    assert len(calculator._filter_cache) == size
 
 
 def test_batches_use_the_cache():

@@ -5,7 +5,7 @@ from typing import Dict, List, Optional, Tuple
 
 import torch
 
-from .._core import kspace
+from .._core import chunks, kspace
 from .._core import mesh as core_mesh
 from .._core.convolution import convolve
 from .._core.validation import check_fixed_mesh, check_positive, compiling
@@ -18,7 +18,7 @@ from .ewald import check_range_separated
 __all__ = ["PMECalculator"]
 
 
-_FILTER_CACHE_SIZE = 4
+_FILTER_CACHE_SIZE = 8
 
 
 def _filter_key(calculator, cell: torch.Tensor, ns: List[int]):
@@ -155,7 +155,7 @@ class PMECalculator(Calculator):
         key = _filter_key(self, cell, ns)
         if key is None:
             return self._filter(cell, ns)
-        # a few entries: a batch has one filter per group of equal mesh sizes
+        # a few entries: a batch has one filter per stack of meshes
         cache = self.__dict__.setdefault("_filter_cache", OrderedDict())
         if key in cache:
             cache.move_to_end(key)
@@ -191,6 +191,47 @@ class PMECalculator(Calculator):
         )
 
     @torch.jit.unused
+    def _convolve_stack(
+        self,
+        charges: torch.Tensor,
+        cells: torch.Tensor,
+        positions: torch.Tensor,
+        system_index: torch.Tensor,
+        inverse_cells: torch.Tensor,
+        volumes: torch.Tensor,
+        systems: List[int],
+        ns: List[int],
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """``(values, atoms)``: the mesh potentials of the atoms of ``systems`` (all
+        on ``ns`` meshes), spread, transformed and gathered as one stack."""
+        if len(systems) == cells.shape[0]:
+            atoms = torch.arange(positions.shape[0], device=positions.device)
+            local = system_index
+        else:
+            members = torch.tensor(systems, device=positions.device)
+            atoms = torch.nonzero(torch.isin(system_index, members)).squeeze(1)
+            lookup = torch.zeros(
+                cells.shape[0], dtype=torch.int64, device=positions.device
+            )
+            lookup[members] = torch.arange(len(systems), device=positions.device)
+            local = lookup[system_index[atoms]]
+        plan = core_mesh.interpolation_plan(
+            positions[atoms],
+            inverse_cells[system_index[atoms]],
+            ns,
+            self.mesh_interpolator._coefficients,
+            local,
+        )
+        kernel = self._cached_filter(cells[systems], ns)
+        # 1/V in the kernel, not on the atoms: the energy's gradient then
+        # reaches the convolution as the charges themselves (its fast backward)
+        kernel = kernel / volumes[systems].reshape(-1, 1, 1, 1)
+        values = convolve(
+            plan[0], plan[1], plan[2], charges[atoms], kernel, ns, len(systems)
+        )
+        return values, atoms
+
+    @torch.jit.unused
     def _compute_kspace_batch(
         self,
         charges: torch.Tensor,
@@ -199,7 +240,8 @@ class PMECalculator(Calculator):
         system_index: torch.Tensor,
         periodic: Optional[torch.Tensor],
     ) -> torch.Tensor:
-        """Systems with equal mesh sizes share one stacked spread, FFT and gather."""
+        """Systems with equal mesh sizes share stacked spreads, FFTs and gathers (on
+        CPU a few meshes per stack, see :data:`torchpme._core.chunks.MESH_STACK`)."""
         groups: Dict[Tuple[int, int, int], List[int]] = {}
         for system, lengths in enumerate(
             torch.linalg.norm(cells.detach(), dim=-1).tolist()
@@ -209,35 +251,28 @@ class PMECalculator(Calculator):
         inverse_cells = torch.linalg.inv_ex(cells)[0]
         volumes = torch.abs(torch.linalg.det(cells))
         potential = torch.zeros_like(charges)
-        for shape, systems in groups.items():
+        for shape, members in groups.items():
             ns = list(shape)
-            if len(groups) == 1:
-                atoms = torch.arange(positions.shape[0], device=positions.device)
-                local = system_index
-            else:
-                members = torch.tensor(systems, device=positions.device)
-                atoms = torch.nonzero(torch.isin(system_index, members)).squeeze(1)
-                lookup = torch.zeros(
-                    cells.shape[0], dtype=torch.int64, device=positions.device
+            # on CPU a few meshes at a time: their buffers are then reused rather
+            # than faulted in afresh (see _core.chunks)
+            step = chunks.chunk_length(
+                chunks.MESH_STACK // (ns[0] * ns[1] * ns[2]),
+                len(members),
+                positions.device,
+            )
+            for start in range(0, len(members), step):
+                systems = members[start : start + step]
+                values, atoms = self._convolve_stack(
+                    charges,
+                    cells,
+                    positions,
+                    system_index,
+                    inverse_cells,
+                    volumes,
+                    systems,
+                    ns,
                 )
-                lookup[members] = torch.arange(len(systems), device=positions.device)
-                local = lookup[system_index[atoms]]
-            owner = system_index[atoms]
-            plan = core_mesh.interpolation_plan(
-                positions[atoms],
-                inverse_cells[owner],
-                ns,
-                self.mesh_interpolator._coefficients,
-                local,
-            )
-            kernel = self._cached_filter(cells[systems], ns)
-            # 1/V in the kernel, not on the atoms: the energy's gradient then
-            # reaches the convolution as the charges themselves (its fast backward)
-            kernel = kernel / volumes[systems].reshape(-1, 1, 1, 1)
-            values = convolve(
-                plan[0], plan[1], plan[2], charges[atoms], kernel, ns, len(systems)
-            )
-            potential = potential.index_copy(0, atoms, values)
+                potential = potential.index_copy(0, atoms, values)
         return self._finish_kspace_batch(
             potential, charges, cells, positions, system_index, periodic
         )
