@@ -276,3 +276,20 @@ def test_distances_from_pair_distances_lend_their_columns(monkeypatch):
     indices[0] = torch.tensor([4, 5])  # changed after the distances were made
     coulomb_pair_sum(charges, indices, distances, *constants, False)
     assert looked_up == [1, 1]
+
+
+def test_strided_lists_keep_int64_columns():
+    """A list that is a view with an odd row stride (two columns of three) cannot be
+    read as int32 words: its kept columns stay int64, and results are right."""
+    from torchpme._core import pairlist as pairs
+
+    indices, distances, charges = _pairs()
+    wide = torch.cat([indices, torch.zeros((len(indices), 1), dtype=torch.int64)], 1)
+    strided = wide[:, :2]
+    assert not strided.is_contiguous()
+    first, second = pairs.index_columns(strided)
+    assert first.dtype == torch.int64 and torch.equal(second, indices[:, 1])
+    for _ in range(2):  # the second call compares the kept entry with the list
+        result = coulomb_pair_sum(charges, strided, distances, *_constants(), False)
+        expected = coulomb_pair_sum(charges, indices, distances, *_constants(), False)
+        torch.testing.assert_close(result, expected, rtol=0, atol=0)

@@ -99,10 +99,10 @@ _LOW, _HIGH = (0, 1) if sys.byteorder == "little" else (1, 0)
 
 
 def _fits_int32(neighbor_indices: torch.Tensor) -> bool:
-    """Whether int64 ``(P, 2)`` indices lie in ``[0, 2³¹)`` and can be viewed as int32
-    words (read once per kept list, on CPU)."""
-    if neighbor_indices.dtype != torch.int64 or neighbor_indices.stride(-1) != 1:
-        return False
+    """Whether contiguous int64 ``(P, 2)`` indices lie in ``[0, 2³¹)`` (read once per
+    kept list, on CPU)."""
+    if neighbor_indices.dtype != torch.int64 or not neighbor_indices.is_contiguous():
+        return False  # its int32 words are compared through a view (see below)
     if neighbor_indices.numel() == 0:
         return True
     low, high = torch.aminmax(neighbor_indices)
@@ -118,6 +118,8 @@ def _same_columns(entry: "_Entry", neighbor_indices: torch.Tensor) -> bool:
         )
     # int32 columns of int64 indices: the value words must match and the sign
     # words be zero (comparing across dtypes would be four times slower)
+    if not neighbor_indices.is_contiguous():
+        return False
     words = neighbor_indices.view(torch.int32)  # (P, 4)
     zero = torch.zeros((), dtype=torch.int32).expand(words.shape[0], 2)
     return (
