@@ -93,7 +93,6 @@ class PairEnds:
         return result.sub_(self._matrix(self.starting, rows.dtype) @ rows)
 
 
-_CONTIGUOUS = torch.contiguous_format
 # the int32 halves of an int64 index (native byte order): value, then sign word
 _LOW, _HIGH = (0, 1) if sys.byteorder == "little" else (1, 0)
 
@@ -145,8 +144,8 @@ class _Entry:
             # half the memory of int64 columns (kept while the list lives), and
             # gathers and accumulations on CPU are as fast or faster with them
             dtype = torch.int32
-        self.first = neighbor_indices[:, 0].to(dtype, memory_format=_CONTIGUOUS)
-        self.second = neighbor_indices[:, 1].to(dtype, memory_format=_CONTIGUOUS)
+        self.first = neighbor_indices[:, 0].to(dtype).contiguous()
+        self.second = neighbor_indices[:, 1].to(dtype).contiguous()
         self.ends: Dict[int, Optional[PairEnds]] = {}
         self._rows: Dict[torch.dtype, Tuple[torch.Tensor, weakref.ref]] = {}
 
