@@ -1,0 +1,46 @@
+#!/bin/bash
+# The checks of a lent GPU machine, in one call: the CUDA tests, the command on the
+# device, then the calculators benchmark on CUDA against torch-pme 0.5.0 in the same
+# run (float64 and float32), and torch.compile as an option.
+#
+# The device machine has PyTorch but no network: wheels of vesin 0.6.2, torch-pme
+# 0.5.0 and ase travel in .whl/ (ignored by git; see the device tool's README for the
+# pip download command). Logs and JSON go to $OUT (default /tmp/device-out).
+# DEVICE=cpu SIZES="512" runs the same script here as a dry run.
+set -u
+OUT=${OUT:-/tmp/device-out}
+DEVICE=${DEVICE:-cuda}
+SIZES=${SIZES:-4096 32768 262144}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1
+root=$PWD
+python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/vesin*.whl .whl/ase*.whl || exit 1
+python3 -m pip install -q --no-index --no-deps --target /tmp/tpme .whl/torch_pme*.whl || exit 1
+export PYTHONPATH=$root/src:/tmp/site
+other=/tmp/torch-pme-python  # python with torch-pme 0.5.0 instead of ours
+printf '#!/bin/sh\nPYTHONPATH=/tmp/tpme:/tmp/site exec python3 "$@"\n' >$other
+chmod +x $other
+$other -c "import torchpme; print('other:', torchpme.__file__)"
+python3 -c "import torch, torchpme; print('torch', torch.__version__, 'ours:', torchpme.__file__)"
+if [ "$DEVICE" = cuda ]; then
+    nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm --format=csv
+fi
+
+echo "== tests"
+TORCHPME_TEST_DEVICE=$DEVICE timeout 180 python3 -m pytest -q -p no:cacheprovider \
+    tests/test_cuda.py tests/lib/test_mesh_interpolator.py tests/lib/test_kspace_filter.py \
+    -k "device or cuda or compiled or graph or synchronises" 2>&1 | tee "$OUT/tests.log" | tail -25
+
+echo "== command"
+timeout 45 python3 -c "import sys; from torchpme.cli import console; sys.argv[0] = 'torchpme'; console()" --device "$DEVICE" --no-progress 2>&1 | tail -12
+
+cd "$root/benchmarks" || exit 1
+echo "== float64, fixed parameters"
+timeout 240 python3 calculators.py --device "$DEVICE" --sizes $SIZES --repeat 10 \
+    --other $other --json "$OUT/float64.json" 2>&1 | tee "$OUT/float64.log"
+echo "== float32, fixed parameters"
+timeout 120 python3 calculators.py --device "$DEVICE" --sizes $SIZES --repeat 10 \
+    --dtypes float32 --other $other --json "$OUT/float32.json" 2>&1 | tee "$OUT/float32.log"
+echo "== compiled (ours), float64"
+timeout 100 python3 calculators.py --device "$DEVICE" --sizes 32768 --repeat 10 \
+    --compile --json "$OUT/compiled.json" 2>&1 | tee "$OUT/compiled.log"
