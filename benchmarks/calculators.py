@@ -23,7 +23,10 @@ minutes; alternating keeps one slow phase from deciding a ratio).
 
 ``--device cuda`` runs every case on that device (neighbour lists are built on
 the CPU, times are synchronised, ``MB`` is the peak device memory PyTorch
-allocated). ``--keep-freed-memory`` runs both implementations with glibc's allocator told to
+allocated). ``--cuda-graph`` adds ``graph ms``: our own-distances step (PME/P3M on
+a fixed mesh) captured once in a CUDA graph and replayed, its forces checked
+against the eager step; ``graph x`` is the other implementation's eager step over
+it. ``--keep-freed-memory`` runs both implementations with glibc's allocator told to
 keep freed memory (``MALLOC_TRIM_THRESHOLD_``, ``MALLOC_TOP_PAD_``,
 ``MALLOC_MMAP_THRESHOLD_``: what ``torchpme.keep_freed_memory()`` sets at run time).
 
@@ -116,6 +119,27 @@ def compile_calculator(calculator, cell):
     return torch.compile(calculator, fullgraph=True)
 
 
+def cuda_graph_step(step, static, expected):
+    """Capture ``step`` (which reads the positions in ``static``) in a CUDA graph:
+    returns its replay and the largest force deviation from ``expected``, relative
+    to the largest force."""
+    import torch
+
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):  # warm-up off the capturing stream
+        for _ in range(3):
+            step(static)
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        captured = step(static)
+    graph.replay()
+    torch.cuda.synchronize()
+    deviation = (captured[0] + expected).abs().max() / expected.abs().max()
+    return graph.replay, float(deviation)
+
+
 def run_case(
     method: str,
     n_atoms: int,
@@ -126,6 +150,7 @@ def run_case(
     stress: bool,
     compiled: bool = False,
     device: str = "cpu",
+    graph: bool = False,
 ):
     import torch
 
@@ -139,6 +164,10 @@ def run_case(
     calculator = calculator.to(device)
     if compiled:
         calculator = compile_calculator(calculator, cell)
+    elif graph and not any(calculator.fixed_mesh):  # no host read of the cell
+        from torchpme.lib import get_ns_mesh
+
+        calculator.fixed_mesh = get_ns_mesh(cell, calculator.mesh_spacing).tolist()
     cuda = torch.device(device).type == "cuda"
     if cuda:
         torch.cuda.synchronize()
@@ -168,8 +197,8 @@ def run_case(
     try:  # an implementation with its own differentiable distances (torchpme)
         from torchpme.neighbors import pair_distances as own_distances
 
-        def own_distances_step():
-            pos = positions.clone().requires_grad_(True)
+        def own_distances_step(start=positions):
+            pos = start.clone().requires_grad_(True)
             cel = cell.clone().requires_grad_(stress)
             dist = own_distances(pos, cel, indices, shifts)
             energy = (charges * calculator(charges, cel, pos, indices, dist)).sum()
@@ -179,6 +208,10 @@ def run_case(
     except ImportError:
         pass
     _, forces = step()  # warm-up
+    deviation = None
+    if graph:
+        replay, deviation = cuda_graph_step(own_distances_step, positions, forces)
+        steps["graph_time_s"] = replay
     times = {name: [] for name in steps}
     for function in steps.values():
         function()
@@ -197,6 +230,8 @@ def run_case(
         peak = _resident_kb(peak=True)
     result = {name: statistics.median(samples) for name, samples in times.items()}
     result["peak_growth_mb"] = (peak - baseline) / 1024.0
+    if deviation is not None:
+        result["graph_force_deviation"] = deviation
     if accuracy and n_atoms <= 4096:
         reference = reference_forces(positions.cpu(), charges.cpu(), cell.cpu())
         error = (forces.double().cpu() - reference).pow(2).sum(1).mean().sqrt()
@@ -213,11 +248,14 @@ def measure(
     stress: bool,
     compiled: bool = False,
     device: str = "cpu",
+    graph: bool = False,
 ) -> dict:
     command = [python, __file__, "--case", json.dumps(case), "--repeat", str(repeat)]
     command += ["--device", device]
     if compiled:
         command.append("--compile")
+    if graph:
+        command.append("--cuda-graph")
     if accuracy:
         command.append("--accuracy")
     if stress:
@@ -327,14 +365,21 @@ def main():
         help="where the calculations run (e.g. cuda): times are synchronised, MB "
         "is then the device memory PyTorch allocated",
     )
+    parser.add_argument(
+        "--cuda-graph",
+        action="store_true",
+        help="also time our PME/P3M step (fixed mesh) captured in a CUDA graph; "
+        "the other implementation runs eagerly",
+    )
     parser.add_argument("--json", help="write the results to this file")
     parser.add_argument("--case", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.case:
         case = json.loads(args.case)
         result = run_case(
-            *case, args.repeat, args.accuracy, args.stress, args.compile, args.device
-        )
+            *case, args.repeat, args.accuracy, args.stress, args.compile, args.device,
+            args.cuda_graph,
+        )  # fmt: skip
         print(json.dumps(result))
         return
     if args.keep_freed_memory:
@@ -356,6 +401,9 @@ def main():
             f" {'other ms':>9} {'other MB':>9} {'speedup':>8} {'mem':>6}"
             f" {'lib ms':>8} {'lib speedup':>11} {'own-d x':>8}"
         )
+    if args.cuda_graph:
+        header += f" {'graph ms':>9} {'graph dev':>9}"
+        header += f" {'graph x':>8}" if args.other else ""
     print(header)
     for method in args.methods:
         for size in args.sizes:
@@ -365,7 +413,7 @@ def main():
                 def ours_once(accuracy):
                     return measure(
                         sys.executable, case, args.repeat, accuracy, args.stress,
-                        args.compile, args.device,
+                        args.compile, args.device, args.cuda_graph,
                     )  # fmt: skip
 
                 def other_once():
@@ -401,6 +449,11 @@ def main():
                     if "own_distances_time_s" in ours and "time_s" in other:
                         ratio = other["time_s"] / ours["own_distances_time_s"]
                         line += f" {ratio:8.2f}"
+                if "graph_time_s" in ours:
+                    line += f" {1e3 * ours['graph_time_s']:9.2f}"
+                    line += f" {ours['graph_force_deviation']:9.1e}"
+                    if other is not None and "time_s" in other:
+                        line += f" {other['time_s'] / ours['graph_time_s']:8.2f}"
                 print(line, flush=True)
                 rows.append(row)
     write_json(args.json, rows)

@@ -1,7 +1,7 @@
 #!/bin/bash
-# The checks of a lent GPU machine, in one call: the CUDA tests, the command on the
-# device, then the calculators benchmark on CUDA against torch-pme 0.5.0 in the same
-# run (float64 and float32), and torch.compile as an option.
+# The checks of a lent GPU machine, in one call: the CUDA tests, then the calculators
+# benchmark on CUDA against torch-pme 0.5.0 in the same run (float64 and float32),
+# eager and with our step captured in a CUDA graph.
 #
 # The device machine has PyTorch but no network: wheels of vesin 0.6.2, torch-pme
 # 0.5.0 and ase travel in .whl/ (ignored by git; see the device tool's README for the
@@ -27,20 +27,22 @@ if [ "$DEVICE" = cuda ]; then
 fi
 
 echo "== tests"
-TORCHPME_TEST_DEVICE=$DEVICE timeout 180 python3 -m pytest -q -p no:cacheprovider \
+TORCHPME_TEST_DEVICE=$DEVICE timeout 120 python3 -m pytest -q -p no:cacheprovider \
     tests/test_cuda.py tests/lib/test_mesh_interpolator.py tests/lib/test_kspace_filter.py \
-    -k "device or cuda or compiled or graph or synchronises" 2>&1 | tee "$OUT/tests.log" | tail -25
-
-echo "== command"
-timeout 45 python3 -c "import sys; from torchpme.cli import console; sys.argv[0] = 'torchpme'; console()" --device "$DEVICE" --no-progress 2>&1 | tail -12
+    -k "(device or cuda or graph or synchronises) and not compiled" 2>&1 | tee "$OUT/tests.log" | tail -25
 
 cd "$root/benchmarks" || exit 1
-echo "== float64, fixed parameters"
-timeout 240 python3 calculators.py --device "$DEVICE" --sizes $SIZES --repeat 10 \
-    --other $other --json "$OUT/float64.json" 2>&1 | tee "$OUT/float64.log"
-echo "== float32, fixed parameters"
-timeout 120 python3 calculators.py --device "$DEVICE" --sizes $SIZES --repeat 10 \
-    --dtypes float32 --other $other --json "$OUT/float32.json" 2>&1 | tee "$OUT/float32.log"
-echo "== compiled (ours), float64"
-timeout 100 python3 calculators.py --device "$DEVICE" --sizes 32768 --repeat 10 \
-    --compile --json "$OUT/compiled.json" 2>&1 | tee "$OUT/compiled.log"
+echo "== float64, fixed parameters, eager and CUDA graph"
+timeout 170 python3 calculators.py --device "$DEVICE" --sizes $SIZES --repeat 20 \
+    --cuda-graph --other $other --json "$OUT/float64.json" 2>&1 | tee "$OUT/float64.log"
+echo "== float32, fixed parameters, eager and CUDA graph"
+timeout 110 python3 calculators.py --device "$DEVICE" --sizes ${SIZES32:-32768 262144} \
+    --repeat 20 --dtypes float32 --cuda-graph --other $other --json "$OUT/float32.json" 2>&1 |
+    tee "$OUT/float32.log"
+
+cd "$root" || exit 1
+if [ -f .devtmp/diag_compile.py ]; then  # a one-off diagnosis carried along
+    echo "== compile diagnosis"
+    TORCHPME_TEST_DEVICE=$DEVICE timeout 80 python3 .devtmp/diag_compile.py 2>&1 |
+        grep -v -i warn | tee "$OUT/diag.log" | tail -12
+fi

@@ -114,7 +114,9 @@ def test_dipoles_on_device():
     vectors = positions[pairs[:, 1]] + shifts @ cell - positions[pairs[:, 0]]
 
     def run(device):
-        calculator = CalculatorDipole(PotentialDipole(smearing=1.0), lr_wavelength=0.6).to(device)
+        calculator = CalculatorDipole(
+            PotentialDipole(smearing=1.0), lr_wavelength=0.6
+        ).to(device)
         d, c, p, i, v = on(device, (dipoles, cell, positions, pairs, vectors))
         p.requires_grad_(True)
         field = calculator(d, c, p, i, v)
@@ -182,9 +184,10 @@ def fixed_step(name, compiled=False):
     """An energy + forces + stress step of fixed shapes on the device, and the static
     positions tensor it reads (``compiled``: the energy through
     ``torch.compile(fullgraph=True)``, its gradients by the compiled backward)."""
-    positions, charges, cell, pairs, shifts = on(DEVICE, system())
+    inputs = system()
+    kvectors = generate_kvectors_for_ewald(inputs[2], torch.tensor([9, 9, 9]))
+    positions, charges, cell, pairs, shifts, kvectors = on(DEVICE, (*inputs, kvectors))
     calculator = FIXED_SHAPES[name]().to(DEVICE)
-    kvectors = generate_kvectors_for_ewald(cell, torch.tensor([9, 9, 9], device=DEVICE))
     extra = {"kvectors": kvectors} if name == "ewald" else {}
     static = positions.clone()
 

@@ -88,10 +88,11 @@ def _scale(fft_norm: str, ifft_norm: str, size: int) -> float:
 
 
 def _multiplicity(n_last: int, half: int, dtype: torch.dtype, device: torch.device):
+    # fill_ with a Python number, not item assignment: no tensor made on the host
     weight = torch.full((half,), 2.0, dtype=dtype, device=device)
-    weight[0] = 1.0
+    weight[:1].fill_(1.0)
     if n_last % 2 == 0:
-        weight[-1] = 1.0
+        weight[half - 1 :].fill_(1.0)
     return weight
 
 

@@ -64,7 +64,11 @@ def interpolation_plan(
     # wrapping first keeps |u| small, so float32 stays accurate far from the cell;
     # floor has a zero derivative, so gradients are unchanged
     fractional = fractional - torch.floor(fractional.detach())
-    sizes = torch.tensor(ns, dtype=positions.dtype, device=positions.device)
+    # filled on the device: a tensor made from the Python list would be a copy from
+    # the host (a synchronisation on an accelerator, not allowed in a CUDA graph)
+    sizes = torch.empty(3, dtype=positions.dtype, device=positions.device)
+    for axis in range(3):
+        sizes[axis : axis + 1].fill_(float(ns[axis]))
     u = fractional * sizes
     if n % 2 == 1:
         base = torch.round(u.detach())
