@@ -41,8 +41,6 @@ timeout 110 python3 calculators.py --device "$DEVICE" --sizes ${SIZES32:-32768 2
     tee "$OUT/float32.log"
 
 cd "$root" || exit 1
-if [ -f .devtmp/diag_compile.py ]; then  # a one-off diagnosis carried along
-    echo "== compile diagnosis"
-    TORCHPME_TEST_DEVICE=$DEVICE timeout 80 python3 .devtmp/diag_compile.py 2>&1 |
-        grep -v -i warn | tee "$OUT/diag.log" | tail -12
-fi
+echo "== compiled step, part by part (tests/test_cuda.py's compiled test failed on CUDA)"
+TORCHPME_TEST_DEVICE=$DEVICE timeout 80 python3 benchmarks/compile_parts.py 2>&1 |
+    grep -v -i warn | tee "$OUT/compile_parts.log" | tail -12
