@@ -6,6 +6,7 @@ import io
 import pytest
 import torch
 from reference import to_torch, torch_neighbors
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from torchpme import (
     Calculator,
@@ -153,6 +154,30 @@ FIXED_SHAPES = {
 }
 
 
+def fixed_shape_step(name, device):
+    """A step of a fixed-shape calculator on ``device`` (potentials and the
+    energy's gradients to positions, charges and cell), and its inputs."""
+    positions, charges, cell = system()
+    indices, _ = torch_neighbors(positions, cell, 3.0)
+    kvectors = generate_kvectors_for_ewald(cell, torch.tensor([4, 4, 4]))
+    moved = [t.to(device) for t in (positions, charges, cell, indices, kvectors)]
+    positions, charges, cell, indices, kvectors = moved
+    calculator = FIXED_SHAPES[name]().to(device)
+    shifts = torch.zeros((indices.shape[0], 3), dtype=DTYPE, device=device)
+    extra = {"kvectors": kvectors} if name.startswith("ewald") else {}
+
+    def step():
+        inputs = [t.clone().requires_grad_(True) for t in (positions, charges, cell)]
+        distances = pair_distances(inputs[0], inputs[2], indices, shifts)
+        potentials = calculator(
+            inputs[1], inputs[2], inputs[0], indices, distances, **extra
+        )
+        energy = (inputs[1] * potentials).sum()
+        return potentials, torch.autograd.grad(energy, inputs)
+
+    return step, (positions, charges, cell)
+
+
 @pytest.mark.parametrize("name", list(FIXED_SHAPES))
 def test_step_reads_no_data_on_the_host(name):
     """With fixed shapes (k-vectors for Ewald, ``fixed_mesh`` for PME/P3M), energy
@@ -160,20 +185,44 @@ def test_step_reads_no_data_on_the_host(name):
     device, whose tensors hold no data: any host read (``item``, ``tolist``,
     ``bool``, ``nonzero``, a copy to the CPU) raises there. So no step waits for an
     accelerator, the condition for capturing it in a CUDA graph."""
-    positions, charges, cell = system()
-    indices, _ = torch_neighbors(positions, cell, 3.0)
-    kvectors = generate_kvectors_for_ewald(cell, torch.tensor([4, 4, 4]))
-    meta = [t.to("meta") for t in (positions, charges, cell, indices, kvectors)]
-    positions, charges, cell, indices, kvectors = meta
-    calculator = FIXED_SHAPES[name]().to("meta")
-    inputs = [t.clone().requires_grad_(True) for t in (positions, charges, cell)]
-    shifts = torch.zeros((indices.shape[0], 3), dtype=DTYPE, device="meta")
-    distances = pair_distances(inputs[0], inputs[2], indices, shifts)
-    extra = {"kvectors": kvectors} if name.startswith("ewald") else {}
-    potentials = calculator(
-        inputs[1], inputs[2], inputs[0], indices, distances, **extra
+    step, inputs = fixed_shape_step(name, "meta")
+    potentials, grads = step()
+    assert potentials.shape == inputs[1].shape and potentials.device.type == "meta"
+    assert [g.shape for g in grads] == [t.shape for t in inputs]
+
+
+class _HostTraffic(TorchDispatchMode):
+    """Records the operators that make a tensor from Python data (on an accelerator:
+    a copy from the host) or read a value back."""
+
+    FLAGGED = (
+        torch.ops.aten.lift_fresh.default,
+        torch.ops.aten.lift_fresh_copy.default,
+        torch.ops.aten._local_scalar_dense.default,
+        torch.ops.aten.nonzero.default,
     )
-    energy = (inputs[1] * potentials).sum()
-    grads = torch.autograd.grad(energy, inputs)
-    assert potentials.shape == charges.shape and potentials.device.type == "meta"
-    assert [g.shape for g in grads] == [t.shape for t in (positions, charges, cell)]
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func in self.FLAGGED:
+            self.seen.append(str(func))
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("name", list(FIXED_SHAPES))
+def test_step_copies_nothing_from_the_host(name, monkeypatch):
+    """The meta device lets ``torch.tensor(values, device=...)`` pass; on CUDA it is
+    a synchronising copy that also breaks graph capture (seen on an H200). Here the
+    step runs on the CPU along the accelerator's code paths (every eager-CPU-only
+    shortcut also steps aside while ``torch.compile`` traces, so a trace is
+    reported as in progress) and no operator may make a tensor from Python values
+    or read one back."""
+    step, _ = fixed_shape_step(name, "cpu")
+    step()  # first call: caches may be filled
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+    with _HostTraffic() as traffic:
+        step()
+    assert traffic.seen == []
