@@ -18,7 +18,14 @@ import torch
 
 from .validation import compiling
 
-__all__ = ["channel_factors", "replay"]
+__all__ = ["channel_factors", "factors_possible", "replay"]
+
+
+def factors_possible(tensor: torch.Tensor) -> bool:
+    """Whether :func:`channel_factors` may find factors for gradients of values
+    living where ``tensor`` lives: on the CPU in eager mode only (elsewhere what a
+    forward keeps for that shortcut would go unused)."""
+    return tensor.device.type == "cpu" and not compiling()
 
 
 def channel_factors(
@@ -28,9 +35,7 @@ def channel_factors(
 
     Reading the values is a host synchronisation: CPU and eager mode only.
     """
-    if grad.device.type != "cpu" or grad.shape != values.shape:
-        return None
-    if compiling():
+    if not factors_possible(grad) or grad.shape != values.shape:
         return None
     norms = (values * values).sum(0)
     overlaps = (grad * values).sum(0)

@@ -23,7 +23,7 @@ from typing import Callable, List, Optional, Tuple
 import torch
 
 from . import chunks
-from .backward import channel_factors, replay
+from .backward import channel_factors, factors_possible, replay
 from .chunks import chunk_length
 from .pairlist import columns_for, index_columns
 
@@ -121,8 +121,8 @@ class _CoulombPairSum(torch.autograd.Function):
         n_pairs = distances.shape[0]
         # what the backward needs is written chunk by chunk into pair-sized buffers
         kept = distances.new_empty(n_pairs) if charges.requires_grad else None
-        products = None  # q_i q_j v'(r_ij) per channel
-        if distances.requires_grad:
+        products = None  # q_i q_j v'(r_ij) per channel, for an energy's gradient
+        if distances.requires_grad and factors_possible(charges):
             products = distances.new_empty((charges.shape[1], n_pairs))
 
         def values(start: int, stop: int):
@@ -156,7 +156,9 @@ class _CoulombPairSum(torch.autograd.Function):
             values = _slices(ctx.values)
             grad_charges = _pair_sum(grad, second, first, values, full)
         if needs[2]:
-            factors = channel_factors(grad, charges)
+            factors = None
+            if ctx.products is not None:
+                factors = channel_factors(grad, charges)
             if factors is not None:
                 # g = c·q (an energy): c · q_i q_j v', kept from the forward
                 weight = 0.5 if full else 1.0
