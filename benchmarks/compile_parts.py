@@ -1,13 +1,13 @@
 """Which part of a compiled step departs from eager mode on a device.
 
 Compiles, with ``fullgraph=True`` and the backends ``aot_eager`` (tracing and
-autograd only) and ``inductor`` (generated kernels), four energies of the P3M test
-system of ``tests/test_cuda.py`` and prints the largest deviation of the value and
+autograd only) and ``inductor`` (generated kernels), four energies of the test
+system of ``tests/test_cuda.py`` (PME and P3M) and prints the largest deviation of the value and
 of each gradient from the eager result: the pair distances alone, the calculator on
 given distances (mesh and pair parts), the calculator with the distances detached
 (mesh part only), and the whole step. Run from the repository root:
 
-    TORCHPME_TEST_DEVICE=cuda python benchmarks/compile_parts.py
+    TORCHPME_TEST_DEVICE=cuda python benchmarks/compile_parts.py [pme|p3m ...]
 """
 
 import sys
@@ -22,8 +22,14 @@ from torchpme.neighbors import pair_distances
 
 
 def main():
+    for method in sys.argv[1:] or ["pme", "p3m"]:
+        print(f"== {method}", flush=True)
+        compare_parts(method)
+
+
+def compare_parts(method: str):
     positions, charges, cell, pairs, shifts = setup.on(setup.DEVICE, setup.system())
-    calculator = setup.FIXED_SHAPES["p3m"]().to(setup.DEVICE)
+    calculator = setup.FIXED_SHAPES[method]().to(setup.DEVICE)
     weights = torch.rand(len(pairs), dtype=positions.dtype, device=setup.DEVICE)
     distances = pair_distances(positions, cell, pairs, shifts).detach()
 

@@ -95,15 +95,11 @@ def gather_with_weight_gradients(
     atom's weights touch only its own stencil.
     """
     n_channels, n_atoms, n = mesh.shape[0], nodes.shape[0], weights.shape[2]
-    step = _atoms_per_chunk(n, n_atoms, mesh.device)
-    if step >= n_atoms:
-        # one chunk (always on accelerators and while compiling): no buffers filled
-        # slice by slice, whose uninitialised memory a wrong write would expose
-        return _gather_once(mesh, nodes, weights, keep)
     out = mesh.new_empty((n_channels, n_atoms))
     grads: Optional[torch.Tensor] = None
     if keep:
         grads = mesh.new_empty((n_channels, n_atoms, 3, n))
+    step = _atoms_per_chunk(n, n_atoms, mesh.device)
     for start in range(0, n_atoms, step):
         weights_t = _node_major(weights[start : start + step])
         picked = pick(mesh, nodes[start : start + step])
@@ -113,22 +109,6 @@ def gather_with_weight_gradients(
                 part = _weight_gradients(picked[channel], weights_t)
                 grads[channel, start : start + step] = part.permute(2, 0, 1)
     return out.t(), grads
-
-
-def _gather_once(
-    mesh: torch.Tensor, nodes: torch.Tensor, weights: torch.Tensor, keep: bool
-) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
-    """:func:`gather_with_weight_gradients` of all atoms at once."""
-    weights_t = _node_major(weights)
-    picked = pick(mesh, nodes)
-    grads: Optional[torch.Tensor] = None
-    if keep:
-        parts = [
-            _weight_gradients(picked[channel], weights_t)
-            for channel in range(mesh.shape[0])
-        ]
-        grads = torch.stack(parts).permute(0, 3, 1, 2).contiguous()
-    return _contract(picked, weights_t).t(), grads
 
 
 def pick(mesh: torch.Tensor, nodes: torch.Tensor) -> torch.Tensor:
