@@ -42,5 +42,13 @@ timeout 110 python3 calculators.py --device "$DEVICE" --sizes ${SIZES32:-32768 2
 
 cd "$root" || exit 1
 echo "== compiled step, part by part (tests/test_cuda.py's compiled test failed on CUDA)"
-TORCHPME_TEST_DEVICE=$DEVICE timeout 80 python3 benchmarks/compile_parts.py 2>&1 |
-    grep -v -i warn | tee "$OUT/compile_parts.log" | tail -12
+if ! TORCHPME_TEST_DEVICE=$DEVICE timeout 100 python3 benchmarks/compile_parts.py \
+    >"$OUT/compile_parts.log" 2>&1; then
+    grep -v -i warn "$OUT/compile_parts.log" | grep -v "^ " | tail -12
+    echo "== inductor bisector on the whole PME step"
+    TORCHPME_TEST_DEVICE=$DEVICE timeout 150 python3 -m torch._inductor.compiler_bisector \
+        run python3 benchmarks/compile_parts.py --whole pme 2>&1 | grep -v -i warn |
+        tee "$OUT/bisect.log" | tail -6
+else
+    grep -v -i warn "$OUT/compile_parts.log" | grep -v "^ " | tail -12
+fi
