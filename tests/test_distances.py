@@ -218,3 +218,25 @@ def test_off_cpu_path_runs_forward_and_backward():
     grads = torch.autograd.grad(distances.sum(), (positions, cell))
     assert distances.shape == (3,) and distances.device.type == "meta"
     assert [g.shape for g in grads] == [(5, 3), (3, 3)]
+
+
+def test_accumulation_off_cpu_matches_the_indexed_one():
+    """Off the CPU the pair rows are added with ``index_add_`` (atomics; an
+    accumulating ``index_put_`` sorts there): run here on the CPU, the same sums
+    as the indexed accumulation and as a plain loop."""
+    from torchpme._core import pairlist
+
+    rng = np.random.default_rng(5)
+    n_atoms = 7
+    first = torch.tensor(rng.integers(0, n_atoms, 50))
+    second = torch.tensor(rng.integers(0, n_atoms, 50))
+    rows = torch.tensor(rng.normal(size=(50, 3)))
+    expected = torch.zeros(n_atoms, 3, dtype=torch.float64)
+    for p in range(50):
+        expected[second[p]] += rows[p]
+        expected[first[p]] -= rows[p]
+    zeros = torch.zeros(n_atoms, 3, dtype=torch.float64)
+    atomic = pairlist.add_at_ends_atomically(zeros, rows.clone(), first, second)
+    indexed = pairlist.accumulate_at_ends(rows.clone(), first, second, n_atoms)
+    torch.testing.assert_close(atomic, expected)
+    torch.testing.assert_close(indexed, expected)

@@ -192,7 +192,7 @@ def convolve(
     """
     shape = list(ns) if n_meshes == 0 else [n_meshes] + list(ns)
     weights = weights.to(values.dtype)
-    sorted_values = values[order]
+    sorted_values = values.index_select(0, order)
     if torch.jit.is_scripting() or kernel.is_complex():
         mesh = stencil.scatter(plan_stencil, weights, sorted_values, _numel(shape))
         filtered = filter_mesh(

@@ -89,8 +89,10 @@ def interpolation_plan(
     nodes[:, 0] *= ns[1] * ns[2]
     nodes[:, 1] *= ns[2]
     order = torch.argsort(nodes[:, :, 0].sum(-1))
-    weights = evaluate_weights(x[order], coefficients)
-    return nodes[order], weights, order
+    # index_select, not indexing: its backward adds with atomics on accelerators,
+    # where the backward of indexing (index_put_ accumulating) sorts the indices
+    weights = evaluate_weights(x.index_select(0, order), coefficients)
+    return nodes.index_select(0, order), weights, order
 
 
 def spread(
@@ -118,7 +120,7 @@ def spread(
     """
     size = max(n_meshes, 1) * ns[0] * ns[1] * ns[2]
     weights = weights.to(values.dtype)
-    values = values[order]
+    values = values.index_select(0, order)
     if torch.jit.is_scripting():
         mesh = stencil.scatter(plan_stencil, weights, values, size)
     else:

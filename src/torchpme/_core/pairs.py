@@ -32,9 +32,11 @@ def pair_sum(
     second = neighbor_indices[:, 1]
     values = pair_values.unsqueeze(-1)
     potential = torch.zeros_like(charges)
-    potential = potential.index_add(0, first, charges[second] * values)
+    potential = potential.index_add(0, first, charges.index_select(0, second) * values)
     if not full_neighbor_list:
-        potential = potential.index_add(0, second, charges[first] * values)
+        potential = potential.index_add(
+            0, second, charges.index_select(0, first) * values
+        )
     return potential / 2.0
 
 
@@ -189,9 +191,13 @@ def dipole_pair_sum(
     first = neighbor_indices[:, 0]
     second = neighbor_indices[:, 1]
     potential = torch.zeros_like(dipoles)
-    contribution = torch.bmm(pair_tensors, dipoles[second].unsqueeze(-1)).squeeze(-1)
+    contribution = torch.bmm(
+        pair_tensors, dipoles.index_select(0, second).unsqueeze(-1)
+    ).squeeze(-1)
     potential = potential.index_add(0, first, contribution)
     if not full_neighbor_list:
-        contribution = torch.bmm(pair_tensors, dipoles[first].unsqueeze(-1)).squeeze(-1)
+        contribution = torch.bmm(
+            pair_tensors, dipoles.index_select(0, first).unsqueeze(-1)
+        ).squeeze(-1)
         potential = potential.index_add(0, second, contribution)
     return potential / 2.0
