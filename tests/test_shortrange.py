@@ -206,12 +206,17 @@ def test_kept_int32_columns_see_changes_to_the_high_words():
 
 
 @pytest.mark.parametrize("full", [False, True])
-def test_chunked_pairs_match_a_direct_sum(monkeypatch, full):
+@pytest.mark.parametrize("shortcut", [True, False], ids=["cpu", "accelerator"])
+def test_chunked_pairs_match_a_direct_sum(monkeypatch, full, shortcut):
     """Pairs are processed in chunks (here of 4, so a list spans several, the last
-    one partial): values and the energy gradient against a plain-Python sum."""
-    from torchpme._core import chunks
+    one partial): values and the energy gradient against a plain-Python sum. Also
+    as on an accelerator (or while compiling), where the forward keeps ``v'`` for
+    the backward instead of the charge products of the CPU's energy shortcut."""
+    from torchpme._core import chunks, shortrange
 
     monkeypatch.setattr(chunks, "PAIRS", 4)
+    if not shortcut:
+        monkeypatch.setattr(shortrange, "factors_possible", lambda tensor: False)
     indices, distances, charges = _pairs(n_atoms=7, seed=4)
     if full:
         indices = torch.cat([indices, indices.flip(1)])

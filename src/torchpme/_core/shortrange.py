@@ -122,7 +122,9 @@ class _CoulombPairSum(torch.autograd.Function):
         # what the backward needs is written chunk by chunk into pair-sized buffers
         kept = distances.new_empty(n_pairs) if charges.requires_grad else None
         products = None  # q_i q_j v'(r_ij) per channel, for an energy's gradient
-        if distances.requires_grad and factors_possible(charges):
+        derivatives: List[torch.Tensor] = []  # v'(r_ij) elsewhere (no shortcut)
+        keep_derivatives = distances.requires_grad and not factors_possible(charges)
+        if distances.requires_grad and not keep_derivatives:
             products = distances.new_empty((charges.shape[1], n_pairs))
 
         def values(start: int, stop: int):
@@ -131,13 +133,23 @@ class _CoulombPairSum(torch.autograd.Function):
             )
             if kept is not None:
                 kept[start:stop] = v
-            if products is None:
+            if products is None and not keep_derivatives:
                 return v, None
-            return v, _pair_derivatives(v, scaled, inverse, smearing, prefactor)
+            derivative = _pair_derivatives(v, scaled, inverse, smearing, prefactor)
+            if keep_derivatives:
+                derivatives.append(derivative)
+                return v, None
+            return v, derivative
 
         potential = _pair_sum(charges, first, second, values, full, products)
         ctx.save_for_backward(charges, indices, distances, first, second)
         ctx.values, ctx.products = kept, products
+        # on accelerators one chunk: v' is kept as computed, not evaluated again
+        ctx.derivatives = None
+        if derivatives:
+            ctx.derivatives = (
+                torch.cat(derivatives) if len(derivatives) > 1 else derivatives[0]
+            )
         ctx.constants = (smearing, prefactor, full)
         return potential
 
@@ -170,7 +182,9 @@ class _CoulombPairSum(torch.autograd.Function):
                     grad_distances.mul_(weight)
             else:
                 overlap = _pair_overlap(grad, charges, first, second, full)
-                derivatives = _derivatives(distances, smearing, prefactor)
+                derivatives = ctx.derivatives
+                if derivatives is None:
+                    derivatives = _derivatives(distances, smearing, prefactor)
                 grad_distances = overlap.mul_(derivatives).mul_(0.5)
         return grad_charges, None, grad_distances, None, None, None
 
