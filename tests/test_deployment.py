@@ -193,7 +193,8 @@ def test_step_reads_no_data_on_the_host(name):
 
 class _HostTraffic(TorchDispatchMode):
     """Records the operators that make a tensor from Python data (on an accelerator:
-    a copy from the host) or read a value back."""
+    a copy from the host) or read a value back through the dispatcher (``item``;
+    ``tolist`` of a CPU tensor bypasses it: the meta-device test covers reads)."""
 
     FLAGGED = (
         torch.ops.aten.lift_fresh.default,
