@@ -20,6 +20,7 @@ from typing import List, Optional, Tuple
 import torch
 
 from . import stencil
+from .permutation import inverse_permutation, permute_rows
 from .weights import evaluate_weights
 
 __all__ = ["gather", "interpolation_plan", "mesh_coordinates", "spread"]
@@ -89,9 +90,9 @@ def interpolation_plan(
     nodes[:, 0] *= ns[1] * ns[2]
     nodes[:, 1] *= ns[2]
     order = torch.argsort(nodes[:, :, 0].sum(-1))
-    # index_select, not indexing: its backward adds with atomics on accelerators,
-    # where the backward of indexing (index_put_ accumulating) sorts the indices
-    weights = evaluate_weights(x.index_select(0, order), coefficients)
+    # gathers both ways (see _core.permutation), not a scatter-add backward
+    sorted_x = permute_rows(x, order, inverse_permutation(order))
+    weights = evaluate_weights(sorted_x, coefficients)
     return nodes.index_select(0, order), weights, order
 
 
@@ -120,7 +121,7 @@ def spread(
     """
     size = max(n_meshes, 1) * ns[0] * ns[1] * ns[2]
     weights = weights.to(values.dtype)
-    values = values.index_select(0, order)
+    values = permute_rows(values, order, inverse_permutation(order))
     if torch.jit.is_scripting():
         mesh = stencil.scatter(plan_stencil, weights, values, size)
     else:

@@ -1,0 +1,48 @@
+"""Rows reordered by a permutation, differentiated by gathers only.
+
+The mesh plan sorts the atoms by mesh position, so per-atom inputs are reordered by a
+permutation ``order`` before spreading. Through plain autograd the backward of
+``x.index_select(0, order)`` is a scatter-add: atomic additions on accelerators,
+and a pattern inductor's generated code has got wrong (a vectorised scatter with a
+mis-scaled index, on CPU with torch 2.13: wrong forces and a corrupted heap). For
+a permutation the adjoint is the gather by the inverse permutation, which
+:func:`permute_rows` uses; its backward is again such a gather, so derivatives of
+any order stay gathers.
+"""
+
+import torch
+
+__all__ = ["inverse_permutation", "permute_rows"]
+
+
+def inverse_permutation(order: torch.Tensor) -> torch.Tensor:
+    """``inverse`` with ``inverse[order[i]] = i`` for a permutation ``order``."""
+    positions = torch.arange(order.shape[0], dtype=order.dtype, device=order.device)
+    return torch.empty_like(order).index_copy_(0, order, positions)
+
+
+class _PermuteRows(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, rows, order, inverse):
+        ctx.save_for_backward(order, inverse)
+        return rows.index_select(0, order)
+
+    @staticmethod
+    def backward(ctx, grad):
+        order, inverse = ctx.saved_tensors
+        return _PermuteRows.apply(grad, inverse, order), None, None
+
+
+def permute_rows(
+    rows: torch.Tensor, order: torch.Tensor, inverse: torch.Tensor
+) -> torch.Tensor:
+    """``rows[order]`` for a permutation ``order`` with inverse ``inverse`` (see
+    :func:`inverse_permutation`), whose gradient is ``grad[inverse]``."""
+    if torch.jit.is_scripting():
+        return rows.index_select(0, order)
+    return _permute(rows, order, inverse)
+
+
+@torch.jit.unused
+def _permute(rows: torch.Tensor, order: torch.Tensor, inverse: torch.Tensor):
+    return _PermuteRows.apply(rows, order, inverse)
