@@ -282,9 +282,9 @@ class Calculator(torch.nn.Module):
         for system in range(cells.shape[0]):
             atoms = torch.nonzero(system_index == system).squeeze(1)
             part = self._compute_kspace(
-                charges=charges[atoms],
+                charges=charges.index_select(0, atoms),
                 cell=cells[system],
-                positions=positions[atoms],
+                positions=positions.index_select(0, atoms),
                 periodic=None if periodic is None else periodic[system],
             )
             result = result.index_copy(0, atoms, part)
@@ -320,7 +320,10 @@ class Calculator(torch.nn.Module):
             for system in range(cells.shape[0]):
                 atoms = torch.nonzero(system_index == system).squeeze(1)
                 slab = self.potential.pbc_correction(
-                    periodic[system], positions[atoms], cells[system], charges[atoms]
+                    periodic[system],
+                    positions.index_select(0, atoms),
+                    cells[system],
+                    charges.index_select(0, atoms),
                 )
                 potential = potential.index_add(0, atoms, slab)
         return potential / 2.0

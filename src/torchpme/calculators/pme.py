@@ -216,8 +216,8 @@ class PMECalculator(Calculator):
             lookup[members] = torch.arange(len(systems), device=positions.device)
             local = lookup[system_index[atoms]]
         plan = core_mesh.interpolation_plan(
-            positions[atoms],
-            inverse_cells[system_index[atoms]],
+            positions.index_select(0, atoms),
+            inverse_cells.index_select(0, system_index.index_select(0, atoms)),
             ns,
             self.mesh_interpolator._coefficients,
             local,
@@ -227,7 +227,13 @@ class PMECalculator(Calculator):
         # reaches the convolution as the charges themselves (its fast backward)
         kernel = kernel / volumes[systems].reshape(-1, 1, 1, 1)
         values = convolve(
-            plan[0], plan[1], plan[2], charges[atoms], kernel, ns, len(systems)
+            plan[0],
+            plan[1],
+            plan[2],
+            charges.index_select(0, atoms),
+            kernel,
+            ns,
+            len(systems),
         )
         return values, atoms
 
