@@ -27,7 +27,7 @@ import torch
 from . import stencil
 from .backward import channel_factors, replay
 from .fft import _apply_kernel, _multiplicity, _overlap, filter_mesh, irfft3, rfft3
-from .permutation import inverse_permutation, permute_rows
+from .permutation import permute_rows
 
 __all__ = ["convolve"]
 
@@ -193,7 +193,7 @@ def convolve(
     """
     shape = list(ns) if n_meshes == 0 else [n_meshes] + list(ns)
     weights = weights.to(values.dtype)
-    sorted_values = permute_rows(values, order, inverse_permutation(order))
+    sorted_values = permute_rows(values, order)
     if torch.jit.is_scripting() or kernel.is_complex():
         mesh = stencil.scatter(plan_stencil, weights, sorted_values, _numel(shape))
         filtered = filter_mesh(

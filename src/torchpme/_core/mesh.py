@@ -20,7 +20,7 @@ from typing import List, Optional, Tuple
 import torch
 
 from . import stencil
-from .permutation import inverse_permutation, permute_rows
+from .permutation import permute_rows
 from .weights import evaluate_weights
 
 __all__ = ["gather", "interpolation_plan", "mesh_coordinates", "spread"]
@@ -91,7 +91,7 @@ def interpolation_plan(
     nodes[:, 1] *= ns[2]
     order = torch.argsort(nodes[:, :, 0].sum(-1))
     # gathers both ways (see _core.permutation), not a scatter-add backward
-    sorted_x = permute_rows(x, order, inverse_permutation(order))
+    sorted_x = permute_rows(x, order)
     weights = evaluate_weights(sorted_x, coefficients)
     return nodes.index_select(0, order), weights, order
 
@@ -121,7 +121,7 @@ def spread(
     """
     size = max(n_meshes, 1) * ns[0] * ns[1] * ns[2]
     weights = weights.to(values.dtype)
-    values = permute_rows(values, order, inverse_permutation(order))
+    values = permute_rows(values, order)
     if torch.jit.is_scripting():
         mesh = stencil.scatter(plan_stencil, weights, values, size)
     else:

@@ -23,26 +23,24 @@ def inverse_permutation(order: torch.Tensor) -> torch.Tensor:
 
 class _PermuteRows(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, rows, order, inverse):
-        ctx.save_for_backward(order, inverse)
+    def forward(ctx, rows, order):
+        ctx.save_for_backward(order)
         return rows.index_select(0, order)
 
     @staticmethod
     def backward(ctx, grad):
-        order, inverse = ctx.saved_tensors
-        return _PermuteRows.apply(grad, inverse, order), None, None
+        (order,) = ctx.saved_tensors
+        return _PermuteRows.apply(grad, inverse_permutation(order)), None
 
 
-def permute_rows(
-    rows: torch.Tensor, order: torch.Tensor, inverse: torch.Tensor
-) -> torch.Tensor:
-    """``rows[order]`` for a permutation ``order`` with inverse ``inverse`` (see
-    :func:`inverse_permutation`), whose gradient is ``grad[inverse]``."""
+def permute_rows(rows: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
+    """``rows[order]`` for a permutation ``order``; its gradient is
+    ``grad[inverse]`` (see :func:`inverse_permutation`)."""
     if torch.jit.is_scripting():
         return rows.index_select(0, order)
-    return _permute(rows, order, inverse)
+    return _permute(rows, order)
 
 
 @torch.jit.unused
-def _permute(rows: torch.Tensor, order: torch.Tensor, inverse: torch.Tensor):
-    return _PermuteRows.apply(rows, order, inverse)
+def _permute(rows: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
+    return _PermuteRows.apply(rows, order)
