@@ -12,17 +12,22 @@ step. The exit status is 1 if an inductor result deviates by more than 1e-9.
 inductor's bisector, which names the first lowering or pass that makes a result
 wrong (it found a mis-indexed vectorised scatter in the CPU code this way):
 
-    TORCHPME_TEST_DEVICE=cuda python benchmarks/compile_parts.py pme p3m
+    python benchmarks/compile_parts.py pme p3m
     python -m torch._inductor.compiler_bisector run \\
         python benchmarks/compile_parts.py --whole pme
 """
 
 import argparse
+import os
 import sys
 import time
 
 import torch
 
+# the device of the checks: TORCHPME_TEST_DEVICE, else CUDA when there is one
+os.environ.setdefault(
+    "TORCHPME_TEST_DEVICE", "cuda" if torch.cuda.is_available() else "cpu"
+)
 sys.path.insert(0, "tests")
 import test_cuda as setup
 
