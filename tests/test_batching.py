@@ -48,6 +48,9 @@ CALCULATORS = {
     "ewald": lambda p: EwaldCalculator(p, lr_wavelength=0.8),
     "pme": lambda p: PMECalculator(p, mesh_spacing=0.6, interpolation_nodes=5),
     "p3m": lambda p: P3MCalculator(p, mesh_spacing=0.6, interpolation_nodes=4),
+    # one mesh for every system (forward uses it too, whatever the cell)
+    "pme-fixed": lambda p: PMECalculator(p, 0.6, 5, fixed_mesh=[9, 10, 11]),
+    "p3m-fixed": lambda p: P3MCalculator(p, 0.6, 4, fixed_mesh=[12, 10, 9]),
 }
 
 

@@ -208,10 +208,50 @@ def fixed_step(name, compiled=False):
     return step, static
 
 
+def fixed_batch_step(name):
+    """``forward_batch`` of two systems on a fixed mesh on the device, as
+    :func:`fixed_step` (energy, forces, gradient to the cells)."""
+    parts = [system(40, 1), system(24, 2)]
+    offsets = [0, len(parts[0][0])]
+    packed = [
+        torch.cat([part[0] for part in parts]),
+        torch.cat([part[1] for part in parts]),
+        torch.stack([part[2] for part in parts]),
+        torch.cat([part[3] + o for part, o in zip(parts, offsets, strict=True)]),
+        torch.cat([part[4] for part in parts]),
+        torch.cat([torch.full((len(p[0]),), k) for k, p in enumerate(parts)]),
+    ]
+    positions, charges, cells, pairs, shifts, owners = on(DEVICE, packed)
+    owner_of_pair = owners.index_select(0, pairs[:, 0])
+    calculator = FIXED_SHAPES[name]().to(DEVICE)
+    static = positions.clone()
+
+    def step():
+        pos = static.clone().requires_grad_(True)
+        cel = cells.clone().requires_grad_(True)
+        vectors = (
+            pos.index_select(0, pairs[:, 1])
+            - pos.index_select(0, pairs[:, 0])
+            + torch.einsum("pi,pij->pj", shifts, cel.index_select(0, owner_of_pair))
+        )
+        potentials = calculator.forward_batch(
+            charges, cel, pos, owners, pairs, vectors.norm(dim=1)
+        )
+        value = (charges * potentials).sum()
+        forces, virial = torch.autograd.grad(value, (pos, cel))
+        return value.detach(), -forces, virial
+
+    return step, static
+
+
+STEPS = {name: fixed_step for name in FIXED_SHAPES}
+STEPS.update({f"{name}-batch": fixed_batch_step for name in ("pme", "p3m")})
+
+
 @needs_cuda
-@pytest.mark.parametrize("name", list(FIXED_SHAPES))
+@pytest.mark.parametrize("name", list(STEPS))
 def test_fixed_shape_step_never_synchronises(name):
-    step, _ = fixed_step(name)
+    step, _ = STEPS[name](name.removesuffix("-batch"))
     step()  # first call: caches may be filled
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
@@ -223,9 +263,9 @@ def test_fixed_shape_step_never_synchronises(name):
 
 
 @needs_cuda
-@pytest.mark.parametrize("name", list(FIXED_SHAPES))
+@pytest.mark.parametrize("name", list(STEPS))
 def test_cuda_graph_of_a_step_replays_new_positions(name):
-    step, static = fixed_step(name)
+    step, static = STEPS[name](name.removesuffix("-batch"))
     start = static.clone()
     stream = torch.cuda.Stream()
     stream.wait_stream(torch.cuda.current_stream())

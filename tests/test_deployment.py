@@ -227,3 +227,58 @@ def test_step_copies_nothing_from_the_host(name, monkeypatch):
     with _HostTraffic() as traffic:
         step()
     assert traffic.seen == []
+
+
+def fixed_mesh_batch_step(name, device):
+    """``forward_batch`` of two systems (the test system and a stretched copy) on a
+    fixed mesh, with the energy's gradients to positions, charges and cells."""
+    positions, charges, cell = system()
+    stretched = cell * 1.1
+    indices, _ = torch_neighbors(positions, cell, 3.0)
+    packed = [
+        torch.cat([positions, positions @ torch.linalg.solve(cell, stretched)]),
+        torch.cat([charges, charges]),
+        torch.stack([cell, stretched]),
+        torch.cat([indices, indices + len(positions)]),
+        torch.repeat_interleave(torch.arange(2), len(positions)),
+    ]
+    positions, charges, cells, indices, owners = [t.to(device) for t in packed]
+    calculator = FIXED_SHAPES[name]().to(device)
+    shifts = torch.zeros((indices.shape[0], 3), dtype=DTYPE, device=device)
+
+    def step():
+        inputs = [t.clone().requires_grad_(True) for t in (positions, charges, cells)]
+        owner_cells = inputs[2].index_select(0, owners.index_select(0, indices[:, 0]))
+        vectors = (
+            inputs[0].index_select(0, indices[:, 1])
+            - inputs[0].index_select(0, indices[:, 0])
+            + torch.einsum("pi,pij->pj", shifts, owner_cells)
+        )
+        potentials = calculator.forward_batch(
+            inputs[1], inputs[2], inputs[0], owners, indices, vectors.norm(dim=1)
+        )
+        energy = (inputs[1] * potentials).sum()
+        return potentials, torch.autograd.grad(energy, inputs)
+
+    return step, (positions, charges, cells)
+
+
+MESH_CALCULATORS = [name for name in FIXED_SHAPES if name.startswith(("pme", "p3m"))]
+
+
+@pytest.mark.parametrize("name", MESH_CALCULATORS)
+def test_batch_on_a_fixed_mesh_reads_nothing_on_the_host(name, monkeypatch):
+    """``forward_batch`` groups systems by mesh size, reading the cells; with a fixed
+    mesh there is one group and nothing to read: the batched step runs on the meta
+    device and, along the accelerator's code paths, makes no tensor from Python
+    values (a batched step can then be captured in a CUDA graph)."""
+    step, inputs = fixed_mesh_batch_step(name, "meta")
+    potentials, grads = step()
+    assert potentials.shape == inputs[1].shape
+    assert [g.shape for g in grads] == [t.shape for t in inputs]
+    step, _ = fixed_mesh_batch_step(name, "cpu")
+    step()
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+    with _HostTraffic() as traffic:
+        step()
+    assert traffic.seen == []

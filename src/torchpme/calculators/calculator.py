@@ -224,8 +224,9 @@ class Calculator(torch.nn.Module):
         Systems may differ in cell and atom count; each gets exactly the result of
         :meth:`forward` on its own (mesh calculators group systems of equal mesh
         size and transform their meshes together). The grouping reads the cells
-        and system indices on the host: on an accelerator a call synchronises with
-        it, unlike :meth:`forward` with fixed shapes.
+        and system indices on the host, so on an accelerator a call synchronises
+        with it; PME/P3M with ``fixed_mesh`` read nothing (one group), and their
+        batched step can be captured in a CUDA graph like :meth:`forward`.
 
         Args:
             charges: ``(N, C)`` charges of all atoms of all systems.
@@ -311,10 +312,10 @@ class Calculator(torch.nn.Module):
         potential = neutralised_corrections(
             potential,
             charges,
-            volumes[system_index].unsqueeze(-1),
+            volumes.index_select(0, system_index).unsqueeze(-1),
             self.potential.self_contribution(),
             self.potential.background_correction(),
-            totals[system_index],
+            totals.index_select(0, system_index),
         )
         if periodic is not None:
             for system in range(cells.shape[0]):

@@ -205,8 +205,11 @@ class PMECalculator(Calculator):
         """``(values, atoms)``: the mesh potentials of the atoms of ``systems`` (all
         on ``ns`` meshes), spread, transformed and gathered as one stack."""
         if len(systems) == cells.shape[0]:
+            # the whole batch: nothing is selected (no index made on the host)
             atoms = torch.arange(positions.shape[0], device=positions.device)
-            local = system_index
+            owners = local = system_index
+            group_cells, group_volumes = cells, volumes
+            group_positions, group_charges = positions, charges
         else:
             members = torch.tensor(systems, device=positions.device)
             atoms = torch.nonzero(torch.isin(system_index, members)).squeeze(1)
@@ -214,26 +217,25 @@ class PMECalculator(Calculator):
                 cells.shape[0], dtype=torch.int64, device=positions.device
             )
             lookup[members] = torch.arange(len(systems), device=positions.device)
-            local = lookup[system_index[atoms]]
+            owners = system_index.index_select(0, atoms)
+            local = lookup.index_select(0, owners)
+            group_cells = cells.index_select(0, members)
+            group_volumes = volumes.index_select(0, members)
+            group_positions = positions.index_select(0, atoms)
+            group_charges = charges.index_select(0, atoms)
         plan = core_mesh.interpolation_plan(
-            positions.index_select(0, atoms),
-            inverse_cells.index_select(0, system_index.index_select(0, atoms)),
+            group_positions,
+            inverse_cells.index_select(0, owners),
             ns,
             self.mesh_interpolator._coefficients,
             local,
         )
-        kernel = self._cached_filter(cells[systems], ns)
+        kernel = self._cached_filter(group_cells, ns)
         # 1/V in the kernel, not on the atoms: the energy's gradient then
         # reaches the convolution as the charges themselves (its fast backward)
-        kernel = kernel / volumes[systems].reshape(-1, 1, 1, 1)
+        kernel = kernel / group_volumes.reshape(-1, 1, 1, 1)
         values = convolve(
-            plan[0],
-            plan[1],
-            plan[2],
-            charges.index_select(0, atoms),
-            kernel,
-            ns,
-            len(systems),
+            plan[0], plan[1], plan[2], group_charges, kernel, ns, len(systems)
         )
         return values, atoms
 
@@ -247,13 +249,18 @@ class PMECalculator(Calculator):
         periodic: Optional[torch.Tensor],
     ) -> torch.Tensor:
         """Systems with equal mesh sizes share stacked spreads, FFTs and gathers (on
-        CPU a few meshes per stack, see :data:`torchpme._core.chunks.MESH_STACK`)."""
+        CPU a few meshes per stack, see :data:`torchpme._core.chunks.MESH_STACK`).
+        With a fixed mesh all systems form one group, found without reading the
+        cells on the host."""
         groups: Dict[Tuple[int, int, int], List[int]] = {}
-        for system, lengths in enumerate(
-            torch.linalg.norm(cells.detach(), dim=-1).tolist()
-        ):
-            ns = kspace.mesh_size(lengths, self.mesh_spacing)
-            groups.setdefault((ns[0], ns[1], ns[2]), []).append(system)
+        if self.fixed_mesh[0] > 0:
+            groups[tuple(self.fixed_mesh)] = list(range(cells.shape[0]))
+        else:
+            for system, lengths in enumerate(
+                torch.linalg.norm(cells.detach(), dim=-1).tolist()
+            ):
+                ns = kspace.mesh_size(lengths, self.mesh_spacing)
+                groups.setdefault((ns[0], ns[1], ns[2]), []).append(system)
         inverse_cells = torch.linalg.inv_ex(cells)[0]
         volumes = torch.abs(torch.linalg.det(cells))
         potential = torch.zeros_like(charges)
