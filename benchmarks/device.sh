@@ -51,4 +51,8 @@ if ! TORCHPME_TEST_DEVICE=$DEVICE timeout 100 python3 benchmarks/compile_parts.p
         tee "$OUT/bisect.log" | tail -6
 else
     grep -v -i warn "$OUT/compile_parts.log" | grep -v "^ " | tail -12
+    echo "== compiled (ours), float64: the parts agree with eager mode"
+    (cd benchmarks && timeout 100 python3 calculators.py --device "$DEVICE" \
+        --sizes 32768 --repeat 20 --compile --json "$OUT/compiled.json" 2>&1 |
+        tee "$OUT/compiled.log")
 fi
