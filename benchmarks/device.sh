@@ -5,7 +5,8 @@
 #
 # The device machine has PyTorch but no network: wheels of vesin 0.6.2, torch-pme
 # 0.5.0 and ase travel in .whl/ (ignored by git; see the device tool's README for the
-# pip download command). Logs and JSON go to $OUT (default /tmp/device-out).
+# pip download command). Logs and JSON go to $OUT (default /tmp/device-out; at
+# most six files, under the device tool's eight); the tables go to standard output.
 # DEVICE=cpu SIZES="512" runs the same script here as a dry run.
 set -u
 OUT=${OUT:-/tmp/device-out}
@@ -34,11 +35,10 @@ TORCHPME_TEST_DEVICE=$DEVICE timeout 120 python3 -m pytest -q -p no:cacheprovide
 cd "$root/benchmarks" || exit 1
 echo "== float64, fixed parameters, eager and CUDA graph"
 timeout 170 python3 calculators.py --device "$DEVICE" --sizes $SIZES --repeat 20 \
-    --cuda-graph --other $other --json "$OUT/float64.json" 2>&1 | tee "$OUT/float64.log"
+    --cuda-graph --other $other --json "$OUT/float64.json" 2>&1
 echo "== float32, fixed parameters, eager and CUDA graph"
 timeout 110 python3 calculators.py --device "$DEVICE" --sizes ${SIZES32:-32768 262144} \
-    --repeat 20 --dtypes float32 --cuda-graph --other $other --json "$OUT/float32.json" 2>&1 |
-    tee "$OUT/float32.log"
+    --repeat 20 --dtypes float32 --cuda-graph --other $other --json "$OUT/float32.json" 2>&1
 
 cd "$root" || exit 1
 echo "== compiled step, part by part (tests/test_cuda.py's compiled test failed on CUDA)"
@@ -53,6 +53,5 @@ else
     grep -v -i warn "$OUT/compile_parts.log" | grep -v "^ " | tail -12
     echo "== compiled (ours), float64: the parts agree with eager mode"
     (cd benchmarks && timeout 100 python3 calculators.py --device "$DEVICE" \
-        --sizes 32768 --repeat 20 --compile --json "$OUT/compiled.json" 2>&1 |
-        tee "$OUT/compiled.log")
+        --sizes 32768 --repeat 20 --compile --json "$OUT/compiled.json" 2>&1)
 fi
