@@ -208,10 +208,13 @@ def run_case(
     except ImportError:
         pass
     _, forces = step()  # warm-up
-    deviation = None
-    if graph:
-        replay, deviation = cuda_graph_step(own_distances_step, positions, forces)
-        steps["graph_time_s"] = replay
+    deviation = graph_error = None
+    if graph:  # a failed capture costs the graph column only, not the case
+        try:
+            replay, deviation = cuda_graph_step(own_distances_step, positions, forces)
+            steps["graph_time_s"] = replay
+        except Exception as error:
+            graph_error = f"{type(error).__name__}: {error}".splitlines()[0][:200]
     times = {name: [] for name in steps}
     for function in steps.values():
         function()
@@ -232,6 +235,8 @@ def run_case(
     result["peak_growth_mb"] = (peak - baseline) / 1024.0
     if deviation is not None:
         result["graph_force_deviation"] = deviation
+    if graph_error is not None:
+        result["graph_error"] = graph_error
     if accuracy and n_atoms <= 4096:
         reference = reference_forces(positions.cpu(), charges.cpu(), cell.cpu())
         error = (forces.double().cpu() - reference).pow(2).sum(1).mean().sqrt()
@@ -454,6 +459,8 @@ def main():
                     line += f" {ours['graph_force_deviation']:9.1e}"
                     if other is not None and "time_s" in other:
                         line += f" {other['time_s'] / ours['graph_time_s']:8.2f}"
+                elif "graph_error" in ours:
+                    line += f" graph failed: {ours['graph_error']}"
                 print(line, flush=True)
                 rows.append(row)
     write_json(args.json, rows)

@@ -1,7 +1,8 @@
 #!/bin/bash
 # The checks of a lent GPU machine, in one call: the CUDA tests, then the calculators
 # benchmark on CUDA against torch-pme 0.5.0 in the same run (float64 and float32),
-# eager and with our step captured in a CUDA graph.
+# eager and with our step captured in a CUDA graph; then torch.compile against eager
+# mode part by part (and inductor's bisector if a part deviates).
 #
 # The device machine has PyTorch but no network: wheels of vesin 0.6.2, torch-pme
 # 0.5.0 and ase travel in .whl/ (ignored by git; see the device tool's README for the
