@@ -53,6 +53,6 @@ if ! TORCHPME_TEST_DEVICE=$DEVICE timeout 100 python3 benchmarks/compile_parts.p
 else
     grep -v -i warn "$OUT/compile_parts.log" | grep -v "^ " | tail -12
     echo "== compiled (ours), float64: the parts agree with eager mode"
-    (cd benchmarks && timeout 100 python3 calculators.py --device "$DEVICE" \
+    (cd benchmarks && timeout 150 python3 calculators.py --device "$DEVICE" \
         --sizes 32768 --repeat 20 --compile --json "$OUT/compiled.json" 2>&1)
 fi
