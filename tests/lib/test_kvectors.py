@@ -181,6 +181,36 @@ def test_kvectors_for_ewald_symmetric_for_odd_sizes():
         assert tuple(np.round(-k, 8) + 0.0) in keys
 
 
+@pytest.mark.parametrize("ns", list(SIZES.values()), ids=list(SIZES))
+@pytest.mark.parametrize("cell", list(CELLS.values()), ids=list(CELLS))
+def test_half_ewald_set_with_weights_equals_the_whole_set(cell, ns):
+    """The Ewald calculators sum over one k of each ±k pair with weight 2 (weight 1
+    for k = 0 and for the unpaired -n/2 frequencies of even axes): against the
+    reference set, each kept k is in it, the weights count every member once, and
+    even sums agree."""
+    from torchpme._core.kspace import half_kvectors_for_ewald
+
+    reference, _ = kvectors_ewald(cell, ns)
+    half, weights = half_kvectors_for_ewald(_t(cell), ns)
+    half, weights = half.numpy(), weights.numpy()
+    assert weights.sum() == len(reference)
+    assert len(half) <= (len(reference) + 1) // 2 + 3 * len(reference) ** (2 / 3)
+    keys = {tuple(np.round(k, 8) + 0.0) for k in reference}
+    for k, w in zip(half, weights, strict=True):
+        assert tuple(np.round(k, 8) + 0.0) in keys
+        partner = tuple(np.round(-k, 8) + 0.0)
+        assert w == (2.0 if partner in keys and np.any(k != 0) else 1.0)
+    points = np.random.default_rng(0).normal(size=(6, 3))
+
+    def even_sum(kvec, weight):
+        gaussian = np.exp(-np.sum(kvec * kvec, axis=1) / 5.0)
+        return (weight * gaussian) @ np.cos(kvec @ points.T)
+
+    np.testing.assert_allclose(
+        even_sum(half, weights), even_sum(reference, 1.0), rtol=1e-12, atol=1e-12
+    )
+
+
 # -- validation ----------------------------------------------------------------------
 
 

@@ -8,12 +8,13 @@ half axis of a real-to-complex transform.
 """
 
 import math
-from typing import List
+from typing import List, Tuple
 
 import torch
 
 __all__ = [
     "fft_frequencies",
+    "half_kvectors_for_ewald",
     "kvectors_for_ewald",
     "kvectors_for_mesh",
     "mesh_k_squared",
@@ -91,6 +92,39 @@ def mesh_k_squared(cell: torch.Tensor, ns: List[int]) -> torch.Tensor:
 def kvectors_for_ewald(cell: torch.Tensor, ns: List[int]) -> torch.Tensor:
     """All ``n0·n1·n2`` k-vectors of the full FFT layout, flattened C-order."""
     return _kgrid(cell, ns, False).reshape(-1, 3)
+
+
+def half_kvectors_for_ewald(
+    cell: torch.Tensor, ns: List[int]
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """One k-vector of each ``±k`` pair of :func:`kvectors_for_ewald`'s set, and its
+    multiplicity.
+
+    Ewald sums of charges and of dipoles are even in ``k`` (``G(k) cos(k·r)`` and
+    ``G(k) k (μ·k) cos(k·r)``), so a sum over the whole set equals a sum over this
+    half with weights 2 for the pairs, at half the cost. The set is not quite
+    symmetric: on an axis of even size ``n`` the frequency ``−n/2`` has no partner
+    ``+n/2``; such k-vectors, and ``k = 0``, are kept with weight 1.
+
+    Returns:
+        ``(K_h, 3)`` k-vectors (``k_h ≈ K/2``) and ``(K_h,)`` weights in the cell's
+        dtype.
+    """
+    axes = [fft_frequencies(n, False, torch.float64, cell.device) for n in ns]
+    grid = torch.stack(torch.meshgrid(axes[0], axes[1], axes[2], indexing="ij"), -1)
+    m = grid.reshape(-1, 3)
+    lonely = torch.zeros(m.shape[0], dtype=torch.bool, device=cell.device)
+    for axis in range(3):
+        if ns[axis] % 2 == 0:
+            lonely = lonely | (m[:, axis] == -(ns[axis] // 2))
+    m0, m1, m2 = m[:, 0], m[:, 1], m[:, 2]
+    # one half of the nonzero triplets: the first nonzero of (m2, m1, m0) positive
+    positive = (m2 > 0) | ((m2 == 0) & ((m1 > 0) | ((m1 == 0) & (m0 > 0))))
+    zero = (m0 == 0) & (m1 == 0) & (m2 == 0)
+    keep = positive | lonely | zero
+    single = (lonely | zero)[keep]
+    weights = torch.where(single, 1.0, 2.0).to(cell.dtype)
+    return m[keep].to(cell.dtype) @ reciprocal_cell(cell), weights
 
 
 def mesh_size(lengths: List[float], mesh_spacing: float) -> List[int]:

@@ -88,10 +88,12 @@ class CalculatorDipole(torch.nn.Module):
         if lr_wavelength is None:
             raise ValueError(message("lr_wavelength", "set", "None"))
         lengths: List[float] = torch.linalg.norm(cell.detach(), dim=1).tolist()
-        kvectors = kspace.kvectors_for_ewald(
+        # half of the k-set, each ±k pair once with weight 2 (the sum is even in k)
+        kvectors, weights = kspace.half_kvectors_for_ewald(
             cell, kspace.ewald_size(lengths, lr_wavelength)
         )
         kernel = self.potential.lr_from_k_sq(torch.sum(kvectors * kvectors, dim=-1))
+        kernel = kernel * weights
         chunk = chunk_size(positions.shape[0])
         volume = torch.abs(torch.linalg.det(cell))
         wrapped = wrap_positions(positions, cell)

@@ -37,7 +37,9 @@ class EwaldCalculator(Calculator):
 
     with ``G = potential.lr_from_k_sq``. The k-vectors are all integer triplets of
     an FFT layout of ``n_d = ⌈‖a_d‖/λ⌉`` points per axis (wavelengths down to about
-    ``2λ``). Cost O(N·K) ~ O(N²); use PME or P3M for large systems.
+    ``2λ``); the sum, even in ``k``, runs over one k of each ``±k`` pair with
+    weight 2 (k-vectors passed to ``forward`` are summed as given). Cost O(N·K) ~
+    O(N²); use PME or P3M for large systems.
 
     Args:
         potential: range-separated potential (with a smearing).
@@ -68,12 +70,16 @@ class EwaldCalculator(Calculator):
         kvectors: Optional[torch.Tensor] = None,
         node_mask: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
+        weights: Optional[torch.Tensor] = None
         if kvectors is None:
+            # our own k-set: half of it, each ±k pair once with weight 2
             lengths: List[float] = torch.linalg.norm(cell.detach(), dim=1).tolist()
-            kvectors = kspace.kvectors_for_ewald(
+            kvectors, weights = kspace.half_kvectors_for_ewald(
                 cell, kspace.ewald_size(lengths, self.lr_wavelength)
             )
         kernel = self.potential.lr_from_k_sq(torch.sum(kvectors * kvectors, dim=-1))
+        if weights is not None:
+            kernel = kernel * weights
         chunk = chunk_size(positions.shape[0])
         volume = torch.abs(torch.linalg.det(cell))
         wrapped = wrap_positions(positions, cell)
