@@ -1,9 +1,10 @@
 """Sums over neighbour pairs and over k-vectors: pure functions for calculators."""
 
-from typing import Tuple
-
 import torch
 import torch.utils.checkpoint
+
+from .ewaldsum import composed_chunk, ewald_chunk, phases
+from .validation import _transformed, compiling
 
 __all__ = ["dipole_pair_sum", "ewald_sum", "neutralised_corrections", "pair_sum"]
 
@@ -57,38 +58,28 @@ def chunk_size(n_atoms: int) -> int:
     return max(1, 2097152 // max(1, n_atoms))
 
 
-def _phases(
-    positions: torch.Tensor, kvectors: torch.Tensor
-) -> Tuple[torch.Tensor, torch.Tensor]:
-    """``cos(k·r)`` and ``sin(k·r)``, ``(K, N)`` each."""
-    phase = kvectors @ positions.t()
-    return torch.cos(phase), torch.sin(phase)
-
-
-def _ewald_chunk(
-    positions: torch.Tensor,
-    charges: torch.Tensor,
-    kvectors: torch.Tensor,
-    kernel: torch.Tensor,
-) -> torch.Tensor:
-    cos, sin = _phases(positions, kvectors)
-    g = kernel.unsqueeze(-1)
-    return cos.t() @ (g * (cos @ charges)) + sin.t() @ (g * (sin @ charges))
-
-
 def _dipole_chunk(
     positions: torch.Tensor,
     dipoles: torch.Tensor,
     kvectors: torch.Tensor,
     kernel: torch.Tensor,
 ) -> torch.Tensor:
-    cos, sin = _phases(positions, kvectors)
+    cos, sin = phases(positions, kvectors)
     projected = kvectors @ dipoles.t()
     amplitude = kernel.unsqueeze(-1) * (
         cos * torch.sum(projected * cos, dim=1, keepdim=True)
         + sin * torch.sum(projected * sin, dim=1, keepdim=True)
     )
     return amplitude.t() @ kvectors
+
+
+def _fused(values: torch.Tensor, dipolar: bool) -> bool:
+    """Whether a chunk of charges goes through the fused Function (eager mode;
+    TorchScript, ``torch.compile`` and ``torch.func`` transforms take the composed
+    operations)."""
+    if dipolar or torch.jit.is_scripting():
+        return False
+    return not (compiling() or _transformed(values))
 
 
 def _chunk(
@@ -100,7 +91,14 @@ def _chunk(
 ) -> torch.Tensor:
     if dipolar:
         return _dipole_chunk(positions, values, kvectors, kernel)
-    return _ewald_chunk(positions, values, kvectors, kernel)
+    if _fused(values, dipolar):
+        return _fused_chunk(positions, values, kvectors, kernel)
+    return composed_chunk(positions, values, kvectors, kernel)
+
+
+@torch.jit.unused
+def _fused_chunk(positions, values, kvectors, kernel) -> torch.Tensor:
+    return ewald_chunk(positions, values, kvectors, kernel)
 
 
 def ewald_sum(
@@ -117,9 +115,10 @@ def ewald_sum(
     factors ``S(k) = Σ_j q_j e^{−i k·r_j}``. Dipoles (``dipolar=True``): the field-like
     ``φ_i = Σ_k G_k k Σ_j (μ_j·k) cos(k·(r_i − r_j))``, the k-space part of
     ``−∇_i Σ_j (μ_j·∇_j)`` of the kernel. Computed in chunks of ``chunk_size``
-    k-vectors; when there is more than one chunk and gradients are recorded, each
-    chunk is checkpointed (recomputed in the backward pass), so no ``(K, N)``
-    intermediate for the whole k-set is ever held, forward or backward.
+    k-vectors, so no ``(K, N)`` intermediate for the whole k-set is ever held,
+    forward or backward: charges through :mod:`torchpme._core.ewaldsum` (which
+    keeps only the structure factors), otherwise, when there is more than one chunk
+    and gradients are recorded, each chunk checkpointed (recomputed backward).
 
     Args:
         positions: ``(N, 3)``.
@@ -139,7 +138,8 @@ def ewald_sum(
     for start in range(0, n_k, chunk_size):
         k = kvectors[start : start + chunk_size]
         g = kernel[start : start + chunk_size]
-        if not torch.jit.is_scripting() and torch.is_grad_enabled():
+        checkpointed = not _fused(charges, dipolar) and torch.is_grad_enabled()
+        if not torch.jit.is_scripting() and checkpointed:
             part = torch.utils.checkpoint.checkpoint(
                 _chunk, positions, charges, k, g, dipolar, use_reentrant=False
             )
