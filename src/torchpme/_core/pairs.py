@@ -3,7 +3,7 @@
 import torch
 import torch.utils.checkpoint
 
-from .ewaldsum import composed_chunk, ewald_chunk, phases
+from .ewaldsum import composed_chunk, ewald_charge_sum, phases
 from .validation import _transformed, compiling
 
 __all__ = ["dipole_pair_sum", "ewald_sum", "neutralised_corrections", "pair_sum"]
@@ -91,14 +91,12 @@ def _chunk(
 ) -> torch.Tensor:
     if dipolar:
         return _dipole_chunk(positions, values, kvectors, kernel)
-    if _fused(values, dipolar):
-        return _fused_chunk(positions, values, kvectors, kernel)
     return composed_chunk(positions, values, kvectors, kernel)
 
 
 @torch.jit.unused
-def _fused_chunk(positions, values, kvectors, kernel) -> torch.Tensor:
-    return ewald_chunk(positions, values, kvectors, kernel)
+def _fused_sum(positions, charges, kvectors, kernel, chunk: int) -> torch.Tensor:
+    return ewald_charge_sum(positions, charges, kvectors, kernel, chunk)
 
 
 def ewald_sum(
@@ -131,6 +129,8 @@ def ewald_sum(
     Returns:
         ``(N, C)`` (``(N, 3)`` for dipoles).
     """
+    if _fused(charges, dipolar):
+        return _fused_sum(positions, charges, kvectors, kernel, chunk_size)
     n_k = kvectors.shape[0]
     if n_k <= chunk_size:
         return _chunk(positions, charges, kvectors, kernel, dipolar)
@@ -138,8 +138,7 @@ def ewald_sum(
     for start in range(0, n_k, chunk_size):
         k = kvectors[start : start + chunk_size]
         g = kernel[start : start + chunk_size]
-        checkpointed = not _fused(charges, dipolar) and torch.is_grad_enabled()
-        if not torch.jit.is_scripting() and checkpointed:
+        if not torch.jit.is_scripting() and torch.is_grad_enabled():
             part = torch.utils.checkpoint.checkpoint(
                 _chunk, positions, charges, k, g, dipolar, use_reentrant=False
             )
