@@ -31,7 +31,7 @@ import torch
 
 from .backward import replay
 
-__all__ = ["composed_chunk", "ewald_charge_sum", "phases"]
+__all__ = ["composed_chunk", "composed_sum", "ewald_charge_sum", "phases"]
 
 
 def phases(
