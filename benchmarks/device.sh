@@ -8,7 +8,9 @@
 # 0.5.0 and ase travel in .whl/ (ignored by git; see the device tool's README for the
 # pip download command). Logs and JSON go to $OUT (default /tmp/device-out; at
 # most six files, under the device tool's eight); the tables go to standard output.
-# DEVICE=cpu SIZES="512" runs the same script here as a dry run.
+# DEVICE=cpu SIZES="512" runs the same script here as a dry run. EAGER=0 skips the
+# eager benchmarks; COMPILED_SIZES (default 32768) are the sizes of the compiled
+# benchmark; PROFILE_SIZES (default 262144) those of the kernel profiles.
 set -u
 OUT=${OUT:-/tmp/device-out}
 DEVICE=${DEVICE:-cuda}
@@ -29,17 +31,26 @@ if [ "$DEVICE" = cuda ]; then
 fi
 
 echo "== tests"
-TORCHPME_TEST_DEVICE=$DEVICE timeout 120 python3 -m pytest -q -p no:cacheprovider \
+TORCHPME_TEST_DEVICE=$DEVICE timeout 240 python3 -m pytest -q -p no:cacheprovider \
     tests/test_cuda.py tests/lib/test_mesh_interpolator.py tests/lib/test_kspace_filter.py \
-    -k "(device or cuda or graph or synchronises) and not compiled" 2>&1 | tee "$OUT/tests.log" | tail -25
+    -k "device or cuda or graph or synchronises or compiled" 2>&1 | tee "$OUT/tests.log" | tail -25
 
 cd "$root/benchmarks" || exit 1
-echo "== float64, fixed parameters, eager and CUDA graph"
-timeout 170 python3 calculators.py --device "$DEVICE" --sizes $SIZES --repeat 20 \
-    --cuda-graph --other $other --json "$OUT/float64.json" 2>&1
-echo "== float32, fixed parameters, eager and CUDA graph"
-timeout 110 python3 calculators.py --device "$DEVICE" --sizes ${SIZES32:-32768 262144} \
-    --repeat 20 --dtypes float32 --cuda-graph --other $other --json "$OUT/float32.json" 2>&1
+if [ "${EAGER:-1}" = 1 ]; then
+    echo "== float64, fixed parameters, eager and CUDA graph"
+    timeout 170 python3 calculators.py --device "$DEVICE" --sizes $SIZES --repeat 20 \
+        --cuda-graph --other $other --json "$OUT/float64.json" 2>&1
+    echo "== float32, fixed parameters, eager and CUDA graph"
+    timeout 110 python3 calculators.py --device "$DEVICE" --sizes ${SIZES32:-32768 262144} \
+        --repeat 20 --dtypes float32 --cuda-graph --other $other --json "$OUT/float32.json" 2>&1
+fi
+for size in ${PROFILE_SIZES:-262144}; do
+    for method in pme p3m; do
+        echo "== kernels of the eager step: $method $size"
+        timeout 60 python3 kernels.py --device "$DEVICE" --method $method --size $size --top 12 2>&1 |
+            grep -v -i "warn\|profiler"
+    done
+done
 
 cd "$root" || exit 1
 echo "== compiled step, part by part (tests/test_cuda.py's compiled test failed on CUDA)"
@@ -52,7 +63,8 @@ if ! TORCHPME_TEST_DEVICE=$DEVICE timeout 100 python3 benchmarks/compile_parts.p
         tee "$OUT/bisect.log" | tail -6
 else
     grep -v -i warn "$OUT/compile_parts.log" | grep -v "^ " | tail -12
-    echo "== compiled (ours), float64: the parts agree with eager mode"
-    (cd benchmarks && timeout 150 python3 calculators.py --device "$DEVICE" \
-        --sizes 32768 --repeat 20 --compile --json "$OUT/compiled.json" 2>&1)
+    echo "== compiled (ours, then replayed from a CUDA graph), float64, against torch-pme eager"
+    (cd benchmarks && timeout 240 python3 calculators.py --device "$DEVICE" \
+        --sizes ${COMPILED_SIZES:-32768} --repeat 20 --compile --cuda-graph --other $other \
+        --json "$OUT/compiled.json" 2>&1)
 fi

@@ -282,3 +282,44 @@ def test_batch_on_a_fixed_mesh_reads_nothing_on_the_host(name, monkeypatch):
     with _HostTraffic() as traffic:
         step()
     assert traffic.seen == []
+
+
+def _made_in_place(node) -> bool:
+    """Whether an FX node is an in-place operation or writes into an ``out=``."""
+    if node.op == "call_method":
+        name = node.target
+    elif node.op == "call_function":
+        name = getattr(node.target, "__name__", str(node.target))
+        if "out" in node.kwargs:
+            return True
+    else:
+        return False
+    return name.endswith("_") and not name.startswith("_")
+
+
+@pytest.mark.parametrize("name", list(FIXED_SHAPES))
+def test_compiled_functions_return_fresh_outputs(name):
+    """No autograd Function of the library returns the result of an in-place
+    operation (or an ``out=`` write) while ``torch.compile`` traces it: PyTorch 2.11
+    then gives the Function's inputs no gradient (compiled PME forces came out wrong
+    on the device that way, from the pair sum's final ``mul_``). Checked on the
+    traced forward graphs, whose output is the same in every version."""
+    step, _ = fixed_shape_step(name, "cpu")
+    traced = []
+
+    def collect(graph_module, example_inputs):
+        traced.append(graph_module)
+        return graph_module.forward
+
+    torch.compile(step, backend=collect)()
+    bodies = [
+        module
+        for graph_module in traced
+        for label, module in graph_module.named_modules()
+        if label.startswith("fwd_body")
+    ]
+    assert bodies, "no autograd Function was traced"
+    for body in bodies:
+        (output,) = [node for node in body.graph.nodes if node.op == "output"]
+        returned = output.args[0][0][0]  # ((outputs..., [kept]), saved)
+        assert not _made_in_place(returned), f"{body}: returns {returned.target}"

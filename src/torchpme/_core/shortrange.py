@@ -84,7 +84,9 @@ def _pair_sum(charges, first, second, values: Values, full: bool, products=None)
             columns[channel].index_add_(0, i, q_j.mul_(v))
             if q_i is not None and not full:
                 columns[channel].index_add_(0, j, q_i.mul_(v))
-    return _stack(columns, 1).mul_(0.5)
+    # out of place: an autograd Function whose output comes from an in-place
+    # operation gets no gradient under torch.compile in PyTorch 2.11
+    return torch.mul(_stack(columns, 1), 0.5)
 
 
 def _slices(values: torch.Tensor) -> Values:
