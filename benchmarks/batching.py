@@ -10,13 +10,20 @@ call (cells that change every step).
     python benchmarks/batching.py
     python benchmarks/batching.py --keep-freed-memory   # torchpme.keep_freed_memory()
 
-With ``--keep-freed-memory`` the process's allocator keeps freed memory for reuse
+Each kind of step runs in a process of its own (alternating processes, the
+fastest of each kept), as a program runs one or the other: in one process, loop
+blocks between batch blocks left glibc's heap where the batch's buffers were
+faulted in again (the same batch step took 22–25 ms run alone, 34–38 ms after loop
+blocks). ``--same-process`` measures that way anyway. With
+``--keep-freed-memory`` the processes' allocator keeps freed memory for reuse
 (loop and batch alike): the repeated steps then stop paying page faults for the
 meshes they free and allocate again.
 """
 
 import argparse
 import statistics
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -41,7 +48,19 @@ def make_systems(count=32, seed=0):
     return systems
 
 
-def main(cutoff=6.0, rounds=3):
+CALCULATORS = {
+    "pme": lambda potential: torchpme.PMECalculator(
+        potential, mesh_spacing=1.5, interpolation_nodes=4
+    ),
+    "p3m": lambda potential: torchpme.P3MCalculator(
+        potential, mesh_spacing=1.5, interpolation_nodes=4
+    ),
+}
+
+
+def steps(method: str, cutoff: float = 6.0):
+    """The calculator and its two energy + forces steps over the 32 systems: a
+    Python loop of ``forward`` calls and one ``forward_batch`` call."""
     systems = make_systems()
     lists = []
     for positions, _, cell in systems:
@@ -49,82 +68,98 @@ def main(cutoff=6.0, rounds=3):
             positions, cell, cutoff, return_shifts=True
         )[::2]
         lists.append((indices, shifts.to(torch.float64)))
-    potential = torchpme.CoulombPotential(smearing=1.5)
-    for name, calculator in [
-        (
-            "pme",
-            torchpme.PMECalculator(potential, mesh_spacing=1.5, interpolation_nodes=4),
-        ),
-        (
-            "p3m",
-            torchpme.P3MCalculator(potential, mesh_spacing=1.5, interpolation_nodes=4),
-        ),
-    ]:
+    calculator = CALCULATORS[method](torchpme.CoulombPotential(smearing=1.5))
 
-        def loop():
-            for (positions, charges, cell), (indices, shifts) in zip(
-                systems, lists, strict=True
-            ):
-                pos = positions.clone().requires_grad_(True)
-                vectors = pos[indices[:, 1]] + shifts @ cell - pos[indices[:, 0]]
-                energy = (
-                    charges
-                    * calculator(
-                        charges, cell, pos, indices, torch.linalg.norm(vectors, dim=1)
-                    )
-                ).sum()
-                torch.autograd.grad(energy, pos)
-
-        offsets = np.cumsum([0] + [len(p) for p, _, _ in systems])
-        positions = torch.cat([p for p, _, _ in systems])
-        charges = torch.cat([q for _, q, _ in systems])
-        cells = torch.stack([c for _, _, c in systems])
-        system_index = torch.cat(
-            [torch.full((len(p),), i) for i, (p, _, _) in enumerate(systems)]
-        )
-        indices = torch.cat(
-            [i + int(o) for (i, _), o in zip(lists, offsets, strict=False)]
-        )
-        shifts = torch.cat([s for _, s in lists])
-        owner_cells = cells[system_index[indices[:, 0]]]
-
-        def batch():
+    def loop():
+        for (positions, charges, cell), (indices, shifts) in zip(
+            systems, lists, strict=True
+        ):
             pos = positions.clone().requires_grad_(True)
-            vectors = (
-                pos[indices[:, 1]]
-                + torch.einsum("pi,pij->pj", shifts, owner_cells)
-                - pos[indices[:, 0]]
-            )
+            vectors = pos[indices[:, 1]] + shifts @ cell - pos[indices[:, 0]]
             energy = (
                 charges
-                * calculator.forward_batch(
-                    charges,
-                    cells,
-                    pos,
-                    system_index,
-                    indices,
-                    torch.linalg.norm(vectors, dim=1),
+                * calculator(
+                    charges, cell, pos, indices, torch.linalg.norm(vectors, dim=1)
                 )
             ).sum()
             torch.autograd.grad(energy, pos)
 
+    offsets = np.cumsum([0] + [len(p) for p, _, _ in systems])
+    positions = torch.cat([p for p, _, _ in systems])
+    charges = torch.cat([q for _, q, _ in systems])
+    cells = torch.stack([c for _, _, c in systems])
+    system_index = torch.cat(
+        [torch.full((len(p),), i) for i, (p, _, _) in enumerate(systems)]
+    )
+    indices = torch.cat([i + int(o) for (i, _), o in zip(lists, offsets, strict=False)])
+    shifts = torch.cat([s for _, s in lists])
+    owner_cells = cells[system_index[indices[:, 0]]]
+
+    def batch():
+        pos = positions.clone().requires_grad_(True)
+        vectors = (
+            pos[indices[:, 1]]
+            + torch.einsum("pi,pij->pj", shifts, owner_cells)
+            - pos[indices[:, 0]]
+        )
+        energy = (
+            charges
+            * calculator.forward_batch(
+                charges, cells, pos, system_index, indices,
+                torch.linalg.norm(vectors, dim=1),
+            )
+        ).sum()  # fmt: skip
+        torch.autograd.grad(energy, pos)
+
+    return calculator, {"loop": loop, "batch": batch}
+
+
+def block(calculator, function, cached: bool) -> float:
+    """Median time of 5 calls after one warm-up call."""
+    function()
+    samples = []
+    for _ in range(5):
+        if not cached:  # as if the cells changed on every call
+            calculator.__dict__.pop("_filter_cache", None)
+        start = time.perf_counter()
+        function()
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples)
+
+
+def measure_here(method: str, mode: str, cached: bool, blocks: int) -> float:
+    """The fastest block median of one step kind, in this process."""
+    calculator, functions = steps(method)
+    return min(block(calculator, functions[mode], cached) for _ in range(blocks))
+
+
+def measure_apart(method: str, mode: str, cached: bool, keep: bool) -> float:
+    """:func:`measure_here` in a fresh process, which runs nothing else."""
+    command = [sys.executable, __file__, "--measure", method, mode, str(int(cached))]
+    if keep:
+        command.append("--keep-freed-memory")
+    output = subprocess.run(command, capture_output=True, text=True, check=True)
+    return float(output.stdout.strip().splitlines()[-1])
+
+
+def main(rounds: int, same_process: bool, keep: bool):
+    for method in CALCULATORS:
+        if same_process:
+            calculator, functions = steps(method)
         for cached in (True, False):
             timings = {"loop": float("inf"), "batch": float("inf")}
-            # blocks of repeated calls, alternating; the fastest block median of
-            # each is kept (this machine's speed drifts between blocks)
+            # alternating rounds, the fastest of each kept (this machine's speed
+            # drifts); each round measures both kinds, each in its own process
+            # unless --same-process
             for _ in range(rounds):
-                for label, function in [("loop", loop), ("batch", batch)]:
-                    function()
-                    samples = []
-                    for _ in range(5):
-                        if not cached:  # as if the cells changed on every call
-                            calculator.__dict__.pop("_filter_cache", None)
-                        start = time.perf_counter()
-                        function()
-                        samples.append(time.perf_counter() - start)
-                    timings[label] = min(timings[label], statistics.median(samples))
+                for mode in timings:
+                    if same_process:
+                        seconds = block(calculator, functions[mode], cached)
+                    else:
+                        seconds = measure_apart(method, mode, cached, keep)
+                    timings[mode] = min(timings[mode], seconds)
             print(
-                f"{name} ({'filters cached' if cached else 'fresh filters'}): "
+                f"{method} ({'filters cached' if cached else 'fresh filters'}): "
                 f"loop {1e3 * timings['loop']:.1f} ms, "
                 f"batch {1e3 * timings['batch']:.1f} ms, "
                 f"speedup {timings['loop'] / timings['batch']:.2f}x",
@@ -139,10 +174,20 @@ if __name__ == "__main__":
         action="store_true",
         help="call torchpme.keep_freed_memory() first",
     )
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds")
     parser.add_argument(
-        "--rounds", type=int, default=3, help="alternating blocks of 5 calls each"
+        "--same-process",
+        action="store_true",
+        help="run loop and batch blocks alternately in one process",
     )
+    parser.add_argument("--measure", nargs=3, help=argparse.SUPPRESS)
     arguments = parser.parse_args()
     if arguments.keep_freed_memory:
-        print(f"keep_freed_memory: {torchpme.keep_freed_memory()}")
-    main(rounds=arguments.rounds)
+        kept = torchpme.keep_freed_memory()
+        if not arguments.measure:
+            print(f"keep_freed_memory: {kept}")
+    if arguments.measure:
+        method, mode, cached = arguments.measure
+        print(measure_here(method, mode, cached == "1", blocks=2))
+    else:
+        main(arguments.rounds, arguments.same_process, arguments.keep_freed_memory)
