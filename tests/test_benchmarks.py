@@ -85,3 +85,12 @@ def test_tuning_benchmark():
         # the picks meet the requested accuracy (absolute RMS force error)
         error = float(line.rsplit("force error", 1)[1])
         assert error < 1e-2
+
+
+def test_kernels_profile_names_the_largest_operators():
+    text = _run("kernels.py", "--method", "p3m", "--size", "512", "--steps", "1")
+    lines = [line for line in text.splitlines() if " ms " in line and "%" in line]
+    assert text.startswith("p3m N = 512 float64 on cpu")
+    assert len(lines) == 15
+    shares = [float(line.split("%")[0].split()[-1]) for line in lines]
+    assert shares == sorted(shares, reverse=True) and 0 < sum(shares) <= 100.0
