@@ -12,10 +12,12 @@ __all__ = ["MESH_STACK", "PAIRS", "STENCIL_ENTRIES", "chunk_length"]
 # 262144 atoms and n = 5; 18 M pairs, 144 MB per value).
 PAIRS = 1 << 16  # neighbour pairs per chunk (distances, pair sums)
 STENCIL_ENTRIES = 1 << 17  # atoms × n³ stencil entries per chunk (spread, gather)
-# mesh points of the systems of a batch transformed together (16 meshes of 32³):
-# for 32 systems of 32³, 0.75–0.87x the time of one stack by default, 1.03x with
-# torchpme.keep_freed_memory()
-MESH_STACK = 1 << 19
+# mesh points of the systems of a batch transformed together (4 meshes of 32³): a
+# stack's transforms then allocate ~1 MB buffers that glibc reuses, where 16 meshes
+# of 32³ (2^19 points) took ~10 000 page faults per step (the benchmark's batch
+# step, separate processes: P3M 29.5–32 vs 38–45 ms, PME 29–30 vs 35–42 ms; one
+# mesh per stack, 46 ms, pays per-stack overhead instead)
+MESH_STACK = 1 << 17
 
 
 def chunk_length(chunk: int, total: int, device: torch.device) -> int:
