@@ -112,18 +112,40 @@ def test_combined_potential_is_not_cached():
     assert not hasattr(calculator, "_filter_cache")
 
 
-def test_cache_keeps_a_few_entries():
-    from torchpme.calculators.pme import _FILTER_CACHE_SIZE as size
+def test_cache_keeps_recent_filters_up_to_its_byte_budget(monkeypatch):
+    from torchpme.calculators import pme
 
     calculator = _calculator("pme")
-    scales = [1.0 + 0.01 * step for step in range(size + 2)]
+    scales = [1.0 + 0.01 * step for step in range(10)]
     for scale in scales:
         _run(calculator, cell=CELL * scale)
-    assert len(calculator._filter_cache) == size
+    # small filters: all ten fit in the budget
+    assert len(calculator._filter_cache) == len(scales)
+    one = next(iter(calculator._filter_cache.values())).nbytes
+    assert 10 * one <= pme._FILTER_CACHE_BYTES
+
+    # a budget of two and a half filters keeps the two newest
+    monkeypatch.setattr(pme, "_FILTER_CACHE_BYTES", 2 * one + one // 2)
+    _run(calculator, cell=CELL * 1.095)
+    assert len(calculator._filter_cache) == 2
     # the oldest were dropped, the newest is served from the cache and is right
-    fresh = _run(_calculator("pme"), cell=CELL * scales[-1])
-    assert torch.equal(_run(calculator, cell=CELL * scales[-1]), fresh)
-    assert len(calculator._filter_cache) == size
+    fresh = _run(_calculator("pme"), cell=CELL * 1.095)
+    assert torch.equal(_run(calculator, cell=CELL * 1.095), fresh)
+    assert len(calculator._filter_cache) == 2
+
+
+def test_cache_keeps_the_newest_filter_even_above_its_budget(monkeypatch):
+    """A cell that changes every step (NPT) keeps one filter, however large."""
+    from torchpme.calculators import pme
+
+    monkeypatch.setattr(pme, "_FILTER_CACHE_BYTES", 1)
+    calculator = _calculator("p3m")
+    for scale in (1.0, 1.1, 1.2):
+        _run(calculator, cell=CELL * scale)
+        assert len(calculator._filter_cache) == 1
+    (kept,) = calculator._filter_cache.values()
+    assert _run(calculator, cell=CELL * 1.2) is not None
+    assert next(iter(calculator._filter_cache.values())) is kept
 
 
 def test_batches_use_the_cache():

@@ -18,7 +18,11 @@ from .ewald import check_range_separated
 __all__ = ["PMECalculator"]
 
 
-_FILTER_CACHE_SIZE = 8
+# the filter cache keeps recent filters up to this many bytes in all, and always
+# the newest: a batch's stacks of small meshes share it (32 filters of 4 meshes of
+# 32³ take 18 MB), while a cell that changes every step (NPT) on a fine mesh keeps
+# one stale filter, not several (288³: 96 MB each)
+_FILTER_CACHE_BYTES = 64 << 20
 
 
 def _filter_key(calculator, cell: torch.Tensor, ns: List[int]):
@@ -78,9 +82,9 @@ class PMECalculator(Calculator):
 
     The attributes ``kspace_filter`` and ``mesh_interpolator`` are kept for
     compatibility; :meth:`forward` does not change them. Its only state is a cache
-    of the last filter, reused while the cell, mesh and potential are unchanged
-    (CPU, eager mode, Coulomb and inverse-power-law potentials without gradients
-    through the filter).
+    of recent filters (up to 64 MB, and always the last one), reused while the
+    cell, mesh and potential are unchanged (CPU, eager mode, Coulomb and
+    inverse-power-law potentials without gradients through the filter).
 
     Reference: Darden, York & Pedersen, J. Chem. Phys. 98, 10089 (1993),
     doi:10.1063/1.464397.
@@ -155,15 +159,16 @@ class PMECalculator(Calculator):
         key = _filter_key(self, cell, ns)
         if key is None:
             return self._filter(cell, ns)
-        # a few entries: a batch has one filter per stack of meshes
+        # a batch has one filter per stack of meshes
         cache = self.__dict__.setdefault("_filter_cache", OrderedDict())
         if key in cache:
             cache.move_to_end(key)
             return cache[key]
         kernel = self._filter(cell, ns)
         cache[key] = kernel
-        if len(cache) > _FILTER_CACHE_SIZE:
-            cache.popitem(last=False)
+        total = sum(entry.nbytes for entry in cache.values())
+        while len(cache) > 1 and total > _FILTER_CACHE_BYTES:
+            total -= cache.popitem(last=False)[1].nbytes
         return kernel
 
     def _compute_kspace(
