@@ -113,7 +113,9 @@ def bspline_by_convolution(t, n, samples=4001):
     if n == 1:
         return ((t >= -0.5) & (t < 0.5)).astype(np.float64)
     values = bspline(t[..., None] - s, n - 1)
-    return np.trapezoid(values, s, axis=-1)
+    # np.trapz before NumPy 2
+    trapezoid = getattr(np, "trapezoid", None) or np.trapz
+    return trapezoid(values, s, axis=-1)
 
 
 def p3m_weights(x, n):

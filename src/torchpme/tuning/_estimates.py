@@ -267,7 +267,9 @@ def realspace_potential_error(
     )
     u = u0 + np.linspace(0.0, 8.0, 801)
     erfc_sq = np.array([math.erfc(x) for x in u]) ** 2
-    i2 = 4.0 * math.pi * a * float(np.trapezoid(erfc_sq, u))
+    # the trapezoidal rule on the uniform grid (np.trapezoid needs NumPy >= 2)
+    integral = (u[1] - u[0]) * (erfc_sq.sum() - 0.5 * (erfc_sq[0] + erfc_sq[-1]))
+    i2 = 4.0 * math.pi * a * float(integral)
     others = sum_squared * (n_atoms - 1) / n_atoms * max(i2, 0.0) / occupied_volume
     images = sum_squared / n_atoms * (max(i1, 0.0) / volume) ** 2
     return 0.5 * math.sqrt(others + images)
