@@ -8,6 +8,7 @@ import itertools
 import math
 
 import numpy as np
+import pytest
 import torch
 from scipy.special import erfc
 
@@ -180,3 +181,17 @@ def inverse_power_potentials(positions, charges, cell, exponent, r_max):
 def to_torch(*arrays, dtype=torch.float64):
     """Convert NumPy arrays to torch tensors of ``dtype``."""
     return [torch.as_tensor(np.asarray(a), dtype=dtype) for a in arrays]
+
+
+def torch_version() -> tuple:
+    """``(major, minor)`` of the installed PyTorch."""
+    return tuple(int(part) for part in torch.__version__.split("+")[0].split(".")[:2])
+
+
+# torch.compile of the calculators needs PyTorch >= 2.5: 2.3's dynamo rejects the
+# input validation (Tensor.is_complex) and then hangs (checked: 2.3.1 fails; 2.5.1,
+# 2.11 and 2.13 pass)
+requires_compile = pytest.mark.skipif(
+    torch_version() < (2, 5),
+    reason="torch.compile of the calculators needs PyTorch >= 2.5",
+)

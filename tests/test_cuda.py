@@ -13,7 +13,7 @@ import os
 import numpy as np
 import pytest
 import torch
-from reference import neighbor_list
+from reference import neighbor_list, requires_compile
 
 from torchpme import (
     Calculator,
@@ -290,6 +290,7 @@ def test_cuda_graph_of_a_step_replays_new_positions(name):
             torch.testing.assert_close(value, reference, rtol=1e-11, atol=1e-12)
 
 
+@requires_compile
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["pme", "p3m"])
 def test_compiled_step_on_device_matches_eager(name):

@@ -114,7 +114,7 @@ def bspline_by_convolution(t, n, samples=4001):
         return ((t >= -0.5) & (t < 0.5)).astype(np.float64)
     values = bspline(t[..., None] - s, n - 1)
     # np.trapz before NumPy 2
-    trapezoid = getattr(np, "trapezoid", None) or np.trapz
+    trapezoid = getattr(np, "trapezoid", None) or np.trapz  # noqa: NPY201
     return trapezoid(values, s, axis=-1)
 
 

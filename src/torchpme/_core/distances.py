@@ -68,8 +68,10 @@ class _PairDistances(torch.autograd.Function):
             rows = positions.new_empty((first.shape[0], 3))
         else:
             rows = pairs.pair_rows(positions.dtype, ctx)
+        # detached: torch.compile before PyTorch 2.6 traces this forward with
+        # gradients on, and refuses its out= writes from inputs that require grad
         vectors, distances = _vectors_and_distances(
-            positions, cell, first, second, shifts, rows
+            positions.detach(), cell.detach(), first, second, shifts, rows
         )
         ends = None
         if pairs is not None and positions.requires_grad:
