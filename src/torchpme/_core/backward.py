@@ -12,6 +12,7 @@ hand re-runs its forward as differentiable operations and lets autograd
 differentiate that (as activation checkpointing does).
 """
 
+import math
 from typing import List, Optional, Sequence, Tuple
 
 import torch
@@ -33,23 +34,34 @@ def channel_factors(
 ) -> Optional[List[float]]:
     """``c`` with ``grad[:, k] = c[k] · values[:, k]`` to rounding, or ``None``.
 
-    Reading the values is a host synchronisation: CPU and eager mode only.
+    Reading the values is a host synchronisation: CPU and eager mode only. A few
+    operators in all (one Gram matrix, one residual), since small systems call
+    this twice per step.
     """
     if not factors_possible(grad) or grad.shape != values.shape:
         return None
-    norms = (values * values).sum(0)
-    overlaps = (grad * values).sum(0)
-    grad_norms = (grad * grad).sum(0)
-    factors = torch.where(norms > 0, overlaps / norms, torch.zeros_like(norms))
-    residual = grad - factors * values
+    channels = grad.shape[1]
+    # Gram matrix of the columns of [grad, values]: every g·g, g·v, v·v at once
+    both = torch.cat((grad, values), 1)
+    gram = (both.t() @ both).tolist()
+    factors = []
+    for k in range(channels):
+        norm = gram[channels + k][channels + k]
+        factors.append(gram[k][channels + k] / norm if norm > 0 else 0.0)
+    if channels == 1:
+        residual = torch.add(grad, values, alpha=-factors[0])
+    else:
+        scale = torch.tensor(factors, dtype=grad.dtype, device=grad.device)
+        residual = grad - values * scale
     # the upstream gradient is c·q computed in a few roundings per value (``rounding``
     # machine epsilons, relative); replacing it by c·q changes the gradient by as
     # little
     tolerance = max(1e-12, rounding * torch.finfo(grad.dtype).eps)
-    excess = (residual * residual).sum(0) - tolerance**2 * grad_norms
-    if bool((excess > 0).any()):
-        return None
-    return factors.tolist()
+    excess = torch.linalg.vector_norm(residual, dim=0).tolist()
+    for k in range(channels):
+        if excess[k] > tolerance * math.sqrt(max(gram[k][k], 0.0)):
+            return None
+    return factors
 
 
 def replay(
