@@ -8,6 +8,7 @@ synchronisation on accelerators, so calculators run them only when
 calculator, tuners) always run them. All functions are TorchScript-compatible.
 """
 
+import math
 import numbers
 from typing import Any, List, Optional
 
@@ -170,11 +171,27 @@ def check_finite(argument: str, tensor: torch.Tensor):
         raise ValueError(message(argument, "finite", "NaN or infinite entries"))
 
 
+@torch.jit.unused
+def _host_volume_and_scale(cell: torch.Tensor) -> List[float]:
+    """``|det cell|`` and the product of the row norms, from the nine numbers on the
+    host (a 3x3 determinant operator took ~25 µs per call)."""
+    a, b, c = cell.detach().tolist()
+    volume = abs(
+        a[0] * (b[1] * c[2] - b[2] * c[1])
+        - a[1] * (b[0] * c[2] - b[2] * c[0])
+        + a[2] * (b[0] * c[1] - b[1] * c[0])
+    )
+    return [volume, math.prod(math.sqrt(sum(x * x for x in row)) for row in (a, b, c))]
+
+
 def check_invertible(argument: str, cell: torch.Tensor):
     """Raise ``ValueError`` if the 3x3 ``cell`` is singular (zero volume)."""
-    volume = torch.abs(torch.linalg.det(cell.detach()))
-    scale = torch.linalg.norm(cell.detach(), dim=1).prod()
-    if not bool(volume > 1e-10 * scale) or not bool(scale > 0):
+    if torch.jit.is_scripting():
+        volume = float(torch.abs(torch.linalg.det(cell.detach())))
+        scale = float(torch.linalg.norm(cell.detach(), dim=1).prod())
+    else:
+        volume, scale = _host_volume_and_scale(cell)
+    if not volume > 1e-10 * scale or not scale > 0:
         raise ValueError(
             message(argument, "a non-singular cell (volume > 0)", f"volume {volume}")
         )
