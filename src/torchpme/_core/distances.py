@@ -68,7 +68,7 @@ class _PairDistances(torch.autograd.Function):
             rows = positions.new_empty((first.shape[0], 3))
         else:
             rows = pairs.pair_rows(positions.dtype, ctx)
-        # detached: torch.compile before PyTorch 2.6 traces this forward with
+        # detached: torch.compile in PyTorch 2.5 (not 2.11) traces this forward with
         # gradients on, and refuses its out= writes from inputs that require grad
         vectors, distances = _vectors_and_distances(
             positions.detach(), cell.detach(), first, second, shifts, rows
