@@ -53,7 +53,7 @@ for size in ${PROFILE_SIZES:-262144}; do
 done
 
 cd "$root" || exit 1
-echo "== compiled step, part by part (tests/test_cuda.py's compiled test failed on CUDA)"
+echo "== compiled step, part by part against eager mode"
 if ! TORCHPME_TEST_DEVICE=$DEVICE timeout 100 python3 benchmarks/compile_parts.py \
     >"$OUT/compile_parts.log" 2>&1; then
     grep -v -i warn "$OUT/compile_parts.log" | grep -v "^ " | tail -12
