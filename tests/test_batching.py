@@ -119,6 +119,58 @@ def test_forward_batch_equals_loop(method, mesh_stack, monkeypatch):
         torch.testing.assert_close(a, b, atol=1e-12, rtol=0)
 
 
+@pytest.mark.parametrize("method", ["pme", "p3m"])
+@pytest.mark.parametrize("mesh_stack", [None, 1, 2 * 16**3])
+def test_forward_batch_atoms_in_any_order(method, mesh_stack, monkeypatch):
+    """The systems' atoms need not be packed system by system: shuffling the atoms
+    (and renumbering the pairs) shuffles the potentials and the forces, also when
+    a group's meshes are transformed in stacks."""
+    if mesh_stack is not None:
+        from torchpme._core import chunks
+
+        monkeypatch.setattr(chunks, "MESH_STACK", mesh_stack)
+    calculator = CALCULATORS[method](CoulombPotential(smearing=0.7))
+    data = systems(count=6, seed=3)
+    lists = [pair_list(p, c, 2.5) for p, _, c in data]
+    offsets = np.cumsum([0] + [len(p) for p, _, _ in data])
+    positions = torch.cat([p for p, _, _ in data])
+    charges = torch.cat([q for _, q, _ in data])
+    cells = torch.stack([c for _, _, c in data])
+    system_index = torch.cat(
+        [torch.full((len(p),), i) for i, (p, _, _) in enumerate(data)]
+    )
+    pairs = torch.cat([pl + int(o) for (pl, _), o in zip(lists, offsets, strict=False)])
+    shifts = torch.cat([s for _, s in lists])
+
+    def potentials_and_forces(order):
+        # atom j of the shuffled batch is atom order[j] of the packed one
+        new_index = torch.empty_like(order)
+        new_index[order] = torch.arange(len(order))
+        pos = positions[order].clone().requires_grad_(True)
+        owner = system_index[order][new_index[pairs[:, 0]]]
+        vectors = (
+            pos[new_index[pairs[:, 1]]]
+            + torch.einsum("pi,pij->pj", shifts, cells[owner])
+            - pos[new_index[pairs[:, 0]]]
+        )
+        result = calculator.forward_batch(
+            charges[order],
+            cells,
+            pos,
+            system_index[order],
+            new_index[pairs],
+            torch.linalg.norm(vectors, dim=-1),
+        )
+        (forces,) = torch.autograd.grad(-(charges[order] * result).sum(), pos)
+        return result, forces
+
+    packed = potentials_and_forces(torch.arange(len(positions)))
+    shuffle = torch.from_numpy(np.random.default_rng(7).permutation(len(positions)))
+    shuffled = potentials_and_forces(shuffle)
+    for a, b in zip(shuffled, packed, strict=True):
+        torch.testing.assert_close(a, b[shuffle], atol=1e-12, rtol=0)
+
+
 def test_vmap_ewald_with_padding_equals_loop():
     """API.md §5.5: padded systems, node/pair masks and precomputed k-vectors."""
     calculator = EwaldCalculator(CoulombPotential(smearing=0.7), lr_wavelength=0.8)

@@ -14,9 +14,9 @@ PAIRS = 1 << 16  # neighbour pairs per chunk (distances, pair sums)
 STENCIL_ENTRIES = 1 << 17  # atoms × n³ stencil entries per chunk (spread, gather)
 # mesh points of the systems of a batch transformed together (4 meshes of 32³): a
 # stack's transforms then allocate ~1 MB buffers that glibc reuses, where 16 meshes
-# of 32³ (2^19 points) took ~10 000 page faults per step (the benchmark's batch
-# step, separate processes: P3M 29.5–32 vs 38–45 ms, PME 29–30 vs 35–42 ms; one
-# mesh per stack, 46 ms, pays per-stack overhead instead)
+# of 32³ (2^19 points) took ~10 000 page faults per step. The benchmark's batch
+# step (one plan per group, separate processes, two runs): 2^17 points 21–22 ms,
+# 2^16 24–35, 2^18 22–33, 2^19 31–45; one mesh per stack 33–48 ms
 MESH_STACK = 1 << 17
 
 

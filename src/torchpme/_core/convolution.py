@@ -29,7 +29,7 @@ from .backward import channel_factors, replay
 from .fft import _apply_kernel, _multiplicity, _overlap, filter_mesh, irfft3, rfft3
 from .permutation import permute_rows
 
-__all__ = ["convolve"]
+__all__ = ["convolve", "convolve_stacks"]
 
 
 def _spectrum(nodes, weights, values, shape: List[int]) -> torch.Tensor:
@@ -194,15 +194,83 @@ def convolve(
     shape = list(ns) if n_meshes == 0 else [n_meshes] + list(ns)
     weights = weights.to(values.dtype)
     sorted_values = permute_rows(values, order)
+    result = _sorted_convolution(plan_stencil, weights, sorted_values, kernel, shape)
+    return torch.zeros_like(result).index_copy(0, order, result)
+
+
+def _sorted_convolution(
+    nodes: torch.Tensor,
+    weights: torch.Tensor,
+    sorted_values: torch.Tensor,
+    kernel: torch.Tensor,
+    shape: List[int],
+) -> torch.Tensor:
+    """:func:`convolve` of values already in the plan's order, in that order."""
     if torch.jit.is_scripting() or kernel.is_complex():
-        mesh = stencil.scatter(plan_stencil, weights, sorted_values, _numel(shape))
+        mesh = stencil.scatter(nodes, weights, sorted_values, _numel(shape))
         filtered = filter_mesh(
             mesh.reshape([-1] + shape), kernel, "backward", "forward"
         )
-        picked = stencil.pick(filtered.reshape(mesh.shape), plan_stencil)
-        result = stencil.contract(picked, weights).t()
-    else:
-        result = _convolution(
-            plan_stencil, weights, sorted_values, kernel.to(values.dtype), shape
+        picked = stencil.pick(filtered.reshape(mesh.shape), nodes)
+        return stencil.contract(picked, weights).t()
+    return _convolution(
+        nodes, weights, sorted_values, kernel.to(sorted_values.dtype), shape
+    )
+
+
+@torch.jit.unused
+def convolve_stacks(
+    plan_stencil: torch.Tensor,
+    weights: torch.Tensor,
+    order: torch.Tensor,
+    values: torch.Tensor,
+    kernel: torch.Tensor,
+    ns: List[int],
+    meshes: List[int],
+    atoms: List[int],
+) -> torch.Tensor:
+    """:func:`convolve` of a plan of ``B`` meshes, transformed a few meshes at a time.
+
+    One plan for all the meshes (made with ``mesh_index``) sorts the atoms by mesh
+    first, so the atoms of consecutive meshes are consecutive rows of the sorted
+    plan: each stack is a slice of it, its nodes shifted to the stack's own first
+    mesh. Splits (not slices) keep the backward to one concatenation per input.
+
+    Args:
+        plan_stencil, weights, order: plan from
+            :func:`torchpme._core.mesh.interpolation_plan` with ``mesh_index``.
+        values: ``(N, C)`` per-atom values, in the atoms' order.
+        kernel: ``(B, n0, n1, n2//2+1)`` real filters, one per mesh.
+        ns: mesh size, three Python ints.
+        meshes: meshes per stack (summing to ``B``).
+        atoms: atoms per stack (summing to ``N``), in the order of the meshes.
+
+    Returns:
+        ``(N, C)`` filtered values at the atoms, in the atoms' order.
+    """
+    weights = weights.to(values.dtype)
+    sorted_values = permute_rows(values, order)
+    mesh_size = _numel(ns)
+    # the flat index of a node is the sum of its three per-axis shares: a stack's
+    # first mesh moves to 0 by shifting the first axis's share
+    axis = torch.zeros((3, 1), dtype=plan_stencil.dtype, device=plan_stencil.device)
+    axis[0] = 1
+    results: List[torch.Tensor] = []
+    first = 0
+    for nodes, part_weights, part_values, part_kernel, count in zip(
+        torch.split(plan_stencil, atoms),
+        torch.split(weights, atoms),
+        torch.split(sorted_values, atoms),
+        torch.split(kernel, meshes, dim=-4),
+        meshes,
+    ):
+        if first > 0:
+            nodes = nodes - axis * (first * mesh_size)
+        results.append(
+            _sorted_convolution(
+                nodes, part_weights, part_values, part_kernel, [count] + list(ns)
+            )
         )
+        first += count
+    result = torch.cat(results)
     return torch.zeros_like(result).index_copy(0, order, result)

@@ -7,7 +7,7 @@ import torch
 
 from .._core import chunks, kspace
 from .._core import mesh as core_mesh
-from .._core.convolution import convolve
+from .._core.convolution import convolve, convolve_stacks
 from .._core.validation import check_fixed_mesh, check_positive, compiling
 from ..lib.kspace_filter import KSpaceFilter
 from ..lib.mesh_interpolator import MeshInterpolator
@@ -196,7 +196,7 @@ class PMECalculator(Calculator):
         )
 
     @torch.jit.unused
-    def _convolve_stack(
+    def _convolve_group(
         self,
         charges: torch.Tensor,
         cells: torch.Tensor,
@@ -208,7 +208,8 @@ class PMECalculator(Calculator):
         ns: List[int],
     ) -> Tuple[torch.Tensor, torch.Tensor]:
         """``(values, atoms)``: the mesh potentials of the atoms of ``systems`` (all
-        on ``ns`` meshes), spread, transformed and gathered as one stack."""
+        on ``ns`` meshes), from one interpolation plan, transformed in stacks of a
+        few meshes on CPU (see :data:`torchpme._core.chunks.MESH_STACK`)."""
         if len(systems) == cells.shape[0]:
             # the whole batch: nothing is selected (no index made on the host)
             atoms = torch.arange(positions.shape[0], device=positions.device)
@@ -239,8 +240,26 @@ class PMECalculator(Calculator):
         # 1/V in the kernel, not on the atoms: the energy's gradient then
         # reaches the convolution as the charges themselves (its fast backward)
         kernel = kernel / group_volumes.reshape(-1, 1, 1, 1)
-        values = convolve(
-            plan[0], plan[1], plan[2], group_charges, kernel, ns, len(systems)
+        # on CPU a few meshes at a time: their buffers are then reused rather
+        # than faulted in afresh (see _core.chunks)
+        step = chunks.chunk_length(
+            chunks.MESH_STACK // (ns[0] * ns[1] * ns[2]), len(systems), positions.device
+        )
+        if step >= len(systems):  # one stack: no counts read on the host
+            values = convolve(
+                plan[0], plan[1], plan[2], group_charges, kernel, ns, len(systems)
+            )
+            return values, atoms
+        per_mesh = torch.bincount(local, minlength=len(systems)).tolist()
+        meshes = [
+            min(step, len(systems) - start) for start in range(0, len(systems), step)
+        ]
+        counts = [
+            sum(per_mesh[start : start + step])
+            for start in range(0, len(systems), step)
+        ]
+        values = convolve_stacks(
+            plan[0], plan[1], plan[2], group_charges, kernel, ns, meshes, counts
         )
         return values, atoms
 
@@ -270,27 +289,17 @@ class PMECalculator(Calculator):
         volumes = torch.abs(torch.linalg.det(cells))
         potential = torch.zeros_like(charges)
         for shape, members in groups.items():
-            ns = list(shape)
-            # on CPU a few meshes at a time: their buffers are then reused rather
-            # than faulted in afresh (see _core.chunks)
-            step = chunks.chunk_length(
-                chunks.MESH_STACK // (ns[0] * ns[1] * ns[2]),
-                len(members),
-                positions.device,
+            values, atoms = self._convolve_group(
+                charges,
+                cells,
+                positions,
+                system_index,
+                inverse_cells,
+                volumes,
+                members,
+                list(shape),
             )
-            for start in range(0, len(members), step):
-                systems = members[start : start + step]
-                values, atoms = self._convolve_stack(
-                    charges,
-                    cells,
-                    positions,
-                    system_index,
-                    inverse_cells,
-                    volumes,
-                    systems,
-                    ns,
-                )
-                potential = potential.index_copy(0, atoms, values)
+            potential = potential.index_copy(0, atoms, values)
         return self._finish_kspace_batch(
             potential, charges, cells, positions, system_index, periodic
         )
