@@ -122,6 +122,30 @@ def test_shortcut_refused_for_other_gradients():
     assert not torch.allclose(fast, generic, rtol=1e-13, atol=0.0)
 
 
+@pytest.mark.parametrize("magnitudes", ["unit", "random"])
+def test_shortcut_found_for_large_systems(magnitudes):
+    """An energy's gradient ``q / V`` over 2^19 atoms: a matrix product sums the
+    overlaps in sequence, about 1e-11 off for charges ±1 (all terms equal), which
+    once refused the shortcut above N ≈ 10^5 (PME at N = 262144 ran twice as
+    long)."""
+    generator = torch.Generator().manual_seed(0)
+    n = 1 << 19
+    signs = torch.where(torch.arange(n) % 2 == 0, 1.0, -1.0).to(torch.float64)
+    if magnitudes == "unit":
+        charges = signs.reshape(-1, 1)
+    else:
+        sizes = torch.rand(n, 2, dtype=torch.float64, generator=generator) + 0.5
+        charges = sizes * signs.reshape(-1, 1)
+    volume = 1234.5678
+    factors = convolution.channel_factors(charges / volume, charges)
+    assert factors is not None
+    assert factors == pytest.approx([1 / volume] * charges.shape[1], rel=1e-14)
+    # a relative change of 1e-8 in one value of 2^19 is still refused
+    perturbed = charges / volume
+    perturbed[12345, 0] *= 1 + 1e-8
+    assert convolution.channel_factors(perturbed, charges) is None
+
+
 def test_zero_channel():
     charges, positions, cell, sigma = _system()
     charges = charges.detach().clone()
