@@ -40,20 +40,22 @@ def channel_factors(
     if not factors_possible(grad) or grad.shape != values.shape:
         return None
     channels = grad.shape[1]
+    # in float64 whatever the values' dtype: a matrix product sums its N terms in
+    # sequence, with a relative error up to ~N·eps (float32: 2e-5 for N = 2^20)
+    both = torch.cat((grad, values), 1).to(torch.float64)
     # Gram matrix of the columns of [grad, values]: every g·g, g·v, v·v at once
-    both = torch.cat((grad, values), 1)
     gram = (both.t() @ both).tolist()
     factors = []
     for k in range(channels):
         norm = gram[channels + k][channels + k]
         factors.append(gram[k][channels + k] / norm if norm > 0 else 0.0)
-    residual = _minus_scaled(grad, values, factors)
-    # a matrix product sums its N terms in sequence (relative error up to ~N·eps:
-    # 2.5e-12 for charges ±1 at N = 262144, beyond the tolerance below, so PME
-    # there lost the shortcut): c is refined once from the residual r, whose own
-    # products are small, and the test is ‖r − δ v‖² = r·r − (r·v)²/(v·v) with
-    # δ = (r·v)/(v·v)
-    refined = (residual.t() @ torch.cat((residual, values), 1)).tolist()
+    grad64, values64 = both[:, :channels], both[:, channels:]
+    residual = _minus_scaled(grad64, values64, factors)
+    # even in float64 the first factor is ~N·eps off (2.5e-12 for charges ±1 at
+    # N = 262144, beyond the tolerance below, so PME there lost the shortcut): it
+    # is refined once from the residual r, whose own products are small, and the
+    # test is ‖r − δ v‖² = r·r − (r·v)²/(v·v) with δ = (r·v)/(v·v)
+    refined = (residual.t() @ torch.cat((residual, values64), 1)).tolist()
     # the upstream gradient is c·q computed in a few roundings per value (``rounding``
     # machine epsilons, relative); replacing it by c·q changes the gradient by as
     # little
