@@ -106,6 +106,23 @@ def test_kernel_is_zero_at_k_zero_for_low_exponents(exponent):
     assert torch.isfinite(gradient).all()
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("needs_grad", [False, True])
+def test_coulomb_kernel_formula_with_and_without_gradients(dtype, needs_grad):
+    """``4π e^{−σ²k²/2}/k²``, and 0 at ``k = 0``, on both code paths (the one
+    without gradients works in place and divides by zero before masking)."""
+    sigma = 0.8
+    values = [0.0, 1e-3, 0.1, 1.0, 7.0]
+    k_sq = torch.tensor(values, dtype=dtype, requires_grad=needs_grad)
+    kernel = CoulombPotential(smearing=sigma).to(dtype).lr_from_k_sq(k_sq)
+    expected = [0.0] + [
+        4 * math.pi * math.exp(-(sigma**2) * k / 2) / k for k in values[1:]
+    ]
+    rtol = 1e-14 if dtype == torch.float64 else 1e-6
+    np.testing.assert_allclose(kernel.detach().double().numpy(), expected, rtol=rtol)
+    assert kernel.requires_grad == needs_grad
+
+
 def test_coulomb_kernel_equals_inverse_power_law_one():
     k_sq = torch.tensor([0.0, 0.1, 1.0, 7.0], dtype=F64)
     coulomb = CoulombPotential(smearing=0.8)

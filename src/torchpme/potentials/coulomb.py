@@ -20,13 +20,14 @@ def _coulomb_kernel(
     and backward: scalars are combined first, masks are filled in place of selects.
     """
     zero = k_sq == 0.0
-    safe = k_sq.masked_fill(zero, 1.0)
     scale = 4.0 * math.pi * prefactor
-    exponent = safe * (-0.5 * smearing**2)
-    if not exponent.requires_grad:
-        # nothing to differentiate: one buffer, updated in place
-        kernel = exponent.exp_().div_(safe).mul_(scale)
+    if not (k_sq.requires_grad or smearing.requires_grad or prefactor.requires_grad):
+        # nothing to differentiate: one buffer, updated in place (1/0 at k = 0 is
+        # overwritten by the mask)
+        kernel = (k_sq * (-0.5 * smearing**2)).exp_().div_(k_sq).mul_(scale)
         return kernel.masked_fill_(zero, 0.0)
+    safe = k_sq.masked_fill(zero, 1.0)
+    exponent = safe * (-0.5 * smearing**2)
     kernel = torch.exp(exponent) / safe
     return (kernel * scale).masked_fill(zero, 0.0)
 
