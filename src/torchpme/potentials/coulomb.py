@@ -6,30 +6,10 @@ from typing import Optional
 
 import torch
 
+from .._core.coulomb_kernel import coulomb_kernel
 from .potential import Potential, _masked, _require_smearing
 
 __all__ = ["CoulombPotential"]
-
-
-def _coulomb_kernel(
-    k_sq: torch.Tensor, smearing: torch.Tensor, prefactor: torch.Tensor
-) -> torch.Tensor:
-    """``A 4π e^{−σ² k²/2} / k²``, set to 0 at ``k = 0`` (removed by neutrality).
-
-    Written to touch the (often mesh-sized) grid as few times as possible, forward
-    and backward: scalars are combined first, masks are filled in place of selects.
-    """
-    zero = k_sq == 0.0
-    scale = 4.0 * math.pi * prefactor
-    if not (k_sq.requires_grad or smearing.requires_grad or prefactor.requires_grad):
-        # nothing to differentiate: one buffer, updated in place (1/0 at k = 0 is
-        # overwritten by the mask)
-        kernel = (k_sq * (-0.5 * smearing**2)).exp_().div_(k_sq).mul_(scale)
-        return kernel.masked_fill_(zero, 0.0)
-    safe = k_sq.masked_fill(zero, 1.0)
-    exponent = safe * (-0.5 * smearing**2)
-    kernel = torch.exp(exponent) / safe
-    return (kernel * scale).masked_fill(zero, 0.0)
 
 
 def _pbc_correction(
@@ -138,7 +118,7 @@ class CoulombPotential(Potential):
     def lr_from_k_sq(self, k_sq: torch.Tensor) -> torch.Tensor:
         """``A 4π e^{−σ²k²/2} / k²`` (0 at ``k = 0``), shape of ``k_sq``."""
         smearing = _require_smearing(self.smearing, "lr_from_k_sq")
-        return _coulomb_kernel(k_sq, smearing, self.prefactor)
+        return coulomb_kernel(k_sq, smearing, self.prefactor)
 
     @torch.jit.export
     def self_contribution(self) -> torch.Tensor:

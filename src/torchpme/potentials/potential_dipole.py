@@ -5,8 +5,8 @@ from typing import Optional
 
 import torch
 
+from .._core.coulomb_kernel import coulomb_kernel
 from .._core.validation import check_finite_number, message
-from .coulomb import _coulomb_kernel
 from .potential import (
     _check_exclusion,
     _exclusion_cutoff,
@@ -141,7 +141,7 @@ class PotentialDipole(torch.nn.Module):
     def lr_from_k_sq(self, k_sq: torch.Tensor) -> torch.Tensor:
         """``A 4π e^{−σ²k²/2} / k²`` (0 at ``k = 0``), the Coulomb kernel."""
         smearing = _require_smearing(self.smearing, "lr_from_k_sq")
-        return _coulomb_kernel(k_sq, smearing, self.prefactor)
+        return coulomb_kernel(k_sq, smearing, self.prefactor)
 
     @torch.jit.export
     def self_contribution(self) -> torch.Tensor:
