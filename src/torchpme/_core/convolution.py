@@ -128,7 +128,7 @@ class _Convolution(torch.autograd.Function):
                 grad_weights = _weight_gradient(grad + c * values, ctx.weight_grads)
             if needs[3]:
                 power = _overlap(ctx.spectrum, ctx.spectrum)
-                grad_kernel = _kernel_gradient(ctx, power * _per_channel(c, power))
+                grad_kernel = _kernel_gradient(ctx, power.mul_(_per_channel(c, power)))
             return None, grad_weights, grad_values, grad_kernel, None
         grad_spectrum, filtered_grad, grad_weight_grads = _filtered_values(
             nodes, weights, grad, kernel, ctx.shape, needs[3], needs[1]
@@ -153,12 +153,13 @@ def _per_channel(factors: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 
 
 def _kernel_gradient(ctx, overlap: torch.Tensor) -> torch.Tensor:
-    """``w(k) · overlap`` summed to the kernel's shape (see ``_core.fft``)."""
+    """``w(k) · overlap`` summed to the kernel's shape (see ``_core.fft``); scales
+    ``overlap`` (a fresh tensor) in place."""
     kernel = ctx.saved_tensors[3]
     weight = _multiplicity(
         ctx.shape[-1], overlap.shape[-1], overlap.dtype, overlap.device
     )
-    return (overlap * weight).sum_to_size(kernel.shape)
+    return overlap.mul_(weight).sum_to_size(kernel.shape)
 
 
 def _convolution(nodes, weights, values, kernel, shape: List[int]) -> torch.Tensor:

@@ -103,8 +103,12 @@ def _apply_kernel(spectrum: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
 
 
 def _overlap(spectrum: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
-    """``Re[spectrum · conj(other)]`` (``conj`` is a lazy view: one complex multiply)."""
-    return torch.real(spectrum * torch.conj(other))
+    """``Re[spectrum · conj(other)] = re·re' + im·im'``, a fresh real tensor.
+
+    On the real views: a complex product with a ``conj`` view made two complex
+    temporaries (256³: 90 ms against 41 ms this way)."""
+    a, b = torch.view_as_real(spectrum), torch.view_as_real(other)
+    return (a[..., 0] * b[..., 0]).addcmul_(a[..., 1], b[..., 1])
 
 
 def _channel_scales(grad: torch.Tensor, mesh: torch.Tensor):
@@ -175,7 +179,7 @@ class _Filter(torch.autograd.Function):
                 grad.shape[-1], grad_spectrum.shape[-1], grad.dtype, grad.device
             )
             overlap = _overlap(spectrum, grad_spectrum)
-            grad_kernel = (overlap * (ctx.scale * weight)).sum_to_size(kernel.shape)
+            grad_kernel = overlap.mul_(ctx.scale * weight).sum_to_size(kernel.shape)
         return grad_mesh, grad_kernel, None
 
 
@@ -192,7 +196,7 @@ def _scaled_backward(ctx, factor: torch.Tensor, mesh, kernel, output):
             mesh.shape[-1], spectrum.shape[-1], mesh.dtype, mesh.device
         )
         power = _overlap(spectrum, spectrum)
-        grad_kernel = (power * (factor * ctx.scale * weight)).sum_to_size(kernel.shape)
+        grad_kernel = power.mul_(factor * ctx.scale * weight).sum_to_size(kernel.shape)
     return grad_mesh, grad_kernel, None
 
 
