@@ -108,15 +108,30 @@ def _resident_kb(reset_peak: bool = False, peak: bool = False) -> float:
     raise RuntimeError(f"{field} not found in /proc/self/status")
 
 
-def compile_calculator(calculator, cell):
+def compile_calculator(calculator, cell, energy=False):
     """``torch.compile(fullgraph=True)`` of a PME/P3M calculator on its fixed mesh
-    (torchpme only: the fixed mesh removes the host read of the cell)."""
+    (torchpme only: the fixed mesh removes the host read of the cell), or of its
+    ``energy`` method."""
     import torch
 
     from torchpme.lib import get_ns_mesh
 
     calculator.fixed_mesh = get_ns_mesh(cell, calculator.mesh_spacing).tolist()
-    return torch.compile(calculator, fullgraph=True)
+    return torch.compile(calculator.energy if energy else calculator, fullgraph=True)
+
+
+def energy_function(calculator, indices, energy=False, compiled=None):
+    """``(charges, cell, positions, distances) -> E``: ``Σ q · calculator(...)``,
+    or with ``energy`` the calculator's own ``energy`` method (torchpme), whose
+    backward pass reuses the mesh forward pass on every device. ``compiled``:
+    what :func:`compile_calculator` made of it."""
+    import torch
+
+    if energy:
+        method = compiled if compiled is not None else calculator.energy
+        return lambda q, cell, pos, dist: method(q, cell, pos, indices, dist)
+    module = compiled if compiled is not None else calculator
+    return lambda q, cell, pos, dist: torch.sum(q * module(q, cell, pos, indices, dist))
 
 
 def cuda_graph_step(step, static, expected):
@@ -151,6 +166,7 @@ def run_case(
     compiled: bool = False,
     device: str = "cpu",
     graph: bool = False,
+    energy: bool = False,
 ):
     import torch
 
@@ -162,8 +178,9 @@ def run_case(
         t.to(device) for t in (positions, charges, cell, indices, shifts)
     )
     calculator = calculator.to(device)
+    compiled_function = None
     if compiled:
-        calculator = compile_calculator(calculator, cell)
+        compiled_function = compile_calculator(calculator, cell, energy)
     elif graph and not any(calculator.fixed_mesh):  # no host read of the cell
         from torchpme.lib import get_ns_mesh
 
@@ -176,13 +193,15 @@ def run_case(
     else:
         baseline = _resident_kb(reset_peak=True)
 
+    our_energy = energy_function(calculator, indices, energy, compiled_function)
+
     def step():
         pos = positions.clone().requires_grad_(True)
         cel = cell.clone().requires_grad_(stress)
         distances = pair_distances(pos, cel, indices, shifts)
-        energy = (charges * calculator(charges, cel, pos, indices, distances)).sum()
+        total = our_energy(charges, cel, pos, distances)
         inputs = (pos, cel) if stress else (pos,)
-        return energy, -torch.autograd.grad(energy, inputs)[0]
+        return total, -torch.autograd.grad(total, inputs)[0]
 
     distances = pair_distances(positions, cell, indices, shifts)
 
@@ -190,8 +209,8 @@ def run_case(
         # the calculator's own work: forward + backward to positions and distances
         pos = positions.clone().requires_grad_(True)
         dist = distances.clone().requires_grad_(True)
-        energy = (charges * calculator(charges, cell, pos, indices, dist)).sum()
-        return torch.autograd.grad(energy, (pos, dist))
+        total = our_energy(charges, cell, pos, dist)
+        return torch.autograd.grad(total, (pos, dist))
 
     steps = {"time_s": step, "library_time_s": library_step}
     try:  # an implementation with its own differentiable distances (torchpme)
@@ -201,8 +220,8 @@ def run_case(
             pos = start.clone().requires_grad_(True)
             cel = cell.clone().requires_grad_(stress)
             dist = own_distances(pos, cel, indices, shifts)
-            energy = (charges * calculator(charges, cel, pos, indices, dist)).sum()
-            return torch.autograd.grad(energy, (pos, cel) if stress else (pos,))
+            total = our_energy(charges, cel, pos, dist)
+            return torch.autograd.grad(total, (pos, cel) if stress else (pos,))
 
         steps["own_distances_time_s"] = own_distances_step
     except ImportError:
@@ -254,11 +273,14 @@ def measure(
     compiled: bool = False,
     device: str = "cpu",
     graph: bool = False,
+    energy: bool = False,
 ) -> dict:
     command = [python, __file__, "--case", json.dumps(case), "--repeat", str(repeat)]
     command += ["--device", device]
     if compiled:
         command.append("--compile")
+    if energy:
+        command.append("--energy")
     if graph:
         command.append("--cuda-graph")
     if accuracy:
@@ -376,6 +398,12 @@ def main():
         help="also time our PME/P3M step (fixed mesh) captured in a CUDA graph; "
         "the other implementation runs eagerly",
     )
+    parser.add_argument(
+        "--energy",
+        action="store_true",
+        help="our steps call calculator.energy (whose backward reuses the mesh "
+        "forward pass on every device) instead of summing q · potentials",
+    )
     parser.add_argument("--json", help="write the results to this file")
     parser.add_argument("--case", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -383,7 +411,7 @@ def main():
         case = json.loads(args.case)
         result = run_case(
             *case, args.repeat, args.accuracy, args.stress, args.compile, args.device,
-            args.cuda_graph,
+            args.cuda_graph, args.energy,
         )  # fmt: skip
         print(json.dumps(result))
         return
@@ -418,7 +446,7 @@ def main():
                 def ours_once(accuracy):
                     return measure(
                         sys.executable, case, args.repeat, accuracy, args.stress,
-                        args.compile, args.device, args.cuda_graph,
+                        args.compile, args.device, args.cuda_graph, args.energy,
                     )  # fmt: skip
 
                 def other_once():

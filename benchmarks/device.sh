@@ -10,11 +10,16 @@
 # most six files, under the device tool's eight); the tables go to standard output.
 # DEVICE=cpu SIZES="512" runs the same script here as a dry run. EAGER=0 skips the
 # eager benchmarks; COMPILED_SIZES (default 32768) are the sizes of the compiled
-# benchmark; PROFILE_SIZES (default 262144) those of the kernel profiles.
+# benchmark; PROFILE_SIZES (default 262144) those of the kernel profiles. ENERGY=1
+# (default) makes our steps call calculator.energy, whose backward reuses the mesh
+# forward pass on the GPU too (ENERGY=0: the energy summed from the potentials, as
+# before).
 set -u
 OUT=${OUT:-/tmp/device-out}
 DEVICE=${DEVICE:-cuda}
 SIZES=${SIZES:-4096 32768 262144}
+energy=""
+[ "${ENERGY:-1}" = 1 ] && energy="--energy"
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
 root=$PWD
@@ -39,10 +44,11 @@ cd "$root/benchmarks" || exit 1
 if [ "${EAGER:-1}" = 1 ]; then
     echo "== float64, fixed parameters, eager and CUDA graph"
     timeout 170 python3 calculators.py --device "$DEVICE" --sizes $SIZES --repeat 20 \
-        --cuda-graph --other $other --json "$OUT/float64.json" 2>&1
+        --cuda-graph --other $other $energy --json "$OUT/float64.json" 2>&1
     echo "== float32, fixed parameters, eager and CUDA graph"
     timeout 110 python3 calculators.py --device "$DEVICE" --sizes ${SIZES32:-32768 262144} \
-        --repeat 20 --dtypes float32 --cuda-graph --other $other --json "$OUT/float32.json" 2>&1
+        --repeat 20 --dtypes float32 --cuda-graph --other $other $energy \
+        --json "$OUT/float32.json" 2>&1
 fi
 for size in ${PROFILE_SIZES:-262144}; do
     for method in pme p3m; do
@@ -66,5 +72,5 @@ else
     echo "== compiled (ours, then replayed from a CUDA graph), float64, against torch-pme eager"
     (cd benchmarks && timeout 240 python3 calculators.py --device "$DEVICE" \
         --sizes ${COMPILED_SIZES:-32768} --repeat 20 --compile --cuda-graph --other $other \
-        --json "$OUT/compiled.json" 2>&1)
+        $energy --json "$OUT/compiled.json" 2>&1)
 fi

@@ -66,6 +66,7 @@ def test_calculators_benchmark_with_any_mesh():
         "--rounds",
         "2",
         "--keep-freed-memory",
+        "--energy",
     )
     assert "p3m" in text and "failed" not in text
     row = text.splitlines()[-1].split()

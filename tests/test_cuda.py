@@ -180,10 +180,11 @@ FIXED_SHAPES = {
 }
 
 
-def fixed_step(name, compiled=False):
+def fixed_step(name, compiled=False, method=False):
     """An energy + forces + stress step of fixed shapes on the device, and the static
     positions tensor it reads (``compiled``: the energy through
-    ``torch.compile(fullgraph=True)``, its gradients by the compiled backward)."""
+    ``torch.compile(fullgraph=True)``, its gradients by the compiled backward;
+    ``method``: the energy from ``calculator.energy``)."""
     inputs = system()
     kvectors = generate_kvectors_for_ewald(inputs[2], torch.tensor([9, 9, 9]))
     positions, charges, cell, pairs, shifts, kvectors = on(DEVICE, (*inputs, kvectors))
@@ -193,6 +194,8 @@ def fixed_step(name, compiled=False):
 
     def energy(pos, cel):
         distances = pair_distances(pos, cel, pairs, shifts)
+        if method:
+            return calculator.energy(charges, cel, pos, pairs, distances)
         potentials = calculator(charges, cel, pos, pairs, distances, **extra)
         return (charges * potentials).sum()
 
@@ -244,14 +247,31 @@ def fixed_batch_step(name):
     return step, static
 
 
+def fixed_energy_step(name):
+    """:func:`fixed_step` through ``calculator.energy``, whose backward pass reuses
+    the mesh forward pass on the device too."""
+    return fixed_step(name, method=True)
+
+
 STEPS = {name: fixed_step for name in FIXED_SHAPES}
 STEPS.update({f"{name}-batch": fixed_batch_step for name in ("pme", "p3m")})
+STEPS.update({f"{name}-energy": fixed_energy_step for name in ("pme", "p3m")})
+
+
+@pytest.mark.parametrize("name", ["pme", "p3m"])
+def test_energy_method_on_device_equals_potentials_path(name):
+    """``calculator.energy`` on the device: the energy, forces and stress of the
+    potentials path (which the other tests compare with the CPU)."""
+    through_method, _ = fixed_energy_step(name)
+    through_potentials, _ = fixed_step(name)
+    for value, reference in zip(through_method(), through_potentials(), strict=True):
+        torch.testing.assert_close(value, reference, rtol=1e-10, atol=1e-11)
 
 
 @needs_cuda
 @pytest.mark.parametrize("name", list(STEPS))
 def test_fixed_shape_step_never_synchronises(name):
-    step, _ = STEPS[name](name.removesuffix("-batch"))
+    step, _ = STEPS[name](name.removesuffix("-batch").removesuffix("-energy"))
     step()  # first call: caches may be filled
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
@@ -265,7 +285,7 @@ def test_fixed_shape_step_never_synchronises(name):
 @needs_cuda
 @pytest.mark.parametrize("name", list(STEPS))
 def test_cuda_graph_of_a_step_replays_new_positions(name):
-    step, static = STEPS[name](name.removesuffix("-batch"))
+    step, static = STEPS[name](name.removesuffix("-batch").removesuffix("-energy"))
     start = static.clone()
     stream = torch.cuda.Stream()
     stream.wait_stream(torch.cuda.current_stream())

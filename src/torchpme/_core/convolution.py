@@ -29,7 +29,7 @@ from .backward import channel_factors, replay
 from .fft import _apply_kernel, _multiplicity, _overlap, filter_mesh, irfft3, rfft3
 from .permutation import permute_rows
 
-__all__ = ["convolve", "convolve_stacks"]
+__all__ = ["convolve", "convolve_energy", "convolve_stacks"]
 
 
 def _spectrum(nodes, weights, values, shape: List[int]) -> torch.Tensor:
@@ -118,18 +118,11 @@ class _Convolution(torch.autograd.Function):
             inputs = [None, weights, values, kernel, None]
             return replay(output, inputs, ctx.needs_input_grad, grad)
         factors = channel_factors(grad, values)
-        grad_weights = grad_values = grad_kernel = None
         if factors is not None:
             # A W g = c · A W q: everything below reuses the forward pass
             c = torch.tensor(factors, dtype=grad.dtype, device=grad.device)
-            if needs[2]:
-                grad_values = ctx.output * c
-            if needs[1]:
-                grad_weights = _weight_gradient(grad + c * values, ctx.weight_grads)
-            if needs[3]:
-                power = _overlap(ctx.spectrum, ctx.spectrum)
-                grad_kernel = _kernel_gradient(ctx, power.mul_(_per_channel(c, power)))
-            return None, grad_weights, grad_values, grad_kernel, None
+            return _reused_gradients(ctx, c, grad + c * values, c)
+        grad_weights = grad_values = grad_kernel = None
         grad_spectrum, filtered_grad, grad_weight_grads = _filtered_values(
             nodes, weights, grad, kernel, ctx.shape, needs[3], needs[1]
         )
@@ -141,6 +134,54 @@ class _Convolution(torch.autograd.Function):
         if needs[3]:
             grad_kernel = _kernel_gradient(ctx, _overlap(ctx.spectrum, grad_spectrum))
         return None, grad_weights, grad_values, grad_kernel, None
+
+
+class _ConvolutionEnergy(torch.autograd.Function):
+    """``E = Σ_ic q_ic (Wᵀ A W q)_ic``: the upstream gradient of the potentials is
+    ``(∂L/∂E) · q``, known without reading any value, so the backward reuses the
+    forward pass on every device (no transform, no host synchronisation)."""
+
+    @staticmethod
+    def forward(ctx, nodes, weights, values, kernel, shape: List[int]):
+        spectrum, output, weight_grads = _filtered_values(
+            nodes, weights, values, kernel, shape, kernel.requires_grad,
+            weights.requires_grad,
+        )  # fmt: skip
+        ctx.save_for_backward(nodes, weights, values, kernel)
+        ctx.shape = shape
+        ctx.weight_grads = weight_grads
+        ctx.spectrum = spectrum
+        ctx.output = output
+        return torch.sum(values * output)
+
+    @staticmethod
+    def backward(ctx, grad):
+        nodes, weights, values, kernel = ctx.saved_tensors
+        if torch.is_grad_enabled():  # second derivatives
+            potentials = _composed(nodes, weights, values, kernel, ctx.shape)
+            inputs = [None, weights, values, kernel, None]
+            return replay(
+                torch.sum(values * potentials), inputs, ctx.needs_input_grad, grad
+            )
+        # the explicit q of E and the upstream g·q of the potentials: twice each
+        return _reused_gradients(ctx, grad, 2.0 * grad * values, 2.0 * grad)
+
+
+def _reused_gradients(ctx, c, weight_coefficients, value_factor):
+    """The gradients of a convolution whose potentials' upstream gradient is
+    ``c · q`` (``c`` per channel, or one number), from its forward pass alone:
+    ``value_factor · A W q`` for the values, ``weight_coefficients`` against the
+    kept weight gradients, ``c |S|²`` for the kernel."""
+    needs = ctx.needs_input_grad
+    grad_weights = grad_values = grad_kernel = None
+    if needs[2]:
+        grad_values = ctx.output * value_factor
+    if needs[1]:
+        grad_weights = _weight_gradient(weight_coefficients, ctx.weight_grads)
+    if needs[3]:
+        power = _overlap(ctx.spectrum, ctx.spectrum)
+        grad_kernel = _kernel_gradient(ctx, power.mul_(_per_channel(c, power)))
+    return None, grad_weights, grad_values, grad_kernel, None
 
 
 def _weight_gradient(coefficients: torch.Tensor, weight_grads) -> torch.Tensor:
@@ -197,6 +238,37 @@ def convolve(
     sorted_values = permute_rows(values, order)
     result = _sorted_convolution(plan_stencil, weights, sorted_values, kernel, shape)
     return torch.zeros_like(result).index_copy(0, order, result)
+
+
+def convolve_energy(
+    plan_stencil: torch.Tensor,
+    weights: torch.Tensor,
+    order: torch.Tensor,
+    values: torch.Tensor,
+    kernel: torch.Tensor,
+    ns: List[int],
+) -> torch.Tensor:
+    """``Σ_ic values_ic · convolve(values)_ic``, a 0-dim tensor.
+
+    Equal to ``(values * convolve(...)).sum()``, but its backward pass reuses the
+    forward pass whatever the device (:func:`convolve` can do so only where it
+    may read the upstream gradient: on the CPU, in eager mode).
+
+    Args: as :func:`convolve`, for a single mesh.
+    """
+    weights = weights.to(values.dtype)
+    sorted_values = permute_rows(values, order)
+    if torch.jit.is_scripting() or kernel.is_complex():
+        filtered = _sorted_convolution(
+            plan_stencil, weights, sorted_values, kernel, list(ns)
+        )
+        return torch.sum(sorted_values * filtered)
+    return _energy(plan_stencil, weights, sorted_values, kernel.to(values.dtype), ns)
+
+
+@torch.jit.unused
+def _energy(nodes, weights, values, kernel, ns: List[int]) -> torch.Tensor:
+    return _ConvolutionEnergy.apply(nodes, weights, values, kernel, list(ns))
 
 
 def _sorted_convolution(

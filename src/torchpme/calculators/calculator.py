@@ -208,6 +208,66 @@ class Calculator(torch.nn.Module):
         )
 
     @torch.jit.unused
+    def energy(
+        self,
+        charges: torch.Tensor,
+        cell: torch.Tensor,
+        positions: torch.Tensor,
+        neighbor_indices: torch.Tensor,
+        neighbor_distances: torch.Tensor,
+        periodic: Optional[torch.Tensor] = None,
+        pair_mask: Optional[torch.Tensor] = None,
+    ) -> torch.Tensor:
+        """The energy ``E = Σ_ic q_ic V_ic``, a 0-dim tensor.
+
+        The same number as ``(charges * self(...)).sum()``; mesh calculators
+        differentiate it faster where :meth:`forward` cannot tell that its
+        gradient comes from an energy (on accelerators, and under
+        ``torch.compile``): the backward pass of the mesh part then runs no
+        transform. Arguments as :meth:`forward` (not available in TorchScript).
+
+        Example:
+            >>> from torchpme import CoulombPotential
+            >>> calculator = Calculator(CoulombPotential())
+            >>> charges = torch.tensor([[1.0], [-1.0]])
+            >>> pairs = torch.tensor([[0, 1]])
+            >>> calculator.energy(charges, torch.eye(3), torch.zeros(2, 3), pairs,
+            ...                   torch.tensor([2.0]))
+            tensor(-0.5000)
+        """
+        _validate_parameters(
+            charges,
+            cell,
+            positions,
+            neighbor_indices,
+            neighbor_distances,
+            periodic,
+            pair_mask,
+            cell_required=self.potential.smearing is not None,
+        )
+        rspace = self._compute_rspace(
+            charges, neighbor_indices, neighbor_distances, pair_mask
+        )
+        energy = torch.sum(charges * rspace)
+        if self.potential.smearing is None:
+            return energy
+        return energy + self._kspace_energy(charges, cell, positions, periodic)
+
+    @torch.jit.unused
+    def _kspace_energy(
+        self,
+        charges: torch.Tensor,
+        cell: torch.Tensor,
+        positions: torch.Tensor,
+        periodic: Optional[torch.Tensor],
+    ) -> torch.Tensor:
+        """``Σ q · _compute_kspace(...)``; mesh methods override it."""
+        potential = self._compute_kspace(
+            charges=charges, cell=cell, positions=positions, periodic=periodic
+        )
+        return torch.sum(charges * potential)
+
+    @torch.jit.unused
     def forward_batch(
         self,
         charges: torch.Tensor,

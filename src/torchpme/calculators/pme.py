@@ -7,7 +7,7 @@ import torch
 
 from .._core import chunks, kspace
 from .._core import mesh as core_mesh
-from .._core.convolution import convolve, convolve_stacks
+from .._core.convolution import convolve, convolve_energy, convolve_stacks
 from .._core.validation import check_fixed_mesh, check_positive, compiling
 from ..lib.kspace_filter import KSpaceFilter
 from ..lib.mesh_interpolator import MeshInterpolator
@@ -171,15 +171,12 @@ class PMECalculator(Calculator):
             total -= cache.popitem(last=False)[1].nbytes
         return kernel
 
-    def _compute_kspace(
-        self,
-        charges: torch.Tensor,
-        cell: torch.Tensor,
-        positions: torch.Tensor,
-        periodic: Optional[torch.Tensor] = None,
-        kvectors: Optional[torch.Tensor] = None,
-        node_mask: Optional[torch.Tensor] = None,
-    ) -> torch.Tensor:
+    def _mesh_setup(
+        self, cell: torch.Tensor, positions: torch.Tensor
+    ) -> Tuple[
+        List[int], Tuple[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor
+    ]:
+        """``(ns, plan, kernel)``: mesh size, interpolation plan and filter."""
         ns = self._mesh_size(cell)
         inverse_cell = torch.linalg.inv_ex(cell)[0]
         plan = core_mesh.interpolation_plan(
@@ -189,11 +186,42 @@ class PMECalculator(Calculator):
             kernel = self._filter(cell, ns)
         else:
             kernel = self._cached_filter(cell, ns)
+        return ns, plan, kernel
+
+    def _compute_kspace(
+        self,
+        charges: torch.Tensor,
+        cell: torch.Tensor,
+        positions: torch.Tensor,
+        periodic: Optional[torch.Tensor] = None,
+        kvectors: Optional[torch.Tensor] = None,
+        node_mask: Optional[torch.Tensor] = None,
+    ) -> torch.Tensor:
+        ns, plan, kernel = self._mesh_setup(cell, positions)
         volume = torch.abs(torch.linalg.det(cell))
         potential = convolve(plan[0], plan[1], plan[2], charges, kernel, ns) / volume
         return self._finish_kspace(
             potential, charges, cell, positions, periodic, node_mask
         )
+
+    @torch.jit.unused
+    def _kspace_energy(
+        self,
+        charges: torch.Tensor,
+        cell: torch.Tensor,
+        positions: torch.Tensor,
+        periodic: Optional[torch.Tensor],
+    ) -> torch.Tensor:
+        """The mesh energy from :func:`convolve_energy` (a backward pass without
+        transforms on every device), plus the corrections, which are linear in
+        the mesh potential: ``finish(φ) = φ/2 + finish(0)``."""
+        ns, plan, kernel = self._mesh_setup(cell, positions)
+        volume = torch.abs(torch.linalg.det(cell))
+        mesh = convolve_energy(plan[0], plan[1], plan[2], charges, kernel, ns)
+        corrections = self._finish_kspace(
+            torch.zeros_like(charges), charges, cell, positions, periodic, None
+        )
+        return mesh / (2.0 * volume) + torch.sum(charges * corrections)
 
     @torch.jit.unused
     def _convolve_group(
