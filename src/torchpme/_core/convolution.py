@@ -95,17 +95,25 @@ def _numel(shape: List[int]) -> int:
     return size
 
 
+def _forward_pass(ctx, nodes, weights, values, kernel, shape: List[int]):
+    """``A W values`` at the atoms; keeps on ``ctx`` what a backward pass that
+    reuses it needs (the spectrum if the kernel needs a gradient, the weight
+    gradients if the weights do)."""
+    spectrum, output, weight_grads = _filtered_values(
+        nodes, weights, values, kernel, shape, kernel.requires_grad,
+        weights.requires_grad,
+    )  # fmt: skip
+    ctx.save_for_backward(nodes, weights, values, kernel)
+    ctx.shape = shape
+    ctx.weight_grads = weight_grads
+    ctx.spectrum = spectrum
+    return output
+
+
 class _Convolution(torch.autograd.Function):
     @staticmethod
     def forward(ctx, nodes, weights, values, kernel, shape: List[int]):
-        spectrum, output, weight_grads = _filtered_values(
-            nodes, weights, values, kernel, shape, kernel.requires_grad,
-            weights.requires_grad,
-        )  # fmt: skip
-        ctx.save_for_backward(nodes, weights, values, kernel)
-        ctx.shape = shape
-        ctx.weight_grads = weight_grads
-        ctx.spectrum = spectrum
+        output = _forward_pass(ctx, nodes, weights, values, kernel, shape)
         ctx.output = output.detach() if values.requires_grad else None
         return output
 
@@ -143,16 +151,8 @@ class _ConvolutionEnergy(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, nodes, weights, values, kernel, shape: List[int]):
-        spectrum, output, weight_grads = _filtered_values(
-            nodes, weights, values, kernel, shape, kernel.requires_grad,
-            weights.requires_grad,
-        )  # fmt: skip
-        ctx.save_for_backward(nodes, weights, values, kernel)
-        ctx.shape = shape
-        ctx.weight_grads = weight_grads
-        ctx.spectrum = spectrum
-        ctx.output = output
-        return torch.sum(values * output)
+        ctx.output = _forward_pass(ctx, nodes, weights, values, kernel, shape)
+        return torch.sum(values * ctx.output)
 
     @staticmethod
     def backward(ctx, grad):
