@@ -34,41 +34,45 @@ def channel_factors(
     """``c`` with ``grad[:, k] = c[k] · values[:, k]`` to rounding, or ``None``.
 
     Reading the values is a host synchronisation: CPU and eager mode only. A few
-    operators in all (two small matrix products and one residual), since small
+    operators in all (five small matrix products and one residual), since small
     systems call this twice per step.
     """
     if not factors_possible(grad) or grad.shape != values.shape:
         return None
     channels = grad.shape[1]
     # in float64 whatever the values' dtype: a matrix product sums its N terms in
-    # sequence, with a relative error up to ~N·eps (float32: 2e-5 for N = 2^20)
-    both = torch.cat((grad, values), 1).to(torch.float64)
-    # Gram matrix of the columns of [grad, values]: every g·g, g·v, v·v at once
-    gram = (both.t() @ both).tolist()
-    factors = []
-    for k in range(channels):
-        norm = gram[channels + k][channels + k]
-        factors.append(gram[k][channels + k] / norm if norm > 0 else 0.0)
-    grad64, values64 = both[:, :channels], both[:, channels:]
+    # sequence, with a relative error up to ~N·eps (float32: 2e-5 for N = 2^20);
+    # products of the columns as they are (no concatenated copy: on mesh-sized
+    # values, in the filter's backward, copies cost more than the products)
+    grad64, values64 = grad.to(torch.float64), values.to(torch.float64)
+    gg, gv, vv = torch.stack(
+        [_dots(grad64, grad64), _dots(grad64, values64), _dots(values64, values64)]
+    ).tolist()
+    factors = [gv[k] / vv[k] if vv[k] > 0 else 0.0 for k in range(channels)]
     residual = _minus_scaled(grad64, values64, factors)
     # even in float64 the first factor is ~N·eps off (2.5e-12 for charges ±1 at
     # N = 262144, beyond the tolerance below, so PME there lost the shortcut): it
     # is refined once from the residual r, whose own products are small, and the
     # test is ‖r − δ v‖² = r·r − (r·v)²/(v·v) with δ = (r·v)/(v·v)
-    refined = (residual.t() @ torch.cat((residual, values64), 1)).tolist()
+    rr, rv = torch.stack(
+        [_dots(residual, residual), _dots(residual, values64)]
+    ).tolist()
     # the upstream gradient is c·q computed in a few roundings per value (``rounding``
     # machine epsilons, relative); replacing it by c·q changes the gradient by as
     # little
     tolerance = max(1e-12, rounding * torch.finfo(grad.dtype).eps)
     for k in range(channels):
-        norm = gram[channels + k][channels + k]
-        overlap = refined[k][channels + k]
-        delta = overlap / norm if norm > 0 else 0.0
-        excess = refined[k][k] - overlap * delta
-        if excess > tolerance**2 * max(gram[k][k], 0.0):
+        delta = rv[k] / vv[k] if vv[k] > 0 else 0.0
+        excess = rr[k] - rv[k] * delta
+        if excess > tolerance**2 * max(gg[k], 0.0):
             return None
         factors[k] += delta
     return factors
+
+
+def _dots(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``Σ_i a_ik b_ik`` per column ``k``: ``(C,)``."""
+    return torch.diagonal(a.t() @ b)
 
 
 def _minus_scaled(
