@@ -15,6 +15,11 @@ filters it (two FFTs) and gathers it again. As one Function:
   backward touches no mesh and runs no FFT. The proportionality is checked on the
   ``N`` values (a host read, so on CPU and in eager mode only); otherwise the
   backward spreads, filters and gathers ``g`` (two FFTs).
+- :func:`convolve_energy` returns the energy itself: its backward knows that
+  ``g = (∂L/∂E) · q`` without reading anything, so it takes the same shortcut on
+  every device and under ``torch.compile``.
+
+Batches transform a few meshes at a time from one plan (:func:`convolve_stacks`).
 
 Second derivatives (forces in a loss) re-run the composed differentiable Functions
 inside the backward pass, like activation checkpointing.
