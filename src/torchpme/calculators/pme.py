@@ -174,9 +174,13 @@ class PMECalculator(Calculator):
     def _mesh_setup(
         self, cell: torch.Tensor, positions: torch.Tensor
     ) -> Tuple[
-        List[int], Tuple[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor
+        List[int],
+        Tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+        torch.Tensor,
+        torch.Tensor,
     ]:
-        """``(ns, plan, kernel)``: mesh size, interpolation plan and filter."""
+        """``(ns, plan, kernel, volume)``: mesh size, interpolation plan, filter
+        and cell volume."""
         ns = self._mesh_size(cell)
         inverse_cell = torch.linalg.inv_ex(cell)[0]
         plan = core_mesh.interpolation_plan(
@@ -186,7 +190,7 @@ class PMECalculator(Calculator):
             kernel = self._filter(cell, ns)
         else:
             kernel = self._cached_filter(cell, ns)
-        return ns, plan, kernel
+        return ns, plan, kernel, torch.abs(torch.linalg.det(cell))
 
     def _compute_kspace(
         self,
@@ -197,8 +201,7 @@ class PMECalculator(Calculator):
         kvectors: Optional[torch.Tensor] = None,
         node_mask: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
-        ns, plan, kernel = self._mesh_setup(cell, positions)
-        volume = torch.abs(torch.linalg.det(cell))
+        ns, plan, kernel, volume = self._mesh_setup(cell, positions)
         potential = convolve(plan[0], plan[1], plan[2], charges, kernel, ns) / volume
         return self._finish_kspace(
             potential, charges, cell, positions, periodic, node_mask
@@ -215,8 +218,7 @@ class PMECalculator(Calculator):
         """The mesh energy from :func:`convolve_energy` (a backward pass without
         transforms on every device), plus the corrections, which are linear in
         the mesh potential: ``finish(φ) = φ/2 + finish(0)``."""
-        ns, plan, kernel = self._mesh_setup(cell, positions)
-        volume = torch.abs(torch.linalg.det(cell))
+        ns, plan, kernel, volume = self._mesh_setup(cell, positions)
         mesh = convolve_energy(plan[0], plan[1], plan[2], charges, kernel, ns)
         corrections = self._finish_kspace(
             torch.zeros_like(charges), charges, cell, positions, periodic, None
