@@ -13,7 +13,8 @@
 # benchmark; PROFILE_SIZES (default 262144) those of the kernel profiles. ENERGY=1
 # (default) makes our steps call calculator.energy, whose backward reuses the mesh
 # forward pass on the GPU too (ENERGY=0: the energy summed from the potentials, as
-# before).
+# before); BASELINE=1 also times the float64 steps the old way in the same run.
+# TESTS=0 skips the tests, COMPILE=0 the compiled part.
 set -u
 OUT=${OUT:-/tmp/device-out}
 DEVICE=${DEVICE:-cuda}
@@ -35,30 +36,43 @@ if [ "$DEVICE" = cuda ]; then
     nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm --format=csv
 fi
 
-echo "== tests"
-TORCHPME_TEST_DEVICE=$DEVICE timeout 240 python3 -m pytest -q -p no:cacheprovider \
-    tests/test_cuda.py tests/lib/test_mesh_interpolator.py tests/lib/test_kspace_filter.py \
-    -k "device or cuda or graph or synchronises or compiled" 2>&1 | tee "$OUT/tests.log" | tail -25
+if [ "${TESTS:-1}" = 1 ]; then
+    echo "== tests"
+    TORCHPME_TEST_DEVICE=$DEVICE timeout 240 python3 -m pytest -q -p no:cacheprovider \
+        tests/test_cuda.py tests/lib/test_mesh_interpolator.py \
+        tests/lib/test_kspace_filter.py -k "device or cuda or graph or synchronises or compiled" \
+        2>&1 | tee "$OUT/tests.log" | tail -25
+fi
 
 cd "$root/benchmarks" || exit 1
 if [ "${EAGER:-1}" = 1 ]; then
     echo "== float64, fixed parameters, eager and CUDA graph"
     timeout 170 python3 calculators.py --device "$DEVICE" --sizes $SIZES --repeat 20 \
         --cuda-graph --other $other $energy --json "$OUT/float64.json" 2>&1
-    echo "== float32, fixed parameters, eager and CUDA graph"
-    timeout 110 python3 calculators.py --device "$DEVICE" --sizes ${SIZES32:-32768 262144} \
-        --repeat 20 --dtypes float32 --cuda-graph --other $other $energy \
-        --json "$OUT/float32.json" 2>&1
+    if [ "${BASELINE:-0}" = 1 ]; then
+        echo "== float64, our steps summing q · potentials (the old way)"
+        timeout 120 python3 calculators.py --device "$DEVICE" --sizes $SIZES --repeat 20 \
+            --cuda-graph 2>&1
+    fi
+    sizes32=${SIZES32-32768 262144}  # set to "" to skip float32
+    if [ -n "$sizes32" ]; then
+        echo "== float32, fixed parameters, eager and CUDA graph"
+        timeout 110 python3 calculators.py --device "$DEVICE" --sizes $sizes32 \
+            --repeat 20 --dtypes float32 --cuda-graph --other $other $energy \
+            --json "$OUT/float32.json" 2>&1
+    fi
 fi
 for size in ${PROFILE_SIZES:-262144}; do
     for method in pme p3m; do
         echo "== kernels of the eager step: $method $size"
-        timeout 60 python3 kernels.py --device "$DEVICE" --method $method --size $size --top 12 2>&1 |
+        timeout 60 python3 kernels.py --device "$DEVICE" --method $method --size $size \
+            --top ${TOP:-12} $energy 2>&1 |
             grep -v -i "warn\|profiler"
     done
 done
 
 cd "$root" || exit 1
+[ "${COMPILE:-1}" = 1 ] || exit 0
 echo "== compiled step, part by part against eager mode"
 if ! TORCHPME_TEST_DEVICE=$DEVICE timeout 100 python3 benchmarks/compile_parts.py \
     >"$OUT/compile_parts.log" 2>&1; then

@@ -13,7 +13,7 @@ import argparse
 
 import torch
 from _systems import neighbors, rocksalt
-from calculators import build, compile_calculator
+from calculators import build, compile_calculator, energy_function
 
 from torchpme.lib import get_ns_mesh
 from torchpme.neighbors import pair_distances
@@ -28,6 +28,9 @@ def main():
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--top", type=int, default=15)
     parser.add_argument("--compile", action="store_true", help="torch.compile first")
+    parser.add_argument(
+        "--energy", action="store_true", help="the step calls calculator.energy"
+    )
     args = parser.parse_args()
 
     dtype = getattr(torch, args.dtype)
@@ -38,16 +41,18 @@ def main():
         t.to(args.device) for t in (positions, charges, cell, indices, shifts)
     )
     calculator = calculator.to(args.device)
+    compiled = None
     if args.compile:
-        calculator = compile_calculator(calculator, cell)
+        compiled = compile_calculator(calculator, cell, args.energy)
     elif args.method != "ewald":  # no host read of the cell, as in a CUDA graph
         calculator.fixed_mesh = get_ns_mesh(cell, calculator.mesh_spacing).tolist()
     cuda = torch.device(args.device).type == "cuda"
+    total_energy = energy_function(calculator, indices, args.energy, compiled)
 
     def step():
         pos = positions.clone().requires_grad_(True)
         distances = pair_distances(pos, cell, indices, shifts)
-        energy = (charges * calculator(charges, cell, pos, indices, distances)).sum()
+        energy = total_energy(charges, cell, pos, distances)
         return torch.autograd.grad(energy, pos)[0]
 
     for _ in range(3):  # warm-up (and compilation)
