@@ -13,7 +13,8 @@
 # benchmark; PROFILE_SIZES (default 262144) those of the kernel profiles. ENERGY=1
 # (default) makes our steps call calculator.energy, whose backward reuses the mesh
 # forward pass on the GPU too (ENERGY=0: the energy summed from the potentials, as
-# before); BASELINE=1 also times the float64 steps the old way in the same run.
+# before); BASELINE=1 also times our float64 steps without the fused Triton kernels
+# (TORCHPME_TRITON=0) in the same run.
 # TESTS=0 skips the tests, COMPILE=0 the compiled part.
 set -u
 OUT=${OUT:-/tmp/device-out}
@@ -42,6 +43,10 @@ if [ "${TESTS:-1}" = 1 ]; then
         tests/test_cuda.py tests/lib/test_mesh_interpolator.py \
         tests/lib/test_kspace_filter.py -k "device or cuda or graph or synchronises or compiled" \
         2>&1 | tee "$OUT/tests.log" | tail -25
+    echo "== fused Triton kernels against the PyTorch forms (compiled for this GPU)"
+    timeout 240 python3 -m pytest -q -p no:cacheprovider tests/test_triton_kernels.py \
+        -k "not spread_and_gather or float64-1-5 or float64-3-6 or float32-1-6" \
+        2>&1 | tee "$OUT/triton-tests.log" | tail -4
 fi
 
 cd "$root/benchmarks" || exit 1
@@ -50,9 +55,9 @@ if [ "${EAGER:-1}" = 1 ]; then
     timeout 170 python3 calculators.py --device "$DEVICE" --sizes $SIZES --repeat 20 \
         --cuda-graph --other $other $energy --json "$OUT/float64.json" 2>&1
     if [ "${BASELINE:-0}" = 1 ]; then
-        echo "== float64, our steps summing q · potentials (the old way)"
-        timeout 120 python3 calculators.py --device "$DEVICE" --sizes $SIZES --repeat 20 \
-            --cuda-graph 2>&1
+        echo "== float64, ours without the fused Triton kernels (TORCHPME_TRITON=0)"
+        TORCHPME_TRITON=0 timeout 120 python3 calculators.py --device "$DEVICE" \
+            --sizes $SIZES --repeat 20 --cuda-graph $energy 2>&1
     fi
     sizes32=${SIZES32-32768 262144}  # set to "" to skip float32
     if [ -n "$sizes32" ]; then

@@ -12,7 +12,14 @@ seed to reproduce them).
 
 import os
 
+import torch
 from hypothesis import HealthCheck, settings
+
+# Triton, where installed, interprets its kernels when no GPU can compile them: the
+# fused-kernel tests (test_triton_kernels.py) then run on the CPU. It reads this
+# when it is first imported.
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 settings.register_profile(
     "torchpme",

@@ -23,7 +23,7 @@ the composed form inside the backward pass.
 
 import torch
 
-from . import chunks
+from . import chunks, fused
 from .backward import replay
 from .chunks import chunk_length
 from .pairlist import accumulate_at_ends, lookup
@@ -63,6 +63,15 @@ def _composed(positions, cell, first, second, shifts):
 class _PairDistances(torch.autograd.Function):
     @staticmethod
     def forward(ctx, positions, cell, first, second, shifts, pairs):
+        kernels = fused.kernels_for(positions)
+        ctx.kernels = kernels
+        if kernels is not None:
+            # fused: the pair vectors are recomputed in the backward, not stored
+            distances = kernels.pair_distances(positions, cell, first, second, shifts)
+            ctx.save_for_backward(positions, cell, first, second, shifts, distances)
+            ctx.vectors = ctx.ends = ctx.pairs = None
+            return distances
+        shifts = shifts.to(positions.dtype)
         # the buffer of the previous step when the list is kept and it is free
         if pairs is None:
             rows = positions.new_empty((first.shape[0], 3))
@@ -87,6 +96,13 @@ class _PairDistances(torch.autograd.Function):
     def backward(ctx, grad):
         positions, cell, first, second, shifts, distances = ctx.saved_tensors
         needs = ctx.needs_input_grad
+        if ctx.kernels is not None and not torch.is_grad_enabled():
+            grad_positions, grad_cell = ctx.kernels.pair_distances_backward(
+                positions, cell, first, second, shifts, distances, grad, needs[0],
+                needs[1],
+            )  # fmt: skip
+            return grad_positions, grad_cell, None, None, None, None
+        shifts = shifts.to(positions.dtype)  # integers for the fused kernels
         if torch.is_grad_enabled():  # second derivatives
             # int64 columns: the backward of the composed gathers adds rows by
             # index, which on CPU is ~7× slower with a kept list's int32 columns
@@ -130,10 +146,10 @@ def pair_distances(
         ``(P,)`` distances in the dtype of ``positions``, with (twice
         differentiable) gradients flowing to ``positions`` and ``cell``.
     """
-    shifts = shifts.to(positions.dtype)
     if torch.jit.is_scripting():
         first, second = neighbor_indices[:, 0], neighbor_indices[:, 1]
-        return _composed(positions, cell, first, second, shifts)
+        return _composed(positions, cell, first, second, shifts.to(positions.dtype))
+    # converted inside: the fused kernels read integer shifts as they are
     return _apply(positions, cell, neighbor_indices, shifts)
 
 

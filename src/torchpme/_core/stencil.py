@@ -17,7 +17,7 @@ from typing import Optional, Tuple
 
 import torch
 
-from . import chunks
+from . import chunks, fused
 from .chunks import chunk_length
 
 __all__ = ["gather_values", "gather_with_weight_gradients", "spread_values"]
@@ -61,12 +61,25 @@ def _atoms_per_chunk(n: int, n_atoms: int, device: torch.device) -> int:
     return chunk_length(_chunk_entries() // (n * n * n), n_atoms, device)
 
 
+@torch.jit.unused
+def _fused_scatter(
+    nodes: torch.Tensor, weights: torch.Tensor, values: torch.Tensor, size: int
+) -> Optional[torch.Tensor]:
+    """:func:`scatter` by a fused kernel where one serves (see ``fused``)."""
+    kernels = fused.kernels_for(weights)
+    return None if kernels is None else kernels.scatter(nodes, weights, values, size)
+
+
 def scatter(
     nodes: torch.Tensor, weights: torch.Tensor, values: torch.Tensor, size: int
 ) -> torch.Tensor:
     """``mesh[c, t] += values[i, c] W_i(t)`` over the stencil nodes ``t`` of each atom
     (per-axis shares ``nodes`` ``(N, 3, n)``, separable 1-D ``weights`` ``(N, 3,
     n)``): ``(C, size)``, in chunks of atoms."""
+    if not torch.jit.is_scripting():
+        fused_mesh = _fused_scatter(nodes, weights, values, size)
+        if fused_mesh is not None:
+            return fused_mesh
     n_channels, n_atoms = values.shape[1], nodes.shape[0]
     mesh = torch.zeros((n_channels, size), dtype=weights.dtype, device=weights.device)
     step = _atoms_per_chunk(weights.shape[2], n_atoms, weights.device)
@@ -94,6 +107,9 @@ def gather_with_weight_gradients(
     ``Σ_c a_ic grads[c, i]``: the gather is linear in the stencil values, and each
     atom's weights touch only its own stencil.
     """
+    kernels = fused.kernels_for(mesh)
+    if kernels is not None:
+        return kernels.gather_with_weight_gradients(mesh, nodes, weights, keep)
     n_channels, n_atoms, n = mesh.shape[0], nodes.shape[0], weights.shape[2]
     out = mesh.new_empty((n_channels, n_atoms))
     grads: Optional[torch.Tensor] = None
@@ -160,6 +176,13 @@ def _weight_gradients(field: torch.Tensor, weights_t: torch.Tensor) -> torch.Ten
     return torch.stack([grad_x, grad_y, grad_z])
 
 
+def _combined(per_atom: torch.Tensor, weight_grads: torch.Tensor) -> torch.Tensor:
+    """``Σ_c a_ic grads[c, i]``: the weight gradient ``(N, 3, n)`` of ``Σ_ic a_ic
+    out_ic`` from each channel's ``(C, N, 3, n)`` (see
+    :func:`gather_with_weight_gradients`)."""
+    return torch.einsum("ic,cijk->ijk", per_atom, weight_grads)
+
+
 class _Spread(torch.autograd.Function):
     @staticmethod
     def forward(ctx, nodes, weights, values, size: int):
@@ -170,6 +193,14 @@ class _Spread(torch.autograd.Function):
     def backward(ctx, grad_mesh):
         nodes, weights, values = ctx.saved_tensors
         grad_weights = grad_values = None
+        kernels = fused.kernels_for(grad_mesh)
+        if kernels is not None and not torch.is_grad_enabled():
+            out, grads = kernels.gather_with_weight_gradients(
+                grad_mesh, nodes, weights, ctx.needs_input_grad[1]
+            )
+            if grads is not None:
+                grad_weights = _combined(values, grads)
+            return None, grad_weights, out if ctx.needs_input_grad[2] else None, None
         if torch.is_grad_enabled():
             # double backward: through the Functions, so these are differentiable
             if ctx.needs_input_grad[2]:
@@ -189,8 +220,16 @@ class _Spread(torch.autograd.Function):
 class _Gather(torch.autograd.Function):
     @staticmethod
     def forward(ctx, nodes, weights, mesh):
-        stencil = pick(mesh, nodes)
         ctx.save_for_backward(nodes, weights, mesh)
+        ctx.weight_grads = ctx.stencil = None
+        kernels = fused.kernels_for(mesh)
+        if kernels is not None:
+            # the fused gather gives each channel's weight gradients at once
+            out, ctx.weight_grads = kernels.gather_with_weight_gradients(
+                mesh, nodes, weights, weights.requires_grad
+            )
+            return out
+        stencil = pick(mesh, nodes)
         # the picked values serve the weight gradient of a first-order backward
         ctx.stencil = stencil if weights.requires_grad else None
         return contract(stencil, weights).t()
@@ -201,7 +240,10 @@ class _Gather(torch.autograd.Function):
         grad_weights = grad_mesh = None
         if ctx.needs_input_grad[2]:
             grad_mesh = _Spread.apply(nodes, weights, grad_out, mesh.shape[1])
-        if ctx.needs_input_grad[1]:
+        first_order = not torch.is_grad_enabled()
+        if ctx.needs_input_grad[1] and ctx.weight_grads is not None and first_order:
+            grad_weights = _combined(grad_out, ctx.weight_grads)
+        elif ctx.needs_input_grad[1]:
             stencil = ctx.stencil
             if torch.is_grad_enabled() or stencil is None:
                 # double backward: picked again so that autograd sees the mesh

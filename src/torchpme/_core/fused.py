@@ -1,0 +1,44 @@
+"""Which calls run the fused Triton kernels of :mod:`torchpme._core.triton_kernels`.
+
+They serve tensors on a CUDA device (Triton's GPU target) in eager mode, CUDA graph
+captures included: under ``torch.compile`` inductor fuses the PyTorch forms itself,
+TorchScript cannot call them, and ``torch.func`` transforms wrap tensors that a
+kernel cannot read. Without Triton (CPU builds of PyTorch) nothing changes.
+``TORCHPME_TRITON=0`` in the environment, or ``ENABLED = False`` here, turns them
+off (to compare both forms on one machine).
+"""
+
+import os
+from types import ModuleType
+from typing import Optional
+
+import torch
+
+from .validation import _transformed, compiling
+
+__all__ = ["DEVICE_TYPES", "ENABLED", "kernels_for"]
+
+ENABLED = os.environ.get("TORCHPME_TRITON", "1") != "0"
+# where the kernels run; the tests add "cpu" to run them in Triton's interpreter
+DEVICE_TYPES = ("cuda",)
+_LOADED = []  # the imported module, or None if Triton cannot be imported
+
+
+def _module() -> Optional[ModuleType]:
+    if not _LOADED:
+        try:
+            from . import triton_kernels
+        except ImportError:
+            triton_kernels = None
+        _LOADED.append(triton_kernels)
+    return _LOADED[0]
+
+
+@torch.jit.unused
+def kernels_for(tensor: torch.Tensor) -> Optional[ModuleType]:
+    """The kernel module if ``tensor``'s calls should use it, else None."""
+    if not ENABLED or tensor.device.type not in DEVICE_TYPES:
+        return None
+    if compiling() or _transformed(tensor):
+        return None
+    return _module()

@@ -1,0 +1,269 @@
+"""Fused Triton kernels for the hottest loops on a GPU: spread, gather, distances.
+
+On a GPU the PyTorch forms of these loops are bound by memory traffic: spreading
+builds the ``(n³, N)`` flat indices and weight products before its scatter-add
+(two 450 MB tensors for PME at N = 262144, n = 6), and the pair distances write and
+re-read a ``(P, 3)`` vector buffer (590 MB for 24 M pairs) through a matrix product
+whose inner size is 3. Each kernel here keeps those intermediates in registers:
+
+- :func:`scatter`: ``mesh[c, t] += q_ic wx_ia wy_ib wz_ic'`` with atomic additions,
+  one program per block of atoms, the ``n`` nodes along z (contiguous in the mesh)
+  as the inner vector;
+- :func:`gather_with_weight_gradients`: the adjoint gather and, optionally, the
+  gradients of the gathered value with respect to the 1-D weights;
+- :func:`pair_distances` / :func:`pair_distances_backward`: ``‖r_j − r_i + S A‖``
+  and the accumulation of ``∂E/∂r_ij · d_ij / r_ij`` at both atoms (and ``Sᵀ`` of
+  it, the cell gradient), recomputing the pair vectors instead of storing them.
+
+They compute the same values as the PyTorch functions of
+:mod:`torchpme._core.stencil` and :mod:`torchpme._core.distances`, to rounding
+(atomic additions sum in any order). Which calls use them is decided in
+:mod:`torchpme._core.fused`. This module imports Triton; with ``TRITON_INTERPRET=1``
+set before the import its kernels also run on CPU tensors (the tests do that).
+"""
+
+from typing import Optional, Tuple
+
+import torch
+import triton
+import triton.language as tl
+
+__all__ = [
+    "gather_with_weight_gradients",
+    "pair_distances",
+    "pair_distances_backward",
+    "scatter",
+]
+
+ATOMS_PER_PROGRAM = 64
+PAIRS_PER_PROGRAM = 512
+
+
+@triton.jit
+def _scatter_kernel(
+    nodes, weights, values, mesh, n_atoms, n_channels, size,
+    N: tl.constexpr, NP: tl.constexpr, BLOCK: tl.constexpr,
+):  # fmt: skip
+    atoms = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    live = atoms < n_atoms
+    column = tl.arange(0, NP)
+    tile = live[:, None] & (column < N)[None, :]
+    row = atoms.to(tl.int64) * (3 * N)
+    z = tl.load(nodes + row[:, None] + 2 * N + column[None, :], mask=tile, other=0)
+    wz = tl.load(weights + row[:, None] + 2 * N + column[None, :], mask=tile, other=0)
+    target = mesh  # a pointer moved by whole meshes: 64-bit offsets
+    for channel in range(n_channels):
+        q = tl.load(values + atoms * n_channels + channel, mask=live, other=0)
+        for a in tl.static_range(N):
+            x = tl.load(nodes + row + a, mask=live, other=0)
+            qx = q * tl.load(weights + row + a, mask=live, other=0)
+            for b in tl.static_range(N):
+                y = tl.load(nodes + row + N + b, mask=live, other=0)
+                qxy = qx * tl.load(weights + row + N + b, mask=live, other=0)
+                index = (x + y)[:, None] + z
+                tl.atomic_add(
+                    target + index, qxy[:, None] * wz, mask=tile, sem="relaxed"
+                )
+        target += size
+
+
+@triton.jit
+def _gather_kernel(
+    mesh, nodes, weights, out, grads, n_atoms, n_channels, size,
+    KEEP: tl.constexpr, N: tl.constexpr, NP: tl.constexpr, BLOCK: tl.constexpr,
+):  # fmt: skip
+    atoms = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    live = atoms < n_atoms
+    column = tl.arange(0, NP)
+    tile = live[:, None] & (column < N)[None, :]
+    row = atoms.to(tl.int64) * (3 * N)
+    z = tl.load(nodes + row[:, None] + 2 * N + column[None, :], mask=tile, other=0)
+    wz = tl.load(weights + row[:, None] + 2 * N + column[None, :], mask=tile, other=0)
+    source = mesh
+    for channel in range(n_channels):
+        total = tl.zeros((BLOCK,), dtype=wz.dtype)
+        grad_x = tl.zeros((BLOCK, NP), dtype=wz.dtype)
+        grad_y = tl.zeros((BLOCK, NP), dtype=wz.dtype)
+        grad_z = tl.zeros((BLOCK, NP), dtype=wz.dtype)
+        for a in tl.static_range(N):
+            x = tl.load(nodes + row + a, mask=live, other=0)
+            wx = tl.load(weights + row + a, mask=live, other=0)
+            for b in tl.static_range(N):
+                y = tl.load(nodes + row + N + b, mask=live, other=0)
+                wy = tl.load(weights + row + N + b, mask=live, other=0)
+                line = tl.load(source + (x + y)[:, None] + z, mask=tile, other=0)
+                along_z = tl.sum(line * wz, axis=1)
+                total += wx * wy * along_z
+                if KEEP:
+                    # the gradient of wx_a collects wy_b Σ_c wz_c m_abc, and so on
+                    grad_x += tl.where(column[None, :] == a, (wy * along_z)[:, None], 0)
+                    grad_y += tl.where(column[None, :] == b, (wx * along_z)[:, None], 0)
+                    grad_z += (wx * wy)[:, None] * line
+        tl.store(out + channel * n_atoms + atoms, total, mask=live)
+        if KEEP:
+            place = (atoms.to(tl.int64) + channel * n_atoms) * (3 * N)
+            place = place[:, None] + column[None, :]
+            tl.store(grads + place, grad_x, mask=tile)
+            tl.store(grads + place + N, grad_y, mask=tile)
+            tl.store(grads + place + 2 * N, grad_z, mask=tile)
+        source += size
+
+
+def scatter(
+    nodes: torch.Tensor, weights: torch.Tensor, values: torch.Tensor, size: int
+) -> torch.Tensor:
+    """:func:`torchpme._core.stencil.scatter`: ``(C, size)`` mesh of ``values (N,
+    C)`` spread with ``weights (N, 3, n)`` at ``nodes (N, 3, n)``."""
+    n, padded = weights.shape[2], triton.next_power_of_2(weights.shape[2])
+    n_atoms, n_channels = values.shape
+    mesh = torch.zeros((n_channels, size), dtype=weights.dtype, device=weights.device)
+    if n_atoms == 0:
+        return mesh
+    grid = (triton.cdiv(n_atoms, ATOMS_PER_PROGRAM),)
+    _scatter_kernel[grid](
+        nodes.contiguous(), weights.contiguous(), values.contiguous(), mesh,
+        n_atoms, n_channels, size, N=n, NP=padded, BLOCK=ATOMS_PER_PROGRAM,
+    )  # fmt: skip
+    return mesh
+
+
+def gather_with_weight_gradients(
+    mesh: torch.Tensor, nodes: torch.Tensor, weights: torch.Tensor, keep: bool
+) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """:func:`torchpme._core.stencil.gather_with_weight_gradients`: ``(out, grads)``,
+    the values ``(N, C)`` of the flattened ``(C, M)`` mesh at the atoms and, if
+    ``keep``, each channel's weight gradients ``(C, N, 3, n)``."""
+    n, padded = weights.shape[2], triton.next_power_of_2(weights.shape[2])
+    n_channels, size = mesh.shape
+    n_atoms = nodes.shape[0]
+    out = mesh.new_empty((n_channels, n_atoms))
+    grads = mesh.new_empty((n_channels, n_atoms, 3, n)) if keep else None
+    if n_atoms > 0:
+        grid = (triton.cdiv(n_atoms, ATOMS_PER_PROGRAM),)
+        _gather_kernel[grid](
+            mesh.contiguous(), nodes.contiguous(), weights.contiguous(), out,
+            out if grads is None else grads, n_atoms, n_channels, size,
+            KEEP=keep, N=n, NP=padded, BLOCK=ATOMS_PER_PROGRAM,
+        )  # fmt: skip
+    return out.t(), grads
+
+
+@triton.jit
+def _pair_vectors(positions, cell, first, second, shifts, pairs, live):
+    """``(i, j, s0, s1, s2, dx, dy, dz)`` of a block of pairs."""
+    i = tl.load(first + pairs, mask=live, other=0).to(tl.int64) * 3
+    j = tl.load(second + pairs, mask=live, other=0).to(tl.int64) * 3
+    where = pairs.to(tl.int64) * 3
+    dtype = positions.dtype.element_ty
+    s0 = tl.load(shifts + where, mask=live, other=0).to(dtype)
+    s1 = tl.load(shifts + where + 1, mask=live, other=0).to(dtype)
+    s2 = tl.load(shifts + where + 2, mask=live, other=0).to(dtype)
+    dx = tl.load(positions + j, mask=live, other=0) - tl.load(
+        positions + i, mask=live, other=0
+    )
+    dy = tl.load(positions + j + 1, mask=live, other=0) - tl.load(
+        positions + i + 1, mask=live, other=0
+    )
+    dz = tl.load(positions + j + 2, mask=live, other=0) - tl.load(
+        positions + i + 2, mask=live, other=0
+    )
+    dx += s0 * tl.load(cell) + s1 * tl.load(cell + 3) + s2 * tl.load(cell + 6)
+    dy += s0 * tl.load(cell + 1) + s1 * tl.load(cell + 4) + s2 * tl.load(cell + 7)
+    dz += s0 * tl.load(cell + 2) + s1 * tl.load(cell + 5) + s2 * tl.load(cell + 8)
+    return i, j, s0, s1, s2, dx, dy, dz
+
+
+@triton.jit
+def _distances_kernel(
+    positions, cell, first, second, shifts, out, n_pairs, BLOCK: tl.constexpr
+):
+    pairs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    live = pairs < n_pairs
+    _, _, _, _, _, dx, dy, dz = _pair_vectors(
+        positions, cell, first, second, shifts, pairs, live
+    )
+    tl.store(out + pairs, tl.sqrt(dx * dx + dy * dy + dz * dz), mask=live)
+
+
+@triton.jit
+def _distances_backward_kernel(
+    positions, cell, first, second, shifts, distances, grad, grad_positions,
+    grad_cell, n_pairs, POSITIONS: tl.constexpr, CELL: tl.constexpr,
+    BLOCK: tl.constexpr,
+):  # fmt: skip
+    pairs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    live = pairs < n_pairs
+    i, j, s0, s1, s2, dx, dy, dz = _pair_vectors(
+        positions, cell, first, second, shifts, pairs, live
+    )
+    r = tl.load(distances + pairs, mask=live, other=0)
+    g = tl.load(grad + pairs, mask=live, other=0)
+    # the derivative of the norm is taken as 0 at r = 0
+    scale = tl.where(r == 0, 0, g / tl.where(r == 0, 1, r))
+    px, py, pz = dx * scale, dy * scale, dz * scale
+    if POSITIONS:
+        tl.atomic_add(grad_positions + j, px, mask=live, sem="relaxed")
+        tl.atomic_add(grad_positions + j + 1, py, mask=live, sem="relaxed")
+        tl.atomic_add(grad_positions + j + 2, pz, mask=live, sem="relaxed")
+        tl.atomic_add(grad_positions + i, -px, mask=live, sem="relaxed")
+        tl.atomic_add(grad_positions + i + 1, -py, mask=live, sem="relaxed")
+        tl.atomic_add(grad_positions + i + 2, -pz, mask=live, sem="relaxed")
+    if CELL:  # Σ_p s_pk pull_pl, one block's share
+        tl.atomic_add(grad_cell, tl.sum(s0 * px), sem="relaxed")
+        tl.atomic_add(grad_cell + 1, tl.sum(s0 * py), sem="relaxed")
+        tl.atomic_add(grad_cell + 2, tl.sum(s0 * pz), sem="relaxed")
+        tl.atomic_add(grad_cell + 3, tl.sum(s1 * px), sem="relaxed")
+        tl.atomic_add(grad_cell + 4, tl.sum(s1 * py), sem="relaxed")
+        tl.atomic_add(grad_cell + 5, tl.sum(s1 * pz), sem="relaxed")
+        tl.atomic_add(grad_cell + 6, tl.sum(s2 * px), sem="relaxed")
+        tl.atomic_add(grad_cell + 7, tl.sum(s2 * py), sem="relaxed")
+        tl.atomic_add(grad_cell + 8, tl.sum(s2 * pz), sem="relaxed")
+
+
+def pair_distances(
+    positions: torch.Tensor,
+    cell: torch.Tensor,
+    first: torch.Tensor,
+    second: torch.Tensor,
+    shifts: torch.Tensor,
+) -> torch.Tensor:
+    """``(P,)`` distances ``‖r_j − r_i + S A‖`` (``shifts`` of any number type)."""
+    n_pairs = first.shape[0]
+    out = positions.new_empty(n_pairs)
+    if n_pairs > 0:
+        grid = (triton.cdiv(n_pairs, PAIRS_PER_PROGRAM),)
+        _distances_kernel[grid](
+            positions.contiguous(), cell.contiguous(), first.contiguous(),
+            second.contiguous(), shifts.contiguous(), out, n_pairs,
+            BLOCK=PAIRS_PER_PROGRAM,
+        )  # fmt: skip
+    return out
+
+
+def pair_distances_backward(
+    positions: torch.Tensor,
+    cell: torch.Tensor,
+    first: torch.Tensor,
+    second: torch.Tensor,
+    shifts: torch.Tensor,
+    distances: torch.Tensor,
+    grad: torch.Tensor,
+    need_positions: bool,
+    need_cell: bool,
+) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
+    """``(∂E/∂positions (N, 3), ∂E/∂cell (3, 3))`` (each None unless needed) from
+    ``grad = ∂E/∂distances (P,)``."""
+    grad_positions = torch.zeros_like(positions) if need_positions else None
+    grad_cell = torch.zeros_like(cell) if need_cell else None
+    n_pairs = first.shape[0]
+    if n_pairs > 0 and (need_positions or need_cell):
+        grid = (triton.cdiv(n_pairs, PAIRS_PER_PROGRAM),)
+        _distances_backward_kernel[grid](
+            positions.contiguous(), cell.contiguous(), first.contiguous(),
+            second.contiguous(), shifts.contiguous(), distances.contiguous(),
+            grad.contiguous(),
+            positions if grad_positions is None else grad_positions,
+            cell if grad_cell is None else grad_cell, n_pairs,
+            POSITIONS=need_positions, CELL=need_cell, BLOCK=PAIRS_PER_PROGRAM,
+        )  # fmt: skip
+    return grad_positions, grad_cell
