@@ -67,7 +67,7 @@ if [ "${EAGER:-1}" = 1 ]; then
             --json "$OUT/float32.json" 2>&1
     fi
 fi
-for size in ${PROFILE_SIZES:-262144}; do
+for size in ${PROFILE_SIZES-262144}; do  # "" for none
     for method in pme p3m; do
         echo "== kernels of the eager step: $method $size"
         timeout 60 python3 kernels.py --device "$DEVICE" --method $method --size $size \
