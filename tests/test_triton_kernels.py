@@ -15,7 +15,7 @@ import torch
 from reference import neighbor_list
 
 from torchpme import CoulombPotential, P3MCalculator, PMECalculator
-from torchpme._core import fused, stencil
+from torchpme._core import fused, shortrange, stencil
 from torchpme.neighbors import pair_distances
 
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -73,7 +73,7 @@ def test_spread_and_gather_equal_the_pytorch_forms(kernels, n, n_channels, dtype
     values = randn(150, n_channels, dtype=dtype)
     mesh = kernels.scatter(nodes, weights, values, size)
     expected = pytorch_form(stencil.scatter, nodes, weights, values, size)
-    scale = expected.abs().max()
+    scale = expected.abs().max().item()
     assert mesh.dtype == dtype and mesh.shape == expected.shape
     assert torch.allclose(mesh, expected, rtol=0, atol=TOLERANCE[dtype] * scale)
     assert mesh[:, size // 2 :].abs().max() == 0
@@ -143,6 +143,52 @@ def test_pair_distances_and_their_gradients(kernels, shift_dtype, index_dtype):
     assert only_cell[0] is None and torch.allclose(only_cell[1], grad_cell)
 
 
+# the interpreter's erfc is 1 − erf (see triton_kernels): 1e-11 relative at x = 3
+PAIR_TOLERANCE = 1e-12 if DEVICE.type == "cuda" else 1e-10
+
+
+@pytest.mark.parametrize("full", [False, True])
+@pytest.mark.parametrize("n_channels", [1, 2])
+@pytest.mark.parametrize(
+    "dtype", [torch.float64, torch.float32], ids=["float64", "float32"]
+)
+def test_coulomb_pair_sum_and_its_gradients(kernels, full, n_channels, dtype):
+    generator = torch.Generator().manual_seed(4)
+    n_atoms, n_pairs = 30, 700  # atoms in many pairs: colliding additions
+    pairs = torch.randint(0, n_atoms, (n_pairs, 2), generator=generator)
+    distances = 0.3 + 6.0 * torch.rand(
+        n_pairs, generator=generator, dtype=torch.float64
+    )
+    charges = torch.randn(n_atoms, n_channels, generator=generator, dtype=torch.float64)
+    grad = torch.randn(n_atoms, n_channels, generator=generator, dtype=torch.float64)
+    pairs, distances, charges, grad = (
+        t.to(DEVICE) for t in (pairs, distances, charges, grad)
+    )
+    distances, charges, grad = (t.to(dtype) for t in (distances, charges, grad))
+    smearing = torch.tensor(1.4, dtype=dtype, device=DEVICE)  # r/√2σ up to 3.2
+    prefactor = torch.tensor(14.4, dtype=dtype, device=DEVICE)
+
+    def pair_sum():
+        q = charges.clone().requires_grad_(True)
+        r = distances.clone().requires_grad_(True)
+        potential = shortrange.coulomb_pair_sum(q, pairs, r, smearing, prefactor, full)
+        return (potential, *torch.autograd.grad(potential, (q, r), grad))
+
+    expected = pytorch_form(pair_sum)
+    calls = []
+    original = kernels.coulomb_pair_sum
+    kernels.coulomb_pair_sum = lambda *a: calls.append(1) or original(*a)
+    try:
+        result = pair_sum()
+    finally:
+        kernels.coulomb_pair_sum = original
+    assert calls
+    tolerance = PAIR_TOLERANCE if dtype == torch.float64 else 2e-5
+    for value, reference in zip(result, expected):
+        scale = reference.abs().max().item()
+        assert torch.allclose(value, reference, rtol=0, atol=tolerance * scale)
+
+
 CALCULATORS = {
     "pme": lambda: PMECalculator(CoulombPotential(smearing=1.0), mesh_spacing=0.8),
     "p3m": lambda: P3MCalculator(
@@ -184,15 +230,19 @@ def test_calculators_with_fused_kernels_equal_the_pytorch_path(
     calculator = CALCULATORS[method]().to(DEVICE)
     expected = pytorch_form(step, calculator, use_energy, *data)
     calls = []
-    for name in ("scatter", "gather_with_weight_gradients", "pair_distances"):
+    names = (
+        "scatter", "gather_with_weight_gradients", "pair_distances", "coulomb_pair_sum"
+    )  # fmt: skip
+    for name in names:
         original = getattr(kernels, name)
         monkeypatch.setattr(
             kernels, name, lambda *a, _f=original, _n=name: calls.append(_n) or _f(*a)
         )
     result = step(calculator, use_energy, *data)
-    assert set(calls) == {"scatter", "gather_with_weight_gradients", "pair_distances"}
+    assert set(calls) == set(names)
     for value, reference in zip(result, expected):
-        assert torch.allclose(value, reference, rtol=1e-12, atol=1e-12)
+        scale = reference.abs().max().item()
+        assert torch.allclose(value, reference, rtol=0, atol=PAIR_TOLERANCE * scale)
 
 
 def test_second_derivatives_leave_the_kernels(kernels):

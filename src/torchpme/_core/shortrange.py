@@ -22,7 +22,7 @@ from typing import Callable, List, Optional, Tuple
 
 import torch
 
-from . import chunks
+from . import chunks, fused
 from .backward import channel_factors, factors_possible, replay
 from .chunks import chunk_length
 from .pairlist import columns_for, index_columns
@@ -122,6 +122,16 @@ class _CoulombPairSum(torch.autograd.Function):
     @staticmethod
     def forward(ctx, charges, indices, distances, smearing, prefactor, full):
         first, second = columns_for(indices, distances)
+        ctx.constants = (smearing, prefactor, full)
+        ctx.kernels = fused.kernels_for(distances)
+        if ctx.kernels is not None:  # one fused kernel; v, v' kept as needed
+            potential, ctx.values, ctx.derivatives = ctx.kernels.coulomb_pair_sum(
+                charges, first, second, distances, smearing, prefactor, full,
+                charges.requires_grad, distances.requires_grad,
+            )  # fmt: skip
+            ctx.save_for_backward(charges, indices, distances, first, second)
+            ctx.products = None
+            return potential
         n_pairs = distances.shape[0]
         # what the backward needs is written chunk by chunk into pair-sized buffers
         kept = distances.new_empty(n_pairs) if charges.requires_grad else None
@@ -154,7 +164,6 @@ class _CoulombPairSum(torch.autograd.Function):
             ctx.derivatives = (
                 torch.cat(derivatives) if len(derivatives) > 1 else derivatives[0]
             )
-        ctx.constants = (smearing, prefactor, full)
         return potential
 
     @staticmethod
@@ -166,6 +175,12 @@ class _CoulombPairSum(torch.autograd.Function):
             output = _composed(charges, indices, distances, smearing, prefactor, full)
             inputs = [charges, None, distances, None, None, None]
             return replay(output, inputs, needs, grad)
+        if ctx.kernels is not None:
+            grad_charges, grad_distances = ctx.kernels.coulomb_pair_sum_backward(
+                grad, charges, first, second, ctx.values if needs[0] else None,
+                ctx.derivatives if needs[2] else None, full,
+            )  # fmt: skip
+            return grad_charges, None, grad_distances, None, None, None
         grad_charges = grad_distances = None
         if needs[0]:
             # the adjoint sends the gradient back along each stored pair

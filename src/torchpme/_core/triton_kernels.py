@@ -13,7 +13,11 @@ whose inner size is 3. Each kernel here keeps those intermediates in registers:
   gradients of the gathered value with respect to the 1-D weights;
 - :func:`pair_distances` / :func:`pair_distances_backward`: ``‖r_j − r_i + S A‖``
   and the accumulation of ``∂E/∂r_ij · d_ij / r_ij`` at both atoms (and ``Sᵀ`` of
-  it, the cell gradient), recomputing the pair vectors instead of storing them.
+  it, the cell gradient), recomputing the pair vectors instead of storing them;
+- :func:`coulomb_pair_sum` / :func:`coulomb_pair_sum_backward`: the short-range
+  Coulomb sum ``½ Σ_j q_j A erfc(r/√2σ)/r`` with atomic additions at both atoms,
+  keeping ``v`` and ``v'`` per pair for the backward (see
+  :mod:`torchpme._core.shortrange`).
 
 They compute the same values as the PyTorch functions of
 :mod:`torchpme._core.stencil` and :mod:`torchpme._core.distances`, to rounding
@@ -22,13 +26,18 @@ They compute the same values as the PyTorch functions of
 set before the import its kernels also run on CPU tensors (the tests do that).
 """
 
+import math
+import os
 from typing import Optional, Tuple
 
 import torch
 import triton
 import triton.language as tl
+from triton.language.extra import libdevice
 
 __all__ = [
+    "coulomb_pair_sum",
+    "coulomb_pair_sum_backward",
     "gather_with_weight_gradients",
     "pair_distances",
     "pair_distances_backward",
@@ -37,6 +46,10 @@ __all__ = [
 
 ATOMS_PER_PROGRAM = 64
 PAIRS_PER_PROGRAM = 512
+# Triton's interpreter (CPU tests) has no libdevice: erfc is then 1 − erf, whose
+# relative error grows in the tail (1e-11 at x = 3 in float64); compiled kernels
+# call libdevice's erfc
+_INTERPRETED = os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
 @triton.jit
@@ -267,3 +280,142 @@ def pair_distances_backward(
             POSITIONS=need_positions, CELL=need_cell, BLOCK=PAIRS_PER_PROGRAM,
         )  # fmt: skip
     return grad_positions, grad_cell
+
+
+@triton.jit
+def _coulomb_kernel(
+    charges, first, second, distances, constants, potential, values, derivatives,
+    n_pairs, n_channels, FULL: tl.constexpr, VALUES: tl.constexpr,
+    DERIVATIVES: tl.constexpr, INTERPRETED: tl.constexpr, BLOCK: tl.constexpr,
+):  # fmt: skip
+    pairs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    live = pairs < n_pairs
+    i = tl.load(first + pairs, mask=live, other=0).to(tl.int64) * n_channels
+    j = tl.load(second + pairs, mask=live, other=0).to(tl.int64) * n_channels
+    r = tl.load(distances + pairs, mask=live, other=1)
+    # constants: 1/(√2 σ), A, A √(2/π) / σ (0-dim tensors on the device: no host read)
+    scale = tl.load(constants)
+    prefactor = tl.load(constants + 1)
+    gaussian = tl.load(constants + 2)
+    scaled = r * scale
+    inverse = 1 / tl.maximum(r, 1e-15)
+    if INTERPRETED:
+        complement = 1 - tl.erf(scaled)
+    else:
+        complement = libdevice.erfc(scaled)
+    v = prefactor * complement * inverse
+    for channel in range(n_channels):
+        q_j = tl.load(charges + j + channel, mask=live, other=0)
+        tl.atomic_add(potential + i + channel, 0.5 * q_j * v, mask=live, sem="relaxed")
+        if not FULL:
+            q_i = tl.load(charges + i + channel, mask=live, other=0)
+            contribution = 0.5 * q_i * v
+            tl.atomic_add(
+                potential + j + channel, contribution, mask=live, sem="relaxed"
+            )
+    if VALUES:
+        tl.store(values + pairs, v, mask=live)
+    if DERIVATIVES:
+        derivative = -(v + gaussian * tl.exp(-scaled * scaled)) * inverse
+        tl.store(derivatives + pairs, derivative, mask=live)
+
+
+@triton.jit
+def _coulomb_backward_kernel(
+    grad, charges, first, second, values, derivatives, grad_charges,
+    grad_distances, n_pairs, n_channels, FULL: tl.constexpr, CHARGES: tl.constexpr,
+    DISTANCES: tl.constexpr, BLOCK: tl.constexpr,
+):  # fmt: skip
+    pairs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    live = pairs < n_pairs
+    i = tl.load(first + pairs, mask=live, other=0).to(tl.int64) * n_channels
+    j = tl.load(second + pairs, mask=live, other=0).to(tl.int64) * n_channels
+    overlap = tl.zeros((BLOCK,), dtype=grad.dtype.element_ty)
+    if CHARGES:
+        v = tl.load(values + pairs, mask=live, other=0)
+    for channel in range(n_channels):
+        g_i = tl.load(grad + i + channel, mask=live, other=0)
+        g_j = tl.load(grad + j + channel, mask=live, other=0)
+        if DISTANCES:
+            overlap += g_i * tl.load(charges + j + channel, mask=live, other=0)
+            if not FULL:
+                overlap += g_j * tl.load(charges + i + channel, mask=live, other=0)
+        if CHARGES:  # the adjoint sends the gradient back along each pair
+            target = grad_charges + channel
+            tl.atomic_add(target + j, 0.5 * g_i * v, mask=live, sem="relaxed")
+            if not FULL:
+                tl.atomic_add(target + i, 0.5 * g_j * v, mask=live, sem="relaxed")
+    if DISTANCES:
+        derivative = tl.load(derivatives + pairs, mask=live, other=0)
+        tl.store(grad_distances + pairs, 0.5 * overlap * derivative, mask=live)
+
+
+def coulomb_pair_sum(
+    charges: torch.Tensor,
+    first: torch.Tensor,
+    second: torch.Tensor,
+    distances: torch.Tensor,
+    smearing: torch.Tensor,
+    prefactor: torch.Tensor,
+    full: bool,
+    keep_values: bool,
+    keep_derivatives: bool,
+) -> Tuple[torch.Tensor, Optional[torch.Tensor], Optional[torch.Tensor]]:
+    """``(potential (N, C), v (P,), v' (P,))`` of the short-range Coulomb sum
+    ``V_i = ½ Σ_j q_j v(r_ij)``, ``v(r) = A erfc(r/√2σ)/r``; ``v`` and ``v'`` only if
+    asked for (None otherwise). ``smearing`` and ``prefactor`` are 0-dim tensors."""
+    charges = charges.contiguous()
+    n_pairs, n_channels = distances.shape[0], charges.shape[1]
+    potential = torch.zeros_like(charges)
+    values = distances.new_empty(n_pairs) if keep_values else None
+    derivatives = distances.new_empty(n_pairs) if keep_derivatives else None
+    if n_pairs > 0:
+        constants = torch.stack(
+            [
+                1.0 / (smearing * math.sqrt(2.0)),
+                prefactor,
+                prefactor * math.sqrt(2.0 / math.pi) / smearing,
+            ]
+        ).to(distances.dtype)
+        grid = (triton.cdiv(n_pairs, PAIRS_PER_PROGRAM),)
+        _coulomb_kernel[grid](
+            charges, first.contiguous(), second.contiguous(), distances.contiguous(),
+            constants, potential, distances if values is None else values,
+            distances if derivatives is None else derivatives, n_pairs, n_channels,
+            FULL=full, VALUES=keep_values, DERIVATIVES=keep_derivatives,
+            INTERPRETED=_INTERPRETED, BLOCK=PAIRS_PER_PROGRAM,
+        )  # fmt: skip
+    return potential, values, derivatives
+
+
+def coulomb_pair_sum_backward(
+    grad: torch.Tensor,
+    charges: torch.Tensor,
+    first: torch.Tensor,
+    second: torch.Tensor,
+    values: Optional[torch.Tensor],
+    derivatives: Optional[torch.Tensor],
+    full: bool,
+) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
+    """``(∂L/∂charges (N, C), ∂L/∂distances (P,))`` from ``grad = ∂L/∂potential``:
+    the charge gradient if ``values`` ``v`` are given, the distance gradient if the
+    ``derivatives`` ``v'`` are."""
+    grad = grad.contiguous()
+    charges = charges.contiguous()
+    grad_charges = torch.zeros_like(charges) if values is not None else None
+    n_pairs = first.shape[0]
+    grad_distances = None
+    if derivatives is not None:
+        grad_distances = derivatives.new_empty(n_pairs)
+    if n_pairs > 0 and (values is not None or derivatives is not None):
+        grid = (triton.cdiv(n_pairs, PAIRS_PER_PROGRAM),)
+        _coulomb_backward_kernel[grid](
+            grad, charges, first.contiguous(), second.contiguous(),
+            grad if values is None else values,
+            grad if derivatives is None else derivatives,
+            grad if grad_charges is None else grad_charges,
+            grad if grad_distances is None else grad_distances, n_pairs,
+            charges.shape[1], FULL=full, CHARGES=values is not None,
+            DISTANCES=derivatives is not None, BLOCK=PAIRS_PER_PROGRAM,
+        )  # fmt: skip
+    return grad_charges, grad_distances
