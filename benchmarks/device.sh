@@ -15,7 +15,8 @@
 # forward pass on the GPU too (ENERGY=0: the energy summed from the potentials, as
 # before); BASELINE=1 also times our float64 steps without the fused Triton kernels
 # (TORCHPME_TRITON=0) in the same run.
-# TESTS=0 skips the tests, COMPILE=0 the compiled part.
+# TESTS=0 skips the tests (TESTS_K selects CUDA tests by keyword), COMPILE=0 the
+# compiled part.
 set -u
 OUT=${OUT:-/tmp/device-out}
 DEVICE=${DEVICE:-cuda}
@@ -41,7 +42,7 @@ if [ "${TESTS:-1}" = 1 ]; then
     echo "== tests"
     TORCHPME_TEST_DEVICE=$DEVICE timeout 240 python3 -m pytest -q -p no:cacheprovider \
         tests/test_cuda.py tests/lib/test_mesh_interpolator.py \
-        tests/lib/test_kspace_filter.py -k "device or cuda or graph or synchronises or compiled" \
+        tests/lib/test_kspace_filter.py -k "${TESTS_K:-device or cuda or graph or synchronises or compiled}" \
         2>&1 | tee "$OUT/tests.log" | tail -25
     echo "== fused Triton kernels against the PyTorch forms (compiled for this GPU)"
     timeout 240 python3 -m pytest -q -p no:cacheprovider tests/test_triton_kernels.py \
