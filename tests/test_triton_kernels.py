@@ -7,6 +7,7 @@ functions of ``_core.stencil`` and ``_core.distances`` and from plain autograd o
 calculator checks on a GPU, where the kernels are compiled.
 """
 
+import importlib
 import os
 
 import numpy as np
@@ -26,7 +27,11 @@ def kernels(monkeypatch):
     """The kernel module, its calls routed to it on this test's device too."""
     if DEVICE.type == "cpu" and os.environ.get("TRITON_INTERPRET") != "1":
         pytest.skip("Triton was imported before TRITON_INTERPRET=1 was set")
-    module = pytest.importorskip("torchpme._core.triton_kernels")
+    triton = pytest.importorskip("triton")
+    version = tuple(int(part) for part in triton.__version__.split(".")[:2])
+    if version < fused.MINIMUM_TRITON:
+        pytest.skip(f"Triton {triton.__version__} is older than the kernels need")
+    module = importlib.import_module("torchpme._core.triton_kernels")
     monkeypatch.setattr(fused, "DEVICE_TYPES", ("cuda", DEVICE.type))
     monkeypatch.setattr(fused, "_LOADED", [module])
     return module
@@ -260,3 +265,18 @@ def test_second_derivatives_leave_the_kernels(kernels):
 
     for value, reference in zip(loss(), pytorch_form(loss)):
         assert torch.allclose(value, reference, rtol=1e-12, atol=1e-12)
+
+
+def test_which_calls_use_the_kernels(monkeypatch):
+    """CPU tensors, a disabled switch and a Triton older than the kernels need all
+    keep the PyTorch forms."""
+    triton = pytest.importorskip("triton")
+    tensor = torch.zeros(3)
+    assert fused.kernels_for(tensor) is None  # DEVICE_TYPES is ("cuda",)
+    monkeypatch.setattr(fused, "DEVICE_TYPES", ("cuda", "cpu"))
+    monkeypatch.setattr(fused, "ENABLED", False)
+    assert fused.kernels_for(tensor) is None
+    monkeypatch.setattr(fused, "ENABLED", True)
+    monkeypatch.setattr(triton, "__version__", "2.3.1")
+    monkeypatch.setattr(fused, "_LOADED", [])
+    assert fused.kernels_for(tensor) is None

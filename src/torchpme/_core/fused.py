@@ -3,7 +3,8 @@
 They serve tensors on a CUDA device (Triton's GPU target) in eager mode, CUDA graph
 captures included: under ``torch.compile`` inductor fuses the PyTorch forms itself,
 TorchScript cannot call them, and ``torch.func`` transforms wrap tensors that a
-kernel cannot read. Without Triton (CPU builds of PyTorch) nothing changes.
+kernel cannot read. Without Triton (CPU builds of PyTorch), or with a Triton older
+than :data:`MINIMUM_TRITON`, nothing changes.
 ``TORCHPME_TRITON=0`` in the environment, or ``ENABLED = False`` here, turns them
 off (to compare both forms on one machine).
 """
@@ -16,7 +17,7 @@ import torch
 
 from .validation import _transformed, compiling
 
-__all__ = ["DEVICE_TYPES", "ENABLED", "kernels_for"]
+__all__ = ["DEVICE_TYPES", "ENABLED", "MINIMUM_TRITON", "kernels_for"]
 
 ENABLED = os.environ.get("TORCHPME_TRITON", "1") != "0"
 # where the kernels run; the tests add "cpu" to run them in Triton's interpreter
@@ -24,11 +25,21 @@ DEVICE_TYPES = ("cuda",)
 _LOADED = []  # the imported module, or None if Triton cannot be imported
 
 
+# the oldest Triton the kernels were tested with (3.1: PyTorch 2.5); Triton 2
+# (PyTorch 2.3) lacks parts of the language they use
+MINIMUM_TRITON = (3, 1)
+
+
 def _module() -> Optional[ModuleType]:
     if not _LOADED:
+        triton_kernels = None
         try:
-            from . import triton_kernels
-        except ImportError:
+            import triton
+
+            version = tuple(int(part) for part in triton.__version__.split(".")[:2])
+            if version >= MINIMUM_TRITON:
+                from . import triton_kernels
+        except (ImportError, ValueError):
             triton_kernels = None
         _LOADED.append(triton_kernels)
     return _LOADED[0]

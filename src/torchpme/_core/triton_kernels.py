@@ -33,7 +33,13 @@ from typing import Optional, Tuple
 import torch
 import triton
 import triton.language as tl
-from triton.language.extra import libdevice
+
+try:
+    from triton.language.extra import libdevice
+
+    _erfc = libdevice.erfc
+except ImportError:  # Triton 2 (PyTorch 2.3)
+    _erfc = tl.math.erfc
 
 __all__ = [
     "coulomb_pair_sum",
@@ -300,9 +306,9 @@ def _coulomb_kernel(
     scaled = r * scale
     inverse = 1 / tl.maximum(r, 1e-15)
     if INTERPRETED:
-        complement = 1 - tl.erf(scaled)
+        complement = 1 - tl.math.erf(scaled)
     else:
-        complement = libdevice.erfc(scaled)
+        complement = _erfc(scaled)
     v = prefactor * complement * inverse
     for channel in range(n_channels):
         q_j = tl.load(charges + j + channel, mask=live, other=0)
