@@ -142,8 +142,8 @@ class _Convolution(torch.autograd.Function):
         if needs[2]:
             grad_values = filtered_grad
         if needs[1]:
-            grad_weights = _weight_gradient(grad, ctx.weight_grads)
-            grad_weights += _weight_gradient(values, grad_weight_grads)
+            grad_weights = stencil.combine_weight_gradients(grad, ctx.weight_grads)
+            grad_weights += stencil.combine_weight_gradients(values, grad_weight_grads)
         if needs[3]:
             grad_kernel = _kernel_gradient(ctx, _overlap(ctx.spectrum, grad_spectrum))
         return None, grad_weights, grad_values, grad_kernel, None
@@ -207,16 +207,13 @@ def _reused_gradients(ctx, c, weight_coefficients, value_factor):
     if needs[2]:
         grad_values = ctx.output * value_factor
     if needs[1]:
-        grad_weights = _weight_gradient(weight_coefficients, ctx.weight_grads)
+        grad_weights = stencil.combine_weight_gradients(
+            weight_coefficients, ctx.weight_grads
+        )
     if needs[3]:
         power = _overlap(ctx.spectrum, ctx.spectrum)
         grad_kernel = _kernel_gradient(ctx, power.mul_(_per_channel(c, power)))
     return None, grad_weights, grad_values, grad_kernel, None
-
-
-def _weight_gradient(coefficients: torch.Tensor, weight_grads) -> torch.Tensor:
-    """``Σ_c a_ic grads[c, i]``: the weight gradient of ``Σ_ic a_ic out_ic``."""
-    return torch.einsum("ic,cikn->ikn", coefficients, weight_grads)
 
 
 def _per_channel(factors: torch.Tensor, like: torch.Tensor) -> torch.Tensor:

@@ -20,7 +20,12 @@ import torch
 from . import chunks, fused
 from .chunks import chunk_length
 
-__all__ = ["gather_values", "gather_with_weight_gradients", "spread_values"]
+__all__ = [
+    "combine_weight_gradients",
+    "gather_values",
+    "gather_with_weight_gradients",
+    "spread_values",
+]
 
 
 def _node_major(table: torch.Tensor) -> torch.Tensor:
@@ -176,7 +181,9 @@ def _weight_gradients(field: torch.Tensor, weights_t: torch.Tensor) -> torch.Ten
     return torch.stack([grad_x, grad_y, grad_z])
 
 
-def _combined(per_atom: torch.Tensor, weight_grads: torch.Tensor) -> torch.Tensor:
+def combine_weight_gradients(
+    per_atom: torch.Tensor, weight_grads: torch.Tensor
+) -> torch.Tensor:
     """``Σ_c a_ic grads[c, i]``: the weight gradient ``(N, 3, n)`` of ``Σ_ic a_ic
     out_ic`` from each channel's ``(C, N, 3, n)`` (see
     :func:`gather_with_weight_gradients`)."""
@@ -199,7 +206,7 @@ class _Spread(torch.autograd.Function):
                 grad_mesh, nodes, weights, ctx.needs_input_grad[1]
             )
             if grads is not None:
-                grad_weights = _combined(values, grads)
+                grad_weights = combine_weight_gradients(values, grads)
             return None, grad_weights, out if ctx.needs_input_grad[2] else None, None
         if torch.is_grad_enabled():
             # double backward: through the Functions, so these are differentiable
@@ -242,7 +249,7 @@ class _Gather(torch.autograd.Function):
             grad_mesh = _Spread.apply(nodes, weights, grad_out, mesh.shape[1])
         first_order = not torch.is_grad_enabled()
         if ctx.needs_input_grad[1] and ctx.weight_grads is not None and first_order:
-            grad_weights = _combined(grad_out, ctx.weight_grads)
+            grad_weights = combine_weight_gradients(grad_out, ctx.weight_grads)
         elif ctx.needs_input_grad[1]:
             stencil = ctx.stencil
             if torch.is_grad_enabled() or stencil is None:
