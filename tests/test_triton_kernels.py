@@ -267,16 +267,21 @@ def test_second_derivatives_leave_the_kernels(kernels):
         assert torch.allclose(value, reference, rtol=1e-12, atol=1e-12)
 
 
-def test_which_calls_use_the_kernels(monkeypatch):
-    """CPU tensors, a disabled switch and a Triton older than the kernels need all
-    keep the PyTorch forms."""
-    triton = pytest.importorskip("triton")
-    tensor = torch.zeros(3)
-    assert fused.kernels_for(tensor) is None  # DEVICE_TYPES is ("cuda",)
-    monkeypatch.setattr(fused, "DEVICE_TYPES", ("cuda", "cpu"))
+def test_which_calls_use_the_kernels(kernels, monkeypatch):
+    """CPU tensors (unless routed there, as here), a disabled switch, deterministic
+    algorithms and a Triton older than the kernels need keep the PyTorch forms."""
+    tensor = torch.zeros(3, device=DEVICE)
+    assert fused.kernels_for(tensor) is kernels
+    assert fused.kernels_for(torch.zeros(3, device="meta")) is None
     monkeypatch.setattr(fused, "ENABLED", False)
     assert fused.kernels_for(tensor) is None
     monkeypatch.setattr(fused, "ENABLED", True)
-    monkeypatch.setattr(triton, "__version__", "2.3.1")
+    monkeypatch.setattr(torch, "are_deterministic_algorithms_enabled", lambda: True)
+    assert fused.kernels_for(tensor) is None
+    monkeypatch.undo()  # the fixture's routing too: set it again
+    monkeypatch.setattr(fused, "DEVICE_TYPES", ("cuda", DEVICE.type))
     monkeypatch.setattr(fused, "_LOADED", [])
+    import triton
+
+    monkeypatch.setattr(triton, "__version__", "2.3.1")
     assert fused.kernels_for(tensor) is None

@@ -3,7 +3,8 @@
 They serve tensors on a CUDA device (Triton's GPU target) in eager mode, CUDA graph
 captures included: under ``torch.compile`` inductor fuses the PyTorch forms itself,
 TorchScript cannot call them, and ``torch.func`` transforms wrap tensors that a
-kernel cannot read. Without Triton (CPU builds of PyTorch), or with a Triton older
+kernel cannot read; with ``torch.use_deterministic_algorithms(True)`` the PyTorch
+forms run (the kernels add atomically, in any order). Without Triton (CPU builds of PyTorch), or with a Triton older
 than :data:`MINIMUM_TRITON`, nothing changes.
 ``TORCHPME_TRITON=0`` in the environment, or ``ENABLED = False`` here, turns them
 off (to compare both forms on one machine).
@@ -51,5 +52,9 @@ def kernels_for(tensor: torch.Tensor) -> Optional[ModuleType]:
     if not ENABLED or tensor.device.type not in DEVICE_TYPES:
         return None
     if compiling() or _transformed(tensor):
+        return None
+    if torch.are_deterministic_algorithms_enabled():
+        # atomic additions sum in any order; PyTorch's own forms then decide
+        # (deterministic kernels, or an error where it has none)
         return None
     return _module()

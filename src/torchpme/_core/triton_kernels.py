@@ -58,6 +58,17 @@ PAIRS_PER_PROGRAM = 512
 _INTERPRETED = os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
+def _launch(kernel, count: int, per_program: int, device: torch.device, *args, **meta):
+    """``kernel`` over ``count`` items, ``per_program`` to a program, on ``device``:
+    Triton launches on the current CUDA device, which need not be the tensors'."""
+    grid = (triton.cdiv(count, per_program),)
+    if device.type == "cuda":
+        with torch.cuda.device(device):
+            kernel[grid](*args, **meta)
+    else:  # the interpreter
+        kernel[grid](*args, **meta)
+
+
 @triton.jit
 def _scatter_kernel(
     nodes, weights, values, mesh, n_atoms, n_channels, size,
@@ -138,8 +149,8 @@ def scatter(
     mesh = torch.zeros((n_channels, size), dtype=weights.dtype, device=weights.device)
     if n_atoms == 0:
         return mesh
-    grid = (triton.cdiv(n_atoms, ATOMS_PER_PROGRAM),)
-    _scatter_kernel[grid](
+    _launch(
+        _scatter_kernel, n_atoms, ATOMS_PER_PROGRAM, weights.device,
         nodes.contiguous(), weights.contiguous(), values.contiguous(), mesh,
         n_atoms, n_channels, size, N=n, NP=padded, BLOCK=ATOMS_PER_PROGRAM,
     )  # fmt: skip
@@ -158,8 +169,8 @@ def gather_with_weight_gradients(
     out = mesh.new_empty((n_channels, n_atoms))
     grads = mesh.new_empty((n_channels, n_atoms, 3, n)) if keep else None
     if n_atoms > 0:
-        grid = (triton.cdiv(n_atoms, ATOMS_PER_PROGRAM),)
-        _gather_kernel[grid](
+        _launch(
+            _gather_kernel, n_atoms, ATOMS_PER_PROGRAM, mesh.device,
             mesh.contiguous(), nodes.contiguous(), weights.contiguous(), out,
             out if grads is None else grads, n_atoms, n_channels, size,
             KEEP=keep, N=n, NP=padded, BLOCK=ATOMS_PER_PROGRAM,
@@ -250,8 +261,8 @@ def pair_distances(
     n_pairs = first.shape[0]
     out = positions.new_empty(n_pairs)
     if n_pairs > 0:
-        grid = (triton.cdiv(n_pairs, PAIRS_PER_PROGRAM),)
-        _distances_kernel[grid](
+        _launch(
+            _distances_kernel, n_pairs, PAIRS_PER_PROGRAM, positions.device,
             positions.contiguous(), cell.contiguous(), first.contiguous(),
             second.contiguous(), shifts.contiguous(), out, n_pairs,
             BLOCK=PAIRS_PER_PROGRAM,
@@ -276,8 +287,8 @@ def pair_distances_backward(
     grad_cell = torch.zeros_like(cell) if need_cell else None
     n_pairs = first.shape[0]
     if n_pairs > 0 and (need_positions or need_cell):
-        grid = (triton.cdiv(n_pairs, PAIRS_PER_PROGRAM),)
-        _distances_backward_kernel[grid](
+        _launch(
+            _distances_backward_kernel, n_pairs, PAIRS_PER_PROGRAM, positions.device,
             positions.contiguous(), cell.contiguous(), first.contiguous(),
             second.contiguous(), shifts.contiguous(), distances.contiguous(),
             grad.contiguous(),
@@ -383,8 +394,8 @@ def coulomb_pair_sum(
                 prefactor * math.sqrt(2.0 / math.pi) / smearing,
             ]
         ).to(distances.dtype)
-        grid = (triton.cdiv(n_pairs, PAIRS_PER_PROGRAM),)
-        _coulomb_kernel[grid](
+        _launch(
+            _coulomb_kernel, n_pairs, PAIRS_PER_PROGRAM, distances.device,
             charges, first.contiguous(), second.contiguous(), distances.contiguous(),
             constants, potential, distances if values is None else values,
             distances if derivatives is None else derivatives, n_pairs, n_channels,
@@ -414,8 +425,8 @@ def coulomb_pair_sum_backward(
     if derivatives is not None:
         grad_distances = derivatives.new_empty(n_pairs)
     if n_pairs > 0 and (values is not None or derivatives is not None):
-        grid = (triton.cdiv(n_pairs, PAIRS_PER_PROGRAM),)
-        _coulomb_backward_kernel[grid](
+        _launch(
+            _coulomb_backward_kernel, n_pairs, PAIRS_PER_PROGRAM, grad.device,
             grad, charges, first.contiguous(), second.contiguous(),
             grad if values is None else values,
             grad if derivatives is None else derivatives,
