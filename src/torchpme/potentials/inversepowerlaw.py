@@ -5,6 +5,7 @@ from typing import Optional
 
 import torch
 
+from .._core.powerlaw_kernel import powerlaw_shape
 from ..lib.math import gamma, gammaincc_over_powerlaw
 from .coulomb import _pbc_correction
 from .potential import Potential, _masked, _require_smearing
@@ -85,12 +86,8 @@ class InversePowerLawPotential(Potential):
         smearing = _require_smearing(self.smearing, "lr_from_k_sq")
         a = (3.0 - self._p) / 2.0
         c_p = math.pi**1.5 / gamma(self.exponent / 2.0) * (2.0 * smearing**2) ** a
-        x = 0.5 * smearing**2 * k_sq
-        zero = x == 0.0
-        safe = torch.where(zero, torch.ones_like(x), x)
-        kernel = c_p * gammaincc_over_powerlaw(self._p, safe)
-        at_zero = c_p * 2.0 / (self._p - 3.0) if self._p > 3 else 0.0 * c_p
-        return self.prefactor * torch.where(zero, at_zero.to(kernel.dtype), kernel)
+        shape = powerlaw_shape(k_sq, smearing.to(k_sq.dtype), self._p)
+        return (self.prefactor * c_p.to(k_sq.dtype)) * shape
 
     @torch.jit.export
     def self_contribution(self) -> torch.Tensor:
