@@ -65,6 +65,39 @@ def test_gradients(full):
 
 
 @pytest.mark.parametrize("full", [False, True])
+def test_third_derivatives(full):
+    """The second-derivative graph (forces in a loss) is itself differentiable:
+    gradgradcheck of the first derivatives."""
+    indices, distances, charges = _pairs()
+    upstream = torch.randn(charges.shape, dtype=torch.float64)
+
+    def first_derivatives(q, r):
+        potential = coulomb_pair_sum(q, indices, r, *_constants(), full)
+        return torch.autograd.grad(potential, (q, r), upstream, create_graph=True)
+
+    inputs = (charges.requires_grad_(True), distances.requires_grad_(True))
+    assert gradgradcheck(first_derivatives, inputs)
+
+
+def test_second_derivatives_match_the_formula():
+    """``d²V_i/dr²`` of one pair against ``v''(r)`` from finite differences of
+    ``v(r) = A erfc(r/√2σ)/r`` (SciPy-free: math.erfc)."""
+    indices = torch.tensor([[0, 1]])
+    charges = torch.tensor([[1.0], [0.7]], dtype=torch.float64)
+    r = torch.tensor([1.3], dtype=torch.float64, requires_grad=True)
+    potential = coulomb_pair_sum(charges, indices, r, *_constants(), False)
+    (slope,) = torch.autograd.grad(potential[0, 0], r, create_graph=True)
+    (curvature,) = torch.autograd.grad(slope, r)
+
+    def v(x):
+        return PREFACTOR * math.erfc(x / (math.sqrt(2.0) * SMEARING)) / x
+
+    h = 1e-4
+    expected = 0.5 * 0.7 * (v(1.3 + h) - 2 * v(1.3) + v(1.3 - h)) / h**2
+    assert math.isclose(curvature.item(), expected, rel_tol=1e-6)
+
+
+@pytest.mark.parametrize("full", [False, True])
 @pytest.mark.parametrize("channels", [1, 2])
 def test_energy_gradient(full, channels):
     # an upstream gradient proportional to the charges, as for forces: the

@@ -14,7 +14,15 @@ in one pass. For an energy (upstream gradient proportional to the charges) the
 gradient of each distance is ``c q_i q_j v'(r_ij)``: the forward keeps these
 products, one per pair and channel, and the backward is a single multiplication
 per pair; any other upstream gradient recomputes ``v'`` from the distances. Second
-derivatives re-run the composed differentiable form inside the backward pass.
+derivatives (forces in a loss) are built in the backward pass from two small
+Functions, ``v`` whose derivative is ``v'`` and ``v'`` whose derivative is
+
+.. math::
+
+    v''(r) = \\frac{G(r)}{σ^2} − \\frac{2 v'(r)}{r}, \\qquad
+    G(r) = A\\sqrt{\\tfrac{2}{π}}\\frac{e^{−r²/2σ²}}{σ},
+
+instead of replaying the composed ``erfc`` expression through autograd.
 """
 
 import math
@@ -23,9 +31,9 @@ from typing import Callable, List, Optional, Tuple
 import torch
 
 from . import chunks, fused
-from .backward import channel_factors, factors_possible, replay
+from .backward import channel_factors, factors_possible
 from .chunks import chunk_length
-from .pairlist import columns_for, index_columns
+from .pairlist import columns_for
 
 __all__ = ["coulomb_pair_sum"]
 
@@ -109,13 +117,44 @@ def _pair_overlap(grad, charges, first, second, full: bool) -> torch.Tensor:
     return overlap
 
 
-def _composed(charges, indices, distances, smearing, prefactor, full):
+def _curvatures(distances, smearing, prefactor) -> torch.Tensor:
+    """``v''(r) = G/σ² − 2 v'/r`` with ``G = A √(2/π) e^{−r²/2σ²} / σ``, in
+    differentiable operations (third derivatives differentiate it)."""
     scaled = distances / (math.sqrt(2.0) * smearing)
-    values = prefactor * torch.special.erfc(scaled) / torch.clamp(distances, min=1e-15)
-    # int64 columns: differentiated, the gathers become row additions by index,
-    # which on CPU are ~7× slower with a kept list's int32 columns
-    first, second = index_columns(indices)
-    return _pair_sum(charges, first.long(), second.long(), _slices(values), full)
+    inverse = 1.0 / torch.clamp(distances, min=1e-15)
+    values = prefactor * torch.special.erfc(scaled) * inverse
+    gaussian = prefactor * math.sqrt(2.0 / math.pi) / smearing * torch.exp(-(scaled**2))
+    slopes = -(values + gaussian) * inverse
+    return gaussian / smearing**2 - 2.0 * slopes * inverse
+
+
+class _PairSlopes(torch.autograd.Function):
+    """``v'(r)`` per pair, whose derivative is ``v''(r)``."""
+
+    @staticmethod
+    def forward(ctx, distances, smearing, prefactor):
+        ctx.save_for_backward(distances, smearing, prefactor)
+        return _derivatives(distances, smearing, prefactor)
+
+    @staticmethod
+    def backward(ctx, grad):
+        distances, smearing, prefactor = ctx.saved_tensors
+        return grad * _curvatures(distances, smearing, prefactor), None, None
+
+
+class _PairValues(torch.autograd.Function):
+    """``v(r)`` per pair, whose derivative is :class:`_PairSlopes`: the second
+    derivatives of the pair sum without replaying its composed form."""
+
+    @staticmethod
+    def forward(ctx, distances, smearing, prefactor):
+        ctx.save_for_backward(distances, smearing, prefactor)
+        return _pair_values(distances, smearing, prefactor)[0]
+
+    @staticmethod
+    def backward(ctx, grad):
+        distances, smearing, prefactor = ctx.saved_tensors
+        return grad * _PairSlopes.apply(distances, smearing, prefactor), None, None
 
 
 class _CoulombPairSum(torch.autograd.Function):
@@ -129,7 +168,7 @@ class _CoulombPairSum(torch.autograd.Function):
                 charges, first, second, distances, smearing, prefactor, full,
                 charges.requires_grad, distances.requires_grad,
             )  # fmt: skip
-            ctx.save_for_backward(charges, indices, distances, first, second)
+            ctx.save_for_backward(charges, distances, first, second)
             ctx.products = None
             return potential
         n_pairs = distances.shape[0]
@@ -156,7 +195,7 @@ class _CoulombPairSum(torch.autograd.Function):
             return v, derivative
 
         potential = _pair_sum(charges, first, second, values, full, products)
-        ctx.save_for_backward(charges, indices, distances, first, second)
+        ctx.save_for_backward(charges, distances, first, second)
         ctx.values, ctx.products = kept, products
         # on accelerators one chunk: v' is kept as computed, not evaluated again
         ctx.derivatives = None
@@ -168,13 +207,22 @@ class _CoulombPairSum(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad):
-        charges, indices, distances, first, second = ctx.saved_tensors
+        charges, distances, first, second = ctx.saved_tensors
         smearing, prefactor, full = ctx.constants
         needs = ctx.needs_input_grad
-        if torch.is_grad_enabled():  # second derivatives
-            output = _composed(charges, indices, distances, smearing, prefactor, full)
-            inputs = [charges, None, distances, None, None, None]
-            return replay(output, inputs, needs, grad)
+        if torch.is_grad_enabled():  # second derivatives, differentiable
+            # int64 columns: differentiated, the gathers become row additions by
+            # index, which on CPU are ~7× slower with a kept list's int32 columns
+            first, second = first.long(), second.long()
+            grad_charges = grad_distances = None
+            if needs[0]:
+                values = _PairValues.apply(distances, smearing, prefactor)
+                grad_charges = _pair_sum(grad, second, first, _slices(values), full)
+            if needs[2]:
+                overlap = _pair_overlap(grad, charges, first, second, full)
+                slopes = _PairSlopes.apply(distances, smearing, prefactor)
+                grad_distances = 0.5 * overlap * slopes
+            return grad_charges, None, grad_distances, None, None, None
         if ctx.kernels is not None:
             grad_charges, grad_distances = ctx.kernels.coulomb_pair_sum_backward(
                 grad, charges, first, second, ctx.values if needs[0] else None,
