@@ -106,6 +106,25 @@ def test_empty_plans(kernels):
     assert out.shape == (0, 2) and grads.shape == (2, 0, 3, 4)
 
 
+def test_empty_pair_lists(kernels):
+    positions = randn(5, 3)
+    cell = torch.eye(3, dtype=torch.float64, device=DEVICE)
+    none = torch.zeros(0, dtype=torch.int64, device=DEVICE)
+    shifts = torch.zeros(0, 3, dtype=torch.int64, device=DEVICE)
+    distances = kernels.pair_distances(positions, cell, none, none, shifts)
+    assert distances.shape == (0,)
+    grads = kernels.pair_distances_backward(
+        positions, cell, none, none, shifts, distances, distances, True, True
+    )
+    assert grads[0].abs().sum() == 0 and grads[1].abs().sum() == 0
+    constants = torch.tensor(1.0, dtype=torch.float64, device=DEVICE)
+    potential, values, slopes = kernels.coulomb_pair_sum(
+        randn(5, 2), none, none, distances, constants, constants, False, True, True
+    )
+    assert potential.shape == (5, 2) and potential.abs().sum() == 0
+    assert values.shape == slopes.shape == (0,)
+
+
 def composed_distances(positions, cell, pairs, shifts):
     vectors = positions[pairs[:, 1]] - positions[pairs[:, 0]] + shifts.double() @ cell
     return torch.linalg.vector_norm(vectors, dim=-1)
