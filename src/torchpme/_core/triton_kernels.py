@@ -70,10 +70,11 @@ def _launch(kernel, count: int, per_program: int, device: torch.device, *args, *
 
 
 @triton.jit
-def _scatter_kernel(
-    nodes, weights, values, mesh, n_atoms, n_channels, size,
-    N: tl.constexpr, NP: tl.constexpr, BLOCK: tl.constexpr,
-):  # fmt: skip
+def _atom_block(nodes, weights, n_atoms, N: tl.constexpr, NP: tl.constexpr,
+                BLOCK: tl.constexpr):  # fmt: skip
+    """A program's atoms, their mask, the node columns (``NP ≥ N``) and their mask,
+    the atoms' row offsets in the ``(N, 3, n)`` plan, and their z nodes and
+    weights ``(BLOCK, NP)``."""
     atoms = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     live = atoms < n_atoms
     column = tl.arange(0, NP)
@@ -81,6 +82,17 @@ def _scatter_kernel(
     row = atoms.to(tl.int64) * (3 * N)
     z = tl.load(nodes + row[:, None] + 2 * N + column[None, :], mask=tile, other=0)
     wz = tl.load(weights + row[:, None] + 2 * N + column[None, :], mask=tile, other=0)
+    return atoms, live, column, tile, row, z, wz
+
+
+@triton.jit
+def _scatter_kernel(
+    nodes, weights, values, mesh, n_atoms, n_channels, size,
+    N: tl.constexpr, NP: tl.constexpr, BLOCK: tl.constexpr,
+):  # fmt: skip
+    atoms, live, _, tile, row, z, wz = _atom_block(
+        nodes, weights, n_atoms, N, NP, BLOCK
+    )
     target = mesh  # a pointer moved by whole meshes: 64-bit offsets
     for channel in range(n_channels):
         q = tl.load(values + atoms * n_channels + channel, mask=live, other=0)
@@ -102,13 +114,9 @@ def _gather_kernel(
     mesh, nodes, weights, out, grads, n_atoms, n_channels, size,
     KEEP: tl.constexpr, N: tl.constexpr, NP: tl.constexpr, BLOCK: tl.constexpr,
 ):  # fmt: skip
-    atoms = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-    live = atoms < n_atoms
-    column = tl.arange(0, NP)
-    tile = live[:, None] & (column < N)[None, :]
-    row = atoms.to(tl.int64) * (3 * N)
-    z = tl.load(nodes + row[:, None] + 2 * N + column[None, :], mask=tile, other=0)
-    wz = tl.load(weights + row[:, None] + 2 * N + column[None, :], mask=tile, other=0)
+    atoms, live, column, tile, row, z, wz = _atom_block(
+        nodes, weights, n_atoms, N, NP, BLOCK
+    )
     source = mesh
     for channel in range(n_channels):
         total = tl.zeros((BLOCK,), dtype=wz.dtype)
