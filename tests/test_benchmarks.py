@@ -95,3 +95,20 @@ def test_kernels_profile_names_the_largest_operators():
     assert len(lines) == 15
     shares = [float(line.split("%")[0].split()[-1]) for line in lines]
     assert shares == sorted(shares, reverse=True) and 0 < sum(shares) <= 100.0
+
+
+@pytest.mark.slow
+def test_training_benchmark(tmp_path):
+    output = tmp_path / "training.json"
+    text = _run(
+        "training.py", "--sizes", "512", "--repeat", "1", "--rounds", "1",
+        "--own-distances", "--json", str(output),
+    )  # fmt: skip
+    rows = json.loads(output.read_text())
+    assert [(row["method"], row["size"]) for row in rows] == [
+        ("pme", 512),
+        ("p3m", 512),
+    ]
+    for row in rows:
+        assert row["potentials"]["time_s"] > 0 and row["energy"]["time_s"] > 0
+    assert "energy ms" in text
