@@ -133,6 +133,48 @@ def _channel_scales(grad: torch.Tensor, mesh: torch.Tensor):
     return scales.reshape([channels] + [1] * (mesh.dim() - 1))
 
 
+class _Transform(torch.autograd.Function):
+    """``rfftn`` over the last three axes whose adjoint is the half-spectrum
+    inverse ``irfftn(g / w, norm="forward")`` (one complex-to-real transform; the
+    backward of ``torch.fft.rfftn`` runs a full complex one). ``irfftn`` of a half
+    spectrum ``h`` is ``Re Σ_k w_k h_k e^{ik·r}`` (``w`` of :func:`_multiplicity`),
+    and the adjoint of ``rfftn`` is ``Re Σ_k g_k e^{ik·r}``."""
+
+    @staticmethod
+    def forward(ctx, mesh):
+        ctx.sizes = (mesh.shape[-3], mesh.shape[-2], mesh.shape[-1])
+        return torch.fft.rfftn(mesh, dim=(-3, -2, -1))
+
+    @staticmethod
+    def backward(ctx, grad):
+        return _TransformAdjoint.apply(grad, ctx.sizes)
+
+
+class _TransformAdjoint(torch.autograd.Function):
+    """``irfftn(g / w, norm="forward")``: the adjoint of :class:`_Transform`, whose
+    own adjoint is that transform again."""
+
+    @staticmethod
+    def forward(ctx, spectrum, sizes: Tuple[int, int, int]):
+        weight = _multiplicity(
+            sizes[2], spectrum.shape[-1], spectrum.real.dtype, spectrum.device
+        )
+        halved = torch.view_as_complex(
+            torch.view_as_real(spectrum) / weight.unsqueeze(-1)
+        )
+        return torch.fft.irfftn(halved, s=sizes, dim=(-3, -2, -1), norm="forward")
+
+    @staticmethod
+    def backward(ctx, grad):
+        return _Transform.apply(grad), None
+
+
+def _differentiable_rfft3(mesh: torch.Tensor) -> torch.Tensor:
+    """``rfftn`` over the last three axes, differentiable to any order with one
+    real transform per backward pass."""
+    return _Transform.apply(mesh)
+
+
 class _Filter(torch.autograd.Function):
     @staticmethod
     def forward(ctx, mesh, kernel, scale: float):
@@ -155,7 +197,10 @@ class _Filter(torch.autograd.Function):
             factor = _channel_scales(grad, mesh)
             if factor is not None:
                 return _scaled_backward(ctx, factor, mesh, kernel, output)
-        grad_spectrum = torch.fft.rfftn(grad, dim=(-3, -2, -1))
+        if double_backward:
+            grad_spectrum = _differentiable_rfft3(grad)
+        else:
+            grad_spectrum = torch.fft.rfftn(grad, dim=(-3, -2, -1))
         if ctx.needs_input_grad[0]:
             if double_backward:
                 # through the Function again, so that this gradient is differentiable
@@ -172,8 +217,10 @@ class _Filter(torch.autograd.Function):
                     grad_mesh = grad_mesh * ctx.scale
         if ctx.needs_input_grad[1]:
             spectrum = ctx.spectrum
-            if double_backward or spectrum is None:
+            if double_backward:
                 # recomputed so that autograd sees its dependence on the mesh
+                spectrum = _differentiable_rfft3(mesh)
+            elif spectrum is None:
                 spectrum = torch.fft.rfftn(mesh, dim=(-3, -2, -1))
             weight = _multiplicity(
                 grad.shape[-1], grad_spectrum.shape[-1], grad.dtype, grad.device
