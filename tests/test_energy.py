@@ -179,31 +179,35 @@ def test_gradgradcheck_at_a_fixed_cell(name):
     assert gradgradcheck(function, inputs)
 
 
-def _training_step(calculator, pairs, shifts, use_energy, positions, charges, cell):
-    """Gradients of ``E² + Σ F²`` with respect to positions and charges."""
+def _training_step(
+    calculator, pairs, shifts, use_energy, positions, charges, cell, stress=False
+):
+    """Gradients of ``E² + Σ F² (+ Σ σ², σ = ∂E/∂cell)`` with respect to positions
+    and charges (and the cell)."""
     pos = positions.clone().requires_grad_(True)
     q = charges.clone().requires_grad_(True)
-    energy = _energy_function(calculator, pairs, shifts, use_energy)(pos, q, cell)
-    forces = torch.autograd.grad(energy, pos, create_graph=True)[0]
-    loss = energy.square() + forces.square().sum()
-    return torch.autograd.grad(loss, (pos, q))
+    cel = cell.clone().requires_grad_(stress)
+    energy = _energy_function(calculator, pairs, shifts, use_energy)(pos, q, cel)
+    inputs = (pos, cel) if stress else (pos,)
+    derivatives = torch.autograd.grad(energy, inputs, create_graph=True)
+    loss = energy.square() + sum(d.square().sum() for d in derivatives)
+    return torch.autograd.grad(loss, (pos, q, cel) if stress else (pos, q))
 
 
 @pytest.mark.parametrize("name", ["pme", "p3m"])
-def test_forces_in_a_loss_equal_the_potentials_path_with_fewer_transforms(name):
+@pytest.mark.parametrize("stress", [False, True])
+def test_forces_in_a_loss_equal_the_potentials_path_with_fewer_transforms(name, stress):
     positions, charges, cell, pairs, shifts = system()
     calculator = CALCULATORS[name]()
     results, counts = [], []
     for use_energy in (False, True):
+        data = (positions, charges, cell)
         with _Transforms("fft_r2c") as mode:
-            results.append(
-                _training_step(
-                    calculator, pairs, shifts, use_energy, positions, charges, cell
-                )
-            )
+            step = _training_step(calculator, pairs, shifts, use_energy, *data, stress)
+        results.append(step)
         counts.append(mode.seen)
     for fast, plain in zip(results[1], results[0], strict=True):
         torch.testing.assert_close(fast, plain, atol=1e-12, rtol=1e-12)
-    # forward, the filtered mesh of the forces' graph, its backward: one forward
-    # transform each (the inverse of several channels takes two steps)
+    # forward, the spectrum and filtered mesh of the forces' graph, its backward:
+    # one forward transform each (the inverse of several channels takes two steps)
     assert counts[1] == 3 < counts[0]

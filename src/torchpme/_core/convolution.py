@@ -31,7 +31,15 @@ import torch
 
 from . import stencil
 from .backward import channel_factors, replay
-from .fft import _apply_kernel, _multiplicity, _overlap, filter_mesh, irfft3, rfft3
+from .fft import (
+    _apply_kernel,
+    _multiplicity,
+    _overlap,
+    differentiable_filter,
+    filter_mesh,
+    irfft3,
+    rfft3,
+)
 from .permutation import permute_rows
 
 __all__ = ["convolve", "convolve_energy", "convolve_stacks"]
@@ -161,40 +169,39 @@ class _ConvolutionEnergy(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad):
-        nodes, weights, values, kernel = ctx.saved_tensors
-        if torch.is_grad_enabled() and not ctx.needs_input_grad[3]:
-            return _differentiable_energy_gradients(ctx, grad)
         if torch.is_grad_enabled():  # second derivatives
-            potentials = _composed(nodes, weights, values, kernel, ctx.shape)
-            inputs = [None, weights, values, kernel, None]
-            return replay(
-                torch.sum(values * potentials), inputs, ctx.needs_input_grad, grad
-            )
+            return _differentiable_energy_gradients(ctx, grad)
+        values = ctx.saved_tensors[2]
         # the explicit q of E and the upstream g·q of the potentials: twice each
         return _reused_gradients(ctx, grad, 2.0 * grad * values, 2.0 * grad)
 
 
 def _differentiable_energy_gradients(ctx, grad):
     """The gradients of ``E = ρᵀ A ρ`` (``ρ = W q``) for second derivatives (forces
-    in a loss), as differentiable expressions of one filtered mesh ``φ = A W q``:
-    ``∂E/∂q = 2 Wᵀ φ`` and ``∂E/∂W_it = 2 Σ_c q_ic φ_ct`` (``A`` is symmetric), the
-    latter through the separable weights at the picked stencil values. Replaying
-    the composed map instead (``ρᵀAρ`` differentiated by autograd) transforms twice
-    here and twice more in the next backward pass; this transforms once each."""
+    or stress in a loss), as differentiable expressions of one spectrum ``S = FFT
+    ρ`` and filtered mesh ``φ = A ρ``: ``∂E/∂q = 2 Wᵀ φ``, ``∂E/∂W_it = 2 Σ_c q_ic
+    φ_ct`` (``A`` is symmetric; through the separable weights at the picked stencil
+    values) and ``∂E/∂G = w |S|²`` for the kernel. Replaying the composed map
+    instead (``ρᵀAρ`` differentiated by autograd) transforms twice here and twice
+    more in the next backward pass; this transforms once each."""
     nodes, weights, values, kernel = ctx.saved_tensors
     needs = ctx.needs_input_grad
     mesh = stencil.spread_values(nodes, weights, values, _numel(ctx.shape))
-    filtered = filter_mesh(
-        mesh.reshape([-1] + ctx.shape), kernel, "backward", "forward"
-    ).reshape(mesh.shape)
-    picked = stencil.pick(filtered, nodes)  # (C, n³, N), node-major
-    grad_weights = grad_values = None
+    spectrum, filtered = differentiable_filter(mesh.reshape([-1] + ctx.shape), kernel)
+    picked = stencil.pick(filtered.reshape(mesh.shape), nodes)  # (C, n³, N)
+    grad_weights = grad_values = grad_kernel = None
     if needs[2]:
         grad_values = (2.0 * grad) * stencil.contract(picked, weights).t()
     if needs[1]:
         field = torch.einsum("ic,cti->ti", values, picked)
         grad_weights = (2.0 * grad) * stencil.weight_gradients(field, weights)
-    return None, grad_weights, grad_values, None, None
+    if needs[3]:
+        weight = _multiplicity(
+            ctx.shape[-1], spectrum.shape[-1], spectrum.real.dtype, grad.device
+        )
+        power = _overlap(spectrum, spectrum) * (grad * weight)
+        grad_kernel = power.sum_to_size(kernel.shape)
+    return None, grad_weights, grad_values, grad_kernel, None
 
 
 def _reused_gradients(ctx, c, weight_coefficients, value_factor):

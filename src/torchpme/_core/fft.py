@@ -19,7 +19,7 @@ import torch
 from .backward import channel_factors
 from .validation import compiling
 
-__all__ = ["filter_mesh", "irfft3", "rfft3"]
+__all__ = ["differentiable_filter", "filter_mesh", "irfft3", "rfft3"]
 
 # single meshes of at least this many points are transformed by scipy's pocketfft
 # on CPU when scipy is installed: for 256³ in float64 it took 73 ms forward and
@@ -173,6 +173,21 @@ def _differentiable_rfft3(mesh: torch.Tensor) -> torch.Tensor:
     """``rfftn`` over the last three axes, differentiable to any order with one
     real transform per backward pass."""
     return _Transform.apply(mesh)
+
+
+def differentiable_filter(
+    mesh: torch.Tensor, kernel: torch.Tensor
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """``(rfftn(mesh), irfftn(kernel · rfftn(mesh), norm="forward"))`` over the last
+    three axes, differentiable to any order in both arguments with one real
+    transform per transform in every backward pass (for graphs of second
+    derivatives that need the spectrum as well, e.g. a kernel gradient)."""
+    sizes = (mesh.shape[-3], mesh.shape[-2], mesh.shape[-1])
+    spectrum = _Transform.apply(mesh)
+    # irfftn(h) = adjoint(h · w): the adjoint divides by the multiplicity w
+    weight = _multiplicity(sizes[2], spectrum.shape[-1], mesh.dtype, mesh.device)
+    product = _apply_kernel(spectrum, kernel * weight)
+    return spectrum, _TransformAdjoint.apply(product, sizes)
 
 
 class _Filter(torch.autograd.Function):
