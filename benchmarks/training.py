@@ -6,6 +6,7 @@ a trained parameter ``w`` and the step is
     E = Σ q V (or calculator.energy), F = −∂E/∂r (create_graph=True),
     loss = E² + Σ F², loss.backward()
 
+With ``--stress`` the cell gradient ``σ = ∂E/∂A`` joins the loss (``+ Σ σ²``).
 Distances come from plain PyTorch for every implementation (so only the calculators
 differ), or with ``--own-distances`` from ``torchpme.neighbors.pair_distances``.
 ``--other PYTHON`` runs the same step with the ``torchpme`` of another interpreter
@@ -23,21 +24,23 @@ import sys
 import time
 
 
-def run_case(method: str, size: int, path: str, own: bool, repeat: int) -> dict:
+def run_case(
+    method: str, size: int, path: str, own: bool, stress: bool, repeat: int
+) -> dict:
     """Median seconds of ``repeat`` training steps (after one warm-up)."""
     import torch
     from _systems import neighbors, rocksalt
     from calculators import build
 
-    positions, charges, cell = rocksalt(size, torch.float64)
+    positions, charges, fixed_cell = rocksalt(size, torch.float64)
     calculator, cutoff = build(method, torch.float64)
-    indices, shifts = neighbors(positions, cell, cutoff)
+    indices, shifts = neighbors(positions, fixed_cell, cutoff)
     shifts = shifts.to(torch.float64)
     weight = torch.nn.Parameter(torch.tensor(1.0, dtype=torch.float64))
     if own:
         from torchpme.neighbors import pair_distances
 
-    def distances_of(pos):
+    def distances_of(pos, cell):
         if own:
             return pair_distances(pos, cell, indices, shifts)
         vectors = pos[indices[:, 1]] + shifts @ cell - pos[indices[:, 0]]
@@ -45,14 +48,16 @@ def run_case(method: str, size: int, path: str, own: bool, repeat: int) -> dict:
 
     def step():
         pos = positions.clone().requires_grad_(True)
+        cell = fixed_cell.clone().requires_grad_(stress)
         q = charges * weight
-        distances = distances_of(pos)
+        distances = distances_of(pos, cell)
         if path == "energy":
             energy = calculator.energy(q, cell, pos, indices, distances)
         else:
             energy = torch.sum(q * calculator(q, cell, pos, indices, distances))
-        forces = -torch.autograd.grad(energy, pos, create_graph=True)[0]
-        loss = energy.square() + forces.square().sum()
+        inputs = (pos, cell) if stress else (pos,)
+        derivatives = torch.autograd.grad(energy, inputs, create_graph=True)
+        loss = energy.square() + sum(d.square().sum() for d in derivatives)
         loss.backward()
 
     step()
@@ -79,6 +84,7 @@ def main():
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--own-distances", action="store_true")
+    parser.add_argument("--stress", action="store_true", help="the cell gradient too")
     parser.add_argument("--other", help="python of another torchpme (potentials path)")
     parser.add_argument("--json", help="write the results to this file")
     parser.add_argument("--case", help=argparse.SUPPRESS)
@@ -99,7 +105,7 @@ def main():
                     runs.append(("other", args.other))
                 for name, python in runs:
                     path = "potentials" if name == "other" else name
-                    case = [method, size, path, args.own_distances]
+                    case = [method, size, path, args.own_distances, args.stress]
                     result = measure(python, case, args.repeat)
                     if "error" in result:
                         best[name] = result

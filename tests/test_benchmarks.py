@@ -102,7 +102,7 @@ def test_training_benchmark(tmp_path):
     output = tmp_path / "training.json"
     text = _run(
         "training.py", "--sizes", "512", "--repeat", "1", "--rounds", "1",
-        "--own-distances", "--json", str(output),
+        "--own-distances", "--stress", "--json", str(output),
     )  # fmt: skip
     rows = json.loads(output.read_text())
     assert [(row["method"], row["size"]) for row in rows] == [
