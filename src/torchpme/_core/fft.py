@@ -183,7 +183,7 @@ def differentiable_filter(
     transform per transform in every backward pass (for graphs of second
     derivatives that need the spectrum as well, e.g. a kernel gradient)."""
     sizes = (mesh.shape[-3], mesh.shape[-2], mesh.shape[-1])
-    spectrum = _Transform.apply(mesh)
+    spectrum = _differentiable_rfft3(mesh)
     # irfftn(h) = adjoint(h · w): the adjoint divides by the multiplicity w
     weight = _multiplicity(sizes[2], spectrum.shape[-1], mesh.dtype, mesh.device)
     product = _apply_kernel(spectrum, kernel * weight)
