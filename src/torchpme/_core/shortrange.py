@@ -119,12 +119,12 @@ def _pair_overlap(grad, charges, first, second, full: bool) -> torch.Tensor:
 
 def _curvatures(distances, smearing, prefactor) -> torch.Tensor:
     """``v''(r) = G/σ² − 2 v'/r`` with ``G = A √(2/π) e^{−r²/2σ²} / σ``, in
-    differentiable operations (third derivatives differentiate it)."""
+    differentiable operations (third derivatives differentiate it; ``v'`` through
+    :class:`_PairSlopes`, whose derivative is this again)."""
     scaled = distances / (math.sqrt(2.0) * smearing)
     inverse = 1.0 / torch.clamp(distances, min=1e-15)
-    values = prefactor * torch.special.erfc(scaled) * inverse
     gaussian = prefactor * math.sqrt(2.0 / math.pi) / smearing * torch.exp(-(scaled**2))
-    slopes = -(values + gaussian) * inverse
+    slopes = _PairSlopes.apply(distances, smearing, prefactor)
     return gaussian / smearing**2 - 2.0 * slopes * inverse
 
 
