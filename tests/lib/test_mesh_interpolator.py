@@ -510,3 +510,37 @@ def test_outputs_follow_input_dtype(method, n, dtype):
     np.testing.assert_allclose(mesh.double().numpy(), expected, atol=tol)
     expected = dense_gather(positions, TRICLINIC_CELL, ns, n, method, m)
     np.testing.assert_allclose(values.double().numpy(), expected, atol=tol)
+
+
+@pytest.mark.parametrize(("method", "n"), METHODS, ids=METHOD_IDS)
+def test_total_charge_has_no_gradient_in_float32(method, n):
+    # the spread total is Σ q (partition of unity) whatever the positions and cell,
+    # so its gradients vanish; in float32 they must stay at rounding level even
+    # for atoms many cells away, whose positions multiply the cell gradient
+    positions = _random_positions(SKEWED_CELL, 300, seed=n, spread=12.0)
+    cell = _t(SKEWED_CELL, torch.float32).requires_grad_(True)
+    positions = _t(positions, torch.float32).requires_grad_(True)
+    interpolator = MeshInterpolator(cell, torch.tensor([16, 15, 12]), n, method)
+    interpolator.compute_weights(positions)
+    mesh = interpolator.points_to_mesh(torch.ones(300, 1))
+    for gradient in torch.autograd.grad(mesh.sum(), [positions, cell]):
+        assert float(gradient.abs().max()) < 1e-6
+
+
+def test_update_accepts_meta_tensors():
+    # meta tensors carry shapes, not values: tracing a model on the meta device
+    # must not read the mesh size
+    cell = torch.eye(3, dtype=torch.float64, device="meta")
+    ns_mesh = torch.tensor([4, 5, 6], device="meta")
+    interpolator = MeshInterpolator(
+        torch.eye(3, dtype=torch.float64), torch.tensor([4, 5, 6]), 4, "Lagrange"
+    )
+    interpolator.update(cell, ns_mesh)
+    interpolator.compute_weights(torch.zeros(3, 3, dtype=torch.float64, device="meta"))
+    mesh = interpolator.points_to_mesh(
+        torch.zeros(3, 2, dtype=torch.float64, device="meta")
+    )
+    assert mesh.device.type == "meta"
+    assert mesh.shape == (2, 4, 5, 6)
+    fresh = MeshInterpolator(cell, ns_mesh, 3, "P3M")
+    assert fresh.ns_mesh.device.type == "meta"

@@ -90,7 +90,8 @@ def evaluate_weights(x: torch.Tensor, coefficients: torch.Tensor) -> torch.Tenso
     Args:
         x: offsets from the reference point, any shape ``S``.
         coefficients: ``(n, m)`` table, row ``j`` holding the coefficients of
-            ``x⁰ … x^{m−1}`` (``(n, n)`` from :func:`coefficient_table`).
+            ``x⁰ … x^{m−1}`` (``(n, n)`` from :func:`coefficient_table`); its rows
+            sum to a constant (a partition of unity), which the backward uses.
 
     Returns:
         Tensor of shape ``S + (n,)`` holding ``w_j(x)`` in its last axis.
@@ -140,7 +141,11 @@ class _Weights(torch.autograd.Function):
     def backward(ctx, grad):
         x, c = ctx.saved_tensors
         slopes = _evaluate(x, _derivative(c))
-        return (grad * slopes).sum(-1), None
+        # the weights sum to one (and their derivatives to zero) for every x, so
+        # Σ_j g_j w_j' = Σ_j (g_j − g_0) w_j': an upstream gradient equal on all
+        # nodes (a uniform mesh, the total charge) then gives exactly zero, not a
+        # rounding error that grows with |r| through the cell gradient
+        return ((grad - grad[..., :1]) * slopes).sum(-1), None
 
 
 @torch.jit.unused

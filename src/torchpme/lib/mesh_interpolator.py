@@ -113,11 +113,13 @@ class MeshInterpolator(torch.nn.Module):
         if ns_mesh is not None:
             check_shape("ns_mesh", ns_mesh, [3], "(3,)")
             self.ns_mesh = ns_mesh
-            self._ns = [int(ns_mesh[0]), int(ns_mesh[1]), int(ns_mesh[2])]
-            if min(self._ns) < 1:
-                raise ValueError(
-                    message("ns_mesh", "positive mesh sizes", f"{self._ns}")
-                )
+            # a meta tensor has shapes but no values: the sizes read before stay
+            if ns_mesh.device.type != "meta":
+                self._ns = [int(ns_mesh[0]), int(ns_mesh[1]), int(ns_mesh[2])]
+                if min(self._ns) < 1:
+                    raise ValueError(
+                        message("ns_mesh", "positive mesh sizes", f"{self._ns}")
+                    )
         check_device(
             "ns_mesh", self.ns_mesh, self.cell.device, "on the device of `cell`"
         )
