@@ -94,7 +94,7 @@ def _filtered_values(
     return spectrum, out, grads
 
 
-def _composed(nodes, weights, values, kernel, shape: List[int]):
+def _convolution_from_ops(nodes, weights, values, kernel, shape: List[int]):
     """The same map from the differentiable Functions (for second derivatives)."""
     mesh = stencil.spread_values(nodes, weights, values, _numel(shape))
     filtered = filter_mesh(mesh.reshape([-1] + shape), kernel, "backward", "forward")
@@ -135,7 +135,7 @@ class _Convolution(torch.autograd.Function):
         nodes, weights, values, kernel = ctx.saved_tensors
         needs = ctx.needs_input_grad
         if torch.is_grad_enabled():  # second derivatives
-            output = _composed(nodes, weights, values, kernel, ctx.shape)
+            output = _convolution_from_ops(nodes, weights, values, kernel, ctx.shape)
             inputs = [None, weights, values, kernel, None]
             return replay(output, inputs, ctx.needs_input_grad, grad)
         factors = channel_factors(grad, values)

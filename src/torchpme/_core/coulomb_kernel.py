@@ -42,10 +42,10 @@ def coulomb_kernel(
         # nothing to differentiate: one buffer, updated in place
         return _unscaled(k_sq, smearing).mul_(4.0 * math.pi * prefactor)
     if torch.jit.is_scripting():
-        return _composed(k_sq, smearing, prefactor)
+        return _coulomb_from_ops(k_sq, smearing, prefactor)
     if compiling() or _transformed(k_sq):
-        return _composed(k_sq, smearing, prefactor)
-    return _apply(k_sq, smearing, prefactor)
+        return _coulomb_from_ops(k_sq, smearing, prefactor)
+    return _coulomb_by_function(k_sq, smearing, prefactor)
 
 
 def _unscaled(k_sq: torch.Tensor, smearing: torch.Tensor) -> torch.Tensor:
@@ -55,7 +55,7 @@ def _unscaled(k_sq: torch.Tensor, smearing: torch.Tensor) -> torch.Tensor:
     return kernel.masked_fill_(k_sq == 0.0, 0.0)
 
 
-def _composed(
+def _coulomb_from_ops(
     k_sq: torch.Tensor, smearing: torch.Tensor, prefactor: torch.Tensor
 ) -> torch.Tensor:
     """The kernel in differentiable operations (no division by zero anywhere)."""
@@ -77,7 +77,7 @@ class _CoulombKernel(torch.autograd.Function):
         k_sq, smearing, prefactor, unscaled = ctx.saved_tensors
         needs = ctx.needs_input_grad
         if torch.is_grad_enabled():  # second derivatives
-            output = _composed(k_sq, smearing, prefactor)
+            output = _coulomb_from_ops(k_sq, smearing, prefactor)
             return replay(output, [k_sq, smearing, prefactor], needs, grad)
         weighted = grad * unscaled
         scale = 4.0 * math.pi * prefactor
@@ -95,7 +95,7 @@ class _CoulombKernel(torch.autograd.Function):
 
 
 @torch.jit.unused
-def _apply(
+def _coulomb_by_function(
     k_sq: torch.Tensor, smearing: torch.Tensor, prefactor: torch.Tensor
 ) -> torch.Tensor:
     return _CoulombKernel.apply(k_sq, smearing, prefactor)

@@ -53,7 +53,7 @@ def _vectors_and_distances(positions, cell, first, second, shifts, vectors):
     return vectors, distances
 
 
-def _composed(positions, cell, first, second, shifts):
+def _distances_from_ops(positions, cell, first, second, shifts):
     """The distances as differentiable operations (second derivatives, scripting)."""
     return torch.linalg.vector_norm(
         _vectors(positions, cell, first, second, shifts), dim=-1
@@ -106,7 +106,9 @@ class _PairDistances(torch.autograd.Function):
         if torch.is_grad_enabled():  # second derivatives
             # int64 columns: the backward of the composed gathers adds rows by
             # index, which on CPU is ~7× slower with a kept list's int32 columns
-            output = _composed(positions, cell, first.long(), second.long(), shifts)
+            output = _distances_from_ops(
+                positions, cell, first.long(), second.long(), shifts
+            )
             inputs = [positions, cell, None, None, None, None]
             return replay(output, inputs, needs, grad)
         vectors = ctx.vectors
@@ -148,12 +150,14 @@ def pair_distances(
     """
     if torch.jit.is_scripting():
         first, second = neighbor_indices[:, 0], neighbor_indices[:, 1]
-        return _composed(positions, cell, first, second, shifts.to(positions.dtype))
+        return _distances_from_ops(
+            positions, cell, first, second, shifts.to(positions.dtype)
+        )
     # converted inside: the fused kernels read integer shifts as they are
-    return _apply(positions, cell, neighbor_indices, shifts)
+    return _distances_by_function(positions, cell, neighbor_indices, shifts)
 
 
-def _apply(positions, cell, neighbor_indices, shifts) -> torch.Tensor:
+def _distances_by_function(positions, cell, neighbor_indices, shifts) -> torch.Tensor:
     pairs = lookup(neighbor_indices)
     # the list's kept work buffer and sparse incidence serve it only on CPU, in
     # eager mode, where the list itself is kept

@@ -1,7 +1,7 @@
 """The reciprocal-space shape of the ``1/r^p`` kernels, with its own backward.
 
 ``g(k², σ) = f_p(x)``, ``x = σ²k²/2``, ``f_p(x) = Γ(a, x) x^{−a}``, ``a = (3 − p)/2``
-(:func:`torchpme.lib.math.gammaincc_over_powerlaw`), and its limit at ``k = 0``:
+(:func:`torchpme._core.special.gammaincc_over_powerlaw`), and its limit at ``k = 0``:
 ``2/(p − 3)`` for ``p > 3``, 0 otherwise. The kernel of
 :class:`~torchpme.potentials.InversePowerLawPotential` is ``A C_p(σ) g``. Through
 plain autograd, ``f_p`` (error function or ``E₁`` and a recurrence) keeps a dozen
@@ -20,8 +20,8 @@ operations.
 
 import torch
 
-from ..lib.math import gammaincc_over_powerlaw
 from .backward import replay
+from .special import gammaincc_over_powerlaw
 from .validation import _transformed, compiling
 
 __all__ = ["powerlaw_shape"]
@@ -39,15 +39,17 @@ def powerlaw_shape(k_sq: torch.Tensor, smearing: torch.Tensor, p: int) -> torch.
         the shape of ``k_sq``.
     """
     if not (k_sq.requires_grad or smearing.requires_grad):
-        return _composed(k_sq, smearing, p)
+        return _powerlaw_from_ops(k_sq, smearing, p)
     if torch.jit.is_scripting():
-        return _composed(k_sq, smearing, p)
+        return _powerlaw_from_ops(k_sq, smearing, p)
     if compiling() or _transformed(k_sq):
-        return _composed(k_sq, smearing, p)
-    return _apply(k_sq, smearing, p)
+        return _powerlaw_from_ops(k_sq, smearing, p)
+    return _powerlaw_by_function(k_sq, smearing, p)
 
 
-def _composed(k_sq: torch.Tensor, smearing: torch.Tensor, p: int) -> torch.Tensor:
+def _powerlaw_from_ops(
+    k_sq: torch.Tensor, smearing: torch.Tensor, p: int
+) -> torch.Tensor:
     """The shape in differentiable operations (the value at 0 is not evaluated)."""
     x = 0.5 * smearing**2 * k_sq
     zero = x == 0.0
@@ -61,7 +63,7 @@ class _PowerLawShape(torch.autograd.Function):
     @staticmethod
     def forward(ctx, k_sq, smearing, p: int):
         with torch.no_grad():
-            value = _composed(k_sq, smearing, p)
+            value = _powerlaw_from_ops(k_sq, smearing, p)
         ctx.save_for_backward(k_sq, smearing, value)
         ctx.p = p
         return value
@@ -71,7 +73,7 @@ class _PowerLawShape(torch.autograd.Function):
         k_sq, smearing, value = ctx.saved_tensors
         needs = ctx.needs_input_grad
         if torch.is_grad_enabled():  # second derivatives
-            output = _composed(k_sq, smearing, ctx.p)
+            output = _powerlaw_from_ops(k_sq, smearing, ctx.p)
             return replay(output, [k_sq, smearing, None], needs, grad)
         a = (3.0 - ctx.p) / 2.0
         x = (0.5 * smearing**2) * k_sq
@@ -88,5 +90,7 @@ class _PowerLawShape(torch.autograd.Function):
 
 
 @torch.jit.unused
-def _apply(k_sq: torch.Tensor, smearing: torch.Tensor, p: int) -> torch.Tensor:
+def _powerlaw_by_function(
+    k_sq: torch.Tensor, smearing: torch.Tensor, p: int
+) -> torch.Tensor:
     return _PowerLawShape.apply(k_sq, smearing, p)

@@ -6,7 +6,7 @@ from typing import Optional
 import torch
 
 from .._core.powerlaw_kernel import powerlaw_shape
-from ..lib.math import gamma, gammaincc_over_powerlaw
+from .._core.special import gamma, gammaincc_over_powerlaw
 from .coulomb import _pbc_correction
 from .potential import Potential, _masked, _require_smearing
 
