@@ -11,14 +11,6 @@ from .._core.validation import message
 
 __all__ = ["Calculator"]
 
-sample_names = [
-    "first_atom",
-    "second_atom",
-    "cell_shift_a",
-    "cell_shift_b",
-    "cell_shift_c",
-]
-
 
 class Calculator(torch.nn.Module):
     """Per-atom potentials of a metatomic ``System`` as a metatensor ``TensorMap``.
@@ -58,6 +50,7 @@ class Calculator(torch.nn.Module):
     def _validate_compute_parameters(system: System, neighbors: TensorBlock) -> None:
         """Check the neighbour block and the charge data of ``system``."""
         positions = system.positions
+        # a local list: TorchScript reads no module-level lists
         sample_names = [
             "first_atom",
             "second_atom",
