@@ -46,7 +46,7 @@ def _potentials(method, n):
             positions, torch.linalg.inv(cell), NS, coefficients
         )
         kernel = _kernel(mesh_k_squared(cell, NS), sigma)
-        return convolution.convolve(plan[0], plan[1], plan[2], charges, kernel, NS)
+        return convolution.convolve(plan, charges, kernel)
 
     return function
 
@@ -170,9 +170,9 @@ def test_stacked_meshes_equal_single_meshes():
     cells = torch.stack([cell, 1.1 * cell])
     owner = torch.tensor([0, 1, 1, 0])
     inverse = torch.linalg.inv(cells)[owner]
-    plan = core_mesh.interpolation_plan(positions, inverse, NS, coefficients, owner)
+    plan = core_mesh.interpolation_plan(positions, inverse, NS, coefficients, owner, 2)
     kernel = _kernel(mesh_k_squared(cells, NS)[None], sigma[:, None])
-    stacked = convolution.convolve(plan[0], plan[1], plan[2], charges, kernel, NS, 2)
+    stacked = convolution.convolve(plan, charges, kernel)
     for system in (0, 1):
         atoms = owner == system
         single = _potentials("Lagrange", 4)(

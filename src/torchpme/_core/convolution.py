@@ -40,6 +40,7 @@ from .fft import (
     irfft3,
     rfft3,
 )
+from .mesh import MeshPlan, mesh_shape
 from .permutation import permute_rows
 
 __all__ = ["convolve", "convolve_energy", "convolve_stacks"]
@@ -242,13 +243,7 @@ def _convolution(nodes, weights, values, kernel, shape: List[int]) -> torch.Tens
 
 
 def convolve(
-    plan_stencil: torch.Tensor,
-    weights: torch.Tensor,
-    order: torch.Tensor,
-    values: torch.Tensor,
-    kernel: torch.Tensor,
-    ns: List[int],
-    n_meshes: int = 0,
+    plan: MeshPlan, values: torch.Tensor, kernel: torch.Tensor
 ) -> torch.Tensor:
     """Spread, filter and gather in one step: ``gather(filter(spread(values)))``.
 
@@ -256,31 +251,24 @@ def convolve(
     (``fft_norm="backward"``, ``ifft_norm="forward"``), per channel.
 
     Args:
-        plan_stencil, weights, order: plan from
-            :func:`torchpme._core.mesh.interpolation_plan`.
+        plan: from :func:`torchpme._core.mesh.interpolation_plan`.
         values: ``(N, C)`` per-atom values (e.g. charges), in the atoms' order.
         kernel: real filter, even in ``k``, broadcastable to ``(C, n0, n1, n2//2+1)``
             (or ``(C, M, n0, n1, n2//2+1)`` for a stack of ``M`` meshes).
-        ns: mesh size, three Python ints.
-        n_meshes: number of meshes of a stacked plan, 0 for a single mesh.
 
     Returns:
         ``(N, C)`` filtered values at the atoms, in the atoms' order.
     """
-    shape = list(ns) if n_meshes == 0 else [n_meshes] + list(ns)
-    weights = weights.to(values.dtype)
-    sorted_values = permute_rows(values, order)
-    result = _sorted_convolution(plan_stencil, weights, sorted_values, kernel, shape)
-    return torch.zeros_like(result).index_copy(0, order, result)
+    weights = plan.weights.to(values.dtype)
+    sorted_values = permute_rows(values, plan.order)
+    result = _sorted_convolution(
+        plan.stencil, weights, sorted_values, kernel, mesh_shape(plan)
+    )
+    return torch.zeros_like(result).index_copy(0, plan.order, result)
 
 
 def convolve_energy(
-    plan_stencil: torch.Tensor,
-    weights: torch.Tensor,
-    order: torch.Tensor,
-    values: torch.Tensor,
-    kernel: torch.Tensor,
-    ns: List[int],
+    plan: MeshPlan, values: torch.Tensor, kernel: torch.Tensor
 ) -> torch.Tensor:
     """``Σ_ic values_ic · convolve(values)_ic``, a 0-dim tensor.
 
@@ -290,19 +278,20 @@ def convolve_energy(
 
     Args: as :func:`convolve`, for a single mesh.
     """
-    weights = weights.to(values.dtype)
-    sorted_values = permute_rows(values, order)
+    weights = plan.weights.to(values.dtype)
+    sorted_values = permute_rows(values, plan.order)
+    shape = mesh_shape(plan)
     if torch.jit.is_scripting() or kernel.is_complex():
         filtered = _sorted_convolution(
-            plan_stencil, weights, sorted_values, kernel, list(ns)
+            plan.stencil, weights, sorted_values, kernel, shape
         )
         return torch.sum(sorted_values * filtered)
-    return _energy(plan_stencil, weights, sorted_values, kernel.to(values.dtype), ns)
+    return _energy(plan.stencil, weights, sorted_values, kernel.to(values.dtype), shape)
 
 
 @torch.jit.unused
-def _energy(nodes, weights, values, kernel, ns: List[int]) -> torch.Tensor:
-    return _ConvolutionEnergy.apply(nodes, weights, values, kernel, list(ns))
+def _energy(nodes, weights, values, kernel, shape: List[int]) -> torch.Tensor:
+    return _ConvolutionEnergy.apply(nodes, weights, values, kernel, shape)
 
 
 def _sorted_convolution(
@@ -327,12 +316,9 @@ def _sorted_convolution(
 
 @torch.jit.unused
 def convolve_stacks(
-    plan_stencil: torch.Tensor,
-    weights: torch.Tensor,
-    order: torch.Tensor,
+    plan: MeshPlan,
     values: torch.Tensor,
     kernel: torch.Tensor,
-    ns: List[int],
     meshes: List[int],
     atoms: List[int],
 ) -> torch.Tensor:
@@ -344,28 +330,28 @@ def convolve_stacks(
     mesh. Splits (not slices) keep the backward to one concatenation per input.
 
     Args:
-        plan_stencil, weights, order: plan from
-            :func:`torchpme._core.mesh.interpolation_plan` with ``mesh_index``.
+        plan: from :func:`torchpme._core.mesh.interpolation_plan` with
+            ``mesh_index``.
         values: ``(N, C)`` per-atom values, in the atoms' order.
         kernel: ``(B, n0, n1, n2//2+1)`` real filters, one per mesh.
-        ns: mesh size, three Python ints.
         meshes: meshes per stack (summing to ``B``).
         atoms: atoms per stack (summing to ``N``), in the order of the meshes.
 
     Returns:
         ``(N, C)`` filtered values at the atoms, in the atoms' order.
     """
-    weights = weights.to(values.dtype)
-    sorted_values = permute_rows(values, order)
+    ns = plan.shape
+    weights = plan.weights.to(values.dtype)
+    sorted_values = permute_rows(values, plan.order)
     mesh_size = _numel(ns)
     # the flat index of a node is the sum of its three per-axis shares: a stack's
     # first mesh moves to 0 by shifting the first axis's share
-    axis = torch.zeros((3, 1), dtype=plan_stencil.dtype, device=plan_stencil.device)
+    axis = torch.zeros((3, 1), dtype=plan.stencil.dtype, device=plan.stencil.device)
     axis[0] = 1
     results: List[torch.Tensor] = []
     first = 0
     for nodes, part_weights, part_values, part_kernel, count in zip(
-        torch.split(plan_stencil, atoms),
+        torch.split(plan.stencil, atoms),
         torch.split(weights, atoms),
         torch.split(sorted_values, atoms),
         torch.split(kernel, meshes, dim=-4),
@@ -380,4 +366,4 @@ def convolve_stacks(
         )
         first += count
     result = torch.cat(results)
-    return torch.zeros_like(result).index_copy(0, order, result)
+    return torch.zeros_like(result).index_copy(0, plan.order, result)

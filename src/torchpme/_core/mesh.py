@@ -1,21 +1,23 @@
 """Spreading points onto a periodic mesh and gathering them back: pure functions.
 
 The design is plan → execute: :func:`interpolation_plan` turns positions into a
-*plan*, three tensors: ``stencil`` ``(N, 3, n)``, the nodes each atom touches along
-each axis as their shares of the flat mesh index (x slowest, z fastest; the flat
-indices of an atom's ``n³`` nodes are the sums of one share per axis, formed a
-chunk of atoms at a time, never for all atoms at once), ``weights`` ``(N, 3, n)``, the 1-D weights
-of each atom along each lattice axis, and ``order`` ``(N,)``, the permutation that
-sorts the atoms by mesh position: stencil and weights are stored in that order, so
-that neighbouring atoms touch neighbouring memory (as FINUFFT sorts its points),
-which makes scatter and gather about twice as fast on CPU.
-:func:`spread` (points → mesh) and :func:`gather` (mesh → points) execute a plan and
-are exact adjoints: ``<spread(q), m> == <q, gather(m)>``. The 3-D weight of atom
-``i`` on node ``(a, b, c)`` is the product of the three 1-D weights (the
+:class:`MeshPlan`, a named record of the mesh shape and three tensors: ``stencil``
+``(N, 3, n)``, the nodes each atom touches along each axis as their shares of the
+flat mesh index (x slowest, z fastest; the flat indices of an atom's ``n³`` nodes
+are the sums of one share per axis, formed a chunk of atoms at a time, never for
+all atoms at once), ``weights`` ``(N, 3, n)``, the 1-D weights of each atom along
+each lattice axis, and ``order`` ``(N,)``, the permutation that sorts the atoms by
+mesh position: stencil and weights are stored in that order, so that neighbouring
+atoms touch neighbouring memory (as FINUFFT sorts its points), which makes scatter
+and gather about twice as fast on CPU. :func:`spread` (points → mesh) and
+:func:`gather` (mesh → points) execute a plan and are exact adjoints:
+``<spread(q), m> == <q, gather(m)>``; :func:`torchpme._core.convolution.convolve`
+executes spread, filter and gather of the same plan in one step. The 3-D weight of
+atom ``i`` on node ``(a, b, c)`` is the product of the three 1-D weights (the
 interpolation is separable). Mesh sizes are Python ints, fixed before the hot path.
 """
 
-from typing import List, Optional, Tuple
+from typing import List, NamedTuple, Optional
 
 import torch
 
@@ -23,7 +25,42 @@ from . import stencil
 from .permutation import permute_rows
 from .weights import evaluate_weights
 
-__all__ = ["gather", "interpolation_plan", "mesh_coordinates", "spread"]
+__all__ = [
+    "MeshPlan",
+    "gather",
+    "interpolation_plan",
+    "mesh_coordinates",
+    "mesh_shape",
+    "spread",
+]
+
+
+class MeshPlan(NamedTuple):
+    """Where every atom lands on the mesh: built once per positions, then executed
+    by :func:`spread`, :func:`gather` and the convolutions.
+
+    Attributes:
+        stencil: ``(N, 3, n)`` int64 shares of the flat node index per axis
+            (node ``(a, b, c)`` of atom ``i`` is at ``stencil[i, 0, a] +
+            stencil[i, 1, b] + stencil[i, 2, c]``), for the atoms in ``order``.
+        weights: ``(N, 3, n)`` 1-D interpolation weights, in the same order.
+        order: ``(N,)`` the atoms sorted by mesh position.
+        shape: mesh points along each lattice vector, three Python ints.
+        n_meshes: meshes in a stack (a batch of systems), 0 for a single mesh.
+    """
+
+    stencil: torch.Tensor
+    weights: torch.Tensor
+    order: torch.Tensor
+    shape: List[int]
+    n_meshes: int
+
+
+def mesh_shape(plan: MeshPlan) -> List[int]:
+    """``[n0, n1, n2]``, or ``[M, n0, n1, n2]`` for a stack of ``M`` meshes."""
+    if plan.n_meshes == 0:
+        return list(plan.shape)
+    return [plan.n_meshes] + list(plan.shape)
 
 
 def interpolation_plan(
@@ -32,7 +69,8 @@ def interpolation_plan(
     ns: List[int],
     coefficients: torch.Tensor,
     mesh_index: Optional[torch.Tensor] = None,
-) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    n_meshes: int = 0,
+) -> MeshPlan:
     """Stencil indices and 1-D weights of every atom, sorted by mesh position.
 
     With fractional coordinates ``f = r · cell⁻¹`` and ``u = n_d f_d``, the reference
@@ -49,13 +87,10 @@ def interpolation_plan(
         coefficients: ``(n, n)`` weight polynomial table.
         mesh_index: ``(N,)`` int64, for a stack of meshes (a batch of systems): the
             mesh of each atom.
+        n_meshes: the number of meshes of that stack (0 without ``mesh_index``).
 
     Returns:
-        ``(stencil, weights, order)``: int64 node shares of the flat mesh index
-        ``(N, 3, n)`` (node ``(a, b, c)`` of atom ``i`` is at ``stencil[i, 0, a] +
-        stencil[i, 1, b] + stencil[i, 2, c]``) and 1-D weights ``(N, 3, n)`` in the
-        positions dtype, both for the atoms
-        ``order[0], order[1], …``.
+        The :class:`MeshPlan`, weights in the positions' dtype.
     """
     n = coefficients.shape[0]
     if inverse_cell.dim() == 3:
@@ -93,69 +128,55 @@ def interpolation_plan(
     # gathers both ways (see _core.permutation), not a scatter-add backward
     sorted_x = permute_rows(x, order)
     weights = evaluate_weights(sorted_x, coefficients)
-    return nodes.index_select(0, order), weights, order
+    return MeshPlan(nodes.index_select(0, order), weights, order, list(ns), n_meshes)
 
 
-def spread(
-    plan_stencil: torch.Tensor,
-    weights: torch.Tensor,
-    order: torch.Tensor,
-    values: torch.Tensor,
-    ns: List[int],
-    n_meshes: int = 0,
-) -> torch.Tensor:
+def spread(plan: MeshPlan, values: torch.Tensor) -> torch.Tensor:
     """Spread per-atom values onto the mesh (points → mesh).
 
     ``mesh[c, a, b, e] = Σ_i values[i, c] · W_i(a, b, e)``.
 
     Args:
-        plan_stencil, weights, order: plan from :func:`interpolation_plan`.
+        plan: from :func:`interpolation_plan`.
         values: ``(N, C)`` per-atom values (e.g. charges), in the atoms' order.
-        ns: mesh size, three Python ints.
-        n_meshes: for a plan made with ``mesh_index``, the number of meshes in the
-            stack; 0 for a single mesh.
 
     Returns:
-        ``(C, n0, n1, n2)`` mesh, channels first; for a stack,
-        ``(C, n_meshes, n0, n1, n2)``.
+        ``(C, n0, n1, n2)`` mesh, channels first; for a stack of ``M`` meshes,
+        ``(C, M, n0, n1, n2)``.
     """
-    size = max(n_meshes, 1) * ns[0] * ns[1] * ns[2]
-    weights = weights.to(values.dtype)
-    values = permute_rows(values, order)
+    shape = mesh_shape(plan)
+    size = 1
+    for n in shape:
+        size *= n
+    weights = plan.weights.to(values.dtype)
+    values = permute_rows(values, plan.order)
     if torch.jit.is_scripting():
-        mesh = stencil.scatter(plan_stencil, weights, values, size)
+        mesh = stencil.scatter(plan.stencil, weights, values, size)
     else:
-        mesh = stencil.spread_values(plan_stencil, weights, values, size)
-    n_channels = values.shape[1]
-    if n_meshes == 0:
-        return mesh.reshape(n_channels, ns[0], ns[1], ns[2])
-    return mesh.reshape(n_channels, n_meshes, ns[0], ns[1], ns[2])
+        mesh = stencil.spread_values(plan.stencil, weights, values, size)
+    return mesh.reshape([values.shape[1]] + shape)
 
 
-def gather(
-    plan_stencil: torch.Tensor,
-    weights: torch.Tensor,
-    order: torch.Tensor,
-    mesh: torch.Tensor,
-) -> torch.Tensor:
+def gather(plan: MeshPlan, mesh: torch.Tensor) -> torch.Tensor:
     """Interpolate mesh values at the atoms (mesh → points), adjoint of spread.
 
     ``out[i, c] = Σ_{a,b,e} mesh[c, a, b, e] · W_i(a, b, e)``.
 
     Args:
-        plan_stencil, weights, order: plan from :func:`interpolation_plan`.
+        plan: from :func:`interpolation_plan`.
         mesh: ``(C, n0, n1, n2)`` mesh values, or a stack ``(C, M, n0, n1, n2)``.
 
     Returns:
         ``(N, C)`` values at the atoms, in the atoms' order.
     """
     values = mesh.reshape(mesh.shape[0], -1)
-    weights = weights.to(mesh.dtype)
+    weights = plan.weights.to(mesh.dtype)
     if torch.jit.is_scripting():
-        result = stencil.contract(stencil.pick(values, plan_stencil), weights).t()
+        picked = stencil.pick(values, plan.stencil)
+        result = stencil.contract(picked, weights).t()
     else:
-        result = stencil.gather_values(plan_stencil, weights, values)
-    return torch.zeros_like(result).index_copy(0, order, result)
+        result = stencil.gather_values(plan.stencil, weights, values)
+    return torch.zeros_like(result).index_copy(0, plan.order, result)
 
 
 def mesh_coordinates(cell: torch.Tensor, ns: List[int]) -> torch.Tensor:

@@ -173,14 +173,9 @@ class PMECalculator(Calculator):
 
     def _mesh_setup(
         self, cell: torch.Tensor, positions: torch.Tensor
-    ) -> Tuple[
-        List[int],
-        Tuple[torch.Tensor, torch.Tensor, torch.Tensor],
-        torch.Tensor,
-        torch.Tensor,
-    ]:
-        """``(ns, plan, kernel, volume)``: mesh size, interpolation plan, filter
-        and cell volume."""
+    ) -> Tuple[core_mesh.MeshPlan, torch.Tensor, torch.Tensor]:
+        """``(plan, kernel, volume)``: the interpolation plan (which holds the mesh
+        size), the filter and the cell volume."""
         ns = self._mesh_size(cell)
         inverse_cell = torch.linalg.inv_ex(cell)[0]
         plan = core_mesh.interpolation_plan(
@@ -190,7 +185,7 @@ class PMECalculator(Calculator):
             kernel = self._filter(cell, ns)
         else:
             kernel = self._cached_filter(cell, ns)
-        return ns, plan, kernel, torch.abs(torch.linalg.det(cell))
+        return plan, kernel, torch.abs(torch.linalg.det(cell))
 
     def _compute_kspace(
         self,
@@ -201,8 +196,8 @@ class PMECalculator(Calculator):
         kvectors: Optional[torch.Tensor] = None,
         node_mask: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
-        ns, plan, kernel, volume = self._mesh_setup(cell, positions)
-        potential = convolve(plan[0], plan[1], plan[2], charges, kernel, ns) / volume
+        plan, kernel, volume = self._mesh_setup(cell, positions)
+        potential = convolve(plan, charges, kernel) / volume
         return self._finish_kspace(
             potential, charges, cell, positions, periodic, node_mask
         )
@@ -218,8 +213,8 @@ class PMECalculator(Calculator):
         """The mesh energy from :func:`convolve_energy` (a backward pass without
         transforms on every device), plus the corrections, which are linear in
         the mesh potential: ``finish(φ) = φ/2 + finish(0)``."""
-        ns, plan, kernel, volume = self._mesh_setup(cell, positions)
-        mesh = convolve_energy(plan[0], plan[1], plan[2], charges, kernel, ns)
+        plan, kernel, volume = self._mesh_setup(cell, positions)
+        mesh = convolve_energy(plan, charges, kernel)
         corrections = self._finish_kspace(
             torch.zeros_like(charges), charges, cell, positions, periodic, None
         )
@@ -265,6 +260,7 @@ class PMECalculator(Calculator):
             ns,
             self.mesh_interpolator._coefficients,
             local,
+            len(systems),
         )
         kernel = self._cached_filter(group_cells, ns)
         # 1/V in the kernel, not on the atoms: the energy's gradient then
@@ -276,10 +272,7 @@ class PMECalculator(Calculator):
             chunks.MESH_STACK // (ns[0] * ns[1] * ns[2]), len(systems), positions.device
         )
         if step >= len(systems):  # one stack: no counts read on the host
-            values = convolve(
-                plan[0], plan[1], plan[2], group_charges, kernel, ns, len(systems)
-            )
-            return values, atoms
+            return convolve(plan, group_charges, kernel), atoms
         per_mesh = torch.bincount(local, minlength=len(systems)).tolist()
         meshes = [
             min(step, len(systems) - start) for start in range(0, len(systems), step)
@@ -288,9 +281,7 @@ class PMECalculator(Calculator):
             sum(per_mesh[start : start + step])
             for start in range(0, len(systems), step)
         ]
-        values = convolve_stacks(
-            plan[0], plan[1], plan[2], group_charges, kernel, ns, meshes, counts
-        )
+        values = convolve_stacks(plan, group_charges, kernel, meshes, counts)
         return values, atoms
 
     @torch.jit.unused

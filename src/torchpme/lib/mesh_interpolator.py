@@ -32,7 +32,7 @@ class MeshInterpolator(torch.nn.Module):
     assignment). See :mod:`torchpme._core.weights` for the definitions.
 
     The stateful methods (:meth:`update`, :meth:`compute_weights`) exist for
-    compatibility; they store a *plan* ``(stencil, weights, order)`` produced by
+    compatibility; they store the :class:`~torchpme._core.mesh.MeshPlan` made by
     :func:`torchpme._core.mesh.interpolation_plan`.
 
     Args:
@@ -53,6 +53,10 @@ class MeshInterpolator(torch.nn.Module):
     doi:10.1063/1.470117; Hockney & Eastwood, Computer Simulation Using Particles
     (1988), doi:10.1201/9780367806934.
     """
+
+    # the record's type, for TorchScript (a module attribute is otherwise inferred
+    # as a plain tuple)
+    _plan: core.MeshPlan
 
     def __init__(
         self,
@@ -82,16 +86,20 @@ class MeshInterpolator(torch.nn.Module):
         )
         self._ns: List[int] = [1, 1, 1]
         self.update(cell, ns_mesh)
-        self._plan_stencil = torch.zeros(
-            (0, 3, interpolation_nodes), dtype=torch.int64, device=cell.device
-        )
         self.interpolation_weights = torch.zeros(
             1, dtype=cell.dtype, device=cell.device
         )
-        self._plan_weights = torch.zeros(
-            (0, 3, interpolation_nodes), dtype=cell.dtype, device=cell.device
+        self._plan = core.MeshPlan(
+            torch.zeros(
+                (0, 3, interpolation_nodes), dtype=torch.int64, device=cell.device
+            ),
+            torch.zeros(
+                (0, 3, interpolation_nodes), dtype=cell.dtype, device=cell.device
+            ),
+            torch.zeros(0, dtype=torch.int64, device=cell.device),
+            self._ns,
+            0,
         )
-        self._plan_order = torch.zeros(0, dtype=torch.int64, device=cell.device)
 
     def update(
         self,
@@ -141,14 +149,14 @@ class MeshInterpolator(torch.nn.Module):
         check_dtype("positions", positions, self.cell.dtype, "the dtype of `cell`")
         if check_values(positions):
             check_finite("positions", positions)
-        plan_stencil, weights, order = core.interpolation_plan(
+        plan = core.interpolation_plan(
             positions, self.inverse_cell, self._ns, self._coefficients
         )
-        self._plan_stencil = plan_stencil
-        self._plan_weights = weights
-        self._plan_order = order
+        self._plan = plan
         # the compatible view: (n, N, 3) in the atoms' own order
-        unsorted = torch.zeros_like(weights).index_copy(0, order, weights)
+        unsorted = torch.zeros_like(plan.weights).index_copy(
+            0, plan.order, plan.weights
+        )
         self.interpolation_weights = unsorted.permute(2, 0, 1)
 
     def points_to_mesh(self, particle_weights: torch.Tensor) -> torch.Tensor:
@@ -160,22 +168,16 @@ class MeshInterpolator(torch.nn.Module):
             "on the device of `cell`",
         )
         check_shape("particle_weights", particle_weights, [-1, -1], "(N, C)")
-        if particle_weights.shape[0] != self._plan_weights.shape[0]:
+        if particle_weights.shape[0] != self._plan.weights.shape[0]:
             raise ValueError(
                 message(
                     "particle_weights",
                     f"one row per atom of the last compute_weights call "
-                    f"({self._plan_weights.shape[0]})",
+                    f"({self._plan.weights.shape[0]})",
                     f"{particle_weights.shape[0]} rows",
                 )
             )
-        return core.spread(
-            self._plan_stencil,
-            self._plan_weights,
-            self._plan_order,
-            particle_weights,
-            self._ns,
-        )
+        return core.spread(self._plan, particle_weights)
 
     def mesh_to_points(self, mesh_vals: torch.Tensor) -> torch.Tensor:
         """Interpolate a ``(C, n0, n1, n2)`` mesh at the atoms: returns ``(N, C)``."""
@@ -185,6 +187,4 @@ class MeshInterpolator(torch.nn.Module):
             [-1, self._ns[0], self._ns[1], self._ns[2]],
             f"(C, {self._ns[0]}, {self._ns[1]}, {self._ns[2]})",
         )
-        return core.gather(
-            self._plan_stencil, self._plan_weights, self._plan_order, mesh_vals
-        )
+        return core.gather(self._plan, mesh_vals)
