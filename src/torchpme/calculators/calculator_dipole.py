@@ -38,6 +38,19 @@ class CalculatorDipole(torch.nn.Module):
     Reference: de Leeuw, Perram & Smith, Proc. R. Soc. A 373, 27 (1980),
     doi:10.1098/rspa.1980.0135; Aguado & Madden, J. Chem. Phys. 119, 7471 (2003),
     doi:10.1063/1.1605941.
+
+    Example:
+        >>> import torch
+        >>> from torchpme import CalculatorDipole, PotentialDipole
+        >>> # two unit dipoles along z, one above the other: E = μ·T·μ = −2/r³
+        >>> dipoles = torch.tensor([[0.0, 0.0, 1.0], [0.0, 0.0, 1.0]])
+        >>> positions = torch.tensor([[0.0, 0.0, 0.0], [0.0, 0.0, 2.0]])
+        >>> pairs = torch.tensor([[0, 1]])
+        >>> vectors = positions[1:] - positions[:1]
+        >>> calculator = CalculatorDipole(PotentialDipole())
+        >>> potentials = calculator(dipoles, torch.eye(3), positions, pairs, vectors)
+        >>> (dipoles * potentials).sum()
+        tensor(-0.2500)
     """
 
     def __init__(
@@ -90,7 +103,7 @@ class CalculatorDipole(torch.nn.Module):
         lengths: List[float] = torch.linalg.norm(cell.detach(), dim=1).tolist()
         # half of the k-set, each ±k pair once with weight 2 (the sum is even in k)
         kvectors, weights = kspace.half_kvectors_for_ewald(
-            cell, kspace.ewald_size(lengths, lr_wavelength)
+            cell, kspace.ewald_size(lengths, lr_wavelength, positions.shape[0])
         )
         kernel = self.potential.lr_from_k_sq(torch.sum(kvectors * kvectors, dim=-1))
         kernel = kernel * weights

@@ -48,6 +48,23 @@ class EwaldCalculator(Calculator):
             :class:`Calculator`).
 
     Reference: Ewald, Ann. Phys. 369, 253 (1921), doi:10.1002/andp.19213690304.
+
+    Example:
+        >>> import torch
+        >>> from torchpme import CoulombPotential, EwaldCalculator
+        >>> from torchpme.neighbors import compute_neighbors
+        >>> # CsCl: Cs+ at the corner, Cl- at the centre of a unit cube
+        >>> cell = torch.eye(3, dtype=torch.float64)
+        >>> positions = torch.tensor([[0.0, 0.0, 0.0], [0.5, 0.5, 0.5]],
+        ...                          dtype=torch.float64)
+        >>> charges = torch.tensor([[1.0], [-1.0]], dtype=torch.float64)
+        >>> indices, distances = compute_neighbors(positions, cell, cutoff=1.0)
+        >>> potential = CoulombPotential(smearing=0.2)
+        >>> calculator = EwaldCalculator(potential, lr_wavelength=0.1)
+        >>> potentials = calculator(charges, cell, positions, indices, distances)
+        >>> # the Madelung energy -1.762675 · 2/√3 of one ion pair
+        >>> round(float((charges * potentials).sum()), 5)
+        -2.03536
     """
 
     def __init__(
@@ -75,7 +92,8 @@ class EwaldCalculator(Calculator):
             # our own k-set: half of it, each ±k pair once with weight 2
             lengths: List[float] = torch.linalg.norm(cell.detach(), dim=1).tolist()
             kvectors, weights = kspace.half_kvectors_for_ewald(
-                cell, kspace.ewald_size(lengths, self.lr_wavelength)
+                cell,
+                kspace.ewald_size(lengths, self.lr_wavelength, positions.shape[0]),
             )
         kernel = self.potential.lr_from_k_sq(torch.sum(kvectors * kvectors, dim=-1))
         if weights is not None:

@@ -34,6 +34,25 @@ class P3MCalculator(PMECalculator):
     Reference: Hockney & Eastwood, Computer Simulation Using Particles (1988),
     doi:10.1201/9780367806934; Deserno & Holm, J. Chem. Phys. 109, 7678 (1998),
     doi:10.1063/1.477414.
+
+    Example:
+        >>> import torch
+        >>> from torchpme import CoulombPotential, P3MCalculator
+        >>> from torchpme.neighbors import compute_neighbors
+        >>> # CsCl: Cs+ at the corner, Cl- at the centre of a unit cube
+        >>> cell = torch.eye(3, dtype=torch.float64)
+        >>> positions = torch.tensor([[0.0, 0.0, 0.0], [0.5, 0.5, 0.5]],
+        ...                          dtype=torch.float64)
+        >>> charges = torch.tensor([[1.0], [-1.0]], dtype=torch.float64)
+        >>> indices, distances = compute_neighbors(positions, cell, cutoff=1.0)
+        >>> potential = CoulombPotential(smearing=0.2)
+        >>> calculator = P3MCalculator(
+        ...     potential, mesh_spacing=0.05, interpolation_nodes=5
+        ... )
+        >>> potentials = calculator(charges, cell, positions, indices, distances)
+        >>> # the Madelung energy -1.762675 · 2/√3 of one ion pair
+        >>> round(float((charges * potentials).sum()), 5)
+        -2.03536
     """
 
     _method = "P3M"

@@ -88,6 +88,25 @@ class PMECalculator(Calculator):
 
     Reference: Darden, York & Pedersen, J. Chem. Phys. 98, 10089 (1993),
     doi:10.1063/1.464397.
+
+    Example:
+        >>> import torch
+        >>> from torchpme import CoulombPotential, PMECalculator
+        >>> from torchpme.neighbors import compute_neighbors
+        >>> # CsCl: Cs+ at the corner, Cl- at the centre of a unit cube
+        >>> cell = torch.eye(3, dtype=torch.float64)
+        >>> positions = torch.tensor([[0.0, 0.0, 0.0], [0.5, 0.5, 0.5]],
+        ...                          dtype=torch.float64)
+        >>> charges = torch.tensor([[1.0], [-1.0]], dtype=torch.float64)
+        >>> indices, distances = compute_neighbors(positions, cell, cutoff=1.0)
+        >>> potential = CoulombPotential(smearing=0.2)
+        >>> calculator = PMECalculator(
+        ...     potential, mesh_spacing=0.05, interpolation_nodes=5
+        ... )
+        >>> potentials = calculator(charges, cell, positions, indices, distances)
+        >>> # the Madelung energy -1.762675 · 2/√3 of one ion pair
+        >>> round(float((charges * potentials).sum()), 5)
+        -2.03536
     """
 
     _method = "Lagrange"

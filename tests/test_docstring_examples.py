@@ -1,0 +1,32 @@
+"""The examples in the docstrings of the public classes run and print what they say.
+
+Each example states an independent number (a Madelung constant, a dipole-dipole
+energy written out by hand), so running them checks the library, not only the text.
+"""
+
+import doctest
+
+import pytest
+
+import torchpme.calculators.calculator
+import torchpme.calculators.calculator_dipole
+import torchpme.calculators.ewald
+import torchpme.calculators.p3m
+import torchpme.calculators.pme
+import torchpme.lib.mesh_interpolator
+
+MODULES = [
+    torchpme.calculators.calculator,
+    torchpme.calculators.calculator_dipole,
+    torchpme.calculators.ewald,
+    torchpme.calculators.pme,
+    torchpme.calculators.p3m,
+    torchpme.lib.mesh_interpolator,
+]
+
+
+@pytest.mark.parametrize("module", MODULES, ids=lambda module: module.__name__)
+def test_docstring_examples(module):
+    result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0
+    assert result.failed == 0
