@@ -30,6 +30,7 @@ from typing import List, Optional, Tuple
 import numpy as np
 import torch
 
+from ._core import workload
 from ._core.distances import pair_distances
 from ._core.validation import (
     check_choice,
@@ -198,6 +199,38 @@ def _vesin_pairs(
     return indices, shift
 
 
+def _search(
+    positions: torch.Tensor,
+    cell: torch.Tensor,
+    cutoff: float,
+    periodic: bool | List[bool] | torch.Tensor | None,
+    full_list: bool,
+    backend: str,
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """:func:`neighbor_pairs` without the check for coincident atoms."""
+    _check_inputs(positions, cell, cutoff)
+    check_choice("backend", backend, ["auto", "vesin", "torch"])
+    flags = _periodic_list(periodic)
+    if backend == "vesin" and not has_vesin():
+        raise ImportError("backend='vesin' needs the vesin package: pip install vesin")
+    _search_cell(cell, flags)  # rejects degenerate periodic lattice vectors
+    use_vesin = backend == "vesin" or (backend == "auto" and has_vesin())
+    # the estimate comes first: a tiny cell or a huge cutoff would otherwise
+    # exhaust the memory (or the patience) inside the search
+    workload.check_neighbor_list(positions, cell, cutoff, flags, not use_vesin)
+    if use_vesin:
+        indices, shifts = _vesin_pairs(positions, cell, cutoff, flags, full_list)
+    else:
+        if backend == "auto" and positions.shape[0] > _BRUTE_FORCE_WARN:
+            warnings.warn(
+                f"building a neighbour list of {positions.shape[0]} atoms by brute "
+                "force (O(N²)); `pip install vesin` makes it O(N)",
+                stacklevel=3,
+            )
+        indices, shifts = _brute_force_pairs(positions, cell, cutoff, flags, full_list)
+    return indices.to(positions.device), shifts.to(positions.device)
+
+
 def neighbor_pairs(
     positions: torch.Tensor,
     cell: torch.Tensor,
@@ -210,6 +243,12 @@ def neighbor_pairs(
 
     The pair ``(i, j)`` with shift ``S`` joins atom ``i`` to the image of ``j`` at
     ``r_j + S A``. Positions need not be wrapped into the cell.
+
+    Before searching, the size of the list is estimated
+    (:func:`torchpme._core.workload.check_neighbor_list`); a list beyond the
+    memory budget is refused with a ``ValueError`` naming ``cutoff`` or
+    ``positions``. Atoms closer than ``1e-4`` (coincident, images included) are
+    refused too (:func:`torchpme._core.workload.check_coincident`).
 
     Args:
         positions: ``(N, 3)`` Cartesian positions.
@@ -225,24 +264,16 @@ def neighbor_pairs(
         ``(indices, shifts)``: ``(P, 2)`` and ``(P, 3)`` int64 tensors on the device
         of ``positions``.
     """
-    _check_inputs(positions, cell, cutoff)
-    check_choice("backend", backend, ["auto", "vesin", "torch"])
-    flags = _periodic_list(periodic)
-    if backend == "vesin" and not has_vesin():
-        raise ImportError("backend='vesin' needs the vesin package: pip install vesin")
-    _search_cell(cell, flags)  # rejects degenerate periodic lattice vectors
-    use_vesin = backend == "vesin" or (backend == "auto" and has_vesin())
-    if use_vesin:
-        indices, shifts = _vesin_pairs(positions, cell, cutoff, flags, full_list)
-    else:
-        if backend == "auto" and positions.shape[0] > _BRUTE_FORCE_WARN:
-            warnings.warn(
-                f"building a neighbour list of {positions.shape[0]} atoms by brute "
-                "force (O(N²)); `pip install vesin` makes it O(N)",
-                stacklevel=2,
-            )
-        indices, shifts = _brute_force_pairs(positions, cell, cutoff, flags, full_list)
-    return indices.to(positions.device), shifts.to(positions.device)
+    indices, shifts = _search(positions, cell, cutoff, periodic, full_list, backend)
+    with torch.no_grad():
+        distances = pair_distances(
+            positions.detach().to(torch.float64),
+            cell.detach().to(torch.float64),
+            indices,
+            shifts,
+        )
+    workload.check_coincident(indices, shifts, distances)
+    return indices, shifts
 
 
 def compute_neighbors(
@@ -255,6 +286,9 @@ def compute_neighbors(
     return_shifts: bool = False,
 ):
     """Neighbour list ready for the calculators: indices and differentiable distances.
+
+    Refuses, as :func:`neighbor_pairs` does, a list beyond the memory budget and
+    coincident atoms.
 
     Example:
         >>> positions = torch.tensor([[0.0, 0.0, 0.0], [0.5, 0.5, 0.5]])
@@ -284,10 +318,9 @@ def compute_neighbors(
             )
         periodic = False
         cell = torch.zeros(3, 3, dtype=positions.dtype, device=positions.device)
-    indices, shifts = neighbor_pairs(
-        positions, cell, cutoff, periodic, full_list=full_list, backend=backend
-    )
+    indices, shifts = _search(positions, cell, cutoff, periodic, full_list, backend)
     distances = pair_distances(positions, cell, indices, shifts)
+    workload.check_coincident(indices, shifts, distances)
     if return_shifts:
         return indices, distances, shifts
     return indices, distances

@@ -12,6 +12,8 @@ from typing import List, Tuple
 
 import torch
 
+from . import workload
+
 __all__ = [
     "fft_frequencies",
     "half_kvectors_for_ewald",
@@ -133,10 +135,16 @@ def half_kvectors_for_ewald(
 def mesh_size(lengths: List[float], mesh_spacing: float) -> List[int]:
     """Mesh points per lattice vector: the smallest power of two ≥ ``2L/h + 1``.
 
+    A mesh beyond the memory budget is refused with a ``ValueError`` naming
+    ``mesh_spacing`` (:func:`torchpme._core.workload.check_mesh`), before any
+    allocation; not in TorchScript.
+
     Args:
         lengths: the three lattice-vector lengths ``‖a_d‖``.
         mesh_spacing: target spacing ``h`` (same length unit).
     """
+    if not torch.jit.is_scripting():
+        _check_mesh_spacing(lengths, mesh_spacing)
     sizes: List[int] = []
     for length in lengths:
         target = 2.0 * (length / mesh_spacing) + 1.0
@@ -147,14 +155,45 @@ def mesh_size(lengths: List[float], mesh_spacing: float) -> List[int]:
     return sizes
 
 
-def ewald_size(lengths: List[float], lr_wavelength: float) -> List[int]:
+@torch.jit.unused
+def _check_mesh_spacing(lengths: List[float], mesh_spacing: float) -> None:
+    """The size check of :func:`mesh_size`, on sizes computed in floating point
+    (a spacing that rounds ``L/h`` to infinity must not loop forever)."""
+    targets = [2.0 * (length / mesh_spacing) + 1.0 for length in lengths]
+    # past 2⁶⁰ points per axis the power of two adds nothing to a refusal
+    sizes = [2.0 ** math.ceil(math.log2(t)) if t < 2.0**60 else t for t in targets]
+    text = f"{mesh_spacing:g} for lattice vectors of lengths " + ", ".join(
+        f"{length:.4g}" for length in lengths
+    )
+    workload.check_mesh(sizes, "mesh_spacing", text)
+
+
+def ewald_size(
+    lengths: List[float], lr_wavelength: float, n_atoms: int = 0
+) -> List[int]:
     """Ewald k-grid size per axis, ``ceil(k_cut ‖a_d‖ / 2π)`` with ``k_cut = 2π/λ``.
 
     The k-set is the box of all integer triplets of an FFT layout of this size, so
     it holds frequencies ``|m_d| ≲ n_d/2`` (an effective cutoff of about ``π/λ``).
+    A k-set beyond the memory budget, or (with ``n_atoms``) a sum over more
+    k-vectors times atoms than the work limit, is refused with a ``ValueError``
+    naming ``lr_wavelength`` (:func:`torchpme._core.workload.check_kvectors`);
+    not in TorchScript.
     """
+    if not torch.jit.is_scripting():
+        _check_lr_wavelength(lengths, lr_wavelength, n_atoms)
     k_cut = 2.0 * math.pi / lr_wavelength
     return [math.ceil(k_cut * length / 2.0 / math.pi) for length in lengths]
+
+
+@torch.jit.unused
+def _check_lr_wavelength(
+    lengths: List[float], lr_wavelength: float, n_atoms: int
+) -> None:
+    """The size check of :func:`ewald_size`, in floating point."""
+    ratios = [length / lr_wavelength for length in lengths]
+    sizes = [float(math.ceil(r)) if r < 2.0**60 else r for r in ratios]
+    workload.check_kvectors(sizes, n_atoms, lr_wavelength)
 
 
 def difference_coefficients(order: int) -> List[float]:

@@ -69,7 +69,8 @@ def check_positive(argument: str, value: Optional[float]):
 
 def check_fixed_mesh(fixed_mesh: Any) -> List[int]:
     """``fixed_mesh`` (three whole numbers ≥ 1: a list, tuple or 1-D tensor) as
-    Python ints."""
+    Python ints; a mesh beyond the memory budget is refused
+    (:func:`torchpme._core.workload.check_mesh`)."""
     sizes = fixed_mesh.tolist() if isinstance(fixed_mesh, torch.Tensor) else fixed_mesh
     if (
         not isinstance(sizes, (list, tuple))
@@ -85,6 +86,9 @@ def check_fixed_mesh(fixed_mesh: Any) -> List[int]:
         raise ValueError(
             message("fixed_mesh", "three positive mesh sizes", f"{fixed_mesh!r}")
         )
+    from .workload import check_mesh  # workload builds on this module
+
+    check_mesh([float(n) for n in sizes], "fixed_mesh", f"{list(sizes)}")
     return [int(n) for n in sizes]
 
 

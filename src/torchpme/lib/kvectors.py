@@ -4,7 +4,7 @@ from typing import List
 
 import torch
 
-from .._core import kspace
+from .._core import kspace, workload
 from .._core.validation import (
     check_cell_cheaply,
     check_device,
@@ -57,7 +57,16 @@ def _sizes(cell: torch.Tensor, ns: torch.Tensor) -> List[int]:
     sizes = [int(ns[0]), int(ns[1]), int(ns[2])]
     if min(sizes) < 1:
         raise ValueError(message("ns", "positive grid sizes", str(sizes)))
+    if not torch.jit.is_scripting():
+        _check_grid(sizes)
     return sizes
+
+
+@torch.jit.unused
+def _check_grid(sizes: List[int]) -> None:
+    """Refuse a grid whose k-vectors (three numbers a point) exceed the memory
+    budget, before allocating them."""
+    workload.check_mesh([float(n) for n in sizes], "ns", f"{sizes}")
 
 
 def generate_kvectors_for_mesh(cell: torch.Tensor, ns: torch.Tensor) -> torch.Tensor:
