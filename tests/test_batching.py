@@ -62,9 +62,9 @@ def test_forward_batch_equals_loop(method, mesh_stack, monkeypatch):
     if mesh_stack is not None:
         if method == "ewald":
             pytest.skip("no meshes")
-        from torchpme._core import chunks
+        from torchpme._core import defaults
 
-        monkeypatch.setattr(chunks, "MESH_STACK", mesh_stack)
+        monkeypatch.setattr(defaults, "MESH_STACK", mesh_stack)
     calculator = CALCULATORS[method](CoulombPotential(smearing=0.7))
     data = systems()
     lists = [pair_list(p, c, 2.5) for p, _, c in data]
@@ -126,9 +126,9 @@ def test_forward_batch_atoms_in_any_order(method, mesh_stack, monkeypatch):
     (and renumbering the pairs) shuffles the potentials and the forces, also when
     a group's meshes are transformed in stacks."""
     if mesh_stack is not None:
-        from torchpme._core import chunks
+        from torchpme._core import defaults
 
-        monkeypatch.setattr(chunks, "MESH_STACK", mesh_stack)
+        monkeypatch.setattr(defaults, "MESH_STACK", mesh_stack)
     calculator = CALCULATORS[method](CoulombPotential(smearing=0.7))
     data = systems(count=6, seed=3)
     lists = [pair_list(p, c, 2.5) for p, _, c in data]

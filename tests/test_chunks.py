@@ -1,5 +1,7 @@
-"""Chunk lengths of the hot loops: chunks on CPU, everything at once elsewhere."""
+"""Chunk lengths of the hot loops (chunks on CPU, everything at once elsewhere) and
+the chunk sizes of ``torchpme._core.defaults``, read when the loops run."""
 
+import pytest
 import torch
 
 from torchpme._core.chunks import chunk_length
@@ -23,3 +25,32 @@ def test_compiled_code_takes_everything_at_once():
     assert int(length(x)) == 64
     compiled = torch.compile(length, fullgraph=True, backend="eager")
     assert int(compiled(x)) == 1000
+
+
+def test_ewald_chunks_follow_the_defaults(monkeypatch):
+    """Ewald sums take ``defaults.EWALD_ENTRIES`` (k-vectors × atoms) per chunk,
+    read when they run: with the k-vectors split over several chunks, energy and
+    forces still match the independent Ewald sum of ``tests/reference.py``."""
+    import numpy as np
+    from reference import ewald_sum, torch_neighbors
+
+    from torchpme import CoulombPotential, EwaldCalculator
+    from torchpme._core import defaults, pairs
+
+    rng = np.random.default_rng(7)
+    cell = np.array([[5.0, 0.3, 0.0], [0.0, 4.6, 0.2], [0.4, 0.0, 5.3]])
+    positions = rng.uniform(0.0, 1.0, (6, 3)) @ cell
+    charges = np.array([1.0, -1.0, 0.5, -0.5, 0.8, -0.8])
+    energy_ref, _, forces_ref = ewald_sum(positions, charges, cell)
+
+    monkeypatch.setattr(defaults, "EWALD_ENTRIES", 500 * len(charges))
+    assert pairs.chunk_size(len(charges)) == 500
+    positions_t = torch.tensor(positions, requires_grad=True)
+    cell_t, charges_t = torch.tensor(cell), torch.tensor(charges).unsqueeze(1)
+    calculator = EwaldCalculator(CoulombPotential(smearing=0.8), lr_wavelength=0.25)
+    indices, distances = torch_neighbors(positions_t, cell_t, 6.0)
+    potentials = calculator(charges_t, cell_t, positions_t, indices, distances)
+    energy = (charges_t * potentials).sum()
+    (gradient,) = torch.autograd.grad(energy, positions_t)
+    assert float(energy.detach()) == pytest.approx(energy_ref, rel=1e-10)
+    np.testing.assert_allclose(-gradient.numpy(), forces_ref, atol=1e-9)

@@ -12,7 +12,7 @@ import torch
 from lib._reference import dense_gather, dense_spread, kvectors_mesh
 from torch.autograd import gradcheck, gradgradcheck
 
-from torchpme._core import convolution
+from torchpme._core import convolution, defaults
 from torchpme._core import mesh as core_mesh
 from torchpme._core.kspace import mesh_k_squared
 from torchpme._core.weights import coefficient_table
@@ -65,7 +65,7 @@ def chunks(request, monkeypatch):
     """Atoms in one chunk, or in chunks of 100 stencil entries (one atom for 4 and
     5 nodes; 3 atoms and a partial chunk for P3M's 3 nodes)."""
     if request.param == "chunked":
-        monkeypatch.setattr(core_mesh.stencil.chunks, "STENCIL_ENTRIES", 100)
+        monkeypatch.setattr(defaults, "STENCIL_ENTRIES", 100)
 
 
 @pytest.mark.parametrize(("method", "n"), METHODS)
@@ -206,7 +206,7 @@ def test_host_transforms_match_torch(dtype, monkeypatch):
         return [energy] + list(torch.autograd.grad(energy, (positions, cell, sigma)))
 
     reference = run()
-    monkeypatch.setattr(fft, "HOST_FFT_MIN_POINTS", 1)
+    monkeypatch.setattr(defaults, "HOST_FFT_MIN_POINTS", 1)
     mesh = torch.zeros([1] + NS, dtype=dtype)
     assert fft._on_host(mesh, tuple(NS))
     tolerance = 1e-12 if dtype == torch.float64 else 1e-5

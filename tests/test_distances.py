@@ -27,9 +27,9 @@ def _system(seed=0):
 def chunks(request, monkeypatch):
     """All pairs in one chunk, or chunks of 3 pairs (the last one partial)."""
     if request.param == "chunked":
-        from torchpme._core import chunks
+        from torchpme._core import defaults
 
-        monkeypatch.setattr(chunks, "PAIRS", 3)
+        monkeypatch.setattr(defaults, "PAIRS", 3)
 
 
 def test_values_match_numpy(chunks):
@@ -77,6 +77,28 @@ def test_zero_distance_has_zero_gradient():
     assert float(distances) == 0.0 and torch.equal(grad, torch.zeros_like(grad))
 
 
+def test_forward_runs_with_gradients_on(chunks):
+    """``torch.compile`` in PyTorch 2.5 traces the Function's forward with
+    gradients on (eager mode runs it without), where ``out=`` writes from inputs
+    that require grad raise: the forward reads detached inputs, so it runs that
+    way too and gives the distances."""
+    from torch.autograd.function import FunctionCtx
+
+    from torchpme._core.distances import _PairDistances
+
+    positions, cell, indices, shifts = _system()
+    first, second = indices[:, 0].contiguous(), indices[:, 1].contiguous()
+    with torch.enable_grad():
+        result = _PairDistances.forward(
+            FunctionCtx(), positions, cell, first, second, shifts, None
+        )
+    p, a = positions.detach().numpy(), cell.detach().numpy()
+    vectors = p[indices[:, 1]] - p[indices[:, 0]] + shifts.numpy() @ a
+    np.testing.assert_allclose(
+        result.detach().numpy(), np.linalg.norm(vectors, axis=1), rtol=1e-14
+    )
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_dtype_follows_positions(dtype):
     positions, cell, indices, shifts = _system()
@@ -91,9 +113,9 @@ def test_forces_of_a_reused_long_list_match_the_plain_accumulation(monkeypatch, 
     """A list seen twice accumulates its forces through the kept sparse incidence
     (lowered threshold, so a small list takes that path); both paths agree with
     the composed operations, and an in-place change of the list is seen."""
-    from torchpme._core import pairlist
+    from torchpme._core import defaults, pairlist
 
-    monkeypatch.setattr(pairlist, "MIN_SPARSE_PAIRS", 1)
+    monkeypatch.setattr(defaults, "MIN_SPARSE_PAIRS", 1)
     rng = np.random.default_rng(3)
     n_atoms, n_pairs = 40, 300
     positions = torch.tensor(rng.uniform(0, 4, (n_atoms, 3)), dtype=dtype)

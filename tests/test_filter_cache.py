@@ -113,7 +113,7 @@ def test_combined_potential_is_not_cached():
 
 
 def test_cache_keeps_recent_filters_up_to_its_byte_budget(monkeypatch):
-    from torchpme.calculators import pme
+    from torchpme._core import defaults
 
     calculator = _calculator("pme")
     scales = [1.0 + 0.01 * step for step in range(10)]
@@ -122,10 +122,10 @@ def test_cache_keeps_recent_filters_up_to_its_byte_budget(monkeypatch):
     # small filters: all ten fit in the budget
     assert len(calculator._filter_cache) == len(scales)
     one = next(iter(calculator._filter_cache.values())).nbytes
-    assert 10 * one <= pme._FILTER_CACHE_BYTES
+    assert 10 * one <= defaults.FILTER_CACHE_BYTES
 
     # a budget of two and a half filters keeps the two newest
-    monkeypatch.setattr(pme, "_FILTER_CACHE_BYTES", 2 * one + one // 2)
+    monkeypatch.setattr(defaults, "FILTER_CACHE_BYTES", 2 * one + one // 2)
     _run(calculator, cell=CELL * 1.095)
     assert len(calculator._filter_cache) == 2
     # the oldest were dropped, the newest is served from the cache and is right
@@ -136,9 +136,9 @@ def test_cache_keeps_recent_filters_up_to_its_byte_budget(monkeypatch):
 
 def test_cache_keeps_the_newest_filter_even_above_its_budget(monkeypatch):
     """A cell that changes every step (NPT) keeps one filter, however large."""
-    from torchpme.calculators import pme
+    from torchpme._core import defaults
 
-    monkeypatch.setattr(pme, "_FILTER_CACHE_BYTES", 1)
+    monkeypatch.setattr(defaults, "FILTER_CACHE_BYTES", 1)
     calculator = _calculator("p3m")
     for scale in (1.0, 1.1, 1.2):
         _run(calculator, cell=CELL * scale)

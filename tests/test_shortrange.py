@@ -245,9 +245,9 @@ def test_chunked_pairs_match_a_direct_sum(monkeypatch, full, shortcut):
     one partial): values and the energy gradient against a plain-Python sum. Also
     as on an accelerator (or while compiling), where the forward keeps ``v'`` for
     the backward instead of the charge products of the CPU's energy shortcut."""
-    from torchpme._core import chunks, shortrange
+    from torchpme._core import defaults, shortrange
 
-    monkeypatch.setattr(chunks, "PAIRS", 4)
+    monkeypatch.setattr(defaults, "PAIRS", 4)
     if not shortcut:
         monkeypatch.setattr(shortrange, "factors_possible", lambda tensor: False)
     indices, distances, charges = _pairs(n_atoms=7, seed=4)

@@ -16,7 +16,7 @@ import torch
 from reference import neighbor_list
 
 from torchpme import CoulombPotential, P3MCalculator, PMECalculator
-from torchpme._core import fused, shortrange, stencil
+from torchpme._core import defaults, fused, shortrange, stencil
 from torchpme.neighbors import pair_distances
 
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -39,11 +39,11 @@ def kernels(monkeypatch):
 
 def pytorch_form(function, *args):
     """``function(*args)`` with the kernels turned off (the reference)."""
-    enabled, fused.ENABLED = fused.ENABLED, False
+    enabled, defaults.TRITON = defaults.TRITON, False
     try:
         return function(*args)
     finally:
-        fused.ENABLED = enabled
+        defaults.TRITON = enabled
 
 
 def random_plan(n_atoms, n, ns, dtype, seed=0):
@@ -292,9 +292,9 @@ def test_which_calls_use_the_kernels(kernels, monkeypatch):
     tensor = torch.zeros(3, device=DEVICE)
     assert fused.kernels_for(tensor) is kernels
     assert fused.kernels_for(torch.zeros(3, device="meta")) is None
-    monkeypatch.setattr(fused, "ENABLED", False)
+    monkeypatch.setattr(defaults, "TRITON", False)
     assert fused.kernels_for(tensor) is None
-    monkeypatch.setattr(fused, "ENABLED", True)
+    monkeypatch.setattr(defaults, "TRITON", True)
     monkeypatch.setattr(torch, "are_deterministic_algorithms_enabled", lambda: True)
     assert fused.kernels_for(tensor) is None
     monkeypatch.undo()  # the fixture's routing too: set it again

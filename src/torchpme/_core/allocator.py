@@ -5,10 +5,10 @@ the top of its heap to the system once 128 kB–64 MB of it is free, and serves
 large requests (above a threshold that starts at 128 kB and adapts up to 32 MB)
 with fresh ``mmap`` regions. For a calculation repeated every MD step or every
 training batch, that means the same megabytes are handed back and faulted in
-again, one 4 kB page at a time, on every call: for a batch of 32 small systems
-(about 5000 atoms, ``forward_batch``, energy + forces) a step took 34–36 ms here by
-default and 21 ms with freed memory kept. Buffers above 32 MB are always fresh
-``mmap`` regions; this does not change them.
+again, one 4 kB page at a time, on every call. Buffers above 32 MB are always
+fresh ``mmap`` regions; this does not change them. ``benchmarks/batching.py
+--keep-freed-memory`` and ``benchmarks/calculators.py --keep-freed-memory``
+measure the difference on a given machine.
 """
 
 import ctypes
@@ -43,11 +43,11 @@ def keep_freed_memory(
     system (glibc on Linux; elsewhere nothing happens and ``False`` is returned).
 
     A process-wide setting for programs that repeat calculations of one size (MD,
-    training, benchmarks): the resident memory stays at its high-water mark, and
-    repeated steps stop paying page faults for the buffers they free and allocate
-    again. ``forward_batch`` of 32 systems of 64–256 atoms ran 1.6× faster with it
-    here. The ``torchpme`` command calls it; a library does not change a process's
-    allocator unasked, so call it yourself in your own programs.
+    training loops, benchmarks): repeated steps stop paying page faults for the
+    buffers they free and allocate again, and in exchange the resident memory
+    stays at its high-water mark. The ``torchpme`` command calls it; a library
+    does not change its caller's allocator unasked, so a program that wants this
+    trade calls it itself, once.
 
     Args:
         trim_threshold: bytes of free memory at the top of the heap before any is

@@ -51,9 +51,9 @@ def channel_factors(
     factors = [gv[k] / vv[k] if vv[k] > 0 else 0.0 for k in range(channels)]
     residual = _minus_scaled(grad64, values64, factors)
     # even in float64 the first factor is ~N·eps off (2.5e-12 for charges ±1 at
-    # N = 262144, beyond the tolerance below, so PME there lost the shortcut): it
-    # is refined once from the residual r, whose own products are small, and the
-    # test is ‖r − δ v‖² = r·r − (r·v)²/(v·v) with δ = (r·v)/(v·v)
+    # N = 262144, beyond the tolerance below, which large systems would then miss):
+    # it is refined once from the residual r, whose own products are small, and
+    # the test is ‖r − δ v‖² = r·r − (r·v)²/(v·v) with δ = (r·v)/(v·v)
     rr, rv = torch.stack(
         [_dots(residual, residual), _dots(residual, values64)]
     ).tolist()

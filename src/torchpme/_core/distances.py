@@ -23,7 +23,7 @@ the composed form inside the backward pass.
 
 import torch
 
-from . import chunks, fused
+from . import defaults, fused
 from .backward import replay
 from .chunks import chunk_length
 from .pairlist import accumulate_at_ends, lookup
@@ -44,7 +44,7 @@ def _vectors_and_distances(positions, cell, first, second, shifts, vectors):
     the allocator reuses."""
     torch.index_select(positions, 0, second, out=vectors)
     distances = vectors.new_empty(vectors.shape[0])
-    step = chunk_length(chunks.PAIRS, vectors.shape[0], vectors.device)
+    step = chunk_length(defaults.PAIRS, vectors.shape[0], vectors.device)
     for start in range(0, vectors.shape[0], step):
         part = vectors[start : start + step]
         part.sub_(positions.index_select(0, first[start : start + step]))
@@ -77,8 +77,11 @@ class _PairDistances(torch.autograd.Function):
             rows = positions.new_empty((first.shape[0], 3))
         else:
             rows = pairs.pair_rows(positions.dtype, ctx)
-        # detached: torch.compile in PyTorch 2.5 (not 2.11) traces this forward with
-        # gradients on, and refuses its out= writes from inputs that require grad
+        # detached: torch.compile in PyTorch 2.5 traces this forward with gradients
+        # on, where out= writes from inputs that require grad raise "functions with
+        # out=... arguments don't support automatic differentiation" (no upstream
+        # issue found; 2.13 traces it as eager mode runs it, without gradients);
+        # tests/test_distances.py runs the forward with gradients on
         vectors, distances = _vectors_and_distances(
             positions.detach(), cell.detach(), first, second, shifts, rows
         )
@@ -105,7 +108,7 @@ class _PairDistances(torch.autograd.Function):
         shifts = shifts.to(positions.dtype)  # integers for the fused kernels
         if torch.is_grad_enabled():  # second derivatives
             # int64 columns: the backward of the composed gathers adds rows by
-            # index, which on CPU is ~7× slower with a kept list's int32 columns
+            # index, which on CPU is several times slower with int32 indices
             output = _distances_from_ops(
                 positions, cell, first.long(), second.long(), shifts
             )

@@ -58,8 +58,8 @@ class _EwaldSum(torch.autograd.Function):
     @staticmethod
     def forward(ctx, positions, charges, kvectors, kernel, chunk: int):
         # every buffer that outlives a chunk is made before the loop: small tensors
-        # allocated between the chunks' large ones fragment glibc's heap (a loop of
-        # 16 MB chunks then kept ~1 GB resident at N = 4096)
+        # allocated between the chunks' large ones fragment glibc's heap, which
+        # then keeps many chunks' worth of memory resident
         n_k = kvectors.shape[0]
         factors_c = charges.new_empty((n_k, charges.shape[1]))
         factors_s = charges.new_empty((n_k, charges.shape[1]))

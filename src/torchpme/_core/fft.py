@@ -16,16 +16,11 @@ from typing import List, Tuple
 
 import torch
 
+from . import defaults
 from .backward import channel_factors
 from .validation import compiling
 
 __all__ = ["differentiable_filter", "filter_mesh", "irfft3", "rfft3"]
-
-# single meshes of at least this many points are transformed by scipy's pocketfft
-# on CPU when scipy is installed: for 256³ in float64 it took 73 ms forward and
-# 121 ms inverse against 105 ms and 202 ms for torch's transforms (MKL; 2-core
-# x86); at 128³ the two are even
-HOST_FFT_MIN_POINTS = 2**22
 
 
 @functools.lru_cache(maxsize=1)
@@ -39,10 +34,11 @@ def _scipy_fft():
 
 def _on_host(data: torch.Tensor, sizes: Tuple[int, int, int]) -> bool:
     """Whether one ``sizes`` mesh (or its spectrum) ``data``, outside autograd, goes
-    through scipy's transforms."""
+    through scipy's transforms (from
+    :data:`~torchpme._core.defaults.HOST_FFT_MIN_POINTS` points on)."""
     if data.device.type != "cpu" or data.dim() > 4 or data.shape[0] != 1:
         return False
-    if sizes[0] * sizes[1] * sizes[2] < HOST_FFT_MIN_POINTS:
+    if sizes[0] * sizes[1] * sizes[2] < defaults.HOST_FFT_MIN_POINTS:
         return False
     if compiling():
         return False
@@ -63,8 +59,8 @@ def irfft3(spectrum: torch.Tensor, sizes: Tuple[int, int, int]) -> torch.Tensor:
     """``irfftn(norm="forward")`` (no ``1/M``) over the last three axes, outside
     autograd; may overwrite ``spectrum`` (callers pass one they discard)."""
     if _on_host(spectrum, sizes):
-        # two passes, the complex one in place: on 288³ in float64 this took 90 ms
-        # against 160 ms for scipy's three-axis irfftn and 270 ms for torch's
+        # two passes, the complex one in place: on large meshes faster than
+        # scipy's three-axis irfftn (benchmarks/kernels.py shows the share)
         rows = _scipy_fft().ifftn(
             spectrum.detach().numpy(),
             axes=(-3, -2),
@@ -105,8 +101,8 @@ def _apply_kernel(spectrum: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
 def _overlap(spectrum: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
     """``Re[spectrum · conj(other)] = re·re' + im·im'``, a fresh real tensor.
 
-    On the real views: a complex product with a ``conj`` view made two complex
-    temporaries (256³: 90 ms against 41 ms this way)."""
+    On the real views: a complex product with a ``conj`` view makes two complex
+    temporaries of the spectrum's size."""
     a, b = torch.view_as_real(spectrum), torch.view_as_real(other)
     return (a[..., 0] * b[..., 0]).addcmul_(a[..., 1], b[..., 1])
 

@@ -4,30 +4,29 @@ They serve tensors on a CUDA device (Triton's GPU target) in eager mode, CUDA gr
 captures included: under ``torch.compile`` inductor fuses the PyTorch forms itself,
 TorchScript cannot call them, and ``torch.func`` transforms wrap tensors that a
 kernel cannot read; with ``torch.use_deterministic_algorithms(True)`` the PyTorch
-forms run (the kernels add atomically, in any order). Without Triton (CPU builds of PyTorch), or with a Triton older
-than :data:`MINIMUM_TRITON`, nothing changes.
-``TORCHPME_TRITON=0`` in the environment, or ``ENABLED = False`` here, turns them
-off (to compare both forms on one machine).
+forms run (the kernels add atomically, in any order). Without Triton (CPU builds
+of PyTorch), or with a Triton older than :data:`MINIMUM_TRITON`, nothing changes.
+``TORCHPME_TRITON=0`` in the environment, or
+:data:`torchpme._core.defaults.TRITON` set to ``False``, turns them off.
 """
 
-import os
 from types import ModuleType
 from typing import Optional
 
 import torch
 
+from . import defaults
 from .validation import _transformed, compiling
 
-__all__ = ["DEVICE_TYPES", "ENABLED", "MINIMUM_TRITON", "kernels_for"]
+__all__ = ["DEVICE_TYPES", "MINIMUM_TRITON", "kernels_for"]
 
-ENABLED = os.environ.get("TORCHPME_TRITON", "1") != "0"
 # where the kernels run; the tests add "cpu" to run them in Triton's interpreter
 DEVICE_TYPES = ("cuda",)
 _LOADED = []  # the imported module, or None if Triton cannot be imported
 
 
-# the oldest Triton the kernels were tested with (3.1: PyTorch 2.5); Triton 2
-# (PyTorch 2.3) lacks parts of the language they use
+# a requirement, not a speed choice: the kernels call libdevice's erfc through
+# ``triton.language.extra.libdevice``, which Triton has from 3.1 on
 MINIMUM_TRITON = (3, 1)
 
 
@@ -49,7 +48,7 @@ def _module() -> Optional[ModuleType]:
 @torch.jit.unused
 def kernels_for(tensor: torch.Tensor) -> Optional[ModuleType]:
     """The kernel module if ``tensor``'s calls should use it, else None."""
-    if not ENABLED or tensor.device.type not in DEVICE_TYPES:
+    if not defaults.TRITON or tensor.device.type not in DEVICE_TYPES:
         return None
     if compiling() or _transformed(tensor):
         return None

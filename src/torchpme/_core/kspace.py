@@ -89,7 +89,7 @@ def mesh_k_squared(cell: torch.Tensor, ns: List[int]) -> torch.Tensor:
     linear = 2.0 * (g[..., 0, 2] * m0 + g[..., 1, 2] * m1)  # (..., n0, n1)
     g22 = g[..., 2, 2].unsqueeze(-1)  # (..., 1, 1, 1)
     # one grid-sized buffer, updated in place: each fresh one costs its page
-    # faults (256³: 66 → ~25 ms); autograd keeps none of them (m2 is a constant)
+    # faults; autograd keeps none of them (m2 is a constant)
     k_sq = linear.unsqueeze(-1) + g22 * m2
     return k_sq.mul_(m2).add_(plane.unsqueeze(-1))
 

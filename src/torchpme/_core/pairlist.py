@@ -10,7 +10,8 @@ their backward passes). What can be derived from the indices alone is derived on
 * on CPU, for large lists seen a second time, the pair-to-atom incidence as two
   sparse CSR matrices, so that accumulating per-pair rows at both ends of each pair
   (the forces of a distance backward) is a multithreaded sparse product instead of
-  a serial indexed accumulation (about 3–4× faster for millions of pairs);
+  a serial indexed accumulation (from :data:`~torchpme._core.defaults.MIN_SPARSE_PAIRS`
+  pairs on);
 * the ``(P, 3)`` work buffer of the distance function, handed from one step to
   the next once the previous step is done with it.
 
@@ -30,6 +31,7 @@ from typing import Dict, Optional, Tuple
 import torch
 import torch.utils.weak
 
+from . import defaults
 from .validation import compiling
 
 __all__ = [
@@ -40,9 +42,6 @@ __all__ = [
     "index_columns",
     "lookup",
 ]
-
-# lists shorter than this accumulate with index_put_: the sparse setup would not pay
-MIN_SPARSE_PAIRS = 1 << 16
 
 _ENTRIES = torch.utils.weak.WeakIdKeyDictionary()
 _LOCK = threading.Lock()  # hands out work buffers, one owner at a time
@@ -123,7 +122,7 @@ def _same_columns(entry: "_Entry", neighbor_indices: torch.Tensor) -> bool:
             entry.second, neighbor_indices[:, 1]
         )
     # int32 columns of int64 indices: the value words must match and the sign
-    # words be zero (comparing across dtypes would be four times slower)
+    # words be zero (cheaper than a comparison across dtypes)
     if not neighbor_indices.is_contiguous():
         return False
     words = neighbor_indices.view(torch.int32)  # (P, 4)
@@ -163,8 +162,8 @@ class _Entry:
 
         The buffer of the previous step is handed out again once its owner is done
         with it (or gone): a fresh buffer this large costs its page faults on
-        every step, about a third of the distance computation for 3 M pairs. It
-        stays allocated while the list lives.
+        every step, a large share of the distance computation for millions of
+        pairs. It stays allocated while the list lives.
         """
         with _LOCK:
             kept = self._rows.get(dtype)
@@ -179,8 +178,8 @@ class _Entry:
             return self._claim(dtype, buffer, owner)
 
     def _claim(self, dtype: torch.dtype, buffer: torch.Tensor, owner) -> torch.Tensor:
-        # the owner holds the buffer from now on (under the lock: no other thread
-        # can see it as free before the owner has stored it)
+        # the owner holds the buffer once it is stored (under the lock: no other
+        # thread sees it free in between)
         owner.vectors = buffer
         self._rows[dtype] = (buffer, weakref.ref(owner))
         return buffer
@@ -192,7 +191,7 @@ class _Entry:
         n_pairs = self.first.shape[0]
         if (
             self.first.device.type != "cpu"
-            or n_pairs < MIN_SPARSE_PAIRS
+            or n_pairs < defaults.MIN_SPARSE_PAIRS
             or max(n_pairs, n_atoms) >= 2**31
         ):
             return None

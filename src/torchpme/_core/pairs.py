@@ -3,6 +3,7 @@
 import torch
 import torch.utils.checkpoint
 
+from . import defaults
 from .ewaldsum import composed_chunk, ewald_charge_sum, phases
 from .validation import _transformed, compiling
 
@@ -53,9 +54,10 @@ def wrap_positions(positions: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
 
 
 def chunk_size(n_atoms: int) -> int:
-    """k-vectors per chunk so that one ``(K_chunk, N)`` block has about 2²¹ entries
-    (16 MB in float64): bounds the memory of Ewald sums for any K."""
-    return max(1, 2097152 // max(1, n_atoms))
+    """k-vectors per chunk so that one ``(K_chunk, N)`` block has about
+    :data:`~torchpme._core.defaults.EWALD_ENTRIES` entries: bounds the memory of
+    Ewald sums for any K."""
+    return max(1, defaults.EWALD_ENTRIES // max(1, n_atoms))
 
 
 def _dipole_chunk(

@@ -3,8 +3,9 @@
 The mesh plan sorts the atoms by mesh position, so per-atom inputs are reordered by a
 permutation ``order`` before spreading. Through plain autograd the backward of
 ``x.index_select(0, order)`` is a scatter-add: atomic additions on accelerators,
-and a pattern inductor's generated code has got wrong (a vectorised scatter with a
-mis-scaled index, on CPU with torch 2.13: wrong forces and a corrupted heap). For
+and on CPU a pattern whose vectorised, multithreaded code from inductor applies an
+index offset twice (pytorch/pytorch#191837, PyTorch 2.13: wrong forces and a
+corrupted heap; ``tests/test_permutation.py`` checks that no scatter runs). For
 a permutation the adjoint is the gather by the inverse permutation, which
 :func:`permute_rows` uses; its backward is again such a gather, so derivatives of
 any order stay gathers.

@@ -30,7 +30,7 @@ from typing import Callable, List, Optional, Tuple
 
 import torch
 
-from . import chunks, fused
+from . import defaults, fused
 from .backward import channel_factors, factors_possible
 from .chunks import chunk_length
 from .pairlist import columns_for
@@ -76,7 +76,7 @@ def _pair_sum(charges, first, second, values: Values, full: bool, products=None)
     """
     q = [charges[:, channel].contiguous() for channel in range(charges.shape[1])]
     columns = [torch.zeros_like(q_channel) for q_channel in q]
-    step = chunk_length(chunks.PAIRS, first.shape[0], first.device)
+    step = chunk_length(defaults.PAIRS, first.shape[0], first.device)
     for start in range(0, first.shape[0], step):
         stop = min(start + step, first.shape[0])
         v, w = values(start, stop)
@@ -92,8 +92,10 @@ def _pair_sum(charges, first, second, values: Values, full: bool, products=None)
             columns[channel].index_add_(0, i, q_j.mul_(v))
             if q_i is not None and not full:
                 columns[channel].index_add_(0, j, q_i.mul_(v))
-    # out of place: an autograd Function whose output comes from an in-place
-    # operation gets no gradient under torch.compile in PyTorch 2.11
+    # out of place: under torch.compile the output of an in-place operation
+    # returned by an autograd Function's forward routes its gradient to the wrong
+    # slot (pytorch/pytorch#180642, PyTorch 2.11); test_deployment checks that no
+    # Function returns one
     return torch.mul(_stack(columns, 1), 0.5)
 
 
@@ -212,7 +214,7 @@ class _CoulombPairSum(torch.autograd.Function):
         needs = ctx.needs_input_grad
         if torch.is_grad_enabled():  # second derivatives, differentiable
             # int64 columns: differentiated, the gathers become row additions by
-            # index, which on CPU are ~7× slower with a kept list's int32 columns
+            # index, which on CPU are several times slower with int32 indices
             first, second = first.long(), second.long()
             grad_charges = grad_distances = None
             if needs[0]:

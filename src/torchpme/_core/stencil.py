@@ -17,7 +17,7 @@ from typing import Optional, Tuple
 
 import torch
 
-from . import chunks, fused
+from . import defaults, fused
 from .chunks import chunk_length
 
 __all__ = [
@@ -31,7 +31,7 @@ __all__ = [
 def _node_major(table: torch.Tensor) -> torch.Tensor:
     """``(N, 3, n)`` per-atom table as ``(3, n, N)``: the atom axis innermost, so that
     the products over the stencil below run over long contiguous rows (on the
-    ``n``-long rows of the atom-major layout they were several times slower)."""
+    ``n``-long rows of the atom-major layout they are several times slower)."""
     return table.permute(1, 2, 0).contiguous()
 
 
@@ -57,7 +57,7 @@ def _stencil_weights(weights_t: torch.Tensor, scale: torch.Tensor) -> torch.Tens
 
 @torch.jit.unused
 def _chunk_entries() -> int:
-    return chunks.STENCIL_ENTRIES
+    return defaults.STENCIL_ENTRIES
 
 
 def _atoms_per_chunk(n: int, n_atoms: int, device: torch.device) -> int:

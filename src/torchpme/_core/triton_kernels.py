@@ -33,13 +33,11 @@ from typing import Optional, Tuple
 import torch
 import triton
 import triton.language as tl
+from triton.language.extra import libdevice
 
-try:
-    from triton.language.extra import libdevice
+from . import defaults
 
-    _erfc = libdevice.erfc
-except ImportError:  # Triton 2 (PyTorch 2.3)
-    _erfc = tl.math.erfc
+_erfc = libdevice.erfc
 
 __all__ = [
     "coulomb_pair_sum",
@@ -50,8 +48,6 @@ __all__ = [
     "scatter",
 ]
 
-ATOMS_PER_PROGRAM = 64
-PAIRS_PER_PROGRAM = 512
 # Triton's interpreter (CPU tests) has no libdevice: erfc is then 1 − erf, whose
 # relative error grows in the tail (1e-11 at x = 3 in float64); compiled kernels
 # call libdevice's erfc
@@ -59,14 +55,15 @@ _INTERPRETED = os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
 def _launch(kernel, count: int, per_program: int, device: torch.device, *args, **meta):
-    """``kernel`` over ``count`` items, ``per_program`` to a program, on ``device``:
-    Triton launches on the current CUDA device, which need not be the tensors'."""
+    """``kernel`` over ``count`` items, ``per_program`` (its ``BLOCK``) to a program,
+    on ``device``: Triton launches on the current CUDA device, which need not be
+    the tensors'."""
     grid = (triton.cdiv(count, per_program),)
     if device.type == "cuda":
         with torch.cuda.device(device):
-            kernel[grid](*args, **meta)
+            kernel[grid](*args, BLOCK=per_program, **meta)
     else:  # the interpreter
-        kernel[grid](*args, **meta)
+        kernel[grid](*args, BLOCK=per_program, **meta)
 
 
 @triton.jit
@@ -158,9 +155,9 @@ def scatter(
     if n_atoms == 0:
         return mesh
     _launch(
-        _scatter_kernel, n_atoms, ATOMS_PER_PROGRAM, weights.device,
+        _scatter_kernel, n_atoms, defaults.TRITON_ATOMS_PER_PROGRAM, weights.device,
         nodes.contiguous(), weights.contiguous(), values.contiguous(), mesh,
-        n_atoms, n_channels, size, N=n, NP=padded, BLOCK=ATOMS_PER_PROGRAM,
+        n_atoms, n_channels, size, N=n, NP=padded,
     )  # fmt: skip
     return mesh
 
@@ -178,10 +175,10 @@ def gather_with_weight_gradients(
     grads = mesh.new_empty((n_channels, n_atoms, 3, n)) if keep else None
     if n_atoms > 0:
         _launch(
-            _gather_kernel, n_atoms, ATOMS_PER_PROGRAM, mesh.device,
+            _gather_kernel, n_atoms, defaults.TRITON_ATOMS_PER_PROGRAM, mesh.device,
             mesh.contiguous(), nodes.contiguous(), weights.contiguous(), out,
             out if grads is None else grads, n_atoms, n_channels, size,
-            KEEP=keep, N=n, NP=padded, BLOCK=ATOMS_PER_PROGRAM,
+            KEEP=keep, N=n, NP=padded,
         )  # fmt: skip
     return out.t(), grads
 
@@ -270,10 +267,10 @@ def pair_distances(
     out = positions.new_empty(n_pairs)
     if n_pairs > 0:
         _launch(
-            _distances_kernel, n_pairs, PAIRS_PER_PROGRAM, positions.device,
+            _distances_kernel, n_pairs, defaults.TRITON_PAIRS_PER_PROGRAM,
+            positions.device,
             positions.contiguous(), cell.contiguous(), first.contiguous(),
             second.contiguous(), shifts.contiguous(), out, n_pairs,
-            BLOCK=PAIRS_PER_PROGRAM,
         )  # fmt: skip
     return out
 
@@ -296,13 +293,14 @@ def pair_distances_backward(
     n_pairs = first.shape[0]
     if n_pairs > 0 and (need_positions or need_cell):
         _launch(
-            _distances_backward_kernel, n_pairs, PAIRS_PER_PROGRAM, positions.device,
+            _distances_backward_kernel, n_pairs, defaults.TRITON_PAIRS_PER_PROGRAM,
+            positions.device,
             positions.contiguous(), cell.contiguous(), first.contiguous(),
             second.contiguous(), shifts.contiguous(), distances.contiguous(),
             grad.contiguous(),
             positions if grad_positions is None else grad_positions,
             cell if grad_cell is None else grad_cell, n_pairs,
-            POSITIONS=need_positions, CELL=need_cell, BLOCK=PAIRS_PER_PROGRAM,
+            POSITIONS=need_positions, CELL=need_cell,
         )  # fmt: skip
     return grad_positions, grad_cell
 
@@ -403,12 +401,13 @@ def coulomb_pair_sum(
             ]
         ).to(distances.dtype)
         _launch(
-            _coulomb_kernel, n_pairs, PAIRS_PER_PROGRAM, distances.device,
+            _coulomb_kernel, n_pairs, defaults.TRITON_PAIRS_PER_PROGRAM,
+            distances.device,
             charges, first.contiguous(), second.contiguous(), distances.contiguous(),
             constants, potential, distances if values is None else values,
             distances if derivatives is None else derivatives, n_pairs, n_channels,
             FULL=full, VALUES=keep_values, DERIVATIVES=keep_derivatives,
-            INTERPRETED=_INTERPRETED, BLOCK=PAIRS_PER_PROGRAM,
+            INTERPRETED=_INTERPRETED,
         )  # fmt: skip
     return potential, values, derivatives
 
@@ -434,13 +433,14 @@ def coulomb_pair_sum_backward(
         grad_distances = derivatives.new_empty(n_pairs)
     if n_pairs > 0 and (values is not None or derivatives is not None):
         _launch(
-            _coulomb_backward_kernel, n_pairs, PAIRS_PER_PROGRAM, grad.device,
+            _coulomb_backward_kernel, n_pairs, defaults.TRITON_PAIRS_PER_PROGRAM,
+            grad.device,
             grad, charges, first.contiguous(), second.contiguous(),
             grad if values is None else values,
             grad if derivatives is None else derivatives,
             grad if grad_charges is None else grad_charges,
             grad if grad_distances is None else grad_distances, n_pairs,
             charges.shape[1], FULL=full, CHARGES=values is not None,
-            DISTANCES=derivatives is not None, BLOCK=PAIRS_PER_PROGRAM,
+            DISTANCES=derivatives is not None,
         )  # fmt: skip
     return grad_charges, grad_distances

@@ -133,8 +133,9 @@ class _Weights(torch.autograd.Function):
         w = c[:, -1].expand(shape).clone()
         for power in range(c.shape[1] - 2, 0, -1):
             w.mul_(x).add_(c[:, power])
-        # the output comes from an out-of-place operation (see _core.shortrange: a
-        # Function returning an in-place result loses its gradient under compile)
+        # the output comes from an out-of-place operation: under torch.compile a
+        # Function returning an in-place result gets wrong gradients
+        # (pytorch/pytorch#180642; see _core.shortrange)
         return torch.addcmul(c[:, 0], w, x)
 
     @staticmethod

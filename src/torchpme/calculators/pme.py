@@ -5,7 +5,7 @@ from typing import Dict, List, Optional, Tuple
 
 import torch
 
-from .._core import chunks, kspace
+from .._core import chunks, defaults, kspace
 from .._core import mesh as core_mesh
 from .._core.convolution import convolve, convolve_energy, convolve_stacks
 from .._core.validation import check_fixed_mesh, check_positive, compiling
@@ -16,13 +16,6 @@ from .calculator import Calculator
 from .ewald import check_range_separated
 
 __all__ = ["PMECalculator"]
-
-
-# the filter cache keeps recent filters up to this many bytes in all, and always
-# the newest: a batch's stacks of small meshes share it (32 filters of 4 meshes of
-# 32³ take 18 MB), while a cell that changes every step (NPT) on a fine mesh keeps
-# one stale filter, not several (288³: 96 MB each)
-_FILTER_CACHE_BYTES = 64 << 20
 
 
 def _filter_key(calculator, cell: torch.Tensor, ns: List[int]):
@@ -169,8 +162,8 @@ class PMECalculator(Calculator):
         """The filter of ``cell`` (or of a ``(B, 3, 3)`` stack of cells), reused
         while cells, mesh and potential are unchanged.
 
-        In MD at constant volume the filter (about a third of the time of a PME
-        step on a fine mesh) is the same on every call. It is cached only where
+        In MD at constant volume the filter (a grid-sized kernel evaluation, a
+        large part of a PME step on a fine mesh) is the same on every call. It is cached only where
         its inputs can be compared exactly and cheaply: on CPU, in eager mode, for
         the built-in Coulomb and inverse-power-law potentials (whose whole state is
         a few scalars), and when nothing it depends on requires a gradient.
@@ -186,7 +179,7 @@ class PMECalculator(Calculator):
         kernel = self._filter(cell, ns)
         cache[key] = kernel
         total = sum(entry.nbytes for entry in cache.values())
-        while len(cache) > 1 and total > _FILTER_CACHE_BYTES:
+        while len(cache) > 1 and total > defaults.FILTER_CACHE_BYTES:
             total -= cache.popitem(last=False)[1].nbytes
         return kernel
 
@@ -253,7 +246,7 @@ class PMECalculator(Calculator):
     ) -> Tuple[torch.Tensor, torch.Tensor]:
         """``(values, atoms)``: the mesh potentials of the atoms of ``systems`` (all
         on ``ns`` meshes), from one interpolation plan, transformed in stacks of a
-        few meshes on CPU (see :data:`torchpme._core.chunks.MESH_STACK`)."""
+        few meshes on CPU (see :data:`torchpme._core.defaults.MESH_STACK`)."""
         if len(systems) == cells.shape[0]:
             # the whole batch: nothing is selected (no index made on the host)
             atoms = torch.arange(positions.shape[0], device=positions.device)
@@ -286,9 +279,11 @@ class PMECalculator(Calculator):
         # reaches the convolution as the charges themselves (its fast backward)
         kernel = kernel / group_volumes.reshape(-1, 1, 1, 1)
         # on CPU a few meshes at a time: their buffers are then reused rather
-        # than faulted in afresh (see _core.chunks)
+        # than faulted in afresh (see _core.defaults)
         step = chunks.chunk_length(
-            chunks.MESH_STACK // (ns[0] * ns[1] * ns[2]), len(systems), positions.device
+            defaults.MESH_STACK // (ns[0] * ns[1] * ns[2]),
+            len(systems),
+            positions.device,
         )
         if step >= len(systems):  # one stack: no counts read on the host
             return convolve(plan, group_charges, kernel), atoms
@@ -313,7 +308,7 @@ class PMECalculator(Calculator):
         periodic: Optional[torch.Tensor],
     ) -> torch.Tensor:
         """Systems with equal mesh sizes share stacked spreads, FFTs and gathers (on
-        CPU a few meshes per stack, see :data:`torchpme._core.chunks.MESH_STACK`).
+        CPU a few meshes per stack, see :data:`torchpme._core.defaults.MESH_STACK`).
         With a fixed mesh all systems form one group, found without reading the
         cells on the host."""
         groups: Dict[Tuple[int, int, int], List[int]] = {}

@@ -1,0 +1,98 @@
+"""Speed policy of the core: chunk sizes, thresholds and backend switches.
+
+None of these values changes a result beyond rounding; each decides how the same
+arithmetic is carried out (how much of a loop runs at once, which library
+transforms a mesh, when an index structure is built, whether a fused kernel
+runs). They are defaults for common hardware, chosen with the benchmark named at
+each entry, which is also the way to check another value on another machine.
+
+The code reads them from this module when it runs, so one assignment changes one
+for the whole process (a test, a benchmark, a user)::
+
+    import torchpme._core.defaults as defaults
+
+    defaults.PAIRS = 1 << 14
+
+TorchScript reads a value once, when a calculator is scripted.
+
+Chunk sizes apply on CPU only, where a chunk's temporaries stay in cache and the
+allocator reuses them; elsewhere, and while ``torch.compile`` traces, a loop takes
+everything at once (:func:`torchpme._core.chunks.chunk_length`).
+"""
+
+import os
+
+__all__ = [
+    "EWALD_ENTRIES",
+    "FILTER_CACHE_BYTES",
+    "HOST_FFT_MIN_POINTS",
+    "MESH_STACK",
+    "MIN_SPARSE_PAIRS",
+    "PAIRS",
+    "STENCIL_ENTRIES",
+    "TRITON",
+    "TRITON_ATOMS_PER_PROGRAM",
+    "TRITON_PAIRS_PER_PROGRAM",
+]
+
+#: Neighbour pairs per chunk of the pair distances and the Coulomb pair sum.
+#: Trades the per-chunk overhead of small chunks against page faults of fresh
+#: pair-sized temporaries above glibc's mmap threshold (32 MB at most): 2¹⁶
+#: pairs keep each temporary near 1 MB. Chosen from the forward + backward of
+#: millions of pairs in ``benchmarks/calculators.py`` and ``benchmarks/kernels.py``.
+PAIRS = 1 << 16
+
+#: Stencil entries (atoms × n³) per chunk of atoms when spreading and gathering.
+#: The same trade as :data:`PAIRS` for the ``(n³, atoms)`` index and weight
+#: products (a whole system's are hundreds of MB at N = 262144). Set by that
+#: size argument, with chunking checked against one pass in ``benchmarks/mesh.py``
+#: and ``benchmarks/calculators.py`` (PME and P3M), which measure a change.
+STENCIL_ENTRIES = 1 << 17
+
+#: Mesh points transformed together by ``forward_batch`` (a stack of meshes of
+#: one size). Larger stacks mean fewer transforms, but buffers that glibc hands
+#: back and faults in again on every step; smaller ones mean more transforms.
+#: Chosen as the fastest power of two for the batch step of
+#: ``benchmarks/batching.py`` (one stack per group, and 2¹⁶ to 2¹⁹ points).
+MESH_STACK = 1 << 17
+
+#: Entries (k-vectors × atoms) of one chunk of an Ewald k-sum. Bounds the memory
+#: of the ``(K, N)`` phases for any number of k-vectors (16 MB in float64) against
+#: more, smaller matrix products. Checked against the memory and time columns of
+#: ``benchmarks/calculators.py`` for Ewald.
+EWALD_ENTRIES = 1 << 21
+
+#: Pairs from which a kept neighbour list accumulates its forces through a
+#: sparse pair incidence (multithreaded) instead of ``index_put_`` (serial).
+#: Building the incidence costs a sort of the list, repaid only on long lists
+#: used again. Set to the pair chunk size (:data:`PAIRS`) by that argument, not
+#: swept; ``benchmarks/calculators.py`` (own distances) measures a change.
+MIN_SPARSE_PAIRS = 1 << 16
+
+#: Mesh points from which a single mesh on CPU is transformed by scipy's
+#: pocketfft (when scipy is installed) instead of ``torch.fft``. pocketfft's lead
+#: grows with the mesh; at 128³ (2²¹ points) the two are even. Chosen from the
+#: transforms' share of a step at N = 262144 in ``benchmarks/kernels.py``.
+HOST_FFT_MIN_POINTS = 1 << 22
+
+#: Bytes of k-space filters that a PME/P3M calculator keeps (always at least the
+#: newest). Enough for the filters of a batch's stacks of small meshes; a cell
+#: that changes every step on a fine mesh keeps one stale filter, not several.
+#: Sized with ``benchmarks/batching.py`` (cached and fresh filters).
+FILTER_CACHE_BYTES = 64 << 20
+
+#: Whether CUDA tensors in eager mode use the fused Triton kernels
+#: (:mod:`torchpme._core.fused` decides which calls). ``TORCHPME_TRITON=0`` in the
+#: environment turns them off, to compare both forms on one machine with
+#: ``benchmarks/calculators.py --device cuda``.
+TRITON = os.environ.get("TORCHPME_TRITON", "1") != "0"
+
+#: Atoms per Triton program of the spread and gather kernels (a power of two).
+#: Trades parallelism over programs against the registers of each. Not swept;
+#: ``benchmarks/calculators.py --device cuda`` and ``benchmarks/kernels.py
+#: --device cuda`` measure a change.
+TRITON_ATOMS_PER_PROGRAM = 64
+
+#: Pairs per Triton program of the distance and pair-sum kernels (a power of
+#: two), the same trade, measured by the same benchmarks.
+TRITON_PAIRS_PER_PROGRAM = 512
