@@ -41,7 +41,9 @@ def test_compatible_paths():
     assert expected <= set(torchpme.__all__)
     assert torchpme.__version__ == "0.5.0"
     assert torchpme.lib.kvectors.get_ns_mesh is torchpme.lib.get_ns_mesh
-    assert set(torchpme.tuning.__all__) == {"tune_ewald", "tune_pme", "tune_p3m"}
+    assert set(torchpme.tuning.__all__) == {
+        "tune_ewald", "tune_pme", "tune_p3m", "estimate_error"
+    }  # fmt: skip
     for path, name in [
         ("torchpme.tuning.tuner", "GridSearchTuner"),
         ("torchpme.tuning.p3m", "A_COEF"),

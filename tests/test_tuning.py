@@ -15,8 +15,8 @@ import pytest
 import torch
 
 from torchpme import CoulombPotential, EwaldCalculator, P3MCalculator, PMECalculator
-from torchpme.tuning import _estimates as estimates
 from torchpme.tuning import tune_ewald, tune_p3m, tune_pme
+from torchpme.tuning._fourier import mesh_weight
 from torchpme.tuning.ewald import EwaldErrorBounds, EwaldErrorEstimate
 from torchpme.tuning.p3m import A_COEF, P3MErrorBounds, P3MErrorEstimate
 from torchpme.tuning.pme import PMEErrorBounds, PMEErrorEstimate
@@ -601,7 +601,7 @@ def test_tune_cutoff_with_a_real_tuner_defaults_to_the_neighbour_list():
 
 @pytest.mark.parametrize("n", [1, 2, 3, 4, 5])
 def test_bspline_transform_is_a_power_of_sinc(n):
-    weight = estimates._weight("P3M", n)
+    weight = mesh_weight("P3M", n)
     theta = np.linspace(-9.0, 9.0, 37)
     w, dw = weight.transform(theta)
     expected = np.sinc(theta / (2 * math.pi)) ** n
@@ -612,7 +612,7 @@ def test_bspline_transform_is_a_power_of_sinc(n):
 
 @pytest.mark.parametrize("n", [2, 3, 4, 5])
 def test_alias_sums_match_brute_force_sums_of_sinc(n):
-    weight = estimates._weight("P3M", n)
+    weight = mesh_weight("P3M", n)
     theta = np.linspace(-3.0, 3.0, 13)
     aliases = theta[:, None] + 2 * math.pi * np.arange(-4000, 4001)[None]
     w = np.sinc(aliases / (2 * math.pi)) ** n
@@ -631,7 +631,7 @@ def test_alias_sums_match_brute_force_sums_of_sinc(n):
 
 @pytest.mark.parametrize("n", [3, 4, 5, 6, 7])
 def test_lagrange_weight_interpolates_polynomials(n):
-    weight = estimates._weight("Lagrange", n)
+    weight = mesh_weight("Lagrange", n)
     u = np.linspace(-0.49, 0.49, 11)
     nodes = np.arange(-n, n + 1)
     w = weight._value(u[:, None] - nodes[None], False)

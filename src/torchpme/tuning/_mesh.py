@@ -1,7 +1,13 @@
-"""What the tuning of PME and P3M shares: node checks, the mean mesh spacing of
-the compatible bounds, the estimate front end and the grid of candidates
-(power-of-two meshes as the calculators derive them, or 5-smooth ``fixed_mesh``
-sizes)."""
+"""The one tuner of both mesh methods (PME and P3M), parametrised by the error
+estimate of the calculator it tunes.
+
+A :class:`MeshErrorEstimate` subclass names the calculator, its interpolation
+weights and the node counts it covers; :func:`mesh_grid` turns it and the grid
+bounds into the :class:`~torchpme.tuning._search.TuningGrid` that
+:func:`~torchpme.tuning._search.grid_search` searches: power-of-two meshes as
+the calculators derive them from ``mesh_spacing``, or 5-smooth ``fixed_mesh``
+sizes.
+"""
 
 import math
 from functools import partial
@@ -11,12 +17,15 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import torch
 
 from .._core.kspace import mesh_size
-from .._core.validation import check_fixed_mesh, check_positive, message
-from . import _estimates
-from .tuner import TuningGrid, check_flag
+from .._core.validation import check_fixed_mesh, check_positive
+from ._estimates import ErrorEstimate
+from ._kspace_errors import Terms, mesh_errors
+from ._search import TuningGrid
+from ._validation import check_flag, check_nodes
 
 # cost of one atom-node of spreading/gathering (with their gradients) relative to
-# one mesh point of one FFT pass, measured on CPU within a factor of about 3
+# one mesh point of one FFT pass: a rough ratio (on CPUs within a factor of about
+# 3), as the model only picks the few candidates that are timed
 _SPREAD_OVER_FFT = 10.0
 
 
@@ -50,45 +59,42 @@ def smooth_mesh_size(lengths: List[float], mesh_spacing: float) -> List[int]:
     return sizes
 
 
-def check_nodes(interpolation_nodes, low: int, high: int) -> int:
-    """``interpolation_nodes`` as an int, which must be in ``low … high``."""
-    nodes = int(interpolation_nodes)
-    if nodes != interpolation_nodes or not low <= nodes <= high:
-        raise ValueError(
-            message(
-                "interpolation_nodes",
-                f"an integer in {low} … {high}",
-                f"{interpolation_nodes}",
-            )
-        )
-    return nodes
+class MeshErrorEstimate(ErrorEstimate):
+    """Base of the PME and P3M estimates: the mesh of ``mesh_spacing`` (or
+    ``fixed_mesh``) and the node count are the key of
+    :func:`~torchpme.tuning._kspace_errors.mesh_errors`.
 
-
-def mean_spacing(
-    cell_dimensions: torch.Tensor, mesh_spacing: torch.Tensor
-) -> torch.Tensor:
-    """torch-pme 0.5's mean spacing ``H = (H_0 H_1 H_2)^{1/3}``,
-    ``H_d = L_d/(2L_d/h + 1)``, of its PME and P3M bounds."""
-    spacings = cell_dimensions / (2.0 * cell_dimensions / mesh_spacing + 1)
-    return torch.prod(spacings) ** (1.0 / 3.0)
-
-
-class MeshErrorEstimate(_estimates.ErrorEstimate):
-    """Base of the PME and P3M estimates: the mesh of ``mesh_spacing`` and the
-    node count are the key of :func:`~torchpme.tuning._estimates.mesh_errors`.
-
-    Subclasses set ``_weights`` (its ``method``) and ``_node_range`` (the node
-    counts the estimate accepts, which are also the ones the tuner may try).
+    Subclasses set the class attributes ``calculator`` (the calculator rated and
+    timed), ``weights`` (the ``method`` of ``mesh_errors``: ``"Lagrange"`` or
+    ``"P3M"``) and ``node_range`` (the node counts the estimate covers, which are
+    also the ones the tuner may try), and define ``error`` with the positional
+    order of their compatible error-bound class.
     """
 
-    _weights: str
-    _node_range: Tuple[int, int]
+    calculator: type
+    weights: str
+    node_range: Tuple[int, int]
 
-    def _kspace_terms(self, smearing: float, key: tuple) -> _estimates.Terms:
+    def _kspace_terms(self, smearing: float, key: tuple) -> Terms:
         ns, nodes = list(key[:3]), key[3]
-        return _estimates.mesh_errors(
-            self._cell_array, smearing, ns, self._weights, nodes
-        )
+        return mesh_errors(self._cell_array, smearing, ns, self.weights, nodes)
+
+    def kspace_key(
+        self,
+        mesh_spacing: float,
+        interpolation_nodes,
+        fixed_mesh: Optional[List[int]] = None,
+    ) -> tuple:
+        """``(n_0, n_1, n_2, nodes)``: the mesh of the calculator built with these
+        arguments (``fixed_mesh`` if given, else the size derived from
+        ``mesh_spacing``) and its node count, checked."""
+        nodes = check_nodes(interpolation_nodes, *self.node_range)
+        check_positive("mesh_spacing", float(mesh_spacing))
+        if fixed_mesh is None:
+            ns = mesh_size(self._lengths, float(mesh_spacing))
+        else:
+            ns = check_fixed_mesh(fixed_mesh)
+        return (*ns, nodes)
 
     def _mesh_error(
         self,
@@ -98,15 +104,10 @@ class MeshErrorEstimate(_estimates.ErrorEstimate):
         interpolation_nodes,
         fixed_mesh: Optional[List[int]] = None,
     ) -> torch.Tensor:
-        """The error on the mesh of the calculator built with these arguments:
-        ``fixed_mesh`` if given, else the size derived from ``mesh_spacing``."""
-        nodes = check_nodes(interpolation_nodes, *self._node_range)
-        check_positive("mesh_spacing", float(mesh_spacing))
-        if fixed_mesh is None:
-            ns = mesh_size(self._lengths, float(mesh_spacing))
-        else:
-            ns = check_fixed_mesh(fixed_mesh)
-        return self._total(smearing, cutoff, (*ns, nodes))
+        """The error (times ``safety``) of the calculator built with these
+        arguments (see :meth:`kspace_key`)."""
+        key = self.kspace_key(mesh_spacing, interpolation_nodes, fixed_mesh)
+        return self._total(smearing, cutoff, key)
 
 
 def _mesh_points(lengths: List[float], param: Dict[str, Any]) -> int:
@@ -159,7 +160,6 @@ def _mesh_candidates(
 
 
 def mesh_grid(
-    calculator: type,
     estimate: type,
     nodes_lo: int,
     nodes_hi: int,
@@ -167,14 +167,14 @@ def mesh_grid(
     mesh_hi: int,
     smooth_meshes: bool = False,
 ) -> TuningGrid:
-    """The grid of ``tune_pme`` and ``tune_p3m``: node counts within the range of
-    the ``estimate`` (a :class:`MeshErrorEstimate`), mesh exponents in 1 … 10;
-    with ``smooth_meshes``, the 5-smooth sizes between those powers of two as
-    ``fixed_mesh`` (see :func:`_mesh_candidates`)."""
+    """The grid of ``tune_pme`` and ``tune_p3m``: the calculator of ``estimate`` (a
+    :class:`MeshErrorEstimate` subclass), node counts within its ``node_range``,
+    mesh exponents in 1 … 10; with ``smooth_meshes``, the 5-smooth sizes between
+    those powers of two as ``fixed_mesh`` (see :func:`_mesh_candidates`)."""
     check_flag("smooth_meshes", smooth_meshes)
-    smallest, largest = estimate._node_range
+    smallest, largest = estimate.node_range
     return TuningGrid(
-        calculator=calculator,
+        calculator=estimate.calculator,
         estimate=estimate,
         ranges=[
             ("nodes_lo", nodes_lo, "nodes_hi", nodes_hi, smallest, largest),

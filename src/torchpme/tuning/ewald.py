@@ -2,15 +2,16 @@
 
 import math
 from functools import partial
-from typing import Any, Callable, Dict, List, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 
 from .._core.kspace import ewald_size
 from ..calculators import EwaldCalculator
-from . import _estimates
 from ._bounds import RealSpaceBounds
-from .tuner import TuningGrid, grid_search
+from ._estimates import ErrorEstimate
+from ._kspace_errors import Terms, ewald_errors
+from ._search import TuningGrid, grid_search
 
 __all__ = ["EwaldErrorBounds", "EwaldErrorEstimate", "tune_ewald"]
 
@@ -78,14 +79,10 @@ class EwaldErrorBounds(RealSpaceBounds):
             lr_wavelength: ``λ`` of :class:`~torchpme.EwaldCalculator`.
             cutoff: real-space cutoff ``r_c``.
         """
-        smearing = self._as_tensor(smearing)
-        lr_wavelength = self._as_tensor(lr_wavelength)
-        cutoff = self._as_tensor(cutoff)
-        kspace = self.err_kspace(smearing, lr_wavelength)
-        return self._with_real_space(kspace, smearing, cutoff)
+        return self._total(smearing, cutoff, lr_wavelength)
 
 
-class EwaldErrorEstimate(_estimates.ErrorEstimate):
+class EwaldErrorEstimate(ErrorEstimate):
     """RMS error of :class:`~torchpme.EwaldCalculator`, as the tuner uses it.
 
     For charges at uncorrelated positions, with ``𝒦`` the box of k-vectors the
@@ -113,12 +110,13 @@ class EwaldErrorEstimate(_estimates.ErrorEstimate):
         safety: factor applied to the estimate.
     """
 
-    def _kspace_terms(self, smearing: float, key: tuple) -> _estimates.Terms:
-        return _estimates.ewald_errors(self._cell_array, smearing, list(key))
+    def _kspace_terms(self, smearing: float, key: tuple) -> Terms:
+        return ewald_errors(self._cell_array, smearing, list(key))
 
-    def forward(self, smearing: float, lr_wavelength: float, cutoff: float):
-        """Same as :meth:`error`."""
-        return self.error(smearing, lr_wavelength, cutoff)
+    def kspace_key(self, lr_wavelength: float) -> tuple:
+        """The k-grid ``(n_0, n_1, n_2)`` the calculator keeps for
+        ``lr_wavelength`` (:func:`torchpme._core.kspace.ewald_size`)."""
+        return tuple(ewald_size(self._lengths, float(lr_wavelength)))
 
     def error(
         self, smearing: float, lr_wavelength: float, cutoff: float
@@ -130,8 +128,7 @@ class EwaldErrorEstimate(_estimates.ErrorEstimate):
             lr_wavelength: ``λ`` of :class:`~torchpme.EwaldCalculator`.
             cutoff: real-space cutoff ``r_c``.
         """
-        ns = ewald_size(self._lengths, float(lr_wavelength))
-        return self._total(smearing, cutoff, tuple(ns))
+        return self._total(smearing, cutoff, self.kspace_key(lr_wavelength))
 
 
 def _wavelength_candidates(
@@ -161,6 +158,8 @@ def tune_ewald(
     ns_lo: int = 1,
     ns_hi: int = 14,
     accuracy: float = 1e-3,
+    *,
+    smearing: Optional[float] = None,
 ) -> Tuple[float, Dict[str, Any], float]:
     """Smearing and ``lr_wavelength`` of the fastest Ewald sum meeting ``accuracy``.
 
@@ -186,6 +185,8 @@ def tune_ewald(
         exponent: only 1 (Coulomb) is supported.
         ns_lo, ns_hi: range of ``n`` (1 … 14 by default).
         accuracy: target RMS force error (a Python float > 0).
+        smearing: tune the reciprocal-space parameters for this smearing
+            (kept and returned) instead of the one derived from the cutoff.
 
     Returns:
         ``(smearing, {"lr_wavelength": λ}, seconds per call)``. If no candidate
@@ -206,14 +207,6 @@ def tune_ewald(
     )
     return grid_search(
         grid,
-        charges,
-        cell,
-        positions,
-        cutoff,
-        neighbor_indices,
-        neighbor_distances,
-        full_neighbor_list,
-        prefactor,
-        exponent,
-        accuracy,
-    )
+        charges, cell, positions, cutoff, neighbor_indices, neighbor_distances,
+        full_neighbor_list, prefactor, exponent, accuracy, smearing,
+    )  # fmt: skip

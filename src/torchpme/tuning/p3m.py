@@ -1,4 +1,9 @@
-"""Tuning of :class:`~torchpme.P3MCalculator`: error bounds and ``tune_p3m``."""
+"""Tuning of :class:`~torchpme.P3MCalculator`: error bounds and ``tune_p3m``.
+
+What is particular to this method lives here (its compatible bound, the
+weights and node counts its estimate covers, the defaults of ``tune_p3m``); the
+estimate and the search are the mesh tuner's (:mod:`torchpme.tuning._mesh`).
+"""
 
 import math
 from fractions import Fraction as F
@@ -7,9 +12,10 @@ from typing import Any, Dict, List, Optional, Tuple
 import torch
 
 from ..calculators import P3MCalculator
-from ._bounds import RealSpaceBounds
-from ._mesh import MeshErrorEstimate, check_nodes, mean_spacing, mesh_grid
-from .tuner import grid_search
+from ._bounds import MeshBounds
+from ._mesh import MeshErrorEstimate, mesh_grid
+from ._search import grid_search
+from ._validation import check_nodes
 
 __all__ = ["A_COEF", "P3MErrorBounds", "P3MErrorEstimate", "tune_p3m"]
 
@@ -39,7 +45,7 @@ A_COEF: List[List[Optional[F]]] = [
 ]
 
 
-class P3MErrorBounds(RealSpaceBounds):
+class P3MErrorBounds(MeshBounds):
     """torch-pme 0.5's error bound of P3M (compatible numbers).
 
     With ``α = 1/(√2 σ)``, ``H`` as in :class:`~torchpme.tuning.pme.PMEErrorBounds`,
@@ -77,7 +83,6 @@ class P3MErrorBounds(RealSpaceBounds):
         self, charges: torch.Tensor, cell: torch.Tensor, positions: torch.Tensor
     ):
         super().__init__(charges, cell, positions)
-        self.register_buffer("cell_dimensions", torch.linalg.norm(cell, dim=1))
         self.register_buffer("cell", cell)
         self.register_buffer("positions", positions)
 
@@ -89,7 +94,7 @@ class P3MErrorBounds(RealSpaceBounds):
     ) -> torch.Tensor:
         """The reciprocal-space term ``ΔF_k`` (``interpolation_nodes`` in 1 … 7)."""
         nodes = check_nodes(interpolation_nodes, 1, 7)
-        h = mean_spacing(self.cell_dimensions, mesh_spacing)
+        h = self.mean_spacing(mesh_spacing)
         alpha = 1.0 / 2.0**0.5 / smearing
         x = h * alpha
         series = sum(float(A_COEF[m][nodes]) * x ** (2 * m) for m in range(nodes))
@@ -127,11 +132,7 @@ class P3MErrorBounds(RealSpaceBounds):
             cutoff: real-space cutoff ``r_c``.
             interpolation_nodes: assignment order ``n``, 1 … 7.
         """
-        smearing = self._as_tensor(smearing)
-        mesh_spacing = self._as_tensor(mesh_spacing)
-        cutoff = self._as_tensor(cutoff)
-        kspace = self.err_kspace(smearing, mesh_spacing, interpolation_nodes)
-        return self._with_real_space(kspace, smearing, cutoff)
+        return self._total(smearing, cutoff, mesh_spacing, interpolation_nodes)
 
 
 class P3MErrorEstimate(MeshErrorEstimate):
@@ -155,22 +156,9 @@ class P3MErrorEstimate(MeshErrorEstimate):
         safety: factor applied to the estimate.
     """
 
-    _weights = "P3M"
-    _node_range = (1, 5)
-
-    def forward(
-        self,
-        smearing: float,
-        mesh_spacing: float,
-        cutoff: float,
-        interpolation_nodes: int,
-        *,
-        fixed_mesh: Optional[List[int]] = None,
-    ) -> torch.Tensor:
-        """Same as :meth:`error`."""
-        return self.error(
-            smearing, mesh_spacing, cutoff, interpolation_nodes, fixed_mesh=fixed_mesh
-        )
+    calculator = P3MCalculator
+    weights = "P3M"
+    node_range = (1, 5)
 
     def error(
         self,
@@ -213,6 +201,7 @@ def tune_p3m(
     accuracy: float = 1e-3,
     *,
     smooth_meshes: bool = False,
+    smearing: Optional[float] = None,
 ) -> Tuple[float, Dict[str, Any], float]:
     """Smearing, mesh spacing and order of the fastest P3M meeting ``accuracy``.
 
@@ -239,6 +228,8 @@ def tune_p3m(
         nodes_lo, nodes_hi: range of the assignment order (1 … 5).
         mesh_lo, mesh_hi: range of the mesh exponent ``e`` (1 … 10).
         accuracy: target RMS force error (a Python float > 0).
+        smearing: tune the reciprocal-space parameters for this smearing
+            (kept and returned) instead of the one derived from the cutoff.
         smooth_meshes: also choose mesh sizes that are not powers of two (see
             above); the parameters then include ``fixed_mesh``.
 
@@ -258,23 +249,7 @@ def tune_p3m(
         >>> calculator = P3MCalculator(CoulombPotential(smearing), **params)  # doctest: +SKIP
     """
     return grid_search(
-        mesh_grid(
-            P3MCalculator,
-            P3MErrorEstimate,
-            nodes_lo,
-            nodes_hi,
-            mesh_lo,
-            mesh_hi,
-            smooth_meshes,
-        ),
-        charges,
-        cell,
-        positions,
-        cutoff,
-        neighbor_indices,
-        neighbor_distances,
-        full_neighbor_list,
-        prefactor,
-        exponent,
-        accuracy,
-    )
+        mesh_grid(P3MErrorEstimate, nodes_lo, nodes_hi, mesh_lo, mesh_hi, smooth_meshes),
+        charges, cell, positions, cutoff, neighbor_indices, neighbor_distances,
+        full_neighbor_list, prefactor, exponent, accuracy, smearing,
+    )  # fmt: skip

@@ -1,4 +1,9 @@
-"""Tuning of :class:`~torchpme.PMECalculator`: error bounds and ``tune_pme``."""
+"""Tuning of :class:`~torchpme.PMECalculator`: error bounds and ``tune_pme``.
+
+What is particular to this method lives here (its compatible bound, the
+weights and node counts its estimate covers, the defaults of ``tune_pme``); the
+estimate and the search are the mesh tuner's (:mod:`torchpme.tuning._mesh`).
+"""
 
 import math
 from typing import Any, Dict, List, Optional, Tuple
@@ -6,9 +11,10 @@ from typing import Any, Dict, List, Optional, Tuple
 import torch
 
 from ..calculators import PMECalculator
-from ._bounds import RealSpaceBounds
-from ._mesh import MeshErrorEstimate, check_nodes, mean_spacing, mesh_grid
-from .tuner import grid_search
+from ._bounds import MeshBounds
+from ._mesh import MeshErrorEstimate, mesh_grid
+from ._search import grid_search
+from ._validation import check_nodes
 
 __all__ = ["PMEErrorBounds", "PMEErrorEstimate", "tune_pme"]
 
@@ -18,7 +24,7 @@ __all__ = ["PMEErrorBounds", "PMEErrorEstimate", "tune_pme"]
 _RMS_NODE_POLYNOMIAL = [None, None, 0.246, 0.404, 0.950, 2.51, 8.42]
 
 
-class PMEErrorBounds(RealSpaceBounds):
+class PMEErrorBounds(MeshBounds):
     """torch-pme 0.5's error bound of particle-mesh Ewald (compatible numbers).
 
     With ``n`` interpolation nodes, ``α = 1/(√2 σ)``, the per-axis spacing
@@ -50,12 +56,6 @@ class PMEErrorBounds(RealSpaceBounds):
         0.0011
     """
 
-    def __init__(
-        self, charges: torch.Tensor, cell: torch.Tensor, positions: torch.Tensor
-    ):
-        super().__init__(charges, cell, positions)
-        self.register_buffer("cell_dimensions", torch.linalg.norm(cell, dim=1))
-
     def err_kspace(
         self,
         smearing: torch.Tensor,
@@ -65,7 +65,7 @@ class PMEErrorBounds(RealSpaceBounds):
         """The reciprocal-space term ``ΔF_k`` (``interpolation_nodes`` in 3 … 7)."""
         nodes = check_nodes(interpolation_nodes, 3, 7)
         n = self._as_tensor(float(nodes))
-        h = mean_spacing(self.cell_dimensions, mesh_spacing)
+        h = self.mean_spacing(mesh_spacing)
         alpha = 1.0 / 2.0**0.5 / smearing
         factorial = torch.exp(torch.lgamma(n + 1))
         return (
@@ -94,11 +94,7 @@ class PMEErrorBounds(RealSpaceBounds):
             mesh_spacing: ``h`` of :class:`~torchpme.PMECalculator`.
             interpolation_nodes: ``n``, 3 … 7.
         """
-        cutoff = self._as_tensor(cutoff)
-        smearing = self._as_tensor(smearing)
-        mesh_spacing = self._as_tensor(mesh_spacing)
-        kspace = self.err_kspace(smearing, mesh_spacing, interpolation_nodes)
-        return self._with_real_space(kspace, smearing, cutoff)
+        return self._total(smearing, cutoff, mesh_spacing, interpolation_nodes)
 
 
 class PMEErrorEstimate(MeshErrorEstimate):
@@ -121,8 +117,9 @@ class PMEErrorEstimate(MeshErrorEstimate):
         safety: factor applied to the estimate.
     """
 
-    _weights = "Lagrange"
-    _node_range = (3, 7)
+    calculator = PMECalculator
+    weights = "Lagrange"
+    node_range = (3, 7)
 
     def error(
         self,
@@ -165,6 +162,7 @@ def tune_pme(
     accuracy: float = 1e-3,
     *,
     smooth_meshes: bool = False,
+    smearing: Optional[float] = None,
 ) -> Tuple[float, Dict[str, Any], float]:
     """Smearing, mesh spacing and nodes of the fastest PME meeting ``accuracy``.
 
@@ -205,6 +203,8 @@ def tune_pme(
         nodes_lo, nodes_hi: range of interpolation nodes (3 … 7).
         mesh_lo, mesh_hi: range of the mesh exponent ``e`` (1 … 10).
         accuracy: target RMS force error (a Python float > 0).
+        smearing: tune the reciprocal-space parameters for this smearing
+            (kept and returned) instead of the one derived from the cutoff.
         smooth_meshes: also choose mesh sizes that are not powers of two (see
             above); the parameters then include ``fixed_mesh``.
 
@@ -221,23 +221,7 @@ def tune_pme(
         >>> calculator = PMECalculator(CoulombPotential(smearing), **params)  # doctest: +SKIP
     """
     return grid_search(
-        mesh_grid(
-            PMECalculator,
-            PMEErrorEstimate,
-            nodes_lo,
-            nodes_hi,
-            mesh_lo,
-            mesh_hi,
-            smooth_meshes,
-        ),
-        charges,
-        cell,
-        positions,
-        cutoff,
-        neighbor_indices,
-        neighbor_distances,
-        full_neighbor_list,
-        prefactor,
-        exponent,
-        accuracy,
-    )
+        mesh_grid(PMEErrorEstimate, nodes_lo, nodes_hi, mesh_lo, mesh_hi, smooth_meshes),
+        charges, cell, positions, cutoff, neighbor_indices, neighbor_distances,
+        full_neighbor_list, prefactor, exponent, accuracy, smearing,
+    )  # fmt: skip
