@@ -97,12 +97,12 @@ def test_energy_matches_numpy_ewald(crystal):
 
 
 def test_tuned_calculator_meets_accuracy(crystal):
-    crystal.calc = TorchPMECalculator(accuracy=1e-5)
+    crystal.calc = TorchPMECalculator(accuracy=1.5e-4)
     reference = EV_A * numpy_ewald_energy(
         crystal.positions, crystal.get_initial_charges(), crystal.cell[:]
     )
-    # the accuracy is an RMS force error in e²/Å²; the energy error of 8 ions is
-    # of the same order in e²/Å (measured ~2e-5): 1e-3 eV is 7e-5 e²/Å
+    # the accuracy is an RMS force error in eV/Å; the energy error of 8 ions is
+    # of the same order in eV (measured ~3e-4)
     assert crystal.get_potential_energy() == pytest.approx(reference, abs=1e-3)
     assert crystal.calc.parameters_in_use.method == "ewald"
 
@@ -112,7 +112,7 @@ def test_forces_match_tight_library_ewald(crystal):
     from torchpme.neighbors import compute_neighbors
     from torchpme.potentials import CoulombPotential
 
-    crystal.calc = TorchPMECalculator(accuracy=1e-6)
+    crystal.calc = TorchPMECalculator(accuracy=1.5e-5)
     forces = crystal.get_forces()
 
     positions = torch.tensor(crystal.positions, requires_grad=True)
@@ -124,7 +124,7 @@ def test_forces_match_tight_library_ewald(crystal):
     )
     energy = (charges * calculator(charges, cell, positions, indices, distances)).sum()
     (gradient,) = torch.autograd.grad(energy, positions)
-    # the tuner targets an RMS force error of 1e-6 e²/Å² (×14.4 in eV/Å)
+    # the tuner targets an RMS force error of 1.5e-5 eV/Å
     np.testing.assert_allclose(forces, -gradient.numpy(), atol=5e-5)
     assert np.abs(forces).max() > 0.1  # a displaced crystal has real forces
 

@@ -384,8 +384,8 @@ def test_tuner_grids_reach_the_smearing_scale(smearing):
     assert ewald >= 14 and 5.0 / ewald <= smearing / 2  # wavelengths down to σ/2
     mesh = grid_bounds("pme", smearing, cell)["mesh_hi"]
     spacing = 2 * 5.0 / (2**mesh - 1)
-    assert 3 <= mesh <= 7
-    assert spacing <= smearing / 6 or mesh == 7  # capped at 128 points per axis
+    assert 3 <= mesh <= 10
+    assert spacing <= smearing / 6 or mesh == 10  # the tuners' largest exponent
     assert mesh == 3 or 2 * 5.0 / (2 ** (mesh - 1) - 1) > smearing / 6  # no finer
 
 

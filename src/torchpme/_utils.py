@@ -4,6 +4,7 @@ from typing import Optional
 
 import torch
 
+from ._core import workload
 from ._core.validation import (
     check_cell_cheaply,
     check_device,
@@ -34,15 +35,29 @@ def _validate_parameters(
     """Check shapes, dtypes and devices of calculator inputs against ``positions``.
 
     Metadata checks always run. With :func:`torchpme.set_value_checks` on, values are
-    checked too: finite positions, charges and cell, and neighbour indices in
-    ``[0, N)``. A cell that is used (``cell_required``: reciprocal-space methods)
-    must be non-singular; that 3x3 check always runs on CPU and with value checks
-    on elsewhere. Direct (real-space only) evaluation passes
-    ``cell_required=False``, so any cell, e.g. zeros, is accepted there.
+    checked too: finite positions, charges and cell, neighbour indices in
+    ``[0, N)``, no pair closer than ``1e-4`` (coincident atoms) and, for a slab
+    (``periodic`` with two ``True``), a vacuum gap wide enough for the slab
+    correction (:func:`torchpme._core.workload.check_slab`). A cell that is used
+    (``cell_required``: reciprocal-space methods) must be non-singular; that 3x3
+    check always runs on CPU and with value checks on elsewhere. Direct (real-space
+    only) evaluation passes ``cell_required=False``, so any cell, e.g. zeros, is
+    accepted there.
     """
+    if not torch.jit.is_scripting():
+        _check_tensors(charges, cell, positions, neighbor_indices, neighbor_distances)
     same_device = "on the device of `positions`"
     check_shape("positions", positions, [-1, 3], "(N, 3)")
     check_floating("positions", positions)
+    if positions.dtype != torch.float32 and positions.dtype != torch.float64:
+        raise TypeError(
+            message(
+                "positions",
+                "float32 or float64 (cells are inverted, which half precision "
+                "cannot do)",
+                f"{positions.dtype}",
+            )
+        )
     n_atoms = positions.shape[0]
     check_shape("cell", cell, [3, 3], "(3, 3)")
     check_like("cell", cell, positions, "positions")
@@ -80,11 +95,76 @@ def _validate_parameters(
     if kvectors is not None:
         check_shape("kvectors", kvectors, [-1, 3], "(K, 3)")
         check_like("kvectors", kvectors, positions, "positions")
+    if check_cell_cheaply(neighbor_indices):
+        # two reductions cost nothing next to the pair sum on CPU; on an
+        # accelerator they synchronise, so there they wait for value checks
+        check_index_range("neighbor_indices", neighbor_indices, n_atoms)
     if check_values(positions):
         check_finite("positions", positions)
         check_finite("charges", charges)
         check_finite("cell", cell)
         check_finite("neighbor_distances", neighbor_distances)
-        check_index_range("neighbor_indices", neighbor_indices, n_atoms)
+        if not torch.jit.is_scripting():
+            _check_geometry(
+                cell,
+                positions,
+                neighbor_indices,
+                neighbor_distances,
+                periodic,
+                pair_mask,
+                cell_required,
+            )
     if cell_required and check_cell_cheaply(cell):
         check_invertible("cell", cell)
+
+
+@torch.jit.unused
+def _check_geometry(
+    cell: torch.Tensor,
+    positions: torch.Tensor,
+    neighbor_indices: torch.Tensor,
+    neighbor_distances: torch.Tensor,
+    periodic: Optional[torch.Tensor],
+    pair_mask: Optional[torch.Tensor],
+    cell_required: bool,
+) -> None:
+    """Value checks of the geometry: coincident atoms, slab vacuum."""
+    distances = neighbor_distances.detach()
+    if pair_mask is not None:
+        distances = torch.where(pair_mask, distances, torch.inf)
+    threshold = workload.LIMITS["coincident_distance"]
+    if distances.numel() > 0 and threshold > 0:
+        closest = int(torch.argmin(distances))
+        distance = float(distances[closest])
+        if distance < threshold:
+            i, j = (int(k) for k in neighbor_indices[closest].tolist())
+            raise ValueError(
+                message(
+                    "neighbor_distances",
+                    f"at least {threshold:g} (coincident atoms make the Coulomb "
+                    "energy unbounded)",
+                    f"{distance:.3g} for pair {closest}, atoms {i} and {j}",
+                )
+            )
+    if cell_required and periodic is not None:
+        workload.check_slab(positions, cell, [bool(p) for p in periodic.tolist()])
+
+
+@torch.jit.unused
+def _check_tensors(charges, cell, positions, neighbor_indices, neighbor_distances):
+    """Raise ``TypeError`` for inputs that are not tensors (lists, NumPy arrays)."""
+    for name, value in (
+        ("charges", charges),
+        ("cell", cell),
+        ("positions", positions),
+        ("neighbor_indices", neighbor_indices),
+        ("neighbor_distances", neighbor_distances),
+    ):
+        if not isinstance(value, torch.Tensor):
+            raise TypeError(
+                message(
+                    name,
+                    "a torch.Tensor (convert with torch.as_tensor(...))",
+                    f"{type(value).__module__}.{type(value).__name__}",
+                )
+            )

@@ -36,6 +36,20 @@ Parameters (cutoff, smearing, k-space) are tuned on the first calculation and
 kept while the number of atoms, the charges and the pbc stay the same and the
 cell changes by less than ``retune_threshold`` (relative, in the Frobenius
 norm): an MD run at constant volume tunes once.
+
+**Accuracy and MD.** ``accuracy`` is the target RMS force error in the units of
+the forces (eV/Å with the default prefactor; energy unit of ``prefactor`` per Å
+in general); after a calculation ``estimated_error`` holds the estimate of what
+ran, in the same units. The real-space sum stops sharply at the cutoff, so the
+energy jumps a little whenever a pair crosses it and NVE runs drift. The
+default, ``DEFAULT_ACCURACY`` = 1e-5 eV/Å, is chosen for MD with the target of
+an energy drift below 1e-4 eV per atom per ps for an ionic crystal at 300 K
+with a 2 fs velocity-Verlet step: rock salt (64 and 216 ions, with a smooth
+short-range repulsion) drifts by about 1e-6 eV per atom per ps, 1e-4 eV/Å by
+about 3e-5 and 1.4e-3 eV/Å by 6e-4 to 9e-4 (``tests/test_front_door_cli.py``
+checks the default). The price is a larger cutoff and a finer mesh, so a more
+expensive step (``benchmarks/calculators.py`` measures it); single points and
+short or thermostatted runs can pass ``accuracy=1e-4`` or looser.
 """
 
 from typing import Any, ClassVar, Dict, List, Optional, Sequence
@@ -49,10 +63,30 @@ from ase.calculators.calculator import (
 )
 
 from ._cli import engine
+from ._cli.frontdoor import check_fixed, reported_error
+from ._cli.options import available_device
 from ._cli.structures import charges_for, charges_from_atoms, check_neutral
 from ._core.validation import check_choice, message
 
-__all__ = ["TorchPMECalculator"]
+__all__ = ["DEFAULT_ACCURACY", "TorchPMECalculator"]
+
+#: default ``accuracy``: RMS force error in eV/Å (converted to the units of
+#: ``prefactor``), tight enough for NVE molecular dynamics (module docstring)
+DEFAULT_ACCURACY = 1e-5
+
+# keyword arguments of ASE's ``Calculator`` that this calculator passes on
+_ASE_KEYWORDS = ("restart", "ignore_bad_restart_file", "label", "atoms", "directory")
+
+_LABELS = {
+    "method": "method",
+    "smearing": "smearing",
+    "cutoff": "cutoff",
+    "accuracy": "accuracy",
+    "params": "params",
+    "lr_wavelength": "lr_wavelength",
+    "mesh_spacing": "mesh_spacing",
+    "interpolation_nodes": "interpolation_nodes",
+}
 
 
 def _default_prefactor() -> float:
@@ -66,10 +100,13 @@ class TorchPMECalculator(Calculator):
         charges: per-atom charges (a sequence of length N), a ``{symbol: charge}``
             mapping, or ``None`` to take them from the atoms (a ``charges`` array
             or non-zero ``initial_charges``).
-        method: ``"auto"`` (Ewald up to 2000 atoms, P3M above; the direct sum for
-            non-periodic atoms), ``"ewald"``, ``"pme"`` or ``"p3m"``.
-        accuracy: target of the parameter tuning (force error bound in Gaussian
-            units, e²/Å², see :mod:`torchpme.tuning`).
+        method: ``"auto"`` (Ewald or P3M, whichever a cost model of the cell,
+            cutoff and accuracy finds cheaper, see :mod:`torchpme._cli.cost`;
+            the direct sum for non-periodic atoms), ``"ewald"``, ``"pme"`` or
+            ``"p3m"``.
+        accuracy: target RMS force error in the units of the forces (eV/Å with
+            the default prefactor); default ``DEFAULT_ACCURACY`` eV/Å expressed
+            in the units of ``prefactor``, chosen for NVE MD (module docstring).
         cutoff: real-space cutoff in Å (default: about 2.2 mean interatomic
             distances, between 5 and 12 Å).
         prefactor: Coulomb constant ``1/(4πε₀)`` in the units wanted (default eV
@@ -78,10 +115,17 @@ class TorchPMECalculator(Calculator):
         dtype: torch dtype of the computation (default float64).
         smearing: fix the smearing instead of tuning it.
         params: fix k-space parameters (``lr_wavelength`` for Ewald,
-            ``mesh_spacing``/``interpolation_nodes`` for PME and P3M).
+            ``mesh_spacing``/``interpolation_nodes`` for PME and P3M); the others
+            are tuned around them. Other keys, or keys of another method, are
+            errors.
         retune_threshold: relative change of the cell that triggers re-tuning.
         allow_charged: accept a non-neutral system (a uniform background charge
             then neutralises it).
+        **kwargs: ASE's ``Calculator`` arguments (``label``, ``directory``,
+            ``atoms``, ``restart``); any other keyword is a ``TypeError``.
+
+    A ``{symbol: charge}`` mapping may hold elements the atoms do not have (one
+    table for several structures), but only chemical symbols.
 
     Properties: ``energy``, ``free_energy`` (the same), ``energies`` (``q_i V_i``),
     ``forces``, ``stress`` (3-D periodic only), ``charges`` and ``potentials``
@@ -102,7 +146,7 @@ class TorchPMECalculator(Calculator):
         self,
         charges: Sequence[float] | Dict[str, float] | np.ndarray | None = None,
         method: str = "auto",
-        accuracy: float = 1e-4,
+        accuracy: Optional[float] = None,
         cutoff: Optional[float] = None,
         prefactor: Optional[float] = None,
         device: str | torch.device | None = None,
@@ -113,10 +157,28 @@ class TorchPMECalculator(Calculator):
         allow_charged: bool = False,
         **kwargs,
     ):
+        for name, value in kwargs.items():
+            if name not in _ASE_KEYWORDS:
+                hint = (
+                    f" (a k-space parameter: params={{'{name}': {value!r}}})"
+                    if name in ("lr_wavelength", "mesh_spacing", "interpolation_nodes")
+                    else ""
+                )
+                raise TypeError(
+                    message(
+                        "**kwargs",
+                        f"ASE Calculator keywords {list(_ASE_KEYWORDS)}{hint}",
+                        f"the unknown keyword {name}={value!r}",
+                    )
+                )
         super().__init__(**kwargs)
         check_choice("method", method, engine.METHODS)
-        if not (isinstance(accuracy, (int, float)) and accuracy > 0.0):
-            raise ValueError(message("accuracy", "a number > 0", f"{accuracy}"))
+        if accuracy is not None and not (
+            isinstance(accuracy, (int, float))
+            and not isinstance(accuracy, bool)
+            and 0.0 < accuracy < float("inf")
+        ):
+            raise ValueError(message("accuracy", "a finite number > 0", f"{accuracy}"))
         if dtype not in (torch.float32, torch.float64):
             raise TypeError(
                 message("dtype", "torch.float32 or torch.float64", f"{dtype}")
@@ -125,21 +187,35 @@ class TorchPMECalculator(Calculator):
             raise ValueError(
                 message("retune_threshold", "a number >= 0", f"{retune_threshold}")
             )
+        params = dict(params or {})
         self.charges = charges
         self.method = method
+        if prefactor is not None and not (
+            isinstance(prefactor, (int, float)) and 0.0 < prefactor < float("inf")
+        ):
+            raise ValueError(
+                message("prefactor", "a finite number > 0", f"{prefactor!r}")
+            )
+        self.prefactor = _default_prefactor() if prefactor is None else float(prefactor)
+        if accuracy is None:
+            accuracy = DEFAULT_ACCURACY * self.prefactor / _default_prefactor()
+        #: target RMS force error, in the units of the forces
         self.accuracy = float(accuracy)
         self.cutoff = cutoff
-        self.prefactor = _default_prefactor() if prefactor is None else float(prefactor)
-        self.device = torch.device("cpu" if device is None else device)
+        self.device = available_device(device, "device")
         self.dtype = dtype
         self.smearing = smearing
-        self.params = dict(params or {})
+        self.params = params
         self.retune_threshold = float(retune_threshold)
         self.allow_charged = allow_charged
         #: the :class:`Parameters` in use (``None`` before the first calculation)
         self.parameters_in_use: Optional[engine.Parameters] = None
         #: how many times parameters were tuned (or chosen)
         self.tunings = 0
+        #: estimated RMS force error of the parameters in use, in the units of
+        #: the forces (``None`` before the first calculation and for the exact
+        #: direct sum)
+        self.estimated_error: Optional[float] = None
         self._calculator: Optional[torch.nn.Module] = None
         self._tuned_for: Optional[Dict[str, Any]] = None
 
@@ -208,19 +284,39 @@ class TorchPMECalculator(Calculator):
         q = torch.tensor(charges, dtype=self.dtype, device=self.device).reshape(-1, 1)
         if not bool(torch.isfinite(positions).all()):
             raise ValueError(message("positions", "finite", "NaN or infinite entries"))
-        engine.check_periodic(periodic, cell)
+        engine.check_periodic(periodic, cell, positions)
         if self._needs_tuning(charges, cell_array, periodic):
-            concrete = engine.resolve_method(self.method, len(atoms), periodic)
+            check_fixed(
+                self.method,
+                periodic,
+                self.params,
+                self.smearing,
+                _LABELS,
+                self.cutoff,
+            )
+            accuracy = self.accuracy / self.prefactor  # the tuners' e²/Å²
+            concrete = engine.resolve_method(
+                self.method,
+                len(atoms),
+                periodic,
+                params=self.params,
+                cell=cell,
+                cutoff=self.cutoff,
+                accuracy=accuracy,
+            )
             self.parameters_in_use = engine.choose_parameters(
                 concrete,
                 q,
                 cell,
                 positions,
                 periodic,
-                self.accuracy,
+                accuracy,
                 self.cutoff,
                 self.smearing,
                 self.params,
+            )
+            self.estimated_error = reported_error(
+                self.parameters_in_use, self.prefactor
             )
             self._calculator = engine.build_calculator(
                 self.parameters_in_use, self.prefactor, self.dtype, self.device

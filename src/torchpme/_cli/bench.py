@@ -1,7 +1,7 @@
 """``torchpme bench``: time Ewald, PME and P3M on rock-salt supercells of growing N.
 
-Each method is tuned once per size for the requested accuracy (the tuning is not
-timed), then the energy with forces (forward and backward pass, neighbour list
+Each method is tuned once per size for the requested accuracy (RMS force error
+in eV/Å; the tuning is not timed), then the energy with forces (forward and backward pass, neighbour list
 excluded) is timed as the median of ``--repeats`` runs after one warm-up. The
 table goes to standard output; ``--plot FILE.png`` draws time against N on
 log-log axes (needs matplotlib) and ``--json FILE`` keeps the numbers.
@@ -14,6 +14,8 @@ import time
 from typing import List
 
 from .._core.validation import message
+from .options import check_accuracy, check_writable, common_options, dtype_device
+from .options import show_progress as _show_progress
 
 __all__ = ["run"]
 
@@ -42,9 +44,7 @@ def _parser() -> argparse.ArgumentParser:
         help="write a scaling plot (PNG) of time against N (needs matplotlib)",
     )
     parser.add_argument("--json", default=None, help="write the timings as JSON")
-    from ..cli import _common_options
-
-    _common_options(parser)
+    common_options(parser)
     return parser
 
 
@@ -92,7 +92,6 @@ def run(argv: List[str]) -> int:
     args = _parser().parse_args(argv)
     import torch
 
-    from ..cli import _dtype_device, _show_progress
     from . import engine
     from .progress import progress
     from .structures import rocksalt
@@ -108,7 +107,15 @@ def run(argv: List[str]) -> int:
         raise ValueError(message("--repeats", "a positive integer", f"{args.repeats}"))
     if args.plot is not None and not args.plot.lower().endswith(".png"):
         raise ValueError(message("--plot", "a .png file name", f"'{args.plot}'"))
-    dtype, device = _dtype_device(args)
+    for path, argument in ((args.plot, "--plot"), (args.json, "--json")):
+        if path is not None:
+            check_writable(path, argument)
+    if args.plot is not None:
+        _pyplot()  # before the benchmark, not after it
+    check_accuracy(args.accuracy)
+    if args.cutoff is not None:
+        check_accuracy(args.cutoff, "--cutoff")
+    dtype, device = dtype_device(args)
     prefactor = engine.unit_prefactor("eV_A")
     periodic = [True, True, True]
     jobs = [(r, m) for r in repeats_per_axis for m in methods]
@@ -123,7 +130,13 @@ def run(argv: List[str]) -> int:
             atoms.get_initial_charges(), dtype=dtype, device=device
         ).reshape(-1, 1)
         parameters = engine.choose_parameters(
-            method, charges, cell, positions, periodic, args.accuracy, args.cutoff
+            method,
+            charges,
+            cell,
+            positions,
+            periodic,
+            args.accuracy / prefactor,  # eV/Å -> the tuners' e²/Å²
+            args.cutoff,
         )
         calculator = engine.build_calculator(parameters, prefactor, dtype, device)
         indices, _, shifts = engine.compute_neighbors(
@@ -162,7 +175,8 @@ def run(argv: List[str]) -> int:
     return 0
 
 
-def _plot(rows, methods: List[str], path: str) -> None:
+def _pyplot():
+    """matplotlib's pyplot (Agg), or an ``ImportError`` naming ``--plot``."""
     try:
         import matplotlib
 
@@ -172,6 +186,11 @@ def _plot(rows, methods: List[str], path: str) -> None:
         raise ImportError(
             message("--plot", "matplotlib installed (pip install matplotlib)", "none")
         ) from None
+    return plt
+
+
+def _plot(rows, methods: List[str], path: str) -> None:
+    plt = _pyplot()
     figure, axes = plt.subplots(figsize=(5, 4))
     for method in methods:
         points = [(r["n_atoms"], r["seconds"]) for r in rows if r["method"] == method]

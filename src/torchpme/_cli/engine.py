@@ -4,8 +4,9 @@ The steps, each a plain function so the front ends share them:
 
 1. :func:`resolve_method` turns the user's ``method`` string into a concrete
    method once (``"direct"``, ``"ewald"``, ``"pme"`` or ``"p3m"``);
-2. :func:`choose_parameters` picks the real-space cutoff and, through
-   :mod:`torchpme.tuning`, the smearing and reciprocal-space parameters;
+2. :func:`choose_parameters` (in :mod:`torchpme._cli.parameters`) keeps what the
+   user fixed and tunes the rest of cutoff, smearing and k-space parameters
+   through :mod:`torchpme.tuning`, with the error estimate of what will run;
 3. :func:`build_calculator` makes the calculator;
 4. :func:`evaluate` computes ``E = Σ_i q_i V_i``, forces ``F = −∂E/∂r`` and the
    stress ``σ = (1/V) ∂E/∂ε`` (ASE's sign convention: positive when the system
@@ -17,21 +18,27 @@ Boundary conditions:
 * periodic on all three axes: Ewald, PME or P3M with a neighbour list;
 * periodic on two axes (a slab): the same methods with the cell's third (free)
   vector as a vacuum gap and the 2-D slab correction of the Coulomb potential
-  (Yeh & Berkowitz); the free axis must be a Cartesian axis, the gap should be
-  at least as thick as the slab, and the stress is not defined;
+  (Yeh & Berkowitz); the free axis must be a Cartesian axis, the gap at least
+  as thick as the slab and 1.5 times the longest in-plane vector
+  (:func:`check_periodic`), and the stress is not defined;
 * no periodic axis: the bare Coulomb sum over all pairs (O(N²), exact);
 * periodic on one axis only: not supported (a clear error).
 """
 
-import math
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Dict, List, Optional
 
 import torch
 
 from .._core.validation import message
 from ..neighbors import compute_neighbors, pair_distances
+from .parameters import (
+    Parameters,
+    calculator_class,
+    choose_parameters,
+    default_cutoff,
+    grid_bounds,
+)
 
 __all__ = [
     "METHODS",
@@ -58,8 +65,8 @@ UNITS: Dict[str, Any] = {
     "kJmol": ("kJmol", "kJ/mol"),
 }
 
-# Ewald costs O(N²) (with tuned parameters about O(N^1.5)), the mesh methods
-# O(N log N): above this many atoms "auto" picks P3M
+# without a cell to model the cost (see resolve_method), "auto" picks P3M above
+# this many atoms: Ewald's work grows as N², the mesh methods' as N log N
 AUTO_MESH_ABOVE = 2000
 
 
@@ -75,8 +82,23 @@ def unit_prefactor(units: str) -> float:
     return float(getattr(prefactors, name))
 
 
-def check_periodic(periodic: List[bool], cell: torch.Tensor) -> None:
-    """Reject boundary conditions the engine cannot treat, with one-line errors."""
+def check_periodic(
+    periodic: List[bool],
+    cell: torch.Tensor,
+    positions: Optional[torch.Tensor] = None,
+) -> None:
+    """Reject boundary conditions and geometries the engine cannot treat, with
+    one-line errors, before any work.
+
+    Without ``positions`` only the boundary conditions and the cell are checked.
+    With them (lengths in Å) also: a cell denser than matter
+    (:func:`torchpme._core.workload.check_density`), a slab without enough
+    vacuum (:func:`torchpme._core.workload.check_slab`), the memory of the
+    direct O(N²) sum of an open system, and coincident atoms (images included).
+    """
+    from .._core import workload
+    from ..neighbors import neighbor_pairs
+
     count = sum(periodic)
     if count == 1:
         raise ValueError(
@@ -86,8 +108,39 @@ def check_periodic(periodic: List[bool], cell: torch.Tensor) -> None:
                 f"periodic on one axis only {periodic}",
             )
         )
-    if count == 0:
+    if count > 0:
+        _check_periodic_cell(periodic, cell)
+    if positions is None:
         return
+    n_atoms = positions.shape[0]
+    if count > 0:
+        workload.check_density(cell, n_atoms, periodic)
+        workload.check_slab(positions, cell, periodic)
+        return
+    pairs = 0.5 * n_atoms * (n_atoms - 1)
+    needed = pairs * workload.LIMITS["bytes_per_pair"]
+    if needed > workload.memory_limit():
+        raise ValueError(
+            message(
+                "positions",
+                "few enough atoms for the direct sum over all pairs of an open "
+                f"system within the memory budget of {workload.memory_limit():.3g} "
+                "bytes (give a periodic cell)",
+                f"{n_atoms} atoms: {pairs:.3g} pairs, {needed:.3g} bytes",
+            )
+        )
+    # periodic systems meet the same check in their neighbour list; the direct
+    # sum has none: a search within twice the coincidence distance finds only
+    # the culprits
+    threshold = workload.LIMITS["coincident_distance"]
+    if threshold > 0 and n_atoms > 1:
+        zeros = torch.zeros(3, 3, dtype=positions.dtype, device=positions.device)
+        neighbor_pairs(positions.detach(), zeros, 2.0 * threshold, periodic)
+
+
+def _check_periodic_cell(periodic: List[bool], cell: torch.Tensor) -> None:
+    """Three independent lattice vectors; a slab's free one along its axis."""
+    count = sum(periodic)
     lengths = torch.linalg.norm(cell.detach(), dim=1)
     volume = float(torch.abs(torch.linalg.det(cell.detach().to(torch.float64))))
     if volume <= 1e-8 * float(lengths.prod()) or not volume > 0.0:
@@ -114,9 +167,24 @@ def check_periodic(periodic: List[bool], cell: torch.Tensor) -> None:
             )
 
 
-def resolve_method(method: str, n_atoms: int, periodic: List[bool]) -> str:
-    """The concrete method for a user's choice: ``direct`` for open boundaries,
-    Ewald for small periodic systems and P3M above ``AUTO_MESH_ABOVE`` atoms."""
+def resolve_method(
+    method: str,
+    n_atoms: int,
+    periodic: List[bool],
+    params: Optional[Dict[str, Any]] = None,
+    cell: Optional[torch.Tensor] = None,
+    cutoff: Optional[float] = None,
+    accuracy: Optional[float] = None,
+) -> str:
+    """The concrete method for a user's choice.
+
+    ``direct`` for open boundaries. For ``"auto"`` on a periodic structure:
+    Ewald when fixed ``params`` hold ``lr_wavelength``, P3M when they hold mesh
+    parameters, else the cheaper of Ewald and P3M by the cost model of
+    :mod:`torchpme._cli.cost` for this cell, ``cutoff`` (default
+    :func:`default_cutoff`) and ``accuracy`` (tuner units, default 1e-5); without
+    a ``cell``, P3M above ``AUTO_MESH_ABOVE`` atoms.
+    """
     if method not in METHODS:
         raise ValueError(message("method", f"one of {METHODS}", f"'{method}'"))
     if not any(periodic):
@@ -130,168 +198,24 @@ def resolve_method(method: str, n_atoms: int, periodic: List[bool]) -> str:
                 )
             )
         return "direct"
-    if method == "auto":
+    if method != "auto":
+        return method
+    given = params or {}
+    if "lr_wavelength" in given:
+        return "ewald"
+    if "mesh_spacing" in given or "interpolation_nodes" in given:
+        return "p3m"
+    if cell is None:
         return "ewald" if n_atoms <= AUTO_MESH_ABOVE else "p3m"
-    return method
+    from .cost import ewald_cost, p3m_cost
 
-
-def default_cutoff(cell: torch.Tensor, n_atoms: int) -> float:
-    """A real-space cutoff of about 2.2 mean interatomic distances, in [5, 12] Å.
-
-    Enough neighbours (about 50 per atom) to let the smearing, hence the
-    reciprocal-space work, stay moderate; the tuner then fits the rest to the
-    requested accuracy.
-    """
-    volume = float(torch.abs(torch.linalg.det(cell.detach().to(torch.float64))))
-    spacing = (volume / max(n_atoms, 1)) ** (1.0 / 3.0)
-    return float(min(12.0, max(5.0, 2.2 * spacing)))
-
-
-@dataclass
-class Parameters:
-    """Everything needed to rebuild a calculator: method, cutoff, smearing and the
-    reciprocal-space parameters (``lr_wavelength`` or ``mesh_spacing`` and
-    ``interpolation_nodes``)."""
-
-    method: str
-    cutoff: Optional[float] = None
-    smearing: Optional[float] = None
-    params: Dict[str, Any] = field(default_factory=dict)
-    tuning_seconds: float = 0.0
-
-    def as_dict(self) -> Dict[str, Any]:
-        result = {"method": self.method}
-        if self.cutoff is not None:
-            result["cutoff"] = self.cutoff
-        if self.smearing is not None:
-            result["smearing"] = self.smearing
-        result.update(self.params)
-        return result
-
-    def describe(self) -> str:
-        items = self.as_dict().items()
-        parts = [f"{key}={_short(value)}" for key, value in items if key != "method"]
-        return ", ".join(parts)
-
-
-def _short(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    return f"{value}"
-
-
-def _tuner(method: str):
-    from .. import tuning
-
-    return {"ewald": tuning.tune_ewald, "pme": tuning.tune_pme, "p3m": tuning.tune_p3m}[
-        method
-    ]
-
-
-_PARAMETER_NAMES = {
-    "ewald": ["lr_wavelength"],
-    "pme": ["mesh_spacing", "interpolation_nodes"],
-    "p3m": ["mesh_spacing", "interpolation_nodes"],
-}
-
-
-def choose_parameters(
-    method: str,
-    charges: torch.Tensor,
-    cell: torch.Tensor,
-    positions: torch.Tensor,
-    periodic: List[bool],
-    accuracy: float,
-    cutoff: Optional[float] = None,
-    smearing: Optional[float] = None,
-    params: Optional[Dict[str, Any]] = None,
-) -> Parameters:
-    """Cutoff, smearing and k-space parameters of a concrete ``method``.
-
-    Anything given is kept. Missing k-space parameters are found by
-    :func:`torchpme.tuning.tune_ewald` / ``tune_pme`` / ``tune_p3m`` (which time
-    the candidates) for the requested ``accuracy``, the RMS force error in
-    Gaussian units (e²/Å², see :mod:`torchpme.tuning`); when they are all given,
-    only the smearing is derived from the accuracy and the cutoff
-    (:meth:`torchpme.tuning.tuner.TunerBase.estimate_smearing`), without timing.
-
-    Args:
-        method: ``"direct"``, ``"ewald"``, ``"pme"`` or ``"p3m"``.
-        charges: ``(N, 1)``; cell ``(3, 3)``; positions ``(N, 3)``.
-        periodic: 3 bools.
-        accuracy: target accuracy of the tuner (> 0).
-        cutoff: real-space cutoff; default :func:`default_cutoff`.
-        smearing: Gaussian smearing; tuned when ``None``.
-        params: k-space parameters; tuned when missing.
-
-    Returns:
-        :class:`Parameters`.
-    """
-    if method == "direct":
-        return Parameters(method="direct")
-    if not (accuracy > 0.0 and math.isfinite(accuracy)):
-        raise ValueError(message("accuracy", "a finite number > 0", f"{accuracy}"))
-    if cutoff is None:
-        cutoff = default_cutoff(cell, positions.shape[0])
-    elif not (cutoff > 0.0 and math.isfinite(cutoff)):
-        raise ValueError(message("cutoff", "a finite number > 0", f"{cutoff}"))
-    given = dict(params or {})
-    missing = [name for name in _PARAMETER_NAMES[method] if name not in given]
-    if smearing is not None and not missing:
-        return Parameters(method, float(cutoff), float(smearing), given)
-    start = time.perf_counter()
-    from ..tuning.tuner import TunerBase
-
-    estimate = TunerBase(charges, cell, positions, float(cutoff), _calculator(method))
-    estimated_smearing = estimate.estimate_smearing(float(accuracy))
-    if not missing:
-        # k-space fixed by the user: only the smearing (real-space error), no timing
-        elapsed = time.perf_counter() - start
-        chosen = estimated_smearing if smearing is None else float(smearing)
-        return Parameters(method, float(cutoff), chosen, given, elapsed)
-    indices, distances = compute_neighbors(positions, cell, cutoff, periodic)
-    tuned_smearing, tuned, _ = _tuner(method)(
-        charges,
-        cell,
-        positions,
-        float(cutoff),
-        neighbor_indices=indices,
-        neighbor_distances=distances.detach(),
-        accuracy=float(accuracy),
-        **grid_bounds(method, estimated_smearing, cell),
-    )
-    tuned.update(given)
-    elapsed = time.perf_counter() - start
-    chosen = float(tuned_smearing) if smearing is None else float(smearing)
-    return Parameters(method, float(cutoff), chosen, tuned, elapsed)
-
-
-def grid_bounds(method: str, smearing: float, cell: torch.Tensor) -> Dict[str, int]:
-    """Search ranges for the tuner, scaled by the smearing instead of fixed.
-
-    The long-range part of a Gaussian of width ``σ`` carries no information on
-    scales much finer than ``σ``, so the grids need to reach (and need not go
-    beyond) Ewald wavelengths ``λ = L_min/n ≈ σ/2`` and mesh spacings
-    ``h = 2 L_min/(2^e − 1) ≈ σ/6`` (finer than the tuner ever picks for
-    accuracies down to 1e-8). The Ewald default ``n ≤ 14`` stops short of that
-    in large cells; the mesh default ``e ≤ 7`` times needlessly fine meshes in
-    small ones (it is kept as the upper bound: 128 points per axis).
-    """
-    shortest = float(torch.linalg.norm(cell.detach(), dim=1).min())
-    if method == "ewald":
-        return {"ns_hi": max(14, math.ceil(2.0 * shortest / smearing) + 1)}
-    finest = math.ceil(math.log2(12.0 * shortest / smearing + 1.0))
-    return {"mesh_hi": min(7, max(3, finest))}
-
-
-def _calculator(method: str):
-    from .. import calculators
-
-    return {
-        "ewald": calculators.EwaldCalculator,
-        "pme": calculators.PMECalculator,
-        "p3m": calculators.P3MCalculator,
-    }[method]
+    detached = cell.detach().to(torch.float64).cpu()
+    volume = float(torch.abs(torch.linalg.det(detached)))
+    lengths = torch.linalg.norm(detached, dim=1).tolist()
+    rc = default_cutoff(detached, n_atoms) if cutoff is None else float(cutoff)
+    target = 1e-5 if accuracy is None else float(accuracy)
+    ewald = ewald_cost(n_atoms, volume, rc, target)
+    return "ewald" if ewald <= p3m_cost(n_atoms, lengths, rc, target) else "p3m"
 
 
 def build_calculator(
@@ -308,7 +232,7 @@ def build_calculator(
         calculator = Calculator(CoulombPotential(prefactor=prefactor))
     else:
         potential = CoulombPotential(smearing=parameters.smearing, prefactor=prefactor)
-        calculator = _calculator(parameters.method)(potential, **parameters.params)
+        calculator = calculator_class(parameters.method)(potential, **parameters.params)
     return calculator.to(dtype=dtype, device=device)
 
 

@@ -5,7 +5,7 @@ expected, received), which the CLI prints without a traceback.
 """
 
 import math
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Optional, Sequence
 
 import numpy as np
 
@@ -104,18 +104,40 @@ def parse_charges(text: str) -> Dict[str, float]:
 
 
 def charges_for(
-    symbols: Sequence[str], table: Dict[str, float], argument: str = "--charges"
+    symbols: Sequence[str],
+    table: Dict[str, float],
+    argument: str = "--charges",
+    strict: bool = False,
 ) -> np.ndarray:
-    """Per-atom charges from a ``{symbol: charge}`` table; every element needed."""
+    """Per-atom charges from a ``{symbol: charge}`` table.
+
+    Every element of ``symbols`` needs an entry. An entry for an element the
+    structure does not have is refused when ``strict`` (the CLI, where it is a
+    typo or the wrong file); otherwise it is allowed (one table for several
+    structures) as long as it names a chemical element.
+    """
     missing = sorted({s for s in symbols if s not in table})
+    given = ",".join(f"{k}={v:g}" for k, v in table.items())
     if missing:
-        given = ",".join(f"{k}={v:g}" for k, v in table.items())
         raise ValueError(
             message(
                 argument,
                 f"a charge for every element (missing: {', '.join(missing)})",
                 f"'{given}'",
             )
+        )
+    present = sorted(set(symbols))
+    if strict:
+        unknown = [k for k in table if k not in present]
+        what = f"charges only for the elements of the structure ({', '.join(present)})"
+    else:
+        from ase.data import chemical_symbols
+
+        unknown = [k for k in table if k not in chemical_symbols]
+        what = "chemical symbols as keys"
+    if unknown:
+        raise ValueError(
+            message(argument, what, f"'{given}' (unknown: {', '.join(unknown)})")
         )
     return np.array([table[s] for s in symbols], dtype=float)
 
@@ -152,7 +174,3 @@ def check_neutral(charges: np.ndarray, allow_charged: bool, hint: str) -> None:
                 f"total charge {total:.6g}",
             )
         )
-
-
-def symbols_of(atoms) -> List[str]:
-    return list(atoms.get_chemical_symbols())
