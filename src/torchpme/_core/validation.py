@@ -123,11 +123,6 @@ def set_value_checks(enabled: bool) -> None:
     _VALUE_CHECKS[0] = bool(enabled)
 
 
-def value_checks_enabled() -> bool:
-    """Whether :func:`set_value_checks` turned value checks on."""
-    return _VALUE_CHECKS[0]
-
-
 def compiling() -> bool:
     """Whether ``torch.compile`` is tracing (eager-only paths step aside)."""
     compiler = getattr(torch, "compiler", None)
