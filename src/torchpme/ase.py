@@ -63,7 +63,12 @@ from ase.calculators.calculator import (
 )
 
 from ._cli import engine
-from ._cli.frontdoor import check_fixed, reported_error
+from ._cli.frontdoor import (
+    check_fixed,
+    reported_error,
+    rounding_error,
+    warn_rounding,
+)
 from ._cli.options import available_device
 from ._cli.structures import charges_for, charges_from_atoms, check_neutral
 from ._core.validation import check_choice, message
@@ -218,6 +223,7 @@ class TorchPMECalculator(Calculator):
         self.estimated_error: Optional[float] = None
         self._calculator: Optional[torch.nn.Module] = None
         self._tuned_for: Optional[Dict[str, Any]] = None
+        self._rounding_unchecked = True
 
     def _atom_charges(self, atoms) -> np.ndarray:
         symbols = atoms.get_chemical_symbols()
@@ -327,6 +333,7 @@ class TorchPMECalculator(Calculator):
                 "cell": cell_array.copy(),
             }
             self.tunings += 1
+            self._rounding_unchecked = True
         evaluation = engine.evaluate(
             self._calculator,
             self.parameters_in_use,
@@ -336,6 +343,15 @@ class TorchPMECalculator(Calculator):
             periodic,
             stress=all(periodic),
         )
+        # in float32 the rounding of the arithmetic joins the method's estimate
+        rounding = rounding_error(q, self.parameters_in_use, evaluation, self.dtype)
+        self.estimated_error = reported_error(
+            self.parameters_in_use, self.prefactor, rounding
+        )
+        if self._rounding_unchecked:
+            # once per choice of parameters, not on every MD step
+            warn_rounding(rounding, self.accuracy / self.prefactor, self.prefactor)
+            self._rounding_unchecked = False
         energy = float(evaluation.energy)
         self.results = {
             "energy": energy,

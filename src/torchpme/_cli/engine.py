@@ -25,6 +25,7 @@ Boundary conditions:
 * periodic on one axis only: not supported (a clear error).
 """
 
+import math
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional
 
@@ -247,6 +248,9 @@ class Evaluation:
     potentials: torch.Tensor
     energies: torch.Tensor
     n_pairs: int
+    #: the shortest pair distance (``inf`` without pairs), which sets the size of
+    #: the largest force summands and so the rounding error of a float32 run
+    closest: float = math.inf
 
 
 def _all_pairs(n_atoms: int, device: torch.device) -> torch.Tensor:
@@ -338,4 +342,5 @@ def evaluate(
         potentials=potentials.detach()[:, 0].to(torch.float64).cpu(),
         energies=energies.detach().to(torch.float64).cpu(),
         n_pairs=int(indices.shape[0]),
+        closest=float(distances.detach().min()) if distances.numel() > 0 else math.inf,
     )

@@ -22,6 +22,7 @@ from .._core.validation import message
 from . import engine
 
 __all__ = [
+    "FLOAT32_ROUNDING",
     "K_SPACE",
     "MADELUNG_ACCURACY",
     "MADELUNG_CUTOFF",
@@ -30,7 +31,9 @@ __all__ = [
     "compute",
     "madelung_check",
     "reported_error",
+    "rounding_error",
     "translate_advice",
+    "warn_rounding",
 ]
 
 #: k-space parameters the front ends accept, and the methods they belong to
@@ -124,11 +127,51 @@ def check_fixed(
             )
 
 
-def reported_error(parameters: engine.Parameters, prefactor: float) -> Optional[float]:
-    """The engine's error estimate in the units of the output forces (``None``:
-    exact direct sum, or no estimate)."""
+# float32 keeps about 7 digits: the largest force summands, q²/d² for the
+# closest pair distance d or the smearing (the k-space part), are rounded at
+# about this relative level (tests/test_front_door_property.py measures the
+# errors of float32 runs against a float64 NumPy Ewald sum)
+FLOAT32_ROUNDING = 2e-6
+
+
+def rounding_error(
+    charges: torch.Tensor, parameters: engine.Parameters, evaluation, dtype
+) -> float:
+    """The RMS force error that float32 rounding adds (prefactor 1; 0 in float64).
+
+    ``FLOAT32_ROUNDING · mean(q²) / d²`` with ``d`` the smaller of the closest
+    pair distance and the smearing: the error estimate of the parameters covers
+    the method, not the arithmetic, and in float32 the arithmetic can dominate.
+    """
+    if dtype != torch.float32:
+        return 0.0
+    scale = min(evaluation.closest, parameters.smearing or math.inf)
+    if not math.isfinite(scale) or scale <= 0.0:
+        return 0.0
+    mean_square = float(torch.mean(charges.detach().double() ** 2))
+    return FLOAT32_ROUNDING * mean_square / scale**2
+
+
+def reported_error(
+    parameters: engine.Parameters, prefactor: float, rounding: float = 0.0
+) -> Optional[float]:
+    """The engine's error estimate plus the ``rounding`` error (prefactor 1), in
+    the units of the output forces (``None``: exact direct sum, or no estimate)."""
     error = getattr(parameters, "error", None)
-    return None if error is None else float(error) * abs(prefactor)
+    return None if error is None else (float(error) + rounding) * abs(prefactor)
+
+
+def warn_rounding(rounding: float, accuracy: float, prefactor: float) -> None:
+    """Warn when float32 rounding alone exceeds the requested ``accuracy`` (both
+    with prefactor 1)."""
+    if rounding > accuracy:
+        warnings.warn(
+            f"float32 rounding limits the RMS force error to about "
+            f"{rounding * abs(prefactor):.2g}, {rounding / accuracy:.2g} times the "
+            "requested accuracy: use float64 (dtype) or loosen accuracy",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 _NAMES = ("cutoff", "smearing", "lr_wavelength", "mesh_spacing", "interpolation_nodes")
@@ -219,7 +262,9 @@ def compute(
     timings["evaluation"] = time.perf_counter() - start
     if steps is not None:
         steps.finish()
-    error = reported_error(parameters, prefactor)
+    rounding = rounding_error(q, parameters, evaluation, dtype)
+    warn_rounding(rounding, accuracy / prefactor, prefactor)
+    error = reported_error(parameters, prefactor, rounding)
     return Result(parameters, evaluation, timings, method, error)
 
 
