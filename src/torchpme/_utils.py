@@ -4,7 +4,7 @@ from typing import Optional
 
 import torch
 
-from ._core import workload
+from ._core import geometry, workload
 from ._core.validation import (
     check_cell_cheaply,
     check_device,
@@ -38,7 +38,7 @@ def _validate_parameters(
     checked too: finite positions, charges and cell, neighbour indices in
     ``[0, N)``, no pair closer than ``1e-4`` (coincident atoms) and, for a slab
     (``periodic`` with two ``True``), a vacuum gap wide enough for the slab
-    correction (:func:`torchpme._core.workload.check_slab`). A cell that is used
+    correction (:func:`torchpme._core.geometry.check_slab`). A cell that is used
     (``cell_required``: reciprocal-space methods) must be non-singular; that 3x3
     check always runs on CPU and with value checks on elsewhere. Direct (real-space
     only) evaluation passes ``cell_required=False``, so any cell, e.g. zeros, is
@@ -147,7 +147,7 @@ def _check_geometry(
                 )
             )
     if cell_required and periodic is not None:
-        workload.check_slab(positions, cell, [bool(p) for p in periodic.tolist()])
+        geometry.check_slab(positions, cell, [bool(p) for p in periodic.tolist()])
 
 
 @torch.jit.unused

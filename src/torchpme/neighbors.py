@@ -30,7 +30,7 @@ from typing import List, Optional, Tuple
 import numpy as np
 import torch
 
-from ._core import workload
+from ._core import geometry, workload
 from ._core.distances import pair_distances
 from ._core.validation import (
     check_choice,
@@ -248,7 +248,7 @@ def neighbor_pairs(
     (:func:`torchpme._core.workload.check_neighbor_list`); a list beyond the
     memory budget is refused with a ``ValueError`` naming ``cutoff`` or
     ``positions``. Atoms closer than ``1e-4`` (coincident, images included) are
-    refused too (:func:`torchpme._core.workload.check_coincident`).
+    refused too (:func:`torchpme._core.geometry.check_coincident`).
 
     Args:
         positions: ``(N, 3)`` Cartesian positions.
@@ -272,7 +272,7 @@ def neighbor_pairs(
             indices,
             shifts,
         )
-    workload.check_coincident(indices, shifts, distances)
+    geometry.check_coincident(indices, shifts, distances)
     return indices, shifts
 
 
@@ -320,7 +320,7 @@ def compute_neighbors(
         cell = torch.zeros(3, 3, dtype=positions.dtype, device=positions.device)
     indices, shifts = _search(positions, cell, cutoff, periodic, full_list, backend)
     distances = pair_distances(positions, cell, indices, shifts)
-    workload.check_coincident(indices, shifts, distances)
+    geometry.check_coincident(indices, shifts, distances)
     if return_shifts:
         return indices, distances, shifts
     return indices, distances

@@ -93,11 +93,11 @@ def check_periodic(
 
     Without ``positions`` only the boundary conditions and the cell are checked.
     With them (lengths in Å) also: a cell denser than matter
-    (:func:`torchpme._core.workload.check_density`), a slab without enough
-    vacuum (:func:`torchpme._core.workload.check_slab`), the memory of the
+    (:func:`torchpme._core.geometry.check_density`), a slab without enough
+    vacuum (:func:`torchpme._core.geometry.check_slab`), the memory of the
     direct O(N²) sum of an open system, and coincident atoms (images included).
     """
-    from .._core import workload
+    from .._core import geometry, workload
     from ..neighbors import neighbor_pairs
 
     count = sum(periodic)
@@ -115,8 +115,8 @@ def check_periodic(
         return
     n_atoms = positions.shape[0]
     if count > 0:
-        workload.check_density(cell, n_atoms, periodic)
-        workload.check_slab(positions, cell, periodic)
+        geometry.check_density(cell, n_atoms, periodic)
+        geometry.check_slab(positions, cell, periodic)
         return
     pairs = 0.5 * n_atoms * (n_atoms - 1)
     needed = pairs * workload.LIMITS["bytes_per_pair"]

@@ -1,4 +1,5 @@
-"""Work and memory estimated before the work, and geometries refused before it.
+"""Work and memory estimated before the work (geometries refused before it are in
+:mod:`torchpme._core.geometry`).
 
 Each estimate is a count times a cost per item, compared with a limit from the
 table :data:`LIMITS` (the one place for these defaults; change an entry at run
@@ -19,8 +20,9 @@ time, e.g. ``LIMITS["memory_fraction"] = 0.8``):
 The memory budget is ``LIMITS["memory_fraction"]`` of the machine's physical
 memory, or ``LIMITS["memory_bytes"]`` when set, or the environment variable
 ``TORCHPME_MEMORY_LIMIT`` (bytes, or with a suffix ``K``, ``M``, ``G``, ``T``).
-The library is unit-agnostic, so only :func:`check_density` (for front ends in
-Å) speaks of lengths of matter.
+The library is unit-agnostic, so only the front-door checks of
+:mod:`torchpme._core.geometry` speak of lengths of matter (their limits are in
+this table too).
 """
 
 import math
@@ -33,12 +35,9 @@ from .validation import message
 
 __all__ = [
     "LIMITS",
-    "check_coincident",
-    "check_density",
     "check_kvectors",
     "check_mesh",
     "check_neighbor_list",
-    "check_slab",
     "estimate_pairs",
     "memory_limit",
 ]
@@ -68,7 +67,7 @@ LIMITS: Dict[str, float] = {
     # O(N log N)
     "kvector_atom_products": 1e11,
     # pairs closer than this (length units) are coincident atoms, see
-    # check_coincident
+    # geometry.check_coincident
     "coincident_distance": 1e-4,
     # front door (Å): the densest matter holds about 5 Å³ per atom (diamond
     # 5.7); a fifth of it leaves room for matter compressed to terapascals
@@ -303,131 +302,5 @@ def check_kvectors(sizes: List[float], n_atoms: int, lr_wavelength: float) -> No
                 "(LIMITS in torchpme._core.workload; PME or P3M do this work in "
                 "O(N log N))",
                 f"{received} times {n_atoms} atoms = {work:.3g}",
-            )
-        )
-
-
-def check_coincident(
-    indices: torch.Tensor, shifts: torch.Tensor, distances: torch.Tensor
-) -> None:
-    """Refuse a neighbour list holding two atoms closer than
-    ``LIMITS["coincident_distance"]`` (one minimum over the distances).
-
-    Coincident atoms (on one site, or on a periodic image of each other) make the
-    Coulomb energy of their pair ``q²/r`` unbounded: the sum reports a huge finite
-    number. ``1e-4`` length units lies far below any interatomic distance in Å,
-    bohr or nm (the shortest bond, H₂, is 0.74 Å), and far above the rounding of
-    a distance between an atom and an image on top of it (float32 coordinates of
-    a few hundred units round to about 1e-5).
-    """
-    threshold = LIMITS["coincident_distance"]
-    if distances.numel() == 0 or threshold <= 0:
-        return
-    closest = int(torch.argmin(distances.detach()))
-    distance = float(distances[closest])
-    if distance < threshold:
-        i, j = (int(k) for k in indices[closest].tolist())
-        shift = [int(s) for s in shifts[closest].tolist()]
-        raise ValueError(
-            message(
-                "positions",
-                f"atoms at least {threshold:g} apart (coincident atoms make the "
-                "Coulomb energy unbounded)",
-                f"atoms {i} and {j} (image shift {shift}) at distance {distance:.3g}",
-            )
-        )
-
-
-def check_density(cell: torch.Tensor, n_atoms: int, periodic: List[bool]) -> None:
-    """Front door (lengths in Å): refuse a periodic cell denser than matter.
-
-    Refused: a volume per atom below ``LIMITS["min_volume_per_atom"]``, or a
-    lattice vector (a short combination of the periodic rows) shorter than
-    ``LIMITS["min_lattice_vector"]``, which puts every atom next to its own
-    image. Such a cell, e.g. a crystal given in nm or with a mistyped lattice
-    constant, would otherwise send the neighbour search after billions of
-    images. Open boundaries (no periodic axis) are not checked.
-
-    Args:
-        cell: ``(3, 3)`` rows are lattice vectors; n_atoms: ``N``; periodic: 3 bools.
-    """
-    if not any(periodic):
-        return
-    rows = cell.detach().to(torch.float64).cpu()
-    volume = abs(float(torch.linalg.det(rows)))
-    per_atom = volume / max(n_atoms, 1)
-    if per_atom < LIMITS["min_volume_per_atom"]:
-        raise ValueError(
-            message(
-                "cell",
-                f"a cell of at least {LIMITS['min_volume_per_atom']:g} Å³ per atom "
-                "(denser "
-                "than any matter otherwise: is the cell in Å?)",
-                f"a volume of {volume:.3g} Å³ for {n_atoms} atoms "
-                f"({per_atom:.3g} Å³ per atom)",
-            )
-        )
-    lattice = torch.stack([rows[d] for d in range(3) if periodic[d]])
-    steps = torch.tensor([-1.0, 0.0, 1.0], dtype=torch.float64)
-    grid = torch.cartesian_prod(*([steps] * lattice.shape[0])).reshape(
-        -1, lattice.shape[0]
-    )
-    lengths = torch.linalg.norm(grid @ lattice, dim=1)
-    shortest = float(lengths[grid.abs().sum(dim=1) > 0].min())
-    if shortest < LIMITS["min_lattice_vector"]:
-        raise ValueError(
-            message(
-                "cell",
-                "a cell without lattice vectors shorter than "
-                f"{LIMITS['min_lattice_vector']:g} Å "
-                "(closer images of one atom than any bond otherwise: is the cell "
-                "in Å?)",
-                f"a lattice vector of length {shortest:.3g} Å",
-            )
-        )
-
-
-def check_slab(
-    positions: torch.Tensor, cell: torch.Tensor, periodic: List[bool]
-) -> None:
-    """Refuse a slab (exactly two periodic axes) without enough vacuum.
-
-    The slab correction of Yeh & Berkowitz treats the cell as periodic along its
-    free axis ``f`` too and removes the coupling of the slab's images through
-    their dipole. What it leaves decays with the gap ``g = L_f − t`` between the
-    slab (thickness ``t``, the spread of the Cartesian coordinate ``f`` of the
-    positions, as the correction uses it) and its image (``L_f`` the length of
-    lattice vector ``f``). Needed: ``g ≥ LIMITS["slab_gap_per_thickness"]·t`` and
-    ``g ≥ LIMITS["slab_gap_per_in_plane_length"]·L`` with ``L`` the longest
-    periodic lattice vector. Other boundary conditions are not checked.
-
-    Reference: Yeh & Berkowitz, J. Chem. Phys. 111, 3155 (1999),
-    doi:10.1063/1.479595.
-    """
-    if sum(bool(p) for p in periodic) != 2 or positions.shape[0] == 0:
-        return
-    free = [bool(p) for p in periodic].index(False)
-    rows = cell.detach().to(torch.float64).cpu()
-    heights = positions.detach()[:, free].to(torch.float64)
-    thickness = float(heights.max() - heights.min())
-    length = float(torch.linalg.norm(rows[free]))
-    in_plane = max(float(torch.linalg.norm(rows[d])) for d in range(3) if d != free)
-    gap = length - thickness
-    needed = max(
-        LIMITS["slab_gap_per_thickness"] * thickness,
-        LIMITS["slab_gap_per_in_plane_length"] * in_plane,
-    )
-    if gap < needed:
-        raise ValueError(
-            message(
-                "cell",
-                f"a cell with a vacuum gap along the free axis {free} at least as "
-                "thick as the "
-                f"slab and {LIMITS['slab_gap_per_in_plane_length']:g} times the "
-                f"longest in-plane lattice vector ({in_plane:.4g}) for the slab "
-                f"correction: a gap of {needed:.4g}, a cell length of at least "
-                f"{thickness + needed:.4g} along axis {free}",
-                f"a slab {thickness:.4g} thick in a cell {length:.4g} long along "
-                f"axis {free} (gap {gap:.4g})",
             )
         )
