@@ -20,6 +20,7 @@ import torch
 
 from .._core.validation import message
 from . import engine
+from .parameters import REQUIRED_PARAMETERS
 
 __all__ = [
     "FLOAT32_ROUNDING",
@@ -38,9 +39,9 @@ __all__ = [
 
 #: k-space parameters the front ends accept, and the methods they belong to
 K_SPACE = {
-    "lr_wavelength": ("ewald",),
-    "mesh_spacing": ("pme", "p3m"),
-    "interpolation_nodes": ("pme", "p3m"),
+    name: tuple(m for m, names in REQUIRED_PARAMETERS.items() if name in names)
+    for names in REQUIRED_PARAMETERS.values()
+    for name in names
 }
 
 
@@ -225,7 +226,7 @@ def compute(
     for name, tensor in (("positions", positions), ("charges", q), ("cell", cell)):
         if not bool(torch.isfinite(tensor).all()):
             raise ValueError(message(name, "finite", "NaN or infinite entries"))
-    check_structure(periodic, cell, positions)
+    engine.check_periodic(periodic, cell, positions)
     params = dict(params or {})
     prefactor = engine.unit_prefactor(units)
     concrete = engine.resolve_method(
@@ -266,11 +267,6 @@ def compute(
     warn_rounding(rounding, accuracy / prefactor, prefactor)
     error = reported_error(parameters, prefactor, rounding)
     return Result(parameters, evaluation, timings, method, error)
-
-
-def check_structure(periodic: List[bool], cell, positions) -> None:
-    """The engine's checks of boundary conditions, cell and positions."""
-    engine.check_periodic(periodic, cell, positions)
 
 
 # the Madelung check runs at this accuracy (e²/Å², or the requested one if tighter)

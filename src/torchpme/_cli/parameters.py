@@ -18,10 +18,12 @@ import torch
 
 from .._core.validation import message
 from ..neighbors import compute_neighbors
+from ..tuning.estimate import PARAMETERS
 
 __all__ = [
     "MESH_EXPONENT_MAX",
     "MESH_POINTS_MAX",
+    "REQUIRED_PARAMETERS",
     "Parameters",
     "calculator_class",
     "choose_parameters",
@@ -103,10 +105,11 @@ def _tuner(method: str):
     ]
 
 
-_PARAMETER_NAMES = {
-    "ewald": ["lr_wavelength"],
-    "pme": ["mesh_spacing", "interpolation_nodes"],
-    "p3m": ["mesh_spacing", "interpolation_nodes"],
+#: the k-space parameters each calculator needs (``fixed_mesh`` is optional),
+#: from the one table of calculator keywords in :mod:`torchpme.tuning.estimate`
+REQUIRED_PARAMETERS: Dict[str, List[str]] = {
+    method: [name for name in names if name != "fixed_mesh"]
+    for method, names in PARAMETERS.items()
 }
 
 
@@ -160,7 +163,7 @@ def choose_parameters(
     for name, value in (("cutoff", cutoff), ("smearing", smearing)):
         if value is not None and not (value > 0.0 and math.isfinite(value)):
             raise ValueError(message(name, "a finite number > 0", f"{value}"))
-    from ..tuning.estimate import PARAMETERS, cutoff_for_smearing, error_parts
+    from ..tuning.estimate import cutoff_for_smearing, error_parts
 
     given = dict(params or {})
     for name in given:
@@ -190,7 +193,7 @@ def choose_parameters(
         # the calculator needs a spacing; with a fixed mesh it only labels it
         shortest = float(torch.linalg.norm(cell.detach(), dim=1).min())
         given["mesh_spacing"] = 2.0 * shortest / max(min(given["fixed_mesh"]) - 1, 1)
-    missing = [name for name in _PARAMETER_NAMES[method] if name not in given]
+    missing = [name for name in REQUIRED_PARAMETERS[method] if name not in given]
     if not missing:
         chosen = given
         if smearing is None:
