@@ -4,7 +4,7 @@ from typing import Optional
 
 import torch
 
-from ._core import geometry, workload
+from ._core import geometry
 from ._core.validation import (
     check_cell_cheaply,
     check_device,
@@ -132,20 +132,9 @@ def _check_geometry(
     distances = neighbor_distances.detach()
     if pair_mask is not None:
         distances = torch.where(pair_mask, distances, torch.inf)
-    threshold = workload.LIMITS["coincident_distance"]
-    if distances.numel() > 0 and threshold > 0:
-        closest = int(torch.argmin(distances))
-        distance = float(distances[closest])
-        if distance < threshold:
-            i, j = (int(k) for k in neighbor_indices[closest].tolist())
-            raise ValueError(
-                message(
-                    "neighbor_distances",
-                    f"at least {threshold:g} (coincident atoms make the Coulomb "
-                    "energy unbounded)",
-                    f"{distance:.3g} for pair {closest}, atoms {i} and {j}",
-                )
-            )
+    geometry.check_coincident(
+        neighbor_indices, distances, argument="neighbor_distances"
+    )
     if cell_required and periodic is not None:
         geometry.check_slab(positions, cell, [bool(p) for p in periodic.tolist()])
 

@@ -272,7 +272,7 @@ def neighbor_pairs(
             indices,
             shifts,
         )
-    geometry.check_coincident(indices, shifts, distances)
+    geometry.check_coincident(indices, distances, shifts)
     return indices, shifts
 
 
@@ -320,7 +320,7 @@ def compute_neighbors(
         cell = torch.zeros(3, 3, dtype=positions.dtype, device=positions.device)
     indices, shifts = _search(positions, cell, cutoff, periodic, full_list, backend)
     distances = pair_distances(positions, cell, indices, shifts)
-    geometry.check_coincident(indices, shifts, distances)
+    geometry.check_coincident(indices, distances, shifts)
     if return_shifts:
         return indices, distances, shifts
     return indices, distances

@@ -5,7 +5,7 @@ The limits are entries of :data:`torchpme._core.workload.LIMITS`, the one table
 of the front door's defaults.
 """
 
-from typing import List
+from typing import List, Optional
 
 import torch
 
@@ -16,10 +16,14 @@ __all__ = ["check_coincident", "check_density", "check_slab"]
 
 
 def check_coincident(
-    indices: torch.Tensor, shifts: torch.Tensor, distances: torch.Tensor
+    indices: torch.Tensor,
+    distances: torch.Tensor,
+    shifts: Optional[torch.Tensor] = None,
+    argument: str = "positions",
 ) -> None:
     """Refuse a neighbour list holding two atoms closer than
-    ``LIMITS["coincident_distance"]`` (one minimum over the distances).
+    ``LIMITS["coincident_distance"]`` (one minimum over the distances; padding
+    pairs masked out with ``inf`` are ignored).
 
     Coincident atoms (on one site, or on a periodic image of each other) make the
     Coulomb energy of their pair ``q²/r`` unbounded: the sum reports a huge finite
@@ -27,6 +31,12 @@ def check_coincident(
     bohr or nm (the shortest bond, H₂, is 0.74 Å), and far above the rounding of
     a distance between an atom and an image on top of it (float32 coordinates of
     a few hundred units round to about 1e-5).
+
+    Args:
+        indices: ``(P, 2)`` pairs; distances: ``(P,)``; shifts: ``(P, 3)`` image
+            shifts, named in the message when given.
+        argument: the argument the error names (``positions`` for a search,
+            ``neighbor_distances`` for a list given to a calculator).
     """
     threshold = LIMITS["coincident_distance"]
     if distances.numel() == 0 or threshold <= 0:
@@ -35,13 +45,15 @@ def check_coincident(
     distance = float(distances[closest])
     if distance < threshold:
         i, j = (int(k) for k in indices[closest].tolist())
-        shift = [int(s) for s in shifts[closest].tolist()]
+        image = ""
+        if shifts is not None:
+            image = f" (image shift {[int(s) for s in shifts[closest].tolist()]})"
         raise ValueError(
             message(
-                "positions",
+                argument,
                 f"atoms at least {threshold:g} apart (coincident atoms make the "
                 "Coulomb energy unbounded)",
-                f"atoms {i} and {j} (image shift {shift}) at distance {distance:.3g}",
+                f"atoms {i} and {j}{image} at distance {distance:.3g} (pair {closest})",
             )
         )
 
