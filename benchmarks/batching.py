@@ -1,11 +1,13 @@
-"""Benchmark of batched mesh calculators: ``forward_batch`` against a Python loop.
+"""Benchmark of batched mesh calculators: ``energy_batch`` against a Python loop.
 
 32 random ionic systems of 64–256 atoms in cubic-ish cells (equal densities, so the
-mesh sizes fall into a few groups), energy + forces with PME and P3M, float64.
-Measured twice: with the calculators' filter cache as it works when the same cells
-come back (MD of replicas: the batch keeps one filter per group, the loop's 32
-cells overflow the few cached entries), and with the cache emptied before every
-call (cells that change every step).
+mesh sizes fall into a few groups), energy + forces with PME and P3M, float64: a
+loop of ``energy`` calls (each system's neighbour list held as a ``PairList``)
+against one ``energy_batch`` call (``forward_batch`` and ``Σ q V`` where the
+implementation has no ``energy_batch``). Measured twice: with the filters kept
+(MD of replicas whose cells come back: the loop passes each system's
+``mesh_filter``) and with filters computed on every call (cells that change every
+step; the batch computes its filters on every call either way).
 
     python benchmarks/batching.py
     python benchmarks/batching.py --keep-freed-memory   # torchpme.keep_freed_memory()
@@ -58,9 +60,9 @@ CALCULATORS = {
 }
 
 
-def steps(method: str, cutoff: float = 6.0):
+def steps(method: str, cached: bool, cutoff: float = 6.0):
     """The calculator and its two energy + forces steps over the 32 systems: a
-    Python loop of ``forward`` calls and one ``forward_batch`` call."""
+    Python loop of single-system calls and one batched call."""
     systems = make_systems()
     lists = []
     for positions, _, cell in systems:
@@ -69,19 +71,28 @@ def steps(method: str, cutoff: float = 6.0):
         )[::2]
         lists.append((indices, shifts.to(torch.float64)))
     calculator = CALCULATORS[method](torchpme.CoulombPotential(smearing=1.5))
+    explicit = hasattr(calculator, "energy_batch")
+    held = []
+    for (_, _, cell), (indices, shifts) in zip(systems, lists, strict=True):
+        extra = (
+            {"mesh_filter": calculator.mesh_filter(cell)} if explicit and cached else {}
+        )
+        pairs = torchpme.neighbors.PairList(indices, shifts) if explicit else indices
+        held.append((pairs, extra))
+
+    def single_energy(charges, cell, pos, pairs, extra, distances):
+        if explicit:
+            return calculator.energy(charges, cell, pos, pairs, distances, **extra)
+        return (charges * calculator(charges, cell, pos, pairs, distances)).sum()
 
     def loop():
-        for (positions, charges, cell), (indices, shifts) in zip(
-            systems, lists, strict=True
+        for (positions, charges, cell), (indices, shifts), (pairs, extra) in zip(
+            systems, lists, held, strict=True
         ):
             pos = positions.clone().requires_grad_(True)
             vectors = pos[indices[:, 1]] + shifts @ cell - pos[indices[:, 0]]
-            energy = (
-                charges
-                * calculator(
-                    charges, cell, pos, indices, torch.linalg.norm(vectors, dim=1)
-                )
-            ).sum()
+            distances = torch.linalg.norm(vectors, dim=1)
+            energy = single_energy(charges, cell, pos, pairs, extra, distances)
             torch.autograd.grad(energy, pos)
 
     offsets = np.cumsum([0] + [len(p) for p, _, _ in systems])
@@ -94,6 +105,7 @@ def steps(method: str, cutoff: float = 6.0):
     indices = torch.cat([i + int(o) for (i, _), o in zip(lists, offsets, strict=False)])
     shifts = torch.cat([s for _, s in lists])
     owner_cells = cells[system_index[indices[:, 0]]]
+    batch_pairs = torchpme.neighbors.PairList(indices) if explicit else indices
 
     def batch():
         pos = positions.clone().requires_grad_(True)
@@ -102,13 +114,12 @@ def steps(method: str, cutoff: float = 6.0):
             + torch.einsum("pi,pij->pj", shifts, owner_cells)
             - pos[indices[:, 0]]
         )
-        energy = (
-            charges
-            * calculator.forward_batch(
-                charges, cells, pos, system_index, indices,
-                torch.linalg.norm(vectors, dim=1),
-            )
-        ).sum()  # fmt: skip
+        distances = torch.linalg.norm(vectors, dim=1)
+        arguments = (charges, cells, pos, system_index, batch_pairs, distances)
+        if explicit:
+            energy = calculator.energy_batch(*arguments).sum()
+        else:
+            energy = (charges * calculator.forward_batch(*arguments)).sum()
         torch.autograd.grad(energy, pos)
 
     return calculator, {"loop": loop, "batch": batch}
@@ -120,7 +131,7 @@ def block(calculator, function, cached: bool) -> float:
     samples = []
     for _ in range(5):
         if not cached:  # as if the cells changed on every call
-            calculator.__dict__.pop("_filter_cache", None)
+            calculator.__dict__.pop("_filter_cache", None)  # an implicit cache
         start = time.perf_counter()
         function()
         samples.append(time.perf_counter() - start)
@@ -129,7 +140,7 @@ def block(calculator, function, cached: bool) -> float:
 
 def measure_here(method: str, mode: str, cached: bool, blocks: int) -> float:
     """The fastest block median of one step kind, in this process."""
-    calculator, functions = steps(method)
+    calculator, functions = steps(method, cached)
     return min(block(calculator, functions[mode], cached) for _ in range(blocks))
 
 
@@ -144,9 +155,9 @@ def measure_apart(method: str, mode: str, cached: bool, keep: bool) -> float:
 
 def main(rounds: int, same_process: bool, keep: bool):
     for method in CALCULATORS:
-        if same_process:
-            calculator, functions = steps(method)
         for cached in (True, False):
+            if same_process:
+                calculator, functions = steps(method, cached)
             timings = {"loop": float("inf"), "batch": float("inf")}
             # alternating rounds, the fastest of each kept (this machine's speed
             # drifts); each round measures both kinds, each in its own process

@@ -30,6 +30,10 @@ it. ``--keep-freed-memory`` runs both implementations with glibc's allocator tol
 keep freed memory (``MALLOC_TRIM_THRESHOLD_``, ``MALLOC_TOP_PAD_``,
 ``MALLOC_MMAP_THRESHOLD_``: what ``torchpme.keep_freed_memory()`` sets at run time).
 
+Our steps hold what an MD step reuses explicitly where the implementation offers
+it (torchpme: the neighbour list as a ``PairList``, and the mesh filter of the
+unchanged cell passed as ``mesh_filter``; see :func:`explicit_reuse`).
+
 Parameters are the issue's fixed ones, or ``--params`` JSON, or tuned by
 ``--target``. It uses whichever ``torchpme`` the interpreter imports, so
 ``--other PYTHON`` runs the same cases with another implementation of the same API
@@ -120,18 +124,39 @@ def compile_calculator(calculator, cell, energy=False):
     return torch.compile(calculator.energy if energy else calculator, fullgraph=True)
 
 
-def energy_function(calculator, indices, energy=False, compiled=None):
+def energy_function(calculator, indices, energy=False, compiled=None, extra=None):
     """``(charges, cell, positions, distances) -> E``: ``Σ q · calculator(...)``,
     or with ``energy`` the calculator's own ``energy`` method (torchpme), whose
     backward pass reuses the mesh forward pass on every device. ``compiled``:
-    what :func:`compile_calculator` made of it."""
+    what :func:`compile_calculator` made of it; ``extra``: keyword arguments of
+    every call (see :func:`explicit_reuse`)."""
     import torch
 
+    extra = extra or {}
     if energy:
         method = compiled if compiled is not None else calculator.energy
-        return lambda q, cell, pos, dist: method(q, cell, pos, indices, dist)
+        return lambda q, cell, pos, dist: method(q, cell, pos, indices, dist, **extra)
     module = compiled if compiled is not None else calculator
-    return lambda q, cell, pos, dist: torch.sum(q * module(q, cell, pos, indices, dist))
+    return lambda q, cell, pos, dist: torch.sum(
+        q * module(q, cell, pos, indices, dist, **extra)
+    )
+
+
+def explicit_reuse(calculator, indices, shifts, cell, stress: bool, compiled: bool):
+    """``(neighbors, extra)``: what an MD step reuses, held explicitly where the
+    implementation offers it (torchpme: a ``PairList`` in place of the indices,
+    and the mesh filter of the unchanged cell); else the indices and nothing."""
+    try:
+        from torchpme.neighbors import PairList
+    except ImportError:
+        return indices, {}
+    if compiled:  # traced calls take tensors
+        return indices, {}
+    extra = {}
+    # a strained cell (stress) changes the filter; a compiled call gets none
+    if hasattr(calculator, "mesh_filter") and not stress and not compiled:
+        extra["mesh_filter"] = calculator.mesh_filter(cell)
+    return PairList(indices, shifts), extra
 
 
 def cuda_graph_step(step, static, expected):
@@ -193,7 +218,12 @@ def run_case(
     else:
         baseline = _resident_kb(reset_peak=True)
 
-    our_energy = energy_function(calculator, indices, energy, compiled_function)
+    neighbors_held, extra = explicit_reuse(
+        calculator, indices, shifts, cell, stress, compiled
+    )
+    our_energy = energy_function(
+        calculator, neighbors_held, energy, compiled_function, extra
+    )
 
     def step():
         pos = positions.clone().requires_grad_(True)
@@ -219,7 +249,10 @@ def run_case(
         def own_distances_step(start=positions):
             pos = start.clone().requires_grad_(True)
             cel = cell.clone().requires_grad_(stress)
-            dist = own_distances(pos, cel, indices, shifts)
+            if neighbors_held is indices:
+                dist = own_distances(pos, cel, indices, shifts)
+            else:
+                dist = own_distances(pos, cel, neighbors_held)
             total = our_energy(charges, cel, pos, dist)
             return torch.autograd.grad(total, (pos, cel) if stress else (pos,))
 

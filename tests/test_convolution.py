@@ -1,9 +1,9 @@
 """The fused spread → filter → gather map of ``torchpme._core.convolution``.
 
 Values against a dense NumPy reference (explicit stencil sums and ``numpy.fft``);
-gradients against finite differences, on both backward paths: an upstream gradient
-proportional to the values (an energy, which skips the mesh work) and a generic
-one; second derivatives with ``gradgradcheck``.
+gradients against finite differences, on both backward passes: the potentials'
+(``convolve``, any upstream gradient) and the energy's (``convolve_energy``, which
+reuses the forward pass); second derivatives with ``gradgradcheck``.
 """
 
 import numpy as np
@@ -60,6 +60,20 @@ def _energy(method, n):
     return function
 
 
+def _energy_function(method, n):
+    """The same energy through ``convolve_energy``."""
+    coefficients = coefficient_table(method, n)
+
+    def function(charges, positions, cell, sigma):
+        plan = core_mesh.interpolation_plan(
+            positions, torch.linalg.inv(cell), NS, coefficients
+        )
+        kernel = _kernel(mesh_k_squared(cell, NS), sigma)
+        return 0.7 * convolution.convolve_energy(plan, charges, kernel)
+
+    return function
+
+
 @pytest.fixture(params=["whole", "chunked"])
 def chunks(request, monkeypatch):
     """Atoms in one chunk, or in chunks of 100 stencil entries (one atom for 4 and
@@ -90,64 +104,23 @@ def test_generic_gradient_gradcheck(method, n, chunks):
 
 
 @pytest.mark.parametrize(("method", "n"), METHODS)
-def test_energy_gradient_gradcheck_takes_the_shortcut(method, n, monkeypatch, chunks):
-    taken = []
-    factors = convolution.channel_factors
-
-    def recording(grad, values):
-        result = factors(grad, values)
-        taken.append(result is not None)
-        return result
-
-    monkeypatch.setattr(convolution, "channel_factors", recording)
-    assert gradcheck(_energy(method, n), tuple(_system()))
-    assert taken and all(taken)
+def test_energy_function_gradcheck(method, n, chunks):
+    assert gradcheck(_energy_function(method, n), tuple(_system()))
 
 
-def test_shortcut_refused_for_other_gradients():
-    charges, positions, cell, sigma = _system()
-    potentials = _potentials("Lagrange", 4)(charges, positions, cell, sigma)
-    weights = torch.tensor([[1.0, 0.5], [2.0, 1.0], [0.5, 3.0], [1.0, 1.0]])
-    assert convolution.channel_factors(weights, charges.detach()) is None
-    factors = convolution.channel_factors(2.5 * charges.detach(), charges.detach())
-    assert factors == pytest.approx([2.5, 2.5], rel=1e-14)
-    # both paths give the same gradient for the same upstream values
-    upstream = 2.5 * charges.detach()
-    fast = torch.autograd.grad(potentials, positions, upstream, retain_graph=True)[0]
-    perturbed = upstream.clone()
-    perturbed[0, 0] += 1e-7  # refused by the check: the generic path
-    assert convolution.channel_factors(perturbed, charges.detach()) is None
-    generic = torch.autograd.grad(potentials, positions, perturbed)[0]
-    assert torch.allclose(fast, generic, rtol=1e-5, atol=1e-6)
-    assert not torch.allclose(fast, generic, rtol=1e-13, atol=0.0)
-
-
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-@pytest.mark.parametrize("magnitudes", ["unit", "random"])
-def test_shortcut_found_for_large_systems(magnitudes, dtype):
-    """An energy's gradient ``q / V`` over 2^19 atoms: a matrix product sums the
-    overlaps in sequence, about 1e-11 off for charges ±1 in float64 (all terms
-    equal; the shortcut was once refused above N ≈ 10^5, and PME at N = 262144 ran
-    twice as long) and 1e-5 off in float32 (the factor was once accepted that far
-    off)."""
-    generator = torch.Generator().manual_seed(0)
-    n = 1 << 19
-    signs = torch.where(torch.arange(n) % 2 == 0, 1.0, -1.0).to(torch.float64)
-    if magnitudes == "unit":
-        charges = signs.reshape(-1, 1)
-    else:
-        sizes = torch.rand(n, 2, dtype=torch.float64, generator=generator) + 0.5
-        charges = sizes * signs.reshape(-1, 1)
-    charges = charges.to(dtype)
-    volume = 1234.5678
-    factors = convolution.channel_factors(charges / volume, charges)
-    assert factors is not None
-    rel = 1e-14 if dtype == torch.float64 else 2e-7
-    assert factors == pytest.approx([1 / volume] * charges.shape[1], rel=rel)
-    # a relative change of 1e-8 (float32: 5e-2) in one value of 2^19 is refused
-    perturbed = charges / volume
-    perturbed[12345, 0] *= 1 + (1e-8 if dtype == torch.float64 else 5e-2)
-    assert convolution.channel_factors(perturbed, charges) is None
+@pytest.mark.parametrize(("method", "n"), METHODS)
+def test_energy_function_equals_the_sum_over_the_potentials(method, n):
+    """``convolve_energy`` (whose backward reuses the forward pass) and ``Σ q·φ``
+    (whose backward spreads and filters the upstream gradient): same value and
+    gradients, to rounding."""
+    inputs = _system()
+    expected = _energy(method, n)(*inputs)
+    result = _energy_function(method, n)(*inputs)
+    torch.testing.assert_close(result, expected, rtol=1e-13, atol=0.0)
+    for a, b in zip(
+        torch.autograd.grad(result, inputs), torch.autograd.grad(expected, inputs)
+    ):
+        torch.testing.assert_close(a, b, rtol=1e-11, atol=1e-13)
 
 
 def test_zero_channel():
@@ -156,11 +129,13 @@ def test_zero_channel():
     charges[:, 1] = 0.0
     charges.requires_grad_(True)
     assert gradcheck(_energy("Lagrange", 4), (charges, positions, cell, sigma))
+    assert gradcheck(_energy_function("Lagrange", 4), (charges, positions, cell, sigma))
 
 
 @pytest.mark.parametrize(("method", "n"), [("Lagrange", 4), ("P3M", 3)])
 def test_second_derivatives(method, n):
     assert gradgradcheck(_energy(method, n), tuple(_system()))
+    assert gradgradcheck(_energy_function(method, n), tuple(_system()))
     assert gradgradcheck(_potentials(method, n), tuple(_system()))
 
 

@@ -110,10 +110,12 @@ def test_dtype_follows_positions(dtype):
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_forces_of_a_reused_long_list_match_the_plain_accumulation(monkeypatch, dtype):
-    """A list seen twice accumulates its forces through the kept sparse incidence
-    (lowered threshold, so a small list takes that path); both paths agree with
-    the composed operations, and an in-place change of the list is seen."""
-    from torchpme._core import defaults, pairlist
+    """A PairList differentiated twice accumulates its forces through its sparse
+    incidence (lowered threshold, so a small list takes that path); both paths
+    agree with the composed operations, and a new list for changed indices too."""
+    from torchpme._core import defaults
+    from torchpme._core.pairlist import PairEnds
+    from torchpme.neighbors import PairList
 
     monkeypatch.setattr(defaults, "MIN_SPARSE_PAIRS", 1)
     rng = np.random.default_rng(3)
@@ -125,10 +127,10 @@ def test_forces_of_a_reused_long_list_match_the_plain_accumulation(monkeypatch, 
     shifts = torch.tensor(rng.integers(-1, 2, (len(indices), 3)))
     weights = torch.tensor(rng.normal(size=len(indices)), dtype=dtype)
 
-    def forces(indices):
+    def forces(pairs):
         p = positions.clone().requires_grad_(True)
         c = cell.clone().requires_grad_(True)
-        energy = (weights / pair_distances(p, c, indices, shifts)).sum()
+        energy = (weights / pair_distances(p, c, pairs)).sum()
         return torch.autograd.grad(energy, (p, c))
 
     def plain(indices):
@@ -139,40 +141,45 @@ def test_forces_of_a_reused_long_list_match_the_plain_accumulation(monkeypatch, 
         return torch.autograd.grad(energy, (p, c))
 
     tolerance = {"rtol": 1e-5, "atol": 1e-5} if dtype == torch.float32 else {}
-    first = forces(indices)  # first sighting: indexed accumulation
-    assert pairlist.lookup(indices).ends[n_atoms] is None
-    second = forces(indices)  # second: through the sparse incidence
-    assert isinstance(pairlist.lookup(indices).ends[n_atoms], pairlist.PairEnds)
+    pairs = PairList(indices, shifts)
+    first = forces(pairs)  # first use: indexed accumulation
+    assert pairs._ends[n_atoms] is None
+    second = forces(pairs)  # second: through the sparse incidence
+    assert isinstance(pairs._ends[n_atoms], PairEnds)
     for a, b, c in zip(first, second, plain(indices)):
         torch.testing.assert_close(a, c, **tolerance)
         torch.testing.assert_close(b, c, **tolerance)
-    indices[:5] = indices[:5].flip(1).clone()  # changed in place: new structures
-    forces(indices)
-    changed = forces(indices)
-    assert isinstance(pairlist.lookup(indices).ends[n_atoms], pairlist.PairEnds)
+    indices[:5] = indices[:5].flip(1).clone()  # the old list does not follow
+    for a, b in zip(forces(pairs), second):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    changed_pairs = PairList(indices, shifts)
+    forces(changed_pairs)
+    changed = forces(changed_pairs)
+    assert isinstance(changed_pairs._ends[n_atoms], PairEnds)
     for a, b in zip(changed, plain(indices)):
         torch.testing.assert_close(a, b, **tolerance)
     assert not torch.allclose(changed[0], first[0])
 
 
-def test_lists_off_cpu_are_not_kept(monkeypatch):
-    """Keeping a list means comparing it on every use, a host synchronisation on an
-    accelerator: only CPU lists are kept (a meta tensor stands in for a device)."""
-    from torchpme._core import pairlist
+def test_pair_lists_off_cpu_read_nothing_on_the_host():
+    """Off CPU a PairList keeps int64 columns (choosing int32 would read the
+    indices on the host) and no sparse incidence (a meta tensor stands in for a
+    device)."""
+    from torchpme.neighbors import PairList
 
     indices = torch.tensor([[0, 1], [1, 2]], device="meta")
-    entry = pairlist.lookup(indices)
-    assert entry.first.device.type == "meta" and indices not in pairlist._ENTRIES
-    assert pairlist.lookup(indices) is not entry
+    pairs = PairList(indices)
+    assert pairs.first.device.type == "meta" and pairs.first.dtype == torch.int64
+    assert pairs.pair_ends(3) is None and pairs.pair_ends(3) is None
 
 
 def test_work_buffer_is_reused_only_once_its_owner_is_done():
-    """The (P, 3) buffer of a kept list serves the next step only after the backward
+    """The (P, 3) buffer of a PairList serves the next step only after the backward
     pass of the previous one (or once its graph is gone); two graphs alive at once
     get two buffers, and both give the plain gradients."""
     import gc
 
-    from torchpme._core import pairlist
+    from torchpme.neighbors import PairList
 
     positions, cell, indices, shifts = _system()
     moved = (positions.detach() + 0.1).requires_grad_(True)
@@ -181,30 +188,34 @@ def test_work_buffer_is_reused_only_once_its_owner_is_done():
         vectors = p[indices[:, 1]] - p[indices[:, 0]] + shifts.double() @ cell
         return torch.autograd.grad(torch.linalg.norm(vectors, dim=1).pow(-1).sum(), p)
 
-    first = pair_distances(positions, cell, indices, shifts)
-    buffer = pairlist.lookup(indices)._rows[torch.float64][0]
-    second = pair_distances(moved, cell, indices, shifts)  # first graph still alive
-    assert pairlist.lookup(indices)._rows[torch.float64][0] is not buffer
+    pairs = PairList(indices, shifts)
+    first = pair_distances(positions, cell, pairs)
+    buffer = pairs._rows[torch.float64][0]
+    second = pair_distances(moved, cell, pairs)  # first graph still alive
+    assert pairs._rows[torch.float64][0] is not buffer
     for d, p in [(first, positions), (second, moved)]:
         (grad,) = torch.autograd.grad(d.pow(-1).sum(), p)
         torch.testing.assert_close(grad, plain(p)[0], rtol=1e-13, atol=1e-14)
-    kept = pairlist.lookup(indices)._rows[torch.float64][0]
-    third = pair_distances(positions, cell, indices, shifts)  # both done: reused
-    assert pairlist.lookup(indices)._rows[torch.float64][0] is kept
+    kept = pairs._rows[torch.float64][0]
+    third = pair_distances(positions, cell, pairs)  # both done: reused
+    assert pairs._rows[torch.float64][0] is kept
     del third
     gc.collect()
-    fourth = pair_distances(moved, cell, indices, shifts)  # owner gone: reused
-    assert pairlist.lookup(indices)._rows[torch.float64][0] is kept
+    fourth = pair_distances(moved, cell, pairs)  # owner gone: reused
+    assert pairs._rows[torch.float64][0] is kept
     (grad,) = torch.autograd.grad(fourth.pow(-1).sum(), moved)
     torch.testing.assert_close(grad, plain(moved)[0], rtol=1e-13, atol=1e-14)
 
 
 def test_threads_sharing_a_list_get_their_own_gradients():
-    """Threads stepping on one kept list at once: each forward claims the work
-    buffer under a lock, so concurrent steps never share one."""
+    """Threads stepping on one PairList at once: each forward claims the work
+    buffer under the list's lock, so concurrent steps never share one."""
     import threading
 
+    from torchpme.neighbors import PairList
+
     positions, cell, indices, shifts = _system()
+    pairs = PairList(indices, shifts)
     failures = []
 
     def worker(offset):
@@ -214,7 +225,7 @@ def test_threads_sharing_a_list_get_their_own_gradients():
         for _ in range(30):
             p = p0.clone().requires_grad_(True)
             weights = torch.arange(1.0, len(indices) + 1, dtype=torch.float64)
-            distances = pair_distances(p, cell.detach(), indices, shifts)
+            distances = pair_distances(p, cell.detach(), pairs)
             (grad,) = torch.autograd.grad((weights * distances).sum(), p)
             reference = torch.zeros_like(p0)
             reference.index_add_(0, indices[:, 1], weights[:, None] * expected)
@@ -231,8 +242,8 @@ def test_threads_sharing_a_list_get_their_own_gradients():
 
 
 def test_off_cpu_path_runs_forward_and_backward():
-    """Off CPU nothing is kept (no buffer, no sparse incidence, no comparison):
-    the plain path runs; a meta device stands in for an accelerator (shapes only)."""
+    """Off CPU, plain indices: the plain path runs (fresh buffer, indexed
+    accumulation); a meta device stands in for an accelerator (shapes only)."""
     meta = {"device": "meta", "dtype": torch.float64}
     positions = torch.empty((5, 3), **meta).requires_grad_(True)
     cell = torch.empty((3, 3), **meta).requires_grad_(True)
@@ -247,7 +258,7 @@ def test_accumulation_off_cpu_matches_the_indexed_one():
     """Off the CPU the pair rows are added with ``index_add_`` (atomics; an
     accumulating ``index_put_`` sorts there): run here on the CPU, the same sums
     as the indexed accumulation and as a plain loop."""
-    from torchpme._core import pairlist
+    from torchpme._core import distances as pair_module
 
     rng = np.random.default_rng(5)
     n_atoms = 7
@@ -259,8 +270,8 @@ def test_accumulation_off_cpu_matches_the_indexed_one():
         expected[second[p]] += rows[p]
         expected[first[p]] -= rows[p]
     zeros = torch.zeros(n_atoms, 3, dtype=torch.float64)
-    atomic = pairlist.add_at_ends_atomically(zeros, rows.clone(), first, second)
-    indexed = pairlist.accumulate_at_ends(rows.clone(), first, second, n_atoms)
+    atomic = pair_module.add_at_ends_atomically(zeros, rows.clone(), first, second)
+    indexed = pair_module.accumulate_at_ends(rows.clone(), first, second, n_atoms)
     torch.testing.assert_close(atomic, expected)
     torch.testing.assert_close(indexed, expected)
 

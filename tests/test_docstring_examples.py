@@ -8,20 +8,26 @@ import doctest
 
 import pytest
 
+import torchpme._core.pairlist
+import torchpme.calculators._batch
 import torchpme.calculators.calculator
 import torchpme.calculators.calculator_dipole
 import torchpme.calculators.ewald
 import torchpme.calculators.p3m
 import torchpme.calculators.pme
 import torchpme.lib.mesh_interpolator
+import torchpme.neighbors
 
 MODULES = [
+    torchpme.calculators._batch,
     torchpme.calculators.calculator,
     torchpme.calculators.calculator_dipole,
     torchpme.calculators.ewald,
     torchpme.calculators.pme,
     torchpme.calculators.p3m,
     torchpme.lib.mesh_interpolator,
+    torchpme.neighbors,
+    torchpme._core.pairlist,
 ]
 
 

@@ -1,7 +1,6 @@
 """``Calculator.energy``: the same energy and gradients as ``(charges *
 calculator(...)).sum()`` for every calculator, derivatives of first and second
-order, and for the mesh methods a backward pass without transforms even where the
-upstream gradient cannot be read (as on accelerators and under ``torch.compile``)."""
+order, and for the mesh methods a backward pass without transforms."""
 
 import pytest
 import torch
@@ -17,7 +16,6 @@ from torchpme import (
     P3MCalculator,
     PMECalculator,
 )
-from torchpme._core import backward
 
 DTYPE = torch.float64
 
@@ -109,10 +107,9 @@ class _Transforms(TorchDispatchMode):
 
 
 @pytest.mark.parametrize("name", ["pme", "p3m"])
-def test_backward_runs_no_transform_where_values_cannot_be_read(name, monkeypatch):
-    """With the upstream check unavailable (as on accelerators), the potentials
-    path transforms again in its backward pass; the energy path does not."""
-    monkeypatch.setattr(backward, "factors_possible", lambda tensor: False)
+def test_energy_backward_runs_no_transform(name):
+    """The potentials' backward pass transforms the upstream gradient; the
+    energy's backward pass reuses the forward pass and transforms nothing."""
     positions, charges, cell, pairs, shifts = system()
     calculator = CALCULATORS[name]()
     counts = {}

@@ -2,6 +2,7 @@
 
 import math
 import re
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -30,3 +31,15 @@ def test_readme_quick_start_is_what_ci_runs():
     install, test = (part.strip() for part in commands[1].split("&&"))
     assert test in ci
     assert install.split()[-1].strip('"') in ci
+
+
+def test_readme_md_step_with_held_values():
+    """The MD snippet (a PairList and a kept mesh filter) runs after the tour and
+    gives the tour's energy and forces."""
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
+    namespace = {}
+    exec(blocks[0], namespace)
+    expected = float(namespace["energy"]), namespace["forces"]
+    exec(textwrap.dedent(blocks[1]), namespace)
+    assert float(namespace["energy"]) == pytest.approx(expected[0], rel=1e-12)
+    torch.testing.assert_close(namespace["forces"], expected[1], atol=1e-12, rtol=0)

@@ -13,7 +13,7 @@ import torch
 from torch.autograd import gradcheck, gradgradcheck
 
 import torchpme
-from torchpme._core.shortrange import coulomb_pair_sum
+from torchpme._core.shortrange import coulomb_pair_energy, coulomb_pair_sum
 
 SMEARING, PREFACTOR = 0.8, 1.7
 
@@ -141,19 +141,17 @@ def _calculator(potential):
 
 
 def test_calculator_takes_the_fused_path_only_where_it_applies():
-    indices, distances, charges = _pairs()
-    args = (charges, indices, distances, None)
     plain = torchpme.CoulombPotential(smearing=SMEARING, prefactor=PREFACTOR)
-    assert _calculator(plain)._fused_rspace(*args) is not None
+    assert _calculator(plain)._fused_applies(None)
     excluded = torchpme.CoulombPotential(smearing=SMEARING, exclusion_radius=1.0)
-    assert _calculator(excluded)._fused_rspace(*args) is None
+    assert not _calculator(excluded)._fused_applies(None)
     learnable = torchpme.CoulombPotential(smearing=SMEARING)
     learnable.smearing.requires_grad_(True)
-    assert _calculator(learnable)._fused_rspace(*args) is None
+    assert not _calculator(learnable)._fused_applies(None)
     other = torchpme.InversePowerLawPotential(2, smearing=SMEARING)
-    assert _calculator(other)._fused_rspace(*args) is None
-    mask = torch.ones(len(distances), dtype=torch.bool)
-    assert _calculator(plain)._fused_rspace(charges, indices, distances, mask) is None
+    assert not _calculator(other)._fused_applies(None)
+    mask = torch.ones(3, dtype=torch.bool)
+    assert not _calculator(plain)._fused_applies(mask)
 
 
 def test_calculator_result_equals_the_composed_potential():
@@ -172,28 +170,22 @@ def test_calculator_result_equals_the_composed_potential():
     assert torch.allclose(fused, expected, rtol=1e-12, atol=1e-14)
 
 
-def test_index_columns_are_shared_while_the_indices_are_unchanged():
-    import gc
+def test_pair_list_holds_contiguous_copies_of_the_columns():
+    """A PairList copies its columns (int32 on CPU) once: the pair sum through it
+    equals the sum through the tensor, and later in-place changes of the tensor
+    do not reach it."""
+    from torchpme.neighbors import PairList
 
-    from torchpme._core import pairlist as pairs
-
-    indices = torch.tensor([[0, 1], [1, 2], [2, 0]])
-    first, second = pairs.index_columns(indices)
-    assert first.is_contiguous() and torch.equal(first, indices[:, 0])
-    again = pairs.index_columns(indices)
-    assert again[0] is first and again[1] is second
-    # modified in place: new columns that show the change
-    indices[0, 0] = 2
-    changed = pairs.index_columns(indices)
-    assert changed[0] is not first and int(changed[0][0]) == 2
-    # an equal but different tensor gets its own columns; one entry is kept
-    other = indices.clone()
-    assert pairs.index_columns(other)[0] is not changed[0]
-    assert len(pairs._ENTRIES) == 1
-    # the entry dies with its tensor
-    del other
-    gc.collect()
-    assert len(pairs._ENTRIES) == 0
+    indices, distances, charges = _pairs()
+    pairs = PairList(indices)
+    assert pairs.first.is_contiguous() and pairs.first.dtype == torch.int32
+    assert torch.equal(pairs.second.long(), indices[:, 1])
+    expected = coulomb_pair_sum(charges, indices, distances, *_constants(), False)
+    result = coulomb_pair_sum(charges, pairs, distances, *_constants(), False)
+    torch.testing.assert_close(result, expected, rtol=0, atol=0)
+    indices[0] = torch.tensor([4, 5])
+    again = coulomb_pair_sum(charges, pairs, distances, *_constants(), False)
+    torch.testing.assert_close(again, expected, rtol=0, atol=0)
 
 
 def test_results_follow_in_place_changes_of_the_indices():
@@ -208,48 +200,47 @@ def test_results_follow_in_place_changes_of_the_indices():
     )
 
 
-def test_index_columns_see_changes_made_through_numpy():
-    from torchpme._core import pairlist as pairs
-
+def test_results_see_changes_made_through_numpy():
+    """Plain index tensors are read on every call: a change made through NumPy
+    (which the version counter does not see) is in the next result."""
     array = np.array([[0, 1], [1, 2], [2, 0]])
     indices = torch.from_numpy(array)  # shares memory with the array
-    assert int(pairs.index_columns(indices)[0][0]) == 0
-    array[0, 0] = 2  # the tensor's version counter does not see this
-    changed, _ = pairs.index_columns(indices)
-    assert int(changed[0]) == 2
+    distances = torch.tensor([1.0, 1.5, 2.0], dtype=torch.float64)
+    charges = torch.tensor([[1.0], [-2.0], [0.5]], dtype=torch.float64)
+    before = coulomb_pair_sum(charges, indices, distances, *_constants(), False)
+    array[0, 0] = 2  # pair (2, 1) instead of (0, 1)
+    after = coulomb_pair_sum(charges, indices, distances, *_constants(), False)
+    expected = coulomb_pair_sum(
+        charges, torch.tensor([[2, 1], [1, 2], [2, 0]]), distances, *_constants(),
+        False,
+    )  # fmt: skip
+    torch.testing.assert_close(after, expected, rtol=0, atol=0)
+    assert not torch.allclose(after, before)
 
 
-def test_kept_int32_columns_see_changes_to_the_high_words():
-    """Kept columns of an int64 list are int32 (half the memory); an index changed
-    behind the version counter by a multiple of 2³² (same low word) is still seen,
-    and is then out of range, not silently read as the old atom."""
-    from torchpme._core import pairlist as pairs
-    from torchpme.neighbors import pair_distances
+def test_pair_lists_beyond_int32_keep_int64_columns():
+    """Indices that do not fit in int32 keep int64 columns (never silently read
+    as another atom): out of range, the distances raise."""
+    from torchpme.neighbors import PairList, pair_distances
 
-    array = np.array([[0, 1], [1, 2], [2, 0]])
-    indices = torch.from_numpy(array)
-    first, second = pairs.index_columns(indices)
-    assert first.dtype == second.dtype == torch.int32
-    assert first.tolist() == [0, 1, 2] and second.tolist() == [1, 2, 0]
-    array[1, 1] += 2**32
-    assert pairs.lookup(indices).second.dtype == torch.int64
+    indices = torch.tensor([[0, 1], [1, 2 + 2**32], [2, 0]])
+    pairs = PairList(indices)
+    assert pairs.first.dtype == pairs.second.dtype == torch.int64
     positions = torch.rand((3, 3), dtype=torch.float64)
     with pytest.raises(IndexError):
-        pair_distances(positions, torch.eye(3), indices, torch.zeros((3, 3)))
+        pair_distances(positions, torch.eye(3, dtype=torch.float64), pairs)
 
 
 @pytest.mark.parametrize("full", [False, True])
-@pytest.mark.parametrize("shortcut", [True, False], ids=["cpu", "accelerator"])
-def test_chunked_pairs_match_a_direct_sum(monkeypatch, full, shortcut):
+@pytest.mark.parametrize("function", ["potentials", "energy"])
+def test_chunked_pairs_match_a_direct_sum(monkeypatch, full, function):
     """Pairs are processed in chunks (here of 4, so a list spans several, the last
-    one partial): values and the energy gradient against a plain-Python sum. Also
-    as on an accelerator (or while compiling), where the forward keeps ``v'`` for
-    the backward instead of the charge products of the CPU's energy shortcut."""
-    from torchpme._core import defaults, shortrange
+    one partial): values and the energy gradient against a plain-Python sum,
+    through the potentials (whose forward keeps ``v'`` for the backward) and
+    through the energy function (which keeps the charge products ``q_i q_j v'``)."""
+    from torchpme._core import defaults
 
     monkeypatch.setattr(defaults, "PAIRS", 4)
-    if not shortcut:
-        monkeypatch.setattr(shortrange, "factors_possible", lambda tensor: False)
     indices, distances, charges = _pairs(n_atoms=7, seed=4)
     if full:
         indices = torch.cat([indices, indices.flip(1)])
@@ -272,62 +263,35 @@ def test_chunked_pairs_match_a_direct_sum(monkeypatch, full, shortcut):
             expected[j] += 0.5 * q[i] * v
             grad[p] += 0.5 * float(q[i] @ q[j]) * dv
     np.testing.assert_allclose(result.detach().numpy(), expected, rtol=1e-13)
-    energy = (charges * result).sum()
+    if function == "energy":
+        energy = coulomb_pair_energy(charges, indices, distances, *_constants(), full)
+        np.testing.assert_allclose(
+            energy.detach().numpy(), (q * expected).sum(), rtol=1e-13
+        )
+    else:
+        energy = (charges * result).sum()
     (computed,) = torch.autograd.grad(energy, distances)
     np.testing.assert_allclose(computed.numpy(), grad, rtol=1e-12, atol=1e-15)
+    chosen = coulomb_pair_energy if function == "energy" else coulomb_pair_sum
 
-    def function(q, r):
-        return coulomb_pair_sum(q, indices, r, *_constants(), full)
+    def evaluate(q, r):
+        return chosen(q, indices, r, *_constants(), full)
 
-    assert gradcheck(function, (charges.requires_grad_(True), distances))
-
-
-def test_distances_from_pair_distances_lend_their_columns(monkeypatch):
-    """Distances just made by ``pair_distances`` from a kept, unmodified list give
-    the pair sum their index columns (no second comparison of the list); any
-    change to the list, or distances from elsewhere, go through the usual lookup.
-    The results are the same either way."""
-    from torchpme._core import pairlist
-    from torchpme.neighbors import pair_distances
-
-    looked_up = []
-    lookup = pairlist.index_columns
-    monkeypatch.setattr(
-        pairlist, "index_columns", lambda i: looked_up.append(1) or lookup(i)
-    )
-    indices, _, charges = _pairs()
-    rng = np.random.default_rng(5)
-    positions = torch.tensor(rng.uniform(0, 3, (6, 3)), requires_grad=True)
-    cell = 6.0 * torch.eye(3, dtype=torch.float64)
-    shifts = torch.zeros((len(indices), 3))
-    constants = _constants()
-
-    distances = pair_distances(positions, cell, indices, shifts)
-    fast = coulomb_pair_sum(charges, indices, distances, *constants, False)
-    assert looked_up == []
-    plain = torch.linalg.norm(
-        positions[indices[:, 1]] - positions[indices[:, 0]], dim=1
-    )
-    expected = coulomb_pair_sum(charges, indices, plain, *constants, False)
-    assert looked_up == [1]
-    torch.testing.assert_close(fast, expected, rtol=1e-14, atol=1e-15)
-    indices[0] = torch.tensor([4, 5])  # changed after the distances were made
-    coulomb_pair_sum(charges, indices, distances, *constants, False)
-    assert looked_up == [1, 1]
+    inputs = (charges.requires_grad_(True), distances)
+    assert gradcheck(evaluate, inputs)
+    assert gradgradcheck(evaluate, inputs)
 
 
-def test_strided_lists_keep_int64_columns():
-    """A list that is a view with an odd row stride (two columns of three) cannot be
-    read as int32 words: its kept columns stay int64, and results are right."""
-    from torchpme._core import pairlist as pairs
+def test_strided_lists_give_the_same_sums():
+    """A list that is a view with an odd row stride (two columns of three): as a
+    tensor and as a PairList (contiguous int32 copies), the same results."""
+    from torchpme.neighbors import PairList
 
     indices, distances, charges = _pairs()
     wide = torch.cat([indices, torch.zeros((len(indices), 1), dtype=torch.int64)], 1)
     strided = wide[:, :2]
     assert not strided.is_contiguous()
-    first, second = pairs.index_columns(strided)
-    assert first.dtype == torch.int64 and torch.equal(second, indices[:, 1])
-    for _ in range(2):  # the second call compares the kept entry with the list
-        result = coulomb_pair_sum(charges, strided, distances, *_constants(), False)
-        expected = coulomb_pair_sum(charges, indices, distances, *_constants(), False)
+    expected = coulomb_pair_sum(charges, indices, distances, *_constants(), False)
+    for pairs in (strided, PairList(strided)):
+        result = coulomb_pair_sum(charges, pairs, distances, *_constants(), False)
         torch.testing.assert_close(result, expected, rtol=0, atol=0)

@@ -5,6 +5,7 @@ from typing import Optional
 import torch
 
 from ._core import geometry
+from ._core.pairlist import indices_of
 from ._core.validation import (
     check_cell_cheaply,
     check_device,
@@ -45,6 +46,7 @@ def _validate_parameters(
     accepted there.
     """
     if not torch.jit.is_scripting():
+        neighbor_indices = indices_of(neighbor_indices)  # of a PairList
         _check_tensors(charges, cell, positions, neighbor_indices, neighbor_distances)
     same_device = "on the device of `positions`"
     check_shape("positions", positions, [-1, 3], "(N, 3)")

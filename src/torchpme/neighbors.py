@@ -16,7 +16,18 @@ The calculators take a neighbour list as data (``neighbor_indices``,
    where the rows of ``A`` (``cell``) are the lattice vectors, so that autograd
    reaches ``positions`` and ``cell`` (forces and stress).
 
-:func:`compute_neighbors` does both. Conventions: a *half* list holds every
+:func:`compute_neighbors` does both. For many steps on one list (MD between
+rebuilds), hold it as a :class:`PairList` (``compute_neighbors(...,
+as_pair_list=True)`` or ``PairList(indices, shifts)``): it keeps the contiguous
+index columns, the pair incidence and the work buffer of the distances, and the
+calculators take it in place of ``neighbor_indices``::
+
+    pairs, distances = compute_neighbors(positions, cell, cutoff, as_pair_list=True)
+    for step in range(n_steps):
+        distances = pair_distances(positions, cell, pairs)
+        energy = calculator.energy(charges, cell, positions, pairs, distances)
+
+Conventions: a *half* list holds every
 unordered pair once (an atom and its own periodic image included, once per ``±S``);
 a *full* list holds both ``(i, j, S)`` and ``(j, i, −S)``. A pair is kept when
 ``r_ij < cutoff``; ``(i, i, 0)`` never appears. Only axes with ``periodic[d]`` true
@@ -32,6 +43,7 @@ import torch
 
 from ._core import geometry, workload
 from ._core.distances import pair_distances
+from ._core.pairlist import PairList
 from ._core.validation import (
     check_choice,
     check_finite,
@@ -43,6 +55,7 @@ from ._core.validation import (
 )
 
 __all__ = [
+    "PairList",
     "compute_neighbors",
     "has_vesin",
     "neighbor_pairs",
@@ -284,6 +297,7 @@ def compute_neighbors(
     full_list: bool = False,
     backend: str = "auto",
     return_shifts: bool = False,
+    as_pair_list: bool = False,
 ):
     """Neighbour list ready for the calculators: indices and differentiable distances.
 
@@ -306,10 +320,13 @@ def compute_neighbors(
         full_list: full rather than half list.
         backend: ``"auto"``, ``"vesin"`` or ``"torch"`` (see :func:`neighbor_pairs`).
         return_shifts: also return the ``(P, 3)`` integer shifts.
+        as_pair_list: return a :class:`PairList` (which holds the shifts) in
+            place of ``neighbor_indices``.
 
     Returns:
-        ``(neighbor_indices, neighbor_distances)`` — ``(P, 2)`` int64 and ``(P,)``
-        in the dtype of ``positions`` — and the shifts if ``return_shifts``.
+        ``(neighbor_indices, neighbor_distances)`` — ``(P, 2)`` int64 (or a
+        :class:`PairList`) and ``(P,)`` in the dtype of ``positions`` — and the
+        shifts if ``return_shifts``.
     """
     if cell is None:
         if periodic is not None and any(_periodic_list(periodic)):
@@ -319,8 +336,14 @@ def compute_neighbors(
         periodic = False
         cell = torch.zeros(3, 3, dtype=positions.dtype, device=positions.device)
     indices, shifts = _search(positions, cell, cutoff, periodic, full_list, backend)
-    distances = pair_distances(positions, cell, indices, shifts)
+    if as_pair_list:
+        pairs = PairList(indices, shifts)
+        distances = pair_distances(positions, cell, pairs)
+    else:
+        distances = pair_distances(positions, cell, indices, shifts)
     geometry.check_coincident(indices, distances, shifts)
+    if as_pair_list:
+        indices = pairs
     if return_shifts:
         return indices, distances, shifts
     return indices, distances

@@ -71,16 +71,18 @@ def _time(function, repeats: int) -> float:
 
 
 def _energy_and_forces(calculator, charges, cell, positions, indices, shifts, device):
-    """One timed step: distances, potentials, energy and its backward pass."""
+    """One timed step: distances, the energy and its backward pass, on a
+    neighbour list held as a :class:`~torchpme.neighbors.PairList` (as in MD)."""
     import torch
 
-    from ..neighbors import pair_distances
+    from ..neighbors import PairList, pair_distances
+
+    pairs = PairList(indices, shifts)
 
     def step():
         moving = positions.detach().requires_grad_(True)
-        distances = pair_distances(moving, cell, indices, shifts)
-        potentials = calculator(charges, cell, moving, indices, distances)
-        (charges * potentials).sum().backward()
+        distances = pair_distances(moving, cell, pairs)
+        calculator.energy(charges, cell, moving, pairs, distances).backward()
         if device.type == "cuda":
             torch.cuda.synchronize(device)
 

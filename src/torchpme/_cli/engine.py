@@ -317,29 +317,28 @@ def evaluate(
             else torch.tensor(periodic, dtype=torch.bool, device=positions.device)
         )
     distances = pair_distances(strained_positions, strained_cell, indices, shifts)
-    potentials = calculator(
-        charges,
-        strained_cell,
-        strained_positions,
-        indices,
-        distances,
+    charges = charges.detach().requires_grad_(True)
+    energy = calculator.energy(
+        charges, strained_cell, strained_positions, indices, distances,
         periodic_tensor,
-    )
-    energies = (charges * potentials).sum(dim=1)
-    energy = energies.sum()
-    inputs = [positions, strain] if want_stress else [positions]
+    )  # fmt: skip
+    # E = qᵀ B q with B symmetric, so ∂E/∂q = 2 V: the potentials come with the
+    # forces from the energy's backward pass (which reuses its forward pass)
+    inputs = [charges, positions] + ([strain] if want_stress else [])
     gradients = torch.autograd.grad(energy, inputs)
+    potentials = 0.5 * gradients[0]
+    energies = (charges.detach() * potentials).sum(dim=1)
     result_stress = None
     if want_stress:
         volume = torch.abs(torch.linalg.det(cell.detach()))
-        virial = gradients[1]
+        virial = gradients[2]
         result_stress = (0.5 * (virial + virial.t()) / volume).detach()
         result_stress = result_stress.to(torch.float64).cpu()
     return Evaluation(
         energy=energy.detach().to(torch.float64).cpu(),
-        forces=(-gradients[0]).detach().to(torch.float64).cpu(),
+        forces=(-gradients[1]).detach().to(torch.float64).cpu(),
         stress=result_stress,
-        potentials=potentials.detach()[:, 0].to(torch.float64).cpu(),
+        potentials=potentials[:, 0].to(torch.float64).cpu(),
         energies=energies.detach().to(torch.float64).cpu(),
         n_pairs=int(indices.shape[0]),
         closest=float(distances.detach().min()) if distances.numel() > 0 else math.inf,

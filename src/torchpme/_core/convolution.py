@@ -9,28 +9,27 @@ filters it (two FFTs) and gathers it again. As one Function:
 
 - the forward keeps only the picked stencil values of ``A W q`` (``n³`` per atom
   and channel), not the meshes;
-- the backward is symmetric in ``q`` and ``g`` (``Wᵀ A W`` is symmetric): when ``g``
-  is proportional to ``q`` per channel, as for an energy ``E = Σ_i q_i φ_i``, the
-  mesh gradient ``A W g`` is ``c · A W q``, already picked in the forward, so the
-  backward touches no mesh and runs no FFT. The proportionality is checked on the
-  ``N`` values (a host read, so on CPU and in eager mode only); otherwise the
-  backward spreads, filters and gathers ``g`` (two FFTs).
-- :func:`convolve_energy` returns the energy itself: its backward knows that
-  ``g = (∂L/∂E) · q`` without reading anything, so it takes the same shortcut on
-  every device and under ``torch.compile``.
+- the backward of the potentials spreads, filters and gathers the upstream
+  gradient ``g`` (two FFTs);
+- :func:`convolve_energy` returns the energy ``E = Σ_i q_i φ_i`` itself: its
+  upstream gradient is ``g = (∂L/∂E) · q`` by construction, and ``Wᵀ A W`` is
+  symmetric, so ``A W g`` is ``(∂L/∂E) · A W q``, already picked in the forward:
+  its backward touches no mesh and runs no FFT, on every device and under
+  ``torch.compile``.
 
-Batches transform a few meshes at a time from one plan (:func:`convolve_stacks`).
+Batches transform a few meshes at a time from one plan
+(:mod:`torchpme._core.stacks`).
 
 Second derivatives (forces in a loss) re-run the composed differentiable Functions
 inside the backward pass, like activation checkpointing.
 """
 
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 
 from . import stencil
-from .backward import channel_factors, replay
+from .backward import replay
 from .fft import (
     _apply_kernel,
     _multiplicity,
@@ -43,7 +42,7 @@ from .fft import (
 from .mesh import MeshPlan, mesh_shape
 from .permutation import permute_rows
 
-__all__ = ["convolve", "convolve_energy", "convolve_stacks"]
+__all__ = ["convolve", "convolve_energy"]
 
 
 def _spectrum(nodes, weights, values, shape: List[int]) -> torch.Tensor:
@@ -127,9 +126,7 @@ def _forward_pass(ctx, nodes, weights, values, kernel, shape: List[int]):
 class _Convolution(torch.autograd.Function):
     @staticmethod
     def forward(ctx, nodes, weights, values, kernel, shape: List[int]):
-        output = _forward_pass(ctx, nodes, weights, values, kernel, shape)
-        ctx.output = output.detach() if values.requires_grad else None
-        return output
+        return _forward_pass(ctx, nodes, weights, values, kernel, shape)
 
     @staticmethod
     def backward(ctx, grad):
@@ -139,11 +136,6 @@ class _Convolution(torch.autograd.Function):
             output = _convolution_from_ops(nodes, weights, values, kernel, ctx.shape)
             inputs = [None, weights, values, kernel, None]
             return replay(output, inputs, ctx.needs_input_grad, grad)
-        factors = channel_factors(grad, values)
-        if factors is not None:
-            # A W g = c · A W q: everything below reuses the forward pass
-            c = torch.tensor(factors, dtype=grad.dtype, device=grad.device)
-            return _reused_gradients(ctx, c, grad + c * values, c)
         grad_weights = grad_values = grad_kernel = None
         grad_spectrum, filtered_grad, grad_weight_grads = _filtered_values(
             nodes, weights, grad, kernel, ctx.shape, needs[3], needs[1]
@@ -159,32 +151,52 @@ class _Convolution(torch.autograd.Function):
 
 
 class _ConvolutionEnergy(torch.autograd.Function):
-    """``E = Σ_ic q_ic (Wᵀ A W q)_ic``: the upstream gradient of the potentials is
+    """``E = Σ_ic q_ic (Wᵀ A W q)_ic`` (0-dim; per mesh ``(M,)`` with ``owners``,
+    the mesh of each sorted atom): the upstream gradient of the potentials is
     ``(∂L/∂E) · q``, known without reading any value, so the backward reuses the
-    forward pass on every device (no transform, no host synchronisation)."""
+    forward pass on every device (no transform, no host synchronisation). The
+    meshes of a stack are independent, so per mesh the same holds with that
+    mesh's ``∂L/∂E_m``."""
 
     @staticmethod
-    def forward(ctx, nodes, weights, values, kernel, shape: List[int]):
+    def forward(ctx, nodes, weights, values, kernel, shape: List[int], owners):
         ctx.output = _forward_pass(ctx, nodes, weights, values, kernel, shape)
-        return torch.sum(values * ctx.output)
+        ctx.owners = owners
+        if owners is None:
+            return torch.sum(values * ctx.output)
+        per_atom = torch.sum(values * ctx.output, dim=1)
+        n_meshes = shape[0] if len(shape) == 4 else 1
+        return per_atom.new_zeros(n_meshes).index_add(0, owners, per_atom)
 
     @staticmethod
     def backward(ctx, grad):
+        per_atom, per_mesh = _upstream(ctx, grad)
         if torch.is_grad_enabled():  # second derivatives
-            return _differentiable_energy_gradients(ctx, grad)
+            return _differentiable_energy_gradients(ctx, per_atom, per_mesh)
         values = ctx.saved_tensors[2]
         # the explicit q of E and the upstream g·q of the potentials: twice each
-        return _reused_gradients(ctx, grad, 2.0 * grad * values, 2.0 * grad)
+        return _reused_gradients(ctx, per_mesh, 2.0 * per_atom * values, per_atom)
 
 
-def _differentiable_energy_gradients(ctx, grad):
+def _upstream(ctx, grad):
+    """``(per_atom, per_mesh)``: ``∂L/∂E`` of each atom's mesh, ``(N, 1)``, and of
+    each mesh, broadcastable against a ``(C, M, ...)`` spectrum (both ``grad``
+    itself for one energy)."""
+    if ctx.owners is None:
+        return grad, grad
+    per_atom = grad.index_select(0, ctx.owners).unsqueeze(1)
+    return per_atom, grad.reshape(1, -1, 1, 1, 1)
+
+
+def _differentiable_energy_gradients(ctx, per_atom, per_mesh):
     """The gradients of ``E = ρᵀ A ρ`` (``ρ = W q``) for second derivatives (forces
     or stress in a loss), as differentiable expressions of one spectrum ``S = FFT
     ρ`` and filtered mesh ``φ = A ρ``: ``∂E/∂q = 2 Wᵀ φ``, ``∂E/∂W_it = 2 Σ_c q_ic
     φ_ct`` (``A`` is symmetric; through the separable weights at the picked stencil
-    values) and ``∂E/∂G = w |S|²`` for the kernel. Replaying the composed map
-    instead (``ρᵀAρ`` differentiated by autograd) transforms twice here and twice
-    more in the next backward pass; this transforms once each."""
+    values) and ``∂E/∂G = w |S|²`` for the kernel, each times the upstream
+    gradient of its mesh. Replaying the composed map instead (``ρᵀAρ``
+    differentiated by autograd) transforms twice here and twice more in the next
+    backward pass; this transforms once each."""
     nodes, weights, values, kernel = ctx.saved_tensors
     needs = ctx.needs_input_grad
     mesh = stencil.spread_values(nodes, weights, values, _numel(ctx.shape))
@@ -192,40 +204,36 @@ def _differentiable_energy_gradients(ctx, grad):
     picked = stencil.pick(filtered.reshape(mesh.shape), nodes)  # (C, n³, N)
     grad_weights = grad_values = grad_kernel = None
     if needs[2]:
-        grad_values = (2.0 * grad) * stencil.contract(picked, weights).t()
+        grad_values = (2.0 * per_atom) * stencil.contract(picked, weights).t()
     if needs[1]:
-        field = torch.einsum("ic,cti->ti", values, picked)
-        grad_weights = (2.0 * grad) * stencil.weight_gradients(field, weights)
+        field = torch.einsum("ic,cti->ti", (2.0 * per_atom) * values, picked)
+        grad_weights = stencil.weight_gradients(field, weights)
     if needs[3]:
         weight = _multiplicity(
-            ctx.shape[-1], spectrum.shape[-1], spectrum.real.dtype, grad.device
+            ctx.shape[-1], spectrum.shape[-1], spectrum.real.dtype, values.device
         )
-        power = _overlap(spectrum, spectrum) * (grad * weight)
+        power = _overlap(spectrum, spectrum) * (per_mesh * weight)
         grad_kernel = power.sum_to_size(kernel.shape)
-    return None, grad_weights, grad_values, grad_kernel, None
+    return None, grad_weights, grad_values, grad_kernel, None, None
 
 
-def _reused_gradients(ctx, c, weight_coefficients, value_factor):
-    """The gradients of a convolution whose potentials' upstream gradient is
-    ``c · q`` (``c`` per channel, or one number), from its forward pass alone:
-    ``value_factor · A W q`` for the values, ``weight_coefficients`` against the
-    kept weight gradients, ``c |S|²`` for the kernel."""
+def _reused_gradients(ctx, per_mesh, weight_coefficients, per_atom):
+    """The gradients of an energy ``Σ q · A W q`` from its forward pass alone:
+    ``2 g A W q`` for the values, ``weight_coefficients`` (``2 g q``) against the
+    kept weight gradients, ``g |S|²`` for the kernel, with ``g`` the upstream
+    gradient of each atom's (``per_atom``) and each mesh's (``per_mesh``) energy."""
     needs = ctx.needs_input_grad
     grad_weights = grad_values = grad_kernel = None
     if needs[2]:
-        grad_values = ctx.output * value_factor
+        grad_values = ctx.output * (2.0 * per_atom)
     if needs[1]:
         grad_weights = stencil.combine_weight_gradients(
             weight_coefficients, ctx.weight_grads
         )
     if needs[3]:
         power = _overlap(ctx.spectrum, ctx.spectrum)
-        grad_kernel = _kernel_gradient(ctx, power.mul_(_per_channel(c, power)))
-    return None, grad_weights, grad_values, grad_kernel, None
-
-
-def _per_channel(factors: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    return factors.reshape([-1] + [1] * (like.dim() - 1))
+        grad_kernel = _kernel_gradient(ctx, power.mul_(per_mesh))
+    return None, grad_weights, grad_values, grad_kernel, None, None
 
 
 def _kernel_gradient(ctx, overlap: torch.Tensor) -> torch.Tensor:
@@ -268,30 +276,43 @@ def convolve(
 
 
 def convolve_energy(
-    plan: MeshPlan, values: torch.Tensor, kernel: torch.Tensor
+    plan: MeshPlan,
+    values: torch.Tensor,
+    kernel: torch.Tensor,
+    mesh_index: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
-    """``Σ_ic values_ic · convolve(values)_ic``, a 0-dim tensor.
+    """``Σ_ic values_ic · convolve(values)_ic``: a 0-dim tensor, or with
+    ``mesh_index`` the ``(M,)`` energies of the plan's meshes.
 
     Equal to ``(values * convolve(...)).sum()``, but its backward pass reuses the
-    forward pass whatever the device (:func:`convolve` can do so only where it
-    may read the upstream gradient: on the CPU, in eager mode).
+    forward pass whatever the device (the upstream gradient of the potentials is
+    ``(∂L/∂E) · values`` by construction).
 
-    Args: as :func:`convolve`, for a single mesh.
+    Args: as :func:`convolve`; ``mesh_index``: ``(N,)`` the mesh of each atom, as
+    given to :func:`~torchpme._core.mesh.interpolation_plan`.
     """
     weights = plan.weights.to(values.dtype)
     sorted_values = permute_rows(values, plan.order)
     shape = mesh_shape(plan)
+    owners = None if mesh_index is None else mesh_index.index_select(0, plan.order)
     if torch.jit.is_scripting() or kernel.is_complex():
         filtered = _sorted_convolution(
             plan.stencil, weights, sorted_values, kernel, shape
         )
-        return torch.sum(sorted_values * filtered)
-    return _energy(plan.stencil, weights, sorted_values, kernel.to(values.dtype), shape)
+        per_atom = torch.sum(sorted_values * filtered, dim=1)
+        if owners is None:
+            return torch.sum(per_atom)
+        n_meshes = max(plan.n_meshes, 1)
+        return per_atom.new_zeros(n_meshes).index_add(0, owners, per_atom)
+    kernel = kernel.to(values.dtype)
+    return _energy(plan.stencil, weights, sorted_values, kernel, shape, owners)
 
 
 @torch.jit.unused
-def _energy(nodes, weights, values, kernel, shape: List[int]) -> torch.Tensor:
-    return _ConvolutionEnergy.apply(nodes, weights, values, kernel, shape)
+def _energy(
+    nodes, weights, values, kernel, shape: List[int], owners: Optional[torch.Tensor]
+) -> torch.Tensor:
+    return _ConvolutionEnergy.apply(nodes, weights, values, kernel, shape, owners)
 
 
 def _sorted_convolution(
@@ -312,58 +333,3 @@ def _sorted_convolution(
     return _convolution(
         nodes, weights, sorted_values, kernel.to(sorted_values.dtype), shape
     )
-
-
-@torch.jit.unused
-def convolve_stacks(
-    plan: MeshPlan,
-    values: torch.Tensor,
-    kernel: torch.Tensor,
-    meshes: List[int],
-    atoms: List[int],
-) -> torch.Tensor:
-    """:func:`convolve` of a plan of ``B`` meshes, transformed a few meshes at a time.
-
-    One plan for all the meshes (made with ``mesh_index``) sorts the atoms by mesh
-    first, so the atoms of consecutive meshes are consecutive rows of the sorted
-    plan: each stack is a slice of it, its nodes shifted to the stack's own first
-    mesh. Splits (not slices) keep the backward to one concatenation per input.
-
-    Args:
-        plan: from :func:`torchpme._core.mesh.interpolation_plan` with
-            ``mesh_index``.
-        values: ``(N, C)`` per-atom values, in the atoms' order.
-        kernel: ``(B, n0, n1, n2//2+1)`` real filters, one per mesh.
-        meshes: meshes per stack (summing to ``B``).
-        atoms: atoms per stack (summing to ``N``), in the order of the meshes.
-
-    Returns:
-        ``(N, C)`` filtered values at the atoms, in the atoms' order.
-    """
-    ns = plan.shape
-    weights = plan.weights.to(values.dtype)
-    sorted_values = permute_rows(values, plan.order)
-    mesh_size = _numel(ns)
-    # the flat index of a node is the sum of its three per-axis shares: a stack's
-    # first mesh moves to 0 by shifting the first axis's share
-    axis = torch.zeros((3, 1), dtype=plan.stencil.dtype, device=plan.stencil.device)
-    axis[0] = 1
-    results: List[torch.Tensor] = []
-    first = 0
-    for nodes, part_weights, part_values, part_kernel, count in zip(
-        torch.split(plan.stencil, atoms),
-        torch.split(weights, atoms),
-        torch.split(sorted_values, atoms),
-        torch.split(kernel, meshes, dim=-4),
-        meshes,
-    ):
-        if first > 0:
-            nodes = nodes - axis * (first * mesh_size)
-        results.append(
-            _sorted_convolution(
-                nodes, part_weights, part_values, part_kernel, [count] + list(ns)
-            )
-        )
-        first += count
-    result = torch.cat(results)
-    return torch.zeros_like(result).index_copy(0, plan.order, result)

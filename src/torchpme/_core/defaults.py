@@ -24,7 +24,6 @@ import os
 
 __all__ = [
     "EWALD_ENTRIES",
-    "FILTER_CACHE_BYTES",
     "HOST_FFT_MIN_POINTS",
     "MESH_STACK",
     "MIN_SPARSE_PAIRS",
@@ -74,12 +73,6 @@ MIN_SPARSE_PAIRS = 1 << 16
 #: grows with the mesh; at 128³ (2²¹ points) the two are even. Chosen from the
 #: transforms' share of a step at N = 262144 in ``benchmarks/kernels.py``.
 HOST_FFT_MIN_POINTS = 1 << 22
-
-#: Bytes of k-space filters that a PME/P3M calculator keeps (always at least the
-#: newest). Enough for the filters of a batch's stacks of small meshes; a cell
-#: that changes every step on a fine mesh keeps one stale filter, not several.
-#: Sized with ``benchmarks/batching.py`` (cached and fresh filters).
-FILTER_CACHE_BYTES = 64 << 20
 
 #: Whether CUDA tensors in eager mode use the fused Triton kernels
 #: (:mod:`torchpme._core.fused` decides which calls). ``TORCHPME_TRITON=0`` in the

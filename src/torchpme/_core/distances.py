@@ -6,9 +6,10 @@ differences, the norm's backward, the negated scatter source). On CPUs where
 fresh memory costs its page faults, those allocations take longer than the
 arithmetic. Here the forward builds the pair vectors in place in one buffer (the
 first atoms' positions gathered in chunks; for a kept neighbour list, the buffer
-of the previous step once that step's backward is done) and keeps it; the
+of the previous step of a :class:`~torchpme._core.pairlist.PairList` once that
+step's backward is done) and keeps it; the
 backward scales it once and accumulates it at both ends (for a list used again,
-through its sparse incidence, see :mod:`torchpme._core.pairlist`):
+through the sparse incidence a :class:`~torchpme._core.pairlist.PairList` keeps):
 
 .. math::
 
@@ -21,14 +22,45 @@ with the derivative of the norm taken as 0 at ``r = 0``. Second derivatives run
 the composed form inside the backward pass.
 """
 
+from typing import Optional
+
 import torch
 
 from . import defaults, fused
 from .backward import replay
 from .chunks import chunk_length
-from .pairlist import accumulate_at_ends, lookup
+from .pairlist import PairEnds, PairList, index_columns
+from .validation import compiling
 
-__all__ = ["pair_distances"]
+__all__ = ["accumulate_at_ends", "add_at_ends_atomically", "pair_distances"]
+
+
+def accumulate_at_ends(
+    rows: torch.Tensor,
+    first: torch.Tensor,
+    second: torch.Tensor,
+    n_atoms: int,
+    ends: Optional[PairEnds] = None,
+) -> torch.Tensor:
+    """``(N, k)``: each pair's row added at its second atom and subtracted at its
+    first (``rows`` ``(P, k)``, overwritten). Through ``ends`` when given."""
+    if ends is not None and ends.n_pairs == rows.shape[0] and rows.dim() == 2:
+        return ends.accumulate(rows)
+    result = torch.zeros((n_atoms, rows.shape[1]), dtype=rows.dtype, device=rows.device)
+    if rows.device.type != "cpu":
+        return add_at_ends_atomically(result, rows, first, second)
+    result.index_put_((second,), rows, accumulate=True)
+    return result.index_put_((first,), rows.neg_(), accumulate=True)
+
+
+def add_at_ends_atomically(
+    result: torch.Tensor, rows: torch.Tensor, first: torch.Tensor, second: torch.Tensor
+) -> torch.Tensor:
+    """:func:`accumulate_at_ends` off the CPU, into ``result``: ``index_add_`` adds
+    with atomics there, where an accumulating ``index_put_`` sorts the indices
+    first (several times slower)."""
+    result.index_add_(0, second, rows)
+    return result.index_add_(0, first, rows, alpha=-1.0)
 
 
 def _vectors(positions, cell, first, second, shifts) -> torch.Tensor:
@@ -69,7 +101,7 @@ class _PairDistances(torch.autograd.Function):
             # fused: the pair vectors are recomputed in the backward, not stored
             distances = kernels.pair_distances(positions, cell, first, second, shifts)
             ctx.save_for_backward(positions, cell, first, second, shifts, distances)
-            ctx.vectors = ctx.ends = ctx.pairs = None
+            ctx.vectors = ctx.ends = None
             return distances
         shifts = shifts.to(positions.dtype)
         # the buffer of the previous step when the list is kept and it is free
@@ -92,7 +124,6 @@ class _PairDistances(torch.autograd.Function):
         # would be a reference cycle, freed only by the garbage collector
         ctx.save_for_backward(positions, cell, first, second, shifts, distances)
         ctx.vectors, ctx.ends = vectors, ends
-        ctx.pairs = pairs  # the pair sum of these distances reuses its columns
         return distances
 
     @staticmethod
@@ -137,34 +168,52 @@ def pair_distances(
     positions: torch.Tensor,
     cell: torch.Tensor,
     neighbor_indices: torch.Tensor,
-    shifts: torch.Tensor,
+    shifts: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
     """Differentiable pair distances ``‖r_j − r_i + S A‖``.
 
     Args:
         positions: ``(N, 3)``.
         cell: ``(3, 3)``, rows are lattice vectors.
-        neighbor_indices: ``(P, 2)`` pairs ``(i, j)``.
-        shifts: ``(P, 3)`` integer (or float) cell shifts.
+        neighbor_indices: ``(P, 2)`` pairs ``(i, j)``, or a
+            :class:`~torchpme.neighbors.PairList` (which holds the shifts, and whose
+            work buffer and pair incidence then serve every step).
+        shifts: ``(P, 3)`` integer (or float) cell shifts; ``None`` with a
+            ``PairList``.
 
     Returns:
         ``(P,)`` distances in the dtype of ``positions``, with (twice
         differentiable) gradients flowing to ``positions`` and ``cell``.
     """
     if torch.jit.is_scripting():
+        if shifts is None:
+            raise ValueError("pair_distances needs `shifts` for a tensor of indices")
         first, second = neighbor_indices[:, 0], neighbor_indices[:, 1]
         return _distances_from_ops(
             positions, cell, first, second, shifts.to(positions.dtype)
         )
-    # converted inside: the fused kernels read integer shifts as they are
     return _distances_by_function(positions, cell, neighbor_indices, shifts)
 
 
 def _distances_by_function(positions, cell, neighbor_indices, shifts) -> torch.Tensor:
-    pairs = lookup(neighbor_indices)
-    # the list's kept work buffer and sparse incidence serve it only on CPU, in
-    # eager mode, where the list itself is kept
-    kept = pairs if pairs.version >= 0 else None
+    pairs = None
+    if isinstance(neighbor_indices, PairList):
+        if shifts is not None:
+            raise ValueError(
+                "pair_distances takes the shifts of a PairList from the list: "
+                "pass `shifts=None`"
+            )
+        pairs, shifts = neighbor_indices, neighbor_indices.shifts
+        first, second = pairs.first, pairs.second
+    elif shifts is None:
+        raise ValueError("pair_distances needs `shifts` for a tensor of indices")
+    else:
+        first, second = index_columns(neighbor_indices)
+    if compiling() or first.device.type != "cpu":
+        # its columns only: a buffer handed between steps has no place in a
+        # traced graph, and on accelerators fresh memory costs no page faults
+        pairs = None
+    # converted inside: the fused kernels read integer shifts as they are
     return _PairDistances.apply(
-        positions, cell.to(positions.dtype), pairs.first, pairs.second, shifts, kept
+        positions, cell.to(positions.dtype), first, second, shifts, pairs
     )

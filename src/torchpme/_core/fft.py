@@ -17,7 +17,6 @@ from typing import List, Tuple
 import torch
 
 from . import defaults
-from .backward import channel_factors
 from .validation import compiling
 
 __all__ = ["differentiable_filter", "filter_mesh", "irfft3", "rfft3"]
@@ -107,28 +106,6 @@ def _overlap(spectrum: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
     return (a[..., 0] * b[..., 0]).addcmul_(a[..., 1], b[..., 1])
 
 
-def _channel_scales(grad: torch.Tensor, mesh: torch.Tensor):
-    """Per-channel ``c`` with ``grad = c · mesh`` to rounding, shaped to broadcast
-    against the mesh, or ``None`` (see :func:`~torchpme._core.backward.channel_factors`).
-
-    In the backward pass of an energy ``E = ½ ρᵀ A ρ`` the gradient reaching the
-    filter is the spread of the same charges that made ``ρ``, so ``A · grad`` is the
-    forward result times ``c``: two FFTs saved (``A`` is linear).
-    """
-    channels = mesh.shape[0]
-    factors = channel_factors(
-        grad.reshape(channels, -1).t(),
-        mesh.reshape(channels, -1).t(),
-        # spreading c·q and c times spreading q round differently, more so where
-        # opposite charges cancel on a node (measured 25–110 eps, neutral crystals)
-        rounding=256.0,
-    )
-    if factors is None:
-        return None
-    scales = torch.tensor(factors, dtype=mesh.dtype, device=mesh.device)
-    return scales.reshape([channels] + [1] * (mesh.dim() - 1))
-
-
 class _Transform(torch.autograd.Function):
     """``rfftn`` over the last three axes whose adjoint is the half-spectrum
     inverse ``irfftn(g / w, norm="forward")`` (one complex-to-real transform; the
@@ -193,7 +170,7 @@ class _Filter(torch.autograd.Function):
         spectrum = rfft3(mesh)
         result = irfft3(_apply_kernel(spectrum, kernel), sizes)
         output = result if scale == 1.0 else result * scale
-        ctx.save_for_backward(mesh, kernel, output)
+        ctx.save_for_backward(mesh, kernel)
         # the spectrum serves the kernel gradient of a first-order backward
         ctx.spectrum = spectrum if kernel.requires_grad else None
         ctx.scale = scale
@@ -201,13 +178,9 @@ class _Filter(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad):
-        mesh, kernel, output = ctx.saved_tensors
+        mesh, kernel = ctx.saved_tensors
         grad_mesh = grad_kernel = None
         double_backward = torch.is_grad_enabled()
-        if not double_backward:
-            factor = _channel_scales(grad, mesh)
-            if factor is not None:
-                return _scaled_backward(ctx, factor, mesh, kernel, output)
         if double_backward:
             grad_spectrum = _differentiable_rfft3(grad)
         else:
@@ -239,23 +212,6 @@ class _Filter(torch.autograd.Function):
             overlap = _overlap(spectrum, grad_spectrum)
             grad_kernel = overlap.mul_(ctx.scale * weight).sum_to_size(kernel.shape)
         return grad_mesh, grad_kernel, None
-
-
-def _scaled_backward(ctx, factor: torch.Tensor, mesh, kernel, output):
-    """Backward for ``grad = factor · mesh`` (per channel): no transform needed."""
-    grad_mesh = grad_kernel = None
-    if ctx.needs_input_grad[0]:
-        grad_mesh = output * factor
-    if ctx.needs_input_grad[1]:
-        spectrum = ctx.spectrum
-        if spectrum is None:
-            spectrum = torch.fft.rfftn(mesh, dim=(-3, -2, -1))
-        weight = _multiplicity(
-            mesh.shape[-1], spectrum.shape[-1], mesh.dtype, mesh.device
-        )
-        power = _overlap(spectrum, spectrum)
-        grad_kernel = power.mul_(factor * ctx.scale * weight).sum_to_size(kernel.shape)
-    return grad_mesh, grad_kernel, None
 
 
 def _plain(

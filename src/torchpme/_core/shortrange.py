@@ -10,10 +10,12 @@ computes the value and the derivative
 
     v'(r) = −\\frac{1}{r}\\left(v(r) + A\\sqrt{\\tfrac{2}{π}}\\frac{e^{−r²/2σ²}}{σ}\\right)
 
-in one pass. For an energy (upstream gradient proportional to the charges) the
-gradient of each distance is ``c q_i q_j v'(r_ij)``: the forward keeps these
-products, one per pair and channel, and the backward is a single multiplication
-per pair; any other upstream gradient recomputes ``v'`` from the distances. Second
+in one pass. For the potentials (:func:`coulomb_pair_sum`) the forward keeps
+``v'`` and the backward gathers the upstream gradient over the pairs. For the
+energy (:func:`coulomb_pair_energy`) the upstream gradient of the potentials is
+``(∂L/∂E) · q`` by construction, so the gradient of each distance is
+``(∂L/∂E) q_i q_j v'(r_ij)``: the forward keeps these products and the backward is
+a single multiplication per pair. Second
 derivatives (forces in a loss) are built in the backward pass from two small
 Functions, ``v`` whose derivative is ``v'`` and ``v'`` whose derivative is
 
@@ -31,11 +33,10 @@ from typing import Callable, List, Optional, Tuple
 import torch
 
 from . import defaults, fused
-from .backward import channel_factors, factors_possible
 from .chunks import chunk_length
-from .pairlist import columns_for
+from .pairlist import columns
 
-__all__ = ["coulomb_pair_sum"]
+__all__ = ["coulomb_pair_energy", "coulomb_pair_sum"]
 
 
 def _pair_values(distances, smearing: torch.Tensor, prefactor: torch.Tensor):
@@ -160,10 +161,19 @@ class _PairValues(torch.autograd.Function):
 
 
 class _CoulombPairSum(torch.autograd.Function):
+    """The pair sum ``φ`` ``(N, C)``, or with ``energy`` the energy ``Σ q · φ``
+    (0-dim; per system ``(B,)`` with ``owners``, the system of each atom), whose
+    upstream gradient is known to be ``(∂L/∂E) · q``: its backward multiplies the
+    products ``q_i q_j v'(r_ij)`` kept by the forward, instead of gathering the
+    upstream gradient over the pairs."""
+
     @staticmethod
-    def forward(ctx, charges, indices, distances, smearing, prefactor, full):
-        first, second = columns_for(indices, distances)
-        ctx.constants = (smearing, prefactor, full)
+    def forward(
+        ctx, charges, first, second, distances, smearing, prefactor, full, energy,
+        owners, n_systems,
+    ):  # fmt: skip
+        ctx.constants = (smearing, prefactor, full, energy)
+        ctx.owners = owners
         ctx.kernels = fused.kernels_for(distances)
         if ctx.kernels is not None:  # one fused kernel; v, v' kept as needed
             potential, ctx.values, ctx.derivatives = ctx.kernels.coulomb_pair_sum(
@@ -172,15 +182,19 @@ class _CoulombPairSum(torch.autograd.Function):
             )  # fmt: skip
             ctx.save_for_backward(charges, distances, first, second)
             ctx.products = None
-            return potential
+            if not energy:
+                return potential
+            return _energies(charges, potential, owners, n_systems)
         n_pairs = distances.shape[0]
         # what the backward needs is written chunk by chunk into pair-sized buffers
-        kept = distances.new_empty(n_pairs) if charges.requires_grad else None
-        products = None  # q_i q_j v'(r_ij) per channel, for an energy's gradient
-        derivatives: List[torch.Tensor] = []  # v'(r_ij) elsewhere (no shortcut)
-        keep_derivatives = distances.requires_grad and not factors_possible(charges)
-        if distances.requires_grad and not keep_derivatives:
+        kept = None  # v(r_ij), for the charges' gradient of the potentials
+        if charges.requires_grad and not energy:
+            kept = distances.new_empty(n_pairs)
+        products = None  # q_i q_j v'(r_ij) per channel, for the energy's gradient
+        derivatives: List[torch.Tensor] = []  # v'(r_ij), for the potentials'
+        if distances.requires_grad and energy:
             products = distances.new_empty((charges.shape[1], n_pairs))
+        keep_derivatives = distances.requires_grad and not energy
 
         def values(start: int, stop: int):
             v, scaled, inverse = _pair_values(
@@ -198,69 +212,120 @@ class _CoulombPairSum(torch.autograd.Function):
 
         potential = _pair_sum(charges, first, second, values, full, products)
         ctx.save_for_backward(charges, distances, first, second)
-        ctx.values, ctx.products = kept, products
-        # on accelerators one chunk: v' is kept as computed, not evaluated again
+        ctx.values = kept
+        ctx.products = None if products is None else products.sum(0)
         ctx.derivatives = None
         if derivatives:
             ctx.derivatives = (
                 torch.cat(derivatives) if len(derivatives) > 1 else derivatives[0]
             )
-        return potential
+        if not energy:
+            return potential
+        ctx.potential = potential  # ∂E/∂q = 2 φ (the pair sum is symmetric)
+        return _energies(charges, potential, owners, n_systems)
 
     @staticmethod
     def backward(ctx, grad):
-        charges, distances, first, second = ctx.saved_tensors
-        smearing, prefactor, full = ctx.constants
+        charges, _, first, second = ctx.saved_tensors
+        full, energy = ctx.constants[2:]
         needs = ctx.needs_input_grad
         if torch.is_grad_enabled():  # second derivatives, differentiable
-            # int64 columns: differentiated, the gathers become row additions by
-            # index, which on CPU are several times slower with int32 indices
-            first, second = first.long(), second.long()
+            return _differentiable_gradients(ctx, grad)
+        per_atom = _per_atom(grad, ctx.owners) if energy else grad
+        if energy and ctx.kernels is None:
             grad_charges = grad_distances = None
             if needs[0]:
-                values = _PairValues.apply(distances, smearing, prefactor)
-                grad_charges = _pair_sum(grad, second, first, _slices(values), full)
-            if needs[2]:
-                overlap = _pair_overlap(grad, charges, first, second, full)
-                slopes = _PairSlopes.apply(distances, smearing, prefactor)
-                grad_distances = 0.5 * overlap * slopes
-            return grad_charges, None, grad_distances, None, None, None
+                grad_charges = ctx.potential * (2.0 * per_atom)
+            if needs[3]:
+                # each stored pair carries the full q_i q_j v' of E (half the
+                # ordered pair's share for a full list); a pair's system is
+                # that of its atoms
+                per_pair = grad
+                if ctx.owners is not None:
+                    per_pair = per_atom[:, 0].index_select(0, first)
+                grad_distances = ctx.products * (per_pair * (0.5 if full else 1.0))
+            return (grad_charges, None, None, grad_distances) + (None,) * 6
+        upstream = per_atom * charges if energy else grad
         if ctx.kernels is not None:
             grad_charges, grad_distances = ctx.kernels.coulomb_pair_sum_backward(
-                grad, charges, first, second, ctx.values if needs[0] else None,
-                ctx.derivatives if needs[2] else None, full,
+                upstream, charges, first, second, ctx.values if needs[0] else None,
+                ctx.derivatives if needs[3] else None, full,
             )  # fmt: skip
-            return grad_charges, None, grad_distances, None, None, None
+            if energy and grad_charges is not None:
+                grad_charges = 2.0 * grad_charges  # q enters E twice
+            return (grad_charges, None, None, grad_distances) + (None,) * 6
         grad_charges = grad_distances = None
         if needs[0]:
             # the adjoint sends the gradient back along each stored pair
-            values = _slices(ctx.values)
-            grad_charges = _pair_sum(grad, second, first, values, full)
-        if needs[2]:
-            factors = None
-            if ctx.products is not None:
-                factors = channel_factors(grad, charges)
-            if factors is not None:
-                # g = c·q (an energy): c · q_i q_j v', kept from the forward
-                weight = 0.5 if full else 1.0
-                if len(factors) == 1:
-                    grad_distances = ctx.products[0] * (weight * factors[0])
-                else:
-                    c = torch.tensor(factors, dtype=grad.dtype, device=grad.device)
-                    grad_distances = (c.unsqueeze(-1) * ctx.products).sum(0)
-                    grad_distances.mul_(weight)
-            else:
-                overlap = _pair_overlap(grad, charges, first, second, full)
-                derivatives = ctx.derivatives
-                if derivatives is None:
-                    derivatives = _derivatives(distances, smearing, prefactor)
-                grad_distances = overlap.mul_(derivatives).mul_(0.5)
-        return grad_charges, None, grad_distances, None, None, None
+            grad_charges = _pair_sum(grad, second, first, _slices(ctx.values), full)
+        if needs[3]:
+            overlap = _pair_overlap(grad, charges, first, second, full)
+            grad_distances = overlap.mul_(ctx.derivatives).mul_(0.5)
+        return (grad_charges, None, None, grad_distances) + (None,) * 6
+
+
+def _differentiable_gradients(ctx, grad):
+    """The backward pass as differentiable expressions (forces in a loss); for an
+    energy the upstream gradient of the potentials is ``grad · q`` and the
+    charges enter twice."""
+    charges, distances, first, second = ctx.saved_tensors
+    smearing, prefactor, full, energy = ctx.constants
+    needs = ctx.needs_input_grad
+    upstream = _per_atom(grad, ctx.owners) * charges if energy else grad
+    # int64 columns: differentiated, the gathers become row additions by index,
+    # which on CPU are several times slower with int32 indices
+    first, second = first.long(), second.long()
+    grad_charges = grad_distances = None
+    if needs[0]:
+        values = _PairValues.apply(distances, smearing, prefactor)
+        grad_charges = _pair_sum(upstream, second, first, _slices(values), full)
+        if energy:
+            grad_charges = 2.0 * grad_charges
+    if needs[3]:
+        overlap = _pair_overlap(upstream, charges, first, second, full)
+        slopes = _PairSlopes.apply(distances, smearing, prefactor)
+        grad_distances = 0.5 * overlap * slopes
+    return (grad_charges, None, None, grad_distances) + (None,) * 6
+
+
+def _energies(charges, potential, owners: Optional[torch.Tensor], n_systems: int):
+    """``Σ q · φ`` in all (0-dim), or per system of ``owners`` ``(B,)``."""
+    if owners is None:
+        return torch.sum(charges * potential)
+    per_atom = torch.sum(charges * potential, dim=1)
+    return per_atom.new_zeros(n_systems).index_add(0, owners, per_atom)
+
+
+def _per_atom(grad: torch.Tensor, owners: Optional[torch.Tensor]) -> torch.Tensor:
+    """The upstream gradient of each atom's energy: ``grad`` (0-dim) itself, or
+    that of its system, ``(N, 1)``."""
+    if owners is None:
+        return grad
+    return grad.index_select(0, owners).unsqueeze(1)
+
+
+def _apply(
+    charges, neighbor_indices, distances, smearing, prefactor, full, energy,
+    owners=None, n_systems=0,
+):  # fmt: skip
+    first, second = columns(neighbor_indices)
+    return _CoulombPairSum.apply(
+        charges,
+        first,
+        second,
+        distances.to(charges.dtype),
+        smearing.detach().to(charges.dtype),
+        prefactor.detach().to(charges.dtype),
+        full,
+        energy,
+        owners,
+        n_systems,
+    )
 
 
 def coulomb_pair_sum(
     charges: torch.Tensor,
-    neighbor_indices: torch.Tensor,
+    neighbor_indices,
     neighbor_distances: torch.Tensor,
     smearing: torch.Tensor,
     prefactor: torch.Tensor,
@@ -270,7 +335,8 @@ def coulomb_pair_sum(
 
     Args:
         charges: ``(N, C)``.
-        neighbor_indices: ``(P, 2)`` pairs ``(i, j)``.
+        neighbor_indices: ``(P, 2)`` pairs ``(i, j)``, or a
+            :class:`~torchpme._core.pairlist.PairList` (its kept columns).
         neighbor_distances: ``(P,)`` distances (> 0).
         smearing, prefactor: ``σ`` and ``A``, 0-dim tensors (constants: no gradient
             flows to them; use the composed form when one is needed).
@@ -279,11 +345,31 @@ def coulomb_pair_sum(
     Returns:
         ``(N, C)`` potential, differentiable (twice) in charges and distances.
     """
-    return _CoulombPairSum.apply(
-        charges,
-        neighbor_indices,
-        neighbor_distances.to(charges.dtype),
-        smearing.detach().to(charges.dtype),
-        prefactor.detach().to(charges.dtype),
-        full_neighbor_list,
-    )
+    return _apply(
+        charges, neighbor_indices, neighbor_distances, smearing, prefactor,
+        full_neighbor_list, False,
+    )  # fmt: skip
+
+
+def coulomb_pair_energy(
+    charges: torch.Tensor,
+    neighbor_indices,
+    neighbor_distances: torch.Tensor,
+    smearing: torch.Tensor,
+    prefactor: torch.Tensor,
+    full_neighbor_list: bool,
+    system_index: Optional[torch.Tensor] = None,
+    n_systems: int = 0,
+) -> torch.Tensor:
+    """``Σ_ic q_ic φ_ic`` of :func:`coulomb_pair_sum`, whose backward pass is one
+    multiplication per pair (arguments as there).
+
+    Returns:
+        The energy, 0-dim; with ``system_index`` (``(N,)``, the system of each
+        atom; pairs never join two systems) the ``(n_systems,)`` energies of the
+        systems.
+    """
+    return _apply(
+        charges, neighbor_indices, neighbor_distances, smearing, prefactor,
+        full_neighbor_list, True, system_index, n_systems,
+    )  # fmt: skip

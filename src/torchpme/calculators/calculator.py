@@ -4,16 +4,19 @@ from typing import Optional
 
 import torch
 
+from .._core.pairlist import indices_of
 from .._core.pairs import neutralised_corrections, pair_sum
-from .._core.shortrange import coulomb_pair_sum
-from .._core.validation import check_shape, message
+from .._core.shortrange import coulomb_pair_energy, coulomb_pair_sum
+from .._core.validation import message
 from .._utils import _validate_parameters
 from ..potentials import CoulombPotential, Potential
+from ._batch import BatchMethods
+from ._batch import energies as _energies
 
 __all__ = ["Calculator"]
 
 
-class Calculator(torch.nn.Module):
+class Calculator(BatchMethods, torch.nn.Module):
     """Per-atom potentials from a pair potential, summed over a neighbour list.
 
     ``V_i = ½ Σ_j q_j v(r_ij)`` over the neighbours ``j`` of ``i`` (periodic images
@@ -54,13 +57,13 @@ class Calculator(torch.nn.Module):
         neighbor_distances: torch.Tensor,
         pair_mask: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
-        """Half the pair sum of the short-range (or bare) potential, ``(N, C)``."""
+        """Half the pair sum of the short-range (or bare) potential, ``(N, C)``
+        (``neighbor_indices`` may be a :class:`~torchpme.neighbors.PairList` in
+        eager mode)."""
         if not torch.jit.is_scripting():
-            fused = self._fused_rspace(
-                charges, neighbor_indices, neighbor_distances, pair_mask
-            )
-            if fused is not None:
-                return fused
+            if self._fused_applies(pair_mask):
+                return self._fused_rspace(charges, neighbor_indices, neighbor_distances)
+            neighbor_indices = indices_of(neighbor_indices)
         with torch.profiler.record_function("compute bare potential"):
             if self.potential.smearing is None:
                 values = self.potential.from_dist(neighbor_distances, pair_mask)
@@ -74,34 +77,65 @@ class Calculator(torch.nn.Module):
             return pair_sum(charges, neighbor_indices, values, self.full_neighbor_list)
 
     @torch.jit.unused
-    def _fused_rspace(
-        self,
-        charges: torch.Tensor,
-        neighbor_indices: torch.Tensor,
-        neighbor_distances: torch.Tensor,
-        pair_mask: Optional[torch.Tensor],
-    ) -> Optional[torch.Tensor]:
-        """The fused Coulomb pair sum where it applies (a plain range-separated
-        Coulomb potential whose parameters need no gradient), else ``None``."""
+    def _fused_applies(self, pair_mask: Optional[torch.Tensor]) -> bool:
+        """Whether the fused Coulomb pair sum applies: a plain range-separated
+        Coulomb potential whose parameters need no gradient, and no pair mask."""
         potential = self.potential
         smearing = potential.smearing
-        if (
+        return not (
             type(potential) is not CoulombPotential
             or smearing is None
             or smearing.requires_grad
             or potential.prefactor.requires_grad
             or potential.exclusion_radius is not None
             or pair_mask is not None
-        ):
-            return None
+        )
+
+    @torch.jit.unused
+    def _fused_rspace(
+        self,
+        charges: torch.Tensor,
+        neighbor_indices: torch.Tensor,
+        neighbor_distances: torch.Tensor,
+    ) -> torch.Tensor:
+        """The fused Coulomb pair sum."""
         return coulomb_pair_sum(
             charges,
             neighbor_indices,
             neighbor_distances,
-            smearing,
-            potential.prefactor,
+            self.potential.smearing,
+            self.potential.prefactor,
             self.full_neighbor_list,
         )
+
+    @torch.jit.unused
+    def _rspace_energy(
+        self,
+        charges: torch.Tensor,
+        neighbor_indices: torch.Tensor,
+        neighbor_distances: torch.Tensor,
+        pair_mask: Optional[torch.Tensor],
+        system_index: Optional[torch.Tensor] = None,
+        n_systems: int = 0,
+    ) -> torch.Tensor:
+        """``Σ q · _compute_rspace(...)`` (per system with ``system_index``),
+        through the fused energy where it applies (its backward knows the
+        upstream gradient by construction)."""
+        if self._fused_applies(pair_mask):
+            return coulomb_pair_energy(
+                charges,
+                neighbor_indices,
+                neighbor_distances,
+                self.potential.smearing,
+                self.potential.prefactor,
+                self.full_neighbor_list,
+                system_index,
+                n_systems,
+            )
+        rspace = self._compute_rspace(
+            charges, neighbor_indices, neighbor_distances, pair_mask
+        )
+        return _energies(charges, rspace, system_index, n_systems)
 
     def _compute_kspace(
         self,
@@ -111,6 +145,7 @@ class Calculator(torch.nn.Module):
         periodic: Optional[torch.Tensor] = None,
         kvectors: Optional[torch.Tensor] = None,
         node_mask: Optional[torch.Tensor] = None,
+        mesh_filter: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
         raise NotImplementedError(
             "the base Calculator has no reciprocal-space part: use EwaldCalculator, "
@@ -118,10 +153,20 @@ class Calculator(torch.nn.Module):
         )
 
     def _check_kspace_inputs(
-        self, node_mask: Optional[torch.Tensor], kvectors: Optional[torch.Tensor]
+        self,
+        node_mask: Optional[torch.Tensor],
+        kvectors: Optional[torch.Tensor],
+        mesh_filter: Optional[torch.Tensor],
     ) -> None:
-        """Reject, before any work, inputs this method cannot use (none here)."""
-        pass
+        """Reject, before any work, inputs this method cannot use."""
+        if mesh_filter is not None:
+            raise ValueError(
+                message(
+                    "mesh_filter",
+                    "None (only PMECalculator and P3MCalculator take a filter)",
+                    "a tensor",
+                )
+            )
 
     def _finish_kspace(
         self,
@@ -162,6 +207,7 @@ class Calculator(torch.nn.Module):
         node_mask: Optional[torch.Tensor] = None,
         pair_mask: Optional[torch.Tensor] = None,
         kvectors: Optional[torch.Tensor] = None,
+        mesh_filter: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
         """Per-atom potentials ``(N, C)``.
 
@@ -169,13 +215,17 @@ class Calculator(torch.nn.Module):
             charges: ``(N, C)`` charges (or any per-atom weights), C channels.
             cell: ``(3, 3)`` cell, rows are lattice vectors.
             positions: ``(N, 3)`` Cartesian positions.
-            neighbor_indices: ``(P, 2)`` neighbour pairs ``(i, j)``.
+            neighbor_indices: ``(P, 2)`` neighbour pairs ``(i, j)``, or (eager
+                mode) a :class:`~torchpme.neighbors.PairList`, whose kept index
+                columns then serve every call.
             neighbor_distances: ``(P,)`` pair distances (of the periodic images).
             periodic: ``(3,)`` bools; with exactly two ``True`` the 2-D slab
                 correction is applied for Coulomb potentials.
             node_mask: ``(N,)`` bools, ``False`` for padding atoms (Ewald only).
             pair_mask: ``(P,)`` bools, ``False`` for padding pairs.
             kvectors: ``(K, 3)`` precomputed k-vectors (Ewald only).
+            mesh_filter: the filter of ``cell`` from ``mesh_filter(cell)`` (PME
+                and P3M only), reused while the cell and potential are unchanged.
 
         Returns:
             ``(N, C)`` potentials; the energy is ``(charges * result).sum()``.
@@ -192,7 +242,7 @@ class Calculator(torch.nn.Module):
             kvectors,
             cell_required=self.potential.smearing is not None,
         )
-        self._check_kspace_inputs(node_mask, kvectors)
+        self._check_kspace_inputs(node_mask, kvectors, mesh_filter)
         rspace = self._compute_rspace(
             charges, neighbor_indices, neighbor_distances, pair_mask
         )
@@ -205,6 +255,7 @@ class Calculator(torch.nn.Module):
             periodic=periodic,
             kvectors=kvectors,
             node_mask=node_mask,
+            mesh_filter=mesh_filter,
         )
 
     @torch.jit.unused
@@ -217,14 +268,16 @@ class Calculator(torch.nn.Module):
         neighbor_distances: torch.Tensor,
         periodic: Optional[torch.Tensor] = None,
         pair_mask: Optional[torch.Tensor] = None,
+        mesh_filter: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
         """The energy ``E = Σ_ic q_ic V_ic``, a 0-dim tensor.
 
-        The same number as ``(charges * self(...)).sum()``; mesh calculators
-        differentiate it faster where :meth:`forward` cannot tell that its
-        gradient comes from an energy (on accelerators, and under
-        ``torch.compile``): the backward pass of the mesh part then runs no
-        transform. Arguments as :meth:`forward` (not available in TorchScript).
+        The same number as ``(charges * self(...)).sum()``, differentiated
+        faster: its upstream gradient is known by construction, so the backward
+        pass of the mesh part reuses the forward pass (no transform) and that of
+        the Coulomb pair sum is one multiplication per pair. Use it whenever the
+        energy (forces, stress, ``∂E/∂q = 2 V``) is what is differentiated.
+        Arguments as :meth:`forward` (not available in TorchScript).
 
         Example:
             >>> from torchpme import CoulombPotential
@@ -245,13 +298,15 @@ class Calculator(torch.nn.Module):
             pair_mask,
             cell_required=self.potential.smearing is not None,
         )
-        rspace = self._compute_rspace(
+        self._check_kspace_inputs(None, None, mesh_filter)
+        energy = self._rspace_energy(
             charges, neighbor_indices, neighbor_distances, pair_mask
         )
-        energy = torch.sum(charges * rspace)
         if self.potential.smearing is None:
             return energy
-        return energy + self._kspace_energy(charges, cell, positions, periodic)
+        return energy + self._kspace_energy(
+            charges, cell, positions, periodic, mesh_filter
+        )
 
     @torch.jit.unused
     def _kspace_energy(
@@ -260,131 +315,10 @@ class Calculator(torch.nn.Module):
         cell: torch.Tensor,
         positions: torch.Tensor,
         periodic: Optional[torch.Tensor],
+        mesh_filter: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
         """``Σ q · _compute_kspace(...)``; mesh methods override it."""
         potential = self._compute_kspace(
             charges=charges, cell=cell, positions=positions, periodic=periodic
         )
         return torch.sum(charges * potential)
-
-    @torch.jit.unused
-    def forward_batch(
-        self,
-        charges: torch.Tensor,
-        cells: torch.Tensor,
-        positions: torch.Tensor,
-        system_index: torch.Tensor,
-        neighbor_indices: torch.Tensor,
-        neighbor_distances: torch.Tensor,
-        periodic: Optional[torch.Tensor] = None,
-        pair_mask: Optional[torch.Tensor] = None,
-    ) -> torch.Tensor:
-        """Per-atom potentials of a batch of systems packed along the atom axis.
-
-        Systems may differ in cell and atom count; each gets exactly the result of
-        :meth:`forward` on its own (mesh calculators group systems of equal mesh
-        size and transform their meshes together). The grouping reads the cells
-        and system indices on the host, so on an accelerator a call synchronises
-        with it; PME/P3M with ``fixed_mesh`` read nothing (one group), and their
-        batched step can be captured in a CUDA graph like :meth:`forward`.
-
-        Args:
-            charges: ``(N, C)`` charges of all atoms of all systems.
-            cells: ``(B, 3, 3)`` one cell per system.
-            positions: ``(N, 3)`` positions.
-            system_index: ``(N,)`` int64, the system of each atom, in ``[0, B)``.
-            neighbor_indices: ``(P, 2)`` pairs, indices into the packed atoms (pairs
-                never join two systems).
-            neighbor_distances: ``(P,)`` pair distances.
-            periodic: ``(B, 3)`` periodic directions per system (slab correction).
-            pair_mask: ``(P,)`` bools, ``False`` for padding pairs.
-
-        Returns:
-            ``(N, C)`` potentials; system ``b``'s energy is the sum of
-            ``charges * result`` over its atoms.
-        """
-        check_shape("cells", cells, [-1, 3, 3], "(B, 3, 3)")
-        n_systems = cells.shape[0]
-        _validate_parameters(
-            charges,
-            cells[0] if n_systems > 0 else torch.eye(3, dtype=positions.dtype),
-            positions,
-            neighbor_indices,
-            neighbor_distances,
-            None,
-            pair_mask,
-            cell_required=self.potential.smearing is not None,
-        )
-        check_shape(
-            "system_index", system_index, [positions.shape[0]], "(N,) like positions"
-        )
-        if periodic is not None:
-            check_shape("periodic", periodic, [n_systems, 3], "(B, 3)")
-        rspace = self._compute_rspace(
-            charges, neighbor_indices, neighbor_distances, pair_mask
-        )
-        if self.potential.smearing is None:
-            return rspace
-        return rspace + self._compute_kspace_batch(
-            charges, cells, positions, system_index, periodic
-        )
-
-    @torch.jit.unused
-    def _compute_kspace_batch(
-        self,
-        charges: torch.Tensor,
-        cells: torch.Tensor,
-        positions: torch.Tensor,
-        system_index: torch.Tensor,
-        periodic: Optional[torch.Tensor],
-    ) -> torch.Tensor:
-        """k-space part of a packed batch, one system at a time."""
-        result = torch.zeros_like(charges)
-        for system in range(cells.shape[0]):
-            atoms = torch.nonzero(system_index == system).squeeze(1)
-            part = self._compute_kspace(
-                charges=charges.index_select(0, atoms),
-                cell=cells[system],
-                positions=positions.index_select(0, atoms),
-                periodic=None if periodic is None else periodic[system],
-            )
-            result = result.index_copy(0, atoms, part)
-        return result
-
-    @torch.jit.unused
-    def _finish_kspace_batch(
-        self,
-        potential: torch.Tensor,
-        charges: torch.Tensor,
-        cells: torch.Tensor,
-        positions: torch.Tensor,
-        system_index: torch.Tensor,
-        periodic: Optional[torch.Tensor],
-    ) -> torch.Tensor:
-        """:meth:`_finish_kspace` for packed systems; ``potential`` is already
-        divided by each system's volume."""
-        volumes = torch.abs(torch.linalg.det(cells))
-        totals = torch.zeros(
-            (cells.shape[0], charges.shape[1]),
-            dtype=charges.dtype,
-            device=charges.device,
-        ).index_add(0, system_index, charges)
-        potential = neutralised_corrections(
-            potential,
-            charges,
-            volumes.index_select(0, system_index).unsqueeze(-1),
-            self.potential.self_contribution(),
-            self.potential.background_correction(),
-            totals.index_select(0, system_index),
-        )
-        if periodic is not None:
-            for system in range(cells.shape[0]):
-                atoms = torch.nonzero(system_index == system).squeeze(1)
-                slab = self.potential.pbc_correction(
-                    periodic[system],
-                    positions.index_select(0, atoms),
-                    cells[system],
-                    charges.index_select(0, atoms),
-                )
-                potential = potential.index_add(0, atoms, slab)
-        return potential / 2.0

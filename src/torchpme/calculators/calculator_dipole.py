@@ -5,6 +5,7 @@ from typing import List, Optional
 import torch
 
 from .._core import kspace
+from .._core.pairlist import indices_of
 from .._core.pairs import (
     chunk_size,
     dipole_pair_sum,
@@ -130,9 +131,12 @@ class CalculatorDipole(torch.nn.Module):
             dipoles: ``(N, 3)`` point dipoles.
             cell: ``(3, 3)`` cell, rows are lattice vectors.
             positions: ``(N, 3)`` Cartesian positions.
-            neighbor_indices: ``(P, 2)`` pairs ``(i, j)``.
+            neighbor_indices: ``(P, 2)`` pairs ``(i, j)`` (or, in eager mode, a
+                :class:`~torchpme.neighbors.PairList`).
             neighbor_vectors: ``(P, 3)`` pair vectors ``r_j − r_i`` (with images).
         """
+        if not torch.jit.is_scripting():
+            neighbor_indices = indices_of(neighbor_indices)
         check_shape("dipoles", dipoles, [-1, 3], "(N, 3)")
         check_like("dipoles", dipoles, positions, "positions")
         check_shape("neighbor_vectors", neighbor_vectors, [-1, 3], "(P, 3)")

@@ -86,6 +86,7 @@ class EwaldCalculator(Calculator):
         periodic: Optional[torch.Tensor] = None,
         kvectors: Optional[torch.Tensor] = None,
         node_mask: Optional[torch.Tensor] = None,
+        mesh_filter: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
         weights: Optional[torch.Tensor] = None
         if kvectors is None:

@@ -1,0 +1,228 @@
+"""The batch methods of every calculator: ``forward_batch`` and ``energy_batch``
+over systems packed along the atom axis (a mixin of
+:class:`~torchpme.calculators.Calculator`)."""
+
+from typing import Optional
+
+import torch
+
+from .._core.pairs import neutralised_corrections
+from .._core.validation import check_shape
+from .._utils import _validate_parameters
+
+__all__ = ["BatchMethods", "energies"]
+
+
+class BatchMethods:
+    """``forward_batch``/``energy_batch`` and their k-space parts, over the
+    calculator's ``_compute_rspace``, ``_rspace_energy`` and ``_compute_kspace``."""
+
+    @torch.jit.unused
+    def forward_batch(
+        self,
+        charges: torch.Tensor,
+        cells: torch.Tensor,
+        positions: torch.Tensor,
+        system_index: torch.Tensor,
+        neighbor_indices: torch.Tensor,
+        neighbor_distances: torch.Tensor,
+        periodic: Optional[torch.Tensor] = None,
+        pair_mask: Optional[torch.Tensor] = None,
+    ) -> torch.Tensor:
+        """Per-atom potentials of a batch of systems packed along the atom axis.
+
+        Systems may differ in cell and atom count; each gets exactly the result of
+        :meth:`forward` on its own (mesh calculators group systems of equal mesh
+        size and transform their meshes together). The grouping reads the cells
+        and system indices on the host, so on an accelerator a call synchronises
+        with it; PME/P3M with ``fixed_mesh`` read nothing (one group), and their
+        batched step can be captured in a CUDA graph like :meth:`forward`.
+
+        Args:
+            charges: ``(N, C)`` charges of all atoms of all systems.
+            cells: ``(B, 3, 3)`` one cell per system.
+            positions: ``(N, 3)`` positions.
+            system_index: ``(N,)`` int64, the system of each atom, in ``[0, B)``.
+            neighbor_indices: ``(P, 2)`` pairs, indices into the packed atoms (pairs
+                never join two systems), or a :class:`~torchpme.neighbors.PairList`.
+            neighbor_distances: ``(P,)`` pair distances.
+            periodic: ``(B, 3)`` periodic directions per system (slab correction).
+            pair_mask: ``(P,)`` bools, ``False`` for padding pairs.
+
+        Returns:
+            ``(N, C)`` potentials; system ``b``'s energy is the sum of
+            ``charges * result`` over its atoms.
+        """
+        self._check_batch(
+            charges, cells, positions, system_index, neighbor_indices,
+            neighbor_distances, periodic, pair_mask,
+        )  # fmt: skip
+        rspace = self._compute_rspace(
+            charges, neighbor_indices, neighbor_distances, pair_mask
+        )
+        if self.potential.smearing is None:
+            return rspace
+        return rspace + self._compute_kspace_batch(
+            charges, cells, positions, system_index, periodic
+        )
+
+    @torch.jit.unused
+    def energy_batch(
+        self,
+        charges: torch.Tensor,
+        cells: torch.Tensor,
+        positions: torch.Tensor,
+        system_index: torch.Tensor,
+        neighbor_indices: torch.Tensor,
+        neighbor_distances: torch.Tensor,
+        periodic: Optional[torch.Tensor] = None,
+        pair_mask: Optional[torch.Tensor] = None,
+    ) -> torch.Tensor:
+        """The energy of each system of a packed batch, ``(B,)``.
+
+        ``E_b = Σ_{i ∈ b} Σ_c q_ic V_ic`` with ``V`` from :meth:`forward_batch`,
+        differentiated as :meth:`energy` is: the upstream gradient of each
+        system's potentials is ``(∂L/∂E_b) · q`` by construction, so the mesh
+        part's backward pass reuses its forward pass and that of the Coulomb
+        pair sum is one multiplication per pair, for any weights of the systems'
+        energies in a loss. Arguments as :meth:`forward_batch`.
+
+        Example:
+            >>> import torch
+            >>> from torchpme import Calculator, CoulombPotential
+            >>> calculator = Calculator(CoulombPotential())
+            >>> charges = torch.tensor([[1.0], [-1.0], [1.0], [-1.0]])
+            >>> cells = torch.eye(3).expand(2, 3, 3)
+            >>> system_index = torch.tensor([0, 0, 1, 1])
+            >>> pairs = torch.tensor([[0, 1], [2, 3]])
+            >>> calculator.energy_batch(charges, cells, torch.zeros(4, 3),
+            ...                         system_index, pairs, torch.tensor([2.0, 4.0]))
+            tensor([-0.5000, -0.2500])
+        """
+        self._check_batch(
+            charges, cells, positions, system_index, neighbor_indices,
+            neighbor_distances, periodic, pair_mask,
+        )  # fmt: skip
+        n_systems = cells.shape[0]
+        result = self._rspace_energy(
+            charges, neighbor_indices, neighbor_distances, pair_mask, system_index,
+            n_systems,
+        )  # fmt: skip
+        if self.potential.smearing is None:
+            return result
+        return result + self._kspace_energy_batch(
+            charges, cells, positions, system_index, periodic
+        )
+
+    @torch.jit.unused
+    def _kspace_energy_batch(
+        self,
+        charges: torch.Tensor,
+        cells: torch.Tensor,
+        positions: torch.Tensor,
+        system_index: torch.Tensor,
+        periodic: Optional[torch.Tensor],
+    ) -> torch.Tensor:
+        """``(B,)`` energies of :meth:`_compute_kspace_batch`; mesh methods
+        override it."""
+        potential = self._compute_kspace_batch(
+            charges, cells, positions, system_index, periodic
+        )
+        return energies(charges, potential, system_index, cells.shape[0])
+
+    @torch.jit.unused
+    def _check_batch(
+        self, charges, cells, positions, system_index, neighbor_indices,
+        neighbor_distances, periodic, pair_mask,
+    ) -> None:  # fmt: skip
+        """The argument checks of :meth:`forward_batch` and :meth:`energy_batch`."""
+        check_shape("cells", cells, [-1, 3, 3], "(B, 3, 3)")
+        n_systems = cells.shape[0]
+        _validate_parameters(
+            charges,
+            cells[0] if n_systems > 0 else torch.eye(3, dtype=positions.dtype),
+            positions,
+            neighbor_indices,
+            neighbor_distances,
+            None,
+            pair_mask,
+            cell_required=self.potential.smearing is not None,
+        )
+        check_shape(
+            "system_index", system_index, [positions.shape[0]], "(N,) like positions"
+        )
+        if periodic is not None:
+            check_shape("periodic", periodic, [n_systems, 3], "(B, 3)")
+
+    @torch.jit.unused
+    def _compute_kspace_batch(
+        self,
+        charges: torch.Tensor,
+        cells: torch.Tensor,
+        positions: torch.Tensor,
+        system_index: torch.Tensor,
+        periodic: Optional[torch.Tensor],
+    ) -> torch.Tensor:
+        """k-space part of a packed batch, one system at a time."""
+        result = torch.zeros_like(charges)
+        for system in range(cells.shape[0]):
+            atoms = torch.nonzero(system_index == system).squeeze(1)
+            part = self._compute_kspace(
+                charges=charges.index_select(0, atoms),
+                cell=cells[system],
+                positions=positions.index_select(0, atoms),
+                periodic=None if periodic is None else periodic[system],
+            )
+            result = result.index_copy(0, atoms, part)
+        return result
+
+    @torch.jit.unused
+    def _finish_kspace_batch(
+        self,
+        potential: torch.Tensor,
+        charges: torch.Tensor,
+        cells: torch.Tensor,
+        positions: torch.Tensor,
+        system_index: torch.Tensor,
+        periodic: Optional[torch.Tensor],
+    ) -> torch.Tensor:
+        """:meth:`_finish_kspace` for packed systems; ``potential`` is already
+        divided by each system's volume."""
+        volumes = torch.abs(torch.linalg.det(cells))
+        totals = torch.zeros(
+            (cells.shape[0], charges.shape[1]),
+            dtype=charges.dtype,
+            device=charges.device,
+        ).index_add(0, system_index, charges)
+        potential = neutralised_corrections(
+            potential,
+            charges,
+            volumes.index_select(0, system_index).unsqueeze(-1),
+            self.potential.self_contribution(),
+            self.potential.background_correction(),
+            totals.index_select(0, system_index),
+        )
+        if periodic is not None:
+            for system in range(cells.shape[0]):
+                atoms = torch.nonzero(system_index == system).squeeze(1)
+                slab = self.potential.pbc_correction(
+                    periodic[system],
+                    positions.index_select(0, atoms),
+                    cells[system],
+                    charges.index_select(0, atoms),
+                )
+                potential = potential.index_add(0, atoms, slab)
+        return potential / 2.0
+
+
+def energies(
+    charges: torch.Tensor,
+    potential: torch.Tensor,
+    system_index: Optional[torch.Tensor],
+    n_systems: int,
+) -> torch.Tensor:
+    """``Σ q · V`` in all (0-dim), or per system ``(n_systems,)``."""
+    if system_index is None:
+        return torch.sum(charges * potential)
+    per_atom = torch.sum(charges * potential, dim=1)
+    return per_atom.new_zeros(n_systems).index_add(0, system_index, per_atom)
