@@ -6,8 +6,8 @@ loop of ``energy`` calls (each system's neighbour list held as a ``PairList``)
 against one ``energy_batch`` call (``forward_batch`` and ``Σ q V`` where the
 implementation has no ``energy_batch``). Measured twice: with the filters kept
 (MD of replicas whose cells come back: the loop passes each system's
-``mesh_filter``) and with filters computed on every call (cells that change every
-step; the batch computes its filters on every call either way).
+``mesh_filter``, the batch all of them as ``mesh_filters``) and with filters
+computed on every call (cells that change every step).
 
     python benchmarks/batching.py
     python benchmarks/batching.py --keep-freed-memory   # torchpme.keep_freed_memory()
@@ -106,6 +106,9 @@ def steps(method: str, cached: bool, cutoff: float = 6.0):
     shifts = torch.cat([s for _, s in lists])
     owner_cells = cells[system_index[indices[:, 0]]]
     batch_pairs = torchpme.neighbors.PairList(indices) if explicit else indices
+    batch_extra = {}
+    if explicit and cached:
+        batch_extra["mesh_filters"] = [calculator.mesh_filter(cell) for cell in cells]
 
     def batch():
         pos = positions.clone().requires_grad_(True)
@@ -117,7 +120,7 @@ def steps(method: str, cached: bool, cutoff: float = 6.0):
         distances = torch.linalg.norm(vectors, dim=1)
         arguments = (charges, cells, pos, system_index, batch_pairs, distances)
         if explicit:
-            energy = calculator.energy_batch(*arguments).sum()
+            energy = calculator.energy_batch(*arguments, **batch_extra).sum()
         else:
             energy = (charges * calculator.forward_batch(*arguments)).sum()
         torch.autograd.grad(energy, pos)

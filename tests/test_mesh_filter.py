@@ -106,3 +106,29 @@ def test_scripted_calculator_takes_its_own_filter():
     result = scripted(CHARGES, CELL, POSITIONS, *NO_PAIRS, mesh_filter=kernel)
     expected = calculator(CHARGES, CELL, POSITIONS, *NO_PAIRS)
     torch.testing.assert_close(result, expected)
+
+
+@pytest.mark.parametrize("kind", ["pme", "p3m"])
+def test_batches_take_one_filter_per_system(kind):
+    """Systems on two mesh sizes: the filters given (one per system, stacked per
+    group) give what the filters computed inside give, for both batch methods."""
+    cells = torch.stack([CELL, 1.6 * CELL, 1.05 * CELL])
+    positions = torch.cat([POSITIONS, 1.6 * POSITIONS, 1.05 * POSITIONS])
+    charges = torch.cat([CHARGES, CHARGES, CHARGES])
+    system_index = torch.tensor([0, 0, 0, 1, 1, 1, 2, 2, 2])
+    calculator = _calculator(kind)
+    filters = [calculator.mesh_filter(cell) for cell in cells]
+    assert filters[0].shape != filters[1].shape  # two groups
+    arguments = (charges, cells, positions, system_index, *NO_PAIRS)
+    for method in (calculator.forward_batch, calculator.energy_batch):
+        expected = method(*arguments)
+        result = method(*arguments, mesh_filters=filters)
+        torch.testing.assert_close(result, expected, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="mesh_filters"):
+        calculator.energy_batch(*arguments, mesh_filters=filters[:2])
+    swapped = [filters[1], filters[0], filters[2]]
+    with pytest.raises(ValueError, match="mesh_filter"):
+        calculator.forward_batch(*arguments, mesh_filters=swapped)
+    ewald = torchpme.EwaldCalculator(torchpme.CoulombPotential(1.2), 0.5).double()
+    with pytest.raises(ValueError, match="mesh_filter"):
+        ewald.energy_batch(*arguments, mesh_filters=filters)

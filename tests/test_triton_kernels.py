@@ -16,7 +16,7 @@ import torch
 from reference import neighbor_list
 
 from torchpme import CoulombPotential, P3MCalculator, PMECalculator
-from torchpme._core import defaults, fused, shortrange, stencil
+from torchpme._core import defaults, execution, shortrange, stencil
 from torchpme.neighbors import pair_distances
 
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -29,11 +29,11 @@ def kernels(monkeypatch):
         pytest.skip("Triton was imported before TRITON_INTERPRET=1 was set")
     triton = pytest.importorskip("triton")
     version = tuple(int(part) for part in triton.__version__.split(".")[:2])
-    if version < fused.MINIMUM_TRITON:
+    if version < execution.MINIMUM_TRITON:
         pytest.skip(f"Triton {triton.__version__} is older than the kernels need")
     module = importlib.import_module("torchpme._core.triton_kernels")
-    monkeypatch.setattr(fused, "DEVICE_TYPES", ("cuda", DEVICE.type))
-    monkeypatch.setattr(fused, "_LOADED", [module])
+    monkeypatch.setattr(execution, "DEVICE_TYPES", ("cuda", DEVICE.type))
+    monkeypatch.setattr(execution, "_LOADED", [module])
     return module
 
 
@@ -290,17 +290,17 @@ def test_which_calls_use_the_kernels(kernels, monkeypatch):
     """CPU tensors (unless routed there, as here), a disabled switch, deterministic
     algorithms and a Triton older than the kernels need keep the PyTorch forms."""
     tensor = torch.zeros(3, device=DEVICE)
-    assert fused.kernels_for(tensor) is kernels
-    assert fused.kernels_for(torch.zeros(3, device="meta")) is None
+    assert execution.kernels_for(tensor) is kernels
+    assert execution.kernels_for(torch.zeros(3, device="meta")) is None
     monkeypatch.setattr(defaults, "TRITON", False)
-    assert fused.kernels_for(tensor) is None
+    assert execution.kernels_for(tensor) is None
     monkeypatch.setattr(defaults, "TRITON", True)
     monkeypatch.setattr(torch, "are_deterministic_algorithms_enabled", lambda: True)
-    assert fused.kernels_for(tensor) is None
+    assert execution.kernels_for(tensor) is None
     monkeypatch.undo()  # the fixture's routing too: set it again
-    monkeypatch.setattr(fused, "DEVICE_TYPES", ("cuda", DEVICE.type))
-    monkeypatch.setattr(fused, "_LOADED", [])
+    monkeypatch.setattr(execution, "DEVICE_TYPES", ("cuda", DEVICE.type))
+    monkeypatch.setattr(execution, "_LOADED", [])
     import triton
 
     monkeypatch.setattr(triton, "__version__", "2.3.1")
-    assert fused.kernels_for(tensor) is None
+    assert execution.kernels_for(tensor) is None

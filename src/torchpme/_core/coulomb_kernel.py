@@ -20,7 +20,7 @@ import math
 import torch
 
 from .backward import replay
-from .validation import _transformed, compiling
+from .execution import traced
 
 __all__ = ["coulomb_kernel"]
 
@@ -43,7 +43,7 @@ def coulomb_kernel(
         return _unscaled(k_sq, smearing).mul_(4.0 * math.pi * prefactor)
     if torch.jit.is_scripting():
         return _coulomb_from_ops(k_sq, smearing, prefactor)
-    if compiling() or _transformed(k_sq):
+    if traced(k_sq):
         return _coulomb_from_ops(k_sq, smearing, prefactor)
     return _coulomb_by_function(k_sq, smearing, prefactor)
 

@@ -17,7 +17,7 @@ TorchScript reads a value once, when a calculator is scripted.
 
 Chunk sizes apply on CPU only, where a chunk's temporaries stay in cache and the
 allocator reuses them; elsewhere, and while ``torch.compile`` traces, a loop takes
-everything at once (:func:`torchpme._core.chunks.chunk_length`).
+everything at once (:func:`torchpme._core.execution.chunk_length`).
 """
 
 import os
@@ -75,7 +75,7 @@ MIN_SPARSE_PAIRS = 1 << 16
 HOST_FFT_MIN_POINTS = 1 << 22
 
 #: Whether CUDA tensors in eager mode use the fused Triton kernels
-#: (:mod:`torchpme._core.fused` decides which calls). ``TORCHPME_TRITON=0`` in the
+#: (:mod:`torchpme._core.execution` decides which calls). ``TORCHPME_TRITON=0`` in the
 #: environment turns them off, to compare both forms on one machine with
 #: ``benchmarks/calculators.py --device cuda``.
 TRITON = os.environ.get("TORCHPME_TRITON", "1") != "0"

@@ -26,11 +26,10 @@ from typing import Optional
 
 import torch
 
-from . import defaults, fused
+from . import defaults, execution
 from .backward import replay
-from .chunks import chunk_length
+from .execution import chunk_length, traced
 from .pairlist import PairEnds, PairList, index_columns
-from .validation import compiling
 
 __all__ = ["accumulate_at_ends", "add_at_ends_atomically", "pair_distances"]
 
@@ -95,7 +94,7 @@ def _distances_from_ops(positions, cell, first, second, shifts):
 class _PairDistances(torch.autograd.Function):
     @staticmethod
     def forward(ctx, positions, cell, first, second, shifts, pairs):
-        kernels = fused.kernels_for(positions)
+        kernels = execution.kernels_for(positions)
         ctx.kernels = kernels
         if kernels is not None:
             # fused: the pair vectors are recomputed in the backward, not stored
@@ -209,7 +208,7 @@ def _distances_by_function(positions, cell, neighbor_indices, shifts) -> torch.T
         raise ValueError("pair_distances needs `shifts` for a tensor of indices")
     else:
         first, second = index_columns(neighbor_indices)
-    if compiling() or first.device.type != "cpu":
+    if traced(positions) or first.device.type != "cpu":
         # its columns only: a buffer handed between steps has no place in a
         # traced graph, and on accelerators fresh memory costs no page faults
         pairs = None

@@ -11,43 +11,20 @@ counts the omitted ``−k`` partners (``w = 1`` on the planes ``k_z = 0`` and, f
 ``n_z``, the Nyquist plane).
 """
 
-import functools
 from typing import List, Tuple
 
 import torch
 
-from . import defaults
-from .validation import compiling
+from .execution import host_fft_for
 
 __all__ = ["differentiable_filter", "filter_mesh", "irfft3", "rfft3"]
 
 
-@functools.lru_cache(maxsize=1)
-def _scipy_fft():
-    try:
-        import scipy.fft
-    except ImportError:
-        return None
-    return scipy.fft
-
-
-def _on_host(data: torch.Tensor, sizes: Tuple[int, int, int]) -> bool:
-    """Whether one ``sizes`` mesh (or its spectrum) ``data``, outside autograd, goes
-    through scipy's transforms (from
-    :data:`~torchpme._core.defaults.HOST_FFT_MIN_POINTS` points on)."""
-    if data.device.type != "cpu" or data.dim() > 4 or data.shape[0] != 1:
-        return False
-    if sizes[0] * sizes[1] * sizes[2] < defaults.HOST_FFT_MIN_POINTS:
-        return False
-    if compiling():
-        return False
-    return _scipy_fft() is not None
-
-
 def rfft3(mesh: torch.Tensor) -> torch.Tensor:
     """``rfftn`` over the last three axes, outside autograd (inside Functions)."""
-    if _on_host(mesh, (mesh.shape[-3], mesh.shape[-2], mesh.shape[-1])):
-        array = _scipy_fft().rfftn(
+    host = host_fft_for(mesh, (mesh.shape[-3], mesh.shape[-2], mesh.shape[-1]))
+    if host is not None:
+        array = host.rfftn(
             mesh.detach().numpy(), axes=(-3, -2, -1), workers=torch.get_num_threads()
         )
         return torch.from_numpy(array)
@@ -57,17 +34,18 @@ def rfft3(mesh: torch.Tensor) -> torch.Tensor:
 def irfft3(spectrum: torch.Tensor, sizes: Tuple[int, int, int]) -> torch.Tensor:
     """``irfftn(norm="forward")`` (no ``1/M``) over the last three axes, outside
     autograd; may overwrite ``spectrum`` (callers pass one they discard)."""
-    if _on_host(spectrum, sizes):
+    host = host_fft_for(spectrum, sizes)
+    if host is not None:
         # two passes, the complex one in place: on large meshes faster than
         # scipy's three-axis irfftn (benchmarks/kernels.py shows the share)
-        rows = _scipy_fft().ifftn(
+        rows = host.ifftn(
             spectrum.detach().numpy(),
             axes=(-3, -2),
             norm="forward",
             workers=torch.get_num_threads(),
             overwrite_x=True,
         )
-        array = _scipy_fft().irfft(
+        array = host.irfft(
             rows, n=sizes[2], axis=-1, norm="forward", workers=torch.get_num_threads()
         )
         return torch.from_numpy(array)

@@ -5,7 +5,7 @@ import torch.utils.checkpoint
 
 from . import defaults
 from .ewaldsum import composed_chunk, ewald_charge_sum, phases
-from .validation import _transformed, compiling
+from .execution import traced
 
 __all__ = ["dipole_pair_sum", "ewald_sum", "neutralised_corrections", "pair_sum"]
 
@@ -81,7 +81,7 @@ def _fused(values: torch.Tensor, dipolar: bool) -> bool:
     operations)."""
     if dipolar or torch.jit.is_scripting():
         return False
-    return not (compiling() or _transformed(values))
+    return not traced(values)
 
 
 def _chunk(

@@ -21,8 +21,8 @@ operations.
 import torch
 
 from .backward import replay
+from .execution import traced
 from .special import gammaincc_over_powerlaw
-from .validation import _transformed, compiling
 
 __all__ = ["powerlaw_shape"]
 
@@ -42,7 +42,7 @@ def powerlaw_shape(k_sq: torch.Tensor, smearing: torch.Tensor, p: int) -> torch.
         return _powerlaw_from_ops(k_sq, smearing, p)
     if torch.jit.is_scripting():
         return _powerlaw_from_ops(k_sq, smearing, p)
-    if compiling() or _transformed(k_sq):
+    if traced(k_sq):
         return _powerlaw_from_ops(k_sq, smearing, p)
     return _powerlaw_by_function(k_sq, smearing, p)
 

@@ -32,8 +32,8 @@ from typing import Callable, List, Optional, Tuple
 
 import torch
 
-from . import defaults, fused
-from .chunks import chunk_length
+from . import defaults, execution
+from .execution import chunk_length
 from .pairlist import columns
 
 __all__ = ["coulomb_pair_energy", "coulomb_pair_sum"]
@@ -174,7 +174,7 @@ class _CoulombPairSum(torch.autograd.Function):
     ):  # fmt: skip
         ctx.constants = (smearing, prefactor, full, energy)
         ctx.owners = owners
-        ctx.kernels = fused.kernels_for(distances)
+        ctx.kernels = execution.kernels_for(distances)
         if ctx.kernels is not None:  # one fused kernel; v, v' kept as needed
             potential, ctx.values, ctx.derivatives = ctx.kernels.coulomb_pair_sum(
                 charges, first, second, distances, smearing, prefactor, full,

@@ -17,8 +17,8 @@ from typing import Optional, Tuple
 
 import torch
 
-from . import defaults, fused
-from .chunks import chunk_length
+from . import defaults, execution
+from .execution import chunk_length
 
 __all__ = [
     "combine_weight_gradients",
@@ -71,7 +71,7 @@ def _fused_scatter(
     nodes: torch.Tensor, weights: torch.Tensor, values: torch.Tensor, size: int
 ) -> Optional[torch.Tensor]:
     """:func:`scatter` by a fused kernel where one serves (see ``fused``)."""
-    kernels = fused.kernels_for(weights)
+    kernels = execution.kernels_for(weights)
     return None if kernels is None else kernels.scatter(nodes, weights, values, size)
 
 
@@ -112,7 +112,7 @@ def gather_with_weight_gradients(
     ``Σ_c a_ic grads[c, i]``: the gather is linear in the stencil values, and each
     atom's weights touch only its own stencil.
     """
-    kernels = fused.kernels_for(mesh)
+    kernels = execution.kernels_for(mesh)
     if kernels is not None:
         return kernels.gather_with_weight_gradients(mesh, nodes, weights, keep)
     n_channels, n_atoms, n = mesh.shape[0], nodes.shape[0], weights.shape[2]
@@ -200,7 +200,7 @@ class _Spread(torch.autograd.Function):
     def backward(ctx, grad_mesh):
         nodes, weights, values = ctx.saved_tensors
         grad_weights = grad_values = None
-        kernels = fused.kernels_for(grad_mesh)
+        kernels = execution.kernels_for(grad_mesh)
         if kernels is not None and not torch.is_grad_enabled():
             out, grads = kernels.gather_with_weight_gradients(
                 grad_mesh, nodes, weights, ctx.needs_input_grad[1]
@@ -229,7 +229,7 @@ class _Gather(torch.autograd.Function):
     def forward(ctx, nodes, weights, mesh):
         ctx.save_for_backward(nodes, weights, mesh)
         ctx.weight_grads = ctx.stencil = None
-        kernels = fused.kernels_for(mesh)
+        kernels = execution.kernels_for(mesh)
         if kernels is not None:
             # the fused gather gives each channel's weight gradients at once
             out, ctx.weight_grads = kernels.gather_with_weight_gradients(

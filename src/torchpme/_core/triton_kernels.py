@@ -22,7 +22,7 @@ whose inner size is 3. Each kernel here keeps those intermediates in registers:
 They compute the same values as the PyTorch functions of
 :mod:`torchpme._core.stencil` and :mod:`torchpme._core.distances`, to rounding
 (atomic additions sum in any order). Which calls use them is decided in
-:mod:`torchpme._core.fused`. This module imports Triton; with ``TRITON_INTERPRET=1``
+:mod:`torchpme._core.execution`. This module imports Triton; with ``TRITON_INTERPRET=1``
 set before the import its kernels also run on CPU tensors (the tests do that).
 """
 

@@ -14,6 +14,8 @@ from typing import Any, List, Optional
 
 import torch
 
+from .execution import traced
+
 
 def message(argument: str, expected: str, received: str) -> str:
     """The house error message: argument, what was expected, what was received."""
@@ -123,22 +125,6 @@ def set_value_checks(enabled: bool) -> None:
     _VALUE_CHECKS[0] = bool(enabled)
 
 
-def compiling() -> bool:
-    """Whether ``torch.compile`` is tracing (eager-only paths step aside)."""
-    compiler = getattr(torch, "compiler", None)
-    is_compiling = getattr(compiler, "is_compiling", None)
-    return bool(is_compiling()) if is_compiling is not None else False
-
-
-@torch.jit.unused
-def _transformed(tensor: torch.Tensor) -> bool:
-    """Whether ``tensor`` is wrapped by a ``torch.func`` transform (``vmap``,
-    ``grad``), where reading its values on the host is not allowed."""
-    functorch = getattr(torch._C, "_functorch", None)
-    level = getattr(functorch, "maybe_get_level", None)
-    return level is not None and int(level(tensor)) != -1
-
-
 def check_values(tensor: torch.Tensor) -> bool:
     """Whether value checks should run for data living where ``tensor`` lives.
 
@@ -148,7 +134,7 @@ def check_values(tensor: torch.Tensor) -> bool:
     """
     if torch.jit.is_scripting():
         return False
-    if compiling() or _transformed(tensor):
+    if traced(tensor):
         return False
     return _VALUE_CHECKS[0]
 
@@ -159,7 +145,7 @@ def check_cell_cheaply(tensor: torch.Tensor) -> bool:
     ``torch.compile`` traces or under a ``torch.func`` transform."""
     if torch.jit.is_scripting():
         return tensor.device.type == "cpu"
-    if compiling() or _transformed(tensor):
+    if traced(tensor):
         return False
     return tensor.device.type == "cpu" or _VALUE_CHECKS[0]
 

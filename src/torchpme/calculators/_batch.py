@@ -2,12 +2,12 @@
 over systems packed along the atom axis (a mixin of
 :class:`~torchpme.calculators.Calculator`)."""
 
-from typing import Optional
+from typing import List, Optional
 
 import torch
 
 from .._core.pairs import neutralised_corrections
-from .._core.validation import check_shape
+from .._core.validation import check_shape, message
 from .._utils import _validate_parameters
 
 __all__ = ["BatchMethods", "energies"]
@@ -28,6 +28,7 @@ class BatchMethods:
         neighbor_distances: torch.Tensor,
         periodic: Optional[torch.Tensor] = None,
         pair_mask: Optional[torch.Tensor] = None,
+        mesh_filters: Optional[List[torch.Tensor]] = None,
     ) -> torch.Tensor:
         """Per-atom potentials of a batch of systems packed along the atom axis.
 
@@ -48,6 +49,9 @@ class BatchMethods:
             neighbor_distances: ``(P,)`` pair distances.
             periodic: ``(B, 3)`` periodic directions per system (slab correction).
             pair_mask: ``(P,)`` bools, ``False`` for padding pairs.
+            mesh_filters: PME/P3M only: one filter per system, from
+                ``mesh_filter(cells[b])``, reused while the cells and the
+                potential are unchanged.
 
         Returns:
             ``(N, C)`` potentials; system ``b``'s energy is the sum of
@@ -55,7 +59,7 @@ class BatchMethods:
         """
         self._check_batch(
             charges, cells, positions, system_index, neighbor_indices,
-            neighbor_distances, periodic, pair_mask,
+            neighbor_distances, periodic, pair_mask, mesh_filters,
         )  # fmt: skip
         rspace = self._compute_rspace(
             charges, neighbor_indices, neighbor_distances, pair_mask
@@ -63,7 +67,7 @@ class BatchMethods:
         if self.potential.smearing is None:
             return rspace
         return rspace + self._compute_kspace_batch(
-            charges, cells, positions, system_index, periodic
+            charges, cells, positions, system_index, periodic, mesh_filters
         )
 
     @torch.jit.unused
@@ -77,6 +81,7 @@ class BatchMethods:
         neighbor_distances: torch.Tensor,
         periodic: Optional[torch.Tensor] = None,
         pair_mask: Optional[torch.Tensor] = None,
+        mesh_filters: Optional[List[torch.Tensor]] = None,
     ) -> torch.Tensor:
         """The energy of each system of a packed batch, ``(B,)``.
 
@@ -101,7 +106,7 @@ class BatchMethods:
         """
         self._check_batch(
             charges, cells, positions, system_index, neighbor_indices,
-            neighbor_distances, periodic, pair_mask,
+            neighbor_distances, periodic, pair_mask, mesh_filters,
         )  # fmt: skip
         n_systems = cells.shape[0]
         result = self._rspace_energy(
@@ -111,7 +116,7 @@ class BatchMethods:
         if self.potential.smearing is None:
             return result
         return result + self._kspace_energy_batch(
-            charges, cells, positions, system_index, periodic
+            charges, cells, positions, system_index, periodic, mesh_filters
         )
 
     @torch.jit.unused
@@ -122,18 +127,19 @@ class BatchMethods:
         positions: torch.Tensor,
         system_index: torch.Tensor,
         periodic: Optional[torch.Tensor],
+        mesh_filters: Optional[List[torch.Tensor]] = None,
     ) -> torch.Tensor:
         """``(B,)`` energies of :meth:`_compute_kspace_batch`; mesh methods
         override it."""
         potential = self._compute_kspace_batch(
-            charges, cells, positions, system_index, periodic
+            charges, cells, positions, system_index, periodic, mesh_filters
         )
         return energies(charges, potential, system_index, cells.shape[0])
 
     @torch.jit.unused
     def _check_batch(
         self, charges, cells, positions, system_index, neighbor_indices,
-        neighbor_distances, periodic, pair_mask,
+        neighbor_distances, periodic, pair_mask, mesh_filters=None,
     ) -> None:  # fmt: skip
         """The argument checks of :meth:`forward_batch` and :meth:`energy_batch`."""
         check_shape("cells", cells, [-1, 3, 3], "(B, 3, 3)")
@@ -153,6 +159,17 @@ class BatchMethods:
         )
         if periodic is not None:
             check_shape("periodic", periodic, [n_systems, 3], "(B, 3)")
+        if mesh_filters is not None:
+            if len(mesh_filters) != n_systems:
+                raise ValueError(
+                    message(
+                        "mesh_filters",
+                        f"one filter per system ({n_systems})",
+                        f"{len(mesh_filters)}",
+                    )
+                )
+            if n_systems > 0:
+                self._check_kspace_inputs(None, None, mesh_filters[0])
 
     @torch.jit.unused
     def _compute_kspace_batch(
@@ -162,6 +179,7 @@ class BatchMethods:
         positions: torch.Tensor,
         system_index: torch.Tensor,
         periodic: Optional[torch.Tensor],
+        mesh_filters: Optional[List[torch.Tensor]] = None,
     ) -> torch.Tensor:
         """k-space part of a packed batch, one system at a time."""
         result = torch.zeros_like(charges)
@@ -172,6 +190,7 @@ class BatchMethods:
                 cell=cells[system],
                 positions=positions.index_select(0, atoms),
                 periodic=None if periodic is None else periodic[system],
+                mesh_filter=None if mesh_filters is None else mesh_filters[system],
             )
             result = result.index_copy(0, atoms, part)
         return result

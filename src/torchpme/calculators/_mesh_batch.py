@@ -7,16 +7,17 @@ than faulted in afresh. With a fixed mesh all systems form one group, found
 without reading the cells on the host.
 """
 
-from typing import Dict, Iterator, List, Tuple
+from typing import Dict, Iterator, List, Optional, Tuple
 
 import torch
 
-from .._core import chunks, defaults, kspace
+from .._core import defaults, execution, kspace
 from .._core import mesh as core_mesh
 from .._core.convolution import convolve, convolve_energy
 from .._core.stacks import convolve_stacks, convolve_stacks_energy
+from .._core.validation import check_like, message
 
-__all__ = ["convolve_groups"]
+__all__ = ["check_mesh_filter", "convolve_groups"]
 
 
 def mesh_groups(calculator, cells: torch.Tensor) -> Dict[Tuple[int, ...], List[int]]:
@@ -40,22 +41,24 @@ def convolve_groups(
     positions: torch.Tensor,
     system_index: torch.Tensor,
     energy: bool,
+    filters: Optional[List[torch.Tensor]] = None,
 ) -> Iterator[Tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """Per group of equal mesh size, ``(result, atoms, members)``: the mesh
     potentials of its ``atoms`` divided by the volume, or with ``energy`` the
-    ``(len(members),)`` energies ``Σ q · φ`` of its systems ``members``."""
+    ``(len(members),)`` energies ``Σ q · φ`` of its systems ``members``.
+    ``filters``: the systems' filters, if given (``mesh_filter`` of each cell)."""
     inverse_cells = torch.linalg.inv_ex(cells)[0]
     volumes = torch.abs(torch.linalg.det(cells))
     for shape, systems in mesh_groups(calculator, cells).items():
         yield _convolve_group(
             calculator, charges, cells, positions, system_index, inverse_cells,
-            volumes, systems, list(shape), energy,
+            volumes, systems, list(shape), energy, filters,
         )  # fmt: skip
 
 
 def _convolve_group(
     calculator, charges, cells, positions, system_index, inverse_cells, volumes,
-    systems: List[int], ns: List[int], energy: bool,
+    systems: List[int], ns: List[int], energy: bool, filters,
 ):  # fmt: skip
     device = positions.device
     if len(systems) == cells.shape[0]:
@@ -86,8 +89,14 @@ def _convolve_group(
     )
     # 1/V in the kernel, not on the atoms: the charges reach the convolution as
     # they are
-    kernel = calculator._filter(group_cells, ns) / group_volumes.reshape(-1, 1, 1, 1)
-    step = chunks.chunk_length(
+    if filters is None:
+        kernel = calculator._filter(group_cells, ns)
+    else:
+        for system in systems:
+            check_mesh_filter(filters[system], ns, positions)
+        kernel = torch.stack([filters[system] for system in systems])
+    kernel = kernel / group_volumes.reshape(-1, 1, 1, 1)
+    step = execution.chunk_length(
         defaults.MESH_STACK // (ns[0] * ns[1] * ns[2]), len(systems), device
     )
     if step >= len(systems):  # one stack: no counts read on the host
@@ -105,3 +114,20 @@ def _convolve_group(
     else:
         result = convolve_stacks(plan, group_charges, kernel, meshes, counts)
     return result, atoms, members
+
+
+def check_mesh_filter(
+    mesh_filter: torch.Tensor, ns: List[int], positions: torch.Tensor
+) -> None:
+    """A given filter must be that of a mesh of the current size."""
+    expected = [ns[0], ns[1], ns[2] // 2 + 1]
+    if list(mesh_filter.shape) != expected:
+        raise ValueError(
+            message(
+                "mesh_filter",
+                f"the filter of this cell's {ns} mesh, shape {expected} "
+                "(from mesh_filter(cell))",
+                f"shape {list(mesh_filter.shape)}",
+            )
+        )
+    check_like("mesh_filter", mesh_filter, positions, "positions")

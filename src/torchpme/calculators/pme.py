@@ -7,7 +7,7 @@ import torch
 from .._core import kspace
 from .._core import mesh as core_mesh
 from .._core.convolution import convolve, convolve_energy
-from .._core.validation import check_fixed_mesh, check_like, check_positive, message
+from .._core.validation import check_fixed_mesh, check_positive
 from ..lib.kspace_filter import KSpaceFilter
 from ..lib.mesh_interpolator import MeshInterpolator
 from ..potentials import Potential
@@ -160,7 +160,7 @@ class PMECalculator(Calculator):
         if mesh_filter is None:
             kernel = self._filter(cell, ns)
         else:
-            _check_mesh_filter(mesh_filter, ns, positions)
+            mesh_batch.check_mesh_filter(mesh_filter, ns, positions)
             kernel = mesh_filter
         return plan, kernel, torch.abs(torch.linalg.det(cell))
 
@@ -207,12 +207,13 @@ class PMECalculator(Calculator):
         positions: torch.Tensor,
         system_index: torch.Tensor,
         periodic: Optional[torch.Tensor],
+        mesh_filters: Optional[List[torch.Tensor]] = None,
     ) -> torch.Tensor:
         """Systems with equal mesh sizes share stacked spreads, FFTs and gathers
         (see :mod:`torchpme.calculators._mesh_batch`)."""
         potential = torch.zeros_like(charges)
         for values, atoms, _ in mesh_batch.convolve_groups(
-            self, charges, cells, positions, system_index, energy=False
+            self, charges, cells, positions, system_index, False, mesh_filters
         ):
             potential = potential.index_copy(0, atoms, values)
         return self._finish_kspace_batch(
@@ -227,12 +228,13 @@ class PMECalculator(Calculator):
         positions: torch.Tensor,
         system_index: torch.Tensor,
         periodic: Optional[torch.Tensor],
+        mesh_filters: Optional[List[torch.Tensor]] = None,
     ) -> torch.Tensor:
         """The ``(B,)`` mesh energies (a backward pass without transforms, per
         system), plus the corrections, linear in the mesh potential."""
         energies = charges.new_zeros(cells.shape[0])
         for values, _, members in mesh_batch.convolve_groups(
-            self, charges, cells, positions, system_index, energy=True
+            self, charges, cells, positions, system_index, True, mesh_filters
         ):
             energies = energies.index_add(0, members, 0.5 * values)
         corrections = self._finish_kspace_batch(
@@ -242,20 +244,3 @@ class PMECalculator(Calculator):
         return energies.index_add(
             0, system_index, torch.sum(charges * corrections, dim=1)
         )
-
-
-def _check_mesh_filter(
-    mesh_filter: torch.Tensor, ns: List[int], positions: torch.Tensor
-) -> None:
-    """A given filter must be that of a mesh of the current size."""
-    expected = [ns[0], ns[1], ns[2] // 2 + 1]
-    if list(mesh_filter.shape) != expected:
-        raise ValueError(
-            message(
-                "mesh_filter",
-                f"the filter of this cell's {ns} mesh, shape {expected} "
-                "(from mesh_filter(cell))",
-                f"shape {list(mesh_filter.shape)}",
-            )
-        )
-    check_like("mesh_filter", mesh_filter, positions, "positions")

@@ -1,10 +1,44 @@
-"""Chunk lengths of the hot loops (chunks on CPU, everything at once elsewhere) and
-the chunk sizes of ``torchpme._core.defaults``, read when the loops run."""
+"""The execution rule of ``torchpme._core.execution``: what counts as traced,
+where the Triton kernels and the host FFT serve, chunk lengths of the hot loops
+(chunks on CPU, everything at once elsewhere) and the chunk sizes of
+``torchpme._core.defaults``, read when the loops run."""
 
 import pytest
 import torch
 
-from torchpme._core.chunks import chunk_length
+from torchpme._core import defaults, execution
+from torchpme._core.execution import chunk_length
+
+
+def test_traced_under_vmap_and_compile_only():
+    x = torch.zeros(3)
+    assert not execution.traced(x)
+    seen = []
+    torch.func.vmap(lambda row: seen.append(execution.traced(row)) or row)(
+        torch.zeros(2, 3)
+    )
+    assert seen == [True]
+
+    def probe(x):
+        return x + (1.0 if execution.traced(x) else 0.0)
+
+    compiled = torch.compile(probe, fullgraph=True, backend="eager")
+    assert float(compiled(x).sum()) == 3.0
+
+
+def test_no_triton_kernels_on_cpu_or_when_traced():
+    assert execution.kernels_for(torch.zeros(3)) is None
+    assert execution.kernels_for(torch.zeros(3, device="meta")) is None
+
+
+def test_host_fft_only_for_large_single_cpu_meshes(monkeypatch):
+    pytest.importorskip("scipy")
+    monkeypatch.setattr(defaults, "HOST_FFT_MIN_POINTS", 64)
+    assert execution.host_fft_for(torch.zeros(1, 4, 4, 4), (4, 4, 4)) is not None
+    assert execution.host_fft_for(torch.zeros(1, 4, 4, 3), (4, 4, 3)) is None
+    assert execution.host_fft_for(torch.zeros(2, 4, 4, 4), (4, 4, 4)) is None
+    meta = torch.zeros(1, 4, 4, 4, device="meta")
+    assert execution.host_fft_for(meta, (4, 4, 4)) is None
 
 
 def test_cpu_takes_chunks_and_other_devices_take_everything():
