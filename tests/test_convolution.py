@@ -15,7 +15,7 @@ from torch.autograd import gradcheck, gradgradcheck
 from torchpme._core import convolution, defaults
 from torchpme._core import mesh as core_mesh
 from torchpme._core.kspace import mesh_k_squared
-from torchpme._core.weights import coefficient_table
+from torchpme._core.weights import interpolation_scheme
 
 NS = [4, 5, 6]
 CELL = [[4.0, 0.0, 0.0], [0.4, 4.5, 0.0], [0.3, -0.2, 5.0]]
@@ -39,11 +39,11 @@ def _kernel(k_sq, sigma):
 
 
 def _potentials(method, n):
-    coefficients = coefficient_table(method, n)
+    scheme = interpolation_scheme(method, n)
 
     def function(charges, positions, cell, sigma):
         plan = core_mesh.interpolation_plan(
-            positions, torch.linalg.inv(cell), NS, coefficients
+            positions, torch.linalg.inv(cell), NS, scheme
         )
         kernel = _kernel(mesh_k_squared(cell, NS), sigma)
         return convolution.convolve(plan, charges, kernel)
@@ -62,11 +62,11 @@ def _energy(method, n):
 
 def _energy_function(method, n):
     """The same energy through ``convolve_energy``."""
-    coefficients = coefficient_table(method, n)
+    scheme = interpolation_scheme(method, n)
 
     def function(charges, positions, cell, sigma):
         plan = core_mesh.interpolation_plan(
-            positions, torch.linalg.inv(cell), NS, coefficients
+            positions, torch.linalg.inv(cell), NS, scheme
         )
         kernel = _kernel(mesh_k_squared(cell, NS), sigma)
         return 0.7 * convolution.convolve_energy(plan, charges, kernel)
@@ -140,12 +140,12 @@ def test_second_derivatives(method, n):
 
 
 def test_stacked_meshes_equal_single_meshes():
-    coefficients = coefficient_table("Lagrange", 4)
+    scheme = interpolation_scheme("Lagrange", 4)
     charges, positions, cell, sigma = (t.detach() for t in _system())
     cells = torch.stack([cell, 1.1 * cell])
     owner = torch.tensor([0, 1, 1, 0])
     inverse = torch.linalg.inv(cells)[owner]
-    plan = core_mesh.interpolation_plan(positions, inverse, NS, coefficients, owner, 2)
+    plan = core_mesh.interpolation_plan(positions, inverse, NS, scheme, owner, 2)
     kernel = _kernel(mesh_k_squared(cells, NS)[None], sigma[:, None])
     stacked = convolution.convolve(plan, charges, kernel)
     for system in (0, 1):

@@ -100,3 +100,28 @@ def test_torchscript_evaluates_the_same_polynomials():
     (g_eager,) = torch.autograd.grad(eager.pow(2).sum(), x)
     (g_script,) = torch.autograd.grad(compiled.pow(2).sum(), x)
     torch.testing.assert_close(g_script, g_eager, atol=1e-14, rtol=0)
+
+
+def test_calculators_hold_one_scheme_that_follows_the_module():
+    """PME interpolates with Lagrange polynomials, P3M with B-splines: each holds
+    the scheme built at construction, whose table follows ``.to()`` (it is not a
+    buffer) and is the one every plan is made with."""
+    import torchpme
+    from torchpme._core.weights import coefficient_table
+
+    potential = torchpme.CoulombPotential(smearing=1.0)
+    for cls, method in [
+        (torchpme.PMECalculator, "Lagrange"),
+        (torchpme.P3MCalculator, "P3M"),
+    ]:
+        calculator = cls(potential, mesh_spacing=0.5, interpolation_nodes=4)
+        assert calculator.scheme.method == method
+        torch.testing.assert_close(
+            calculator.scheme.coefficients.double(), coefficient_table(method, 4)
+        )
+        single = calculator.to(torch.float32)
+        assert single.scheme.coefficients.dtype == torch.float32
+        assert single.mesh_interpolator.scheme.coefficients.dtype == torch.float32
+        cell = torch.eye(3)
+        plan, _, _ = single._mesh_setup(cell, torch.rand(4, 3), None)
+        assert plan.scheme is single.scheme

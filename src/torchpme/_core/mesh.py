@@ -23,7 +23,7 @@ import torch
 
 from . import stencil
 from .permutation import permute_rows
-from .weights import evaluate_weights
+from .weights import Scheme, evaluate_weights
 
 __all__ = [
     "MeshPlan",
@@ -47,6 +47,8 @@ class MeshPlan(NamedTuple):
         order: ``(N,)`` the atoms sorted by mesh position.
         shape: mesh points along each lattice vector, three Python ints.
         n_meshes: meshes in a stack (a batch of systems), 0 for a single mesh.
+        scheme: the interpolation :class:`~torchpme._core.weights.Scheme` that
+            made the weights.
     """
 
     stencil: torch.Tensor
@@ -54,6 +56,7 @@ class MeshPlan(NamedTuple):
     order: torch.Tensor
     shape: List[int]
     n_meshes: int
+    scheme: Scheme
 
 
 def mesh_shape(plan: MeshPlan) -> List[int]:
@@ -67,7 +70,7 @@ def interpolation_plan(
     positions: torch.Tensor,
     inverse_cell: torch.Tensor,
     ns: List[int],
-    coefficients: torch.Tensor,
+    scheme: Scheme,
     mesh_index: Optional[torch.Tensor] = None,
     n_meshes: int = 0,
 ) -> MeshPlan:
@@ -84,7 +87,7 @@ def interpolation_plan(
         inverse_cell: ``(3, 3)`` inverse of the cell (rows = lattice vectors), or
             ``(N, 3, 3)``, one per atom (batches of systems).
         ns: mesh size along each lattice vector, three Python ints.
-        coefficients: ``(n, n)`` weight polynomial table.
+        scheme: the interpolation scheme (Lagrange or B-spline on ``n`` nodes).
         mesh_index: ``(N,)`` int64, for a stack of meshes (a batch of systems): the
             mesh of each atom.
         n_meshes: the number of meshes of that stack (0 without ``mesh_index``).
@@ -92,7 +95,7 @@ def interpolation_plan(
     Returns:
         The :class:`MeshPlan`, weights in the positions' dtype.
     """
-    n = coefficients.shape[0]
+    n = scheme.coefficients.shape[0]
     if inverse_cell.dim() == 3:
         fractional = (positions.unsqueeze(1) @ inverse_cell).squeeze(1)
     else:
@@ -127,8 +130,10 @@ def interpolation_plan(
     order = torch.argsort(nodes[:, :, 0].sum(-1))
     # gathers both ways (see _core.permutation), not a scatter-add backward
     sorted_x = permute_rows(x, order)
-    weights = evaluate_weights(sorted_x, coefficients)
-    return MeshPlan(nodes.index_select(0, order), weights, order, list(ns), n_meshes)
+    weights = evaluate_weights(sorted_x, scheme.coefficients)
+    return MeshPlan(
+        nodes.index_select(0, order), weights, order, list(ns), n_meshes, scheme
+    )
 
 
 def spread(plan: MeshPlan, values: torch.Tensor) -> torch.Tensor:

@@ -20,10 +20,18 @@ and evaluated with Horner's rule (which keeps first and second derivatives clean
 
 from fractions import Fraction
 from math import comb, factorial
+from typing import NamedTuple
 
 import torch
 
-__all__ = ["bspline_coefficients", "coefficient_table", "lagrange_coefficients"]
+__all__ = [
+    "Scheme",
+    "bspline_coefficients",
+    "coefficient_table",
+    "interpolation_scheme",
+    "lagrange_coefficients",
+    "moved",
+]
 
 
 def _poly_mul(a: list, b: list) -> list:
@@ -76,6 +84,31 @@ def coefficient_table(method: str, n: int) -> torch.Tensor:
     else:
         raise ValueError(f"unknown interpolation method '{method}'")
     return torch.tensor([[float(c) for c in row] for row in table], dtype=torch.float64)
+
+
+class Scheme(NamedTuple):
+    """An interpolation scheme, built once and held by whoever interpolates.
+
+    Attributes:
+        method: ``"Lagrange"`` (Lagrange basis polynomials, smooth PME) or
+            ``"P3M"`` (cardinal B-splines, Hockney & Eastwood's assignment).
+        coefficients: ``(n, n)`` table of the ``n`` weight polynomials (row ``j``,
+            column = power), from :func:`coefficient_table`.
+    """
+
+    method: str
+    coefficients: torch.Tensor
+
+
+def interpolation_scheme(method: str, n: int) -> Scheme:
+    """The :class:`Scheme` of ``method`` on ``n`` nodes per axis (float64 table)."""
+    return Scheme(method, coefficient_table(method, n))
+
+
+def moved(scheme: Scheme, fn) -> Scheme:
+    """``scheme`` with ``fn`` applied to its table (``nn.Module._apply``: the
+    table follows a module's ``.to(device)``)."""
+    return scheme._replace(coefficients=fn(scheme.coefficients))
 
 
 def evaluate_weights(x: torch.Tensor, coefficients: torch.Tensor) -> torch.Tensor:

@@ -83,7 +83,7 @@ def _convolve_group(
         group_positions,
         inverse_cells.index_select(0, owners),
         ns,
-        calculator.mesh_interpolator._coefficients,
+        calculator.scheme,
         local,
         len(systems),
     )

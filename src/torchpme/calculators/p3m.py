@@ -55,7 +55,7 @@ class P3MCalculator(PMECalculator):
         -2.03536
     """
 
-    _method = "P3M"
+    interpolation_method = "P3M"
 
     def __init__(
         self,

@@ -8,6 +8,7 @@ from .._core import kspace
 from .._core import mesh as core_mesh
 from .._core.convolution import convolve, convolve_energy
 from .._core.validation import check_fixed_mesh, check_positive
+from .._core.weights import Scheme, interpolation_scheme, moved
 from ..lib.kspace_filter import KSpaceFilter
 from ..lib.mesh_interpolator import MeshInterpolator
 from ..potentials import Potential
@@ -69,7 +70,10 @@ class PMECalculator(Calculator):
         -2.03536
     """
 
-    _method = "Lagrange"
+    #: the interpolation scheme's method (B-splines in :class:`P3MCalculator`)
+    interpolation_method = "Lagrange"
+    # the scheme's type, for TorchScript (otherwise inferred as a plain tuple)
+    scheme: Scheme
 
     def __init__(
         self,
@@ -94,9 +98,20 @@ class PMECalculator(Calculator):
         cell = torch.eye(3, dtype=reference.dtype, device=reference.device)
         ns_mesh = torch.ones(3, dtype=torch.int64, device=reference.device)
         self.mesh_interpolator = MeshInterpolator(
-            cell, ns_mesh, interpolation_nodes, method=self._method
+            cell, ns_mesh, interpolation_nodes, method=self.interpolation_method
+        )
+        # built once: the plan of every call uses it
+        self.scheme = interpolation_scheme(
+            self.interpolation_method, interpolation_nodes
         )
         self.kspace_filter = self._make_filter(cell, ns_mesh)
+
+    def _apply(self, fn, recurse: bool = True):
+        # the scheme's table is not a buffer (a NamedTuple), so it follows
+        # .to(device) here
+        super()._apply(fn, recurse)
+        self.scheme = moved(self.scheme, fn)
+        return self
 
     def _make_filter(self, cell: torch.Tensor, ns_mesh: torch.Tensor) -> KSpaceFilter:
         return KSpaceFilter(
@@ -154,9 +169,7 @@ class PMECalculator(Calculator):
         size), the filter (``mesh_filter`` if given) and the cell volume."""
         ns = self._mesh_size(cell)
         inverse_cell = torch.linalg.inv_ex(cell)[0]
-        plan = core_mesh.interpolation_plan(
-            positions, inverse_cell, ns, self.mesh_interpolator._coefficients
-        )
+        plan = core_mesh.interpolation_plan(positions, inverse_cell, ns, self.scheme)
         if mesh_filter is None:
             kernel = self._filter(cell, ns)
         else:

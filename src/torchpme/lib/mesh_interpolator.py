@@ -15,7 +15,7 @@ from .._core.validation import (
     check_values,
     message,
 )
-from .._core.weights import coefficient_table
+from .._core.weights import Scheme, interpolation_scheme, moved
 
 __all__ = ["MeshInterpolator"]
 
@@ -54,9 +54,10 @@ class MeshInterpolator(torch.nn.Module):
     (1988), doi:10.1201/9780367806934.
     """
 
-    # the record's type, for TorchScript (a module attribute is otherwise inferred
+    # the records' types, for TorchScript (a module attribute is otherwise inferred
     # as a plain tuple)
     _plan: core.MeshPlan
+    scheme: Scheme
 
     def __init__(
         self,
@@ -81,9 +82,7 @@ class MeshInterpolator(torch.nn.Module):
             )
         self.method: str = method
         self.interpolation_nodes: int = interpolation_nodes
-        self.register_buffer(
-            "_coefficients", coefficient_table(method, interpolation_nodes)
-        )
+        self.scheme = interpolation_scheme(method, interpolation_nodes)
         self._ns: List[int] = [1, 1, 1]
         self.update(cell, ns_mesh)
         self.interpolation_weights = torch.zeros(
@@ -99,7 +98,15 @@ class MeshInterpolator(torch.nn.Module):
             torch.zeros(0, dtype=torch.int64, device=cell.device),
             self._ns,
             0,
+            self.scheme,
         )
+
+    def _apply(self, fn, recurse: bool = True):
+        # the scheme's table is not a buffer (a NamedTuple), so it follows
+        # .to(device) here
+        super()._apply(fn, recurse)
+        self.scheme = moved(self.scheme, fn)
+        return self
 
     def update(
         self,
@@ -150,7 +157,7 @@ class MeshInterpolator(torch.nn.Module):
         if check_values(positions):
             check_finite("positions", positions)
         plan = core.interpolation_plan(
-            positions, self.inverse_cell, self._ns, self._coefficients
+            positions, self.inverse_cell, self._ns, self.scheme
         )
         self._plan = plan
         # the compatible view: (n, N, 3) in the atoms' own order
