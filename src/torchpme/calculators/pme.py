@@ -138,6 +138,9 @@ class PMECalculator(Calculator):
 
         ``G(k)`` of the potential (``lr_from_k_sq``) on the half spectrum
         ``(n0, n1, n2//2+1)``, times the optimal influence function for P3M.
+        The filter depends on the cell: for a stress (a gradient with respect to
+        the cell) let the calculator make it in the same step, or make it there
+        from the cell that requires the gradient.
 
         Args:
             cell: ``(3, 3)`` cell, rows are lattice vectors.
