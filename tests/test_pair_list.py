@@ -3,6 +3,7 @@ wherever ``neighbor_indices`` go, with the results of the plain index tensor."""
 
 import pytest
 import torch
+from reference import requires_compile
 
 import torchpme
 from torchpme.neighbors import PairList, compute_neighbors, pair_distances
@@ -135,3 +136,26 @@ def test_potentials_are_half_the_charge_gradient_of_the_energy(name, periodic):
     (grad,) = torch.autograd.grad(energy, q)
     potentials = calculator(charges, cell, positions, indices, distances, periodic)
     torch.testing.assert_close(0.5 * grad, potentials, rtol=1e-12, atol=1e-13)
+
+
+@requires_compile
+def test_a_pair_list_goes_through_torch_compile():
+    """``torch.compile(fullgraph=True)`` of a step that takes a PairList (its columns
+    only: no work buffer is handed between traced steps): the eager numbers."""
+    positions, charges, cell = _system()
+    calculator = torchpme.PMECalculator(
+        torchpme.CoulombPotential(1.0), 0.5, fixed_mesh=[12, 12, 12]
+    ).double()
+    pairs, _ = compute_neighbors(positions, cell, 2.5, as_pair_list=True)
+
+    def step(moving):
+        distances = pair_distances(moving, cell, pairs)
+        return calculator.energy(charges, cell, moving, pairs, distances)
+
+    results = []
+    for function in (step, torch.compile(step, fullgraph=True)):
+        moving = positions.clone().requires_grad_(True)
+        energy = function(moving)
+        results.append((energy, *torch.autograd.grad(energy, moving)))
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
