@@ -11,7 +11,8 @@ computes the value and the derivative
     v'(r) = −\\frac{1}{r}\\left(v(r) + A\\sqrt{\\tfrac{2}{π}}\\frac{e^{−r²/2σ²}}{σ}\\right)
 
 in one pass. For the potentials (:func:`coulomb_pair_sum`) the forward keeps
-``v'`` and the backward gathers the upstream gradient over the pairs. For the
+``v'`` and the backward gathers the upstream gradient over the pairs once, for
+the charges' and the distances' gradients in the same chunked pass. For the
 energy (:func:`coulomb_pair_energy`) the upstream gradient of the potentials is
 ``(∂L/∂E) · q`` by construction, so the gradient of each distance is
 ``(∂L/∂E) q_i q_j v'(r_ij)``: the forward keeps these products and the backward is
@@ -107,6 +108,43 @@ def _slices(values: torch.Tensor) -> Values:
 def _stack(tensors: List[torch.Tensor], dim: int) -> torch.Tensor:
     # a single channel needs no copy
     return tensors[0].unsqueeze(dim) if len(tensors) == 1 else torch.stack(tensors, dim)
+
+
+def _potential_gradients(grad, charges, first, second, values, derivatives, full):
+    """The gradients of the potentials for an upstream ``g``, in one chunked pass
+    over the pairs that gathers ``g`` once for both: the charges' (the adjoint
+    sends ``½ g v`` back along each stored pair; with ``values`` ``v``) and the
+    distances' (``½ (g_i q_j + g_j q_i) v'``; with ``derivatives`` ``v'``)."""
+    n_pairs = first.shape[0]
+    grad_charges = grad_distances = None
+    if derivatives is not None:
+        grad_distances = grad.new_zeros(n_pairs)
+    g = [grad[:, channel].contiguous() for channel in range(grad.shape[1])]
+    q = [charges[:, channel].contiguous() for channel in range(grad.shape[1])]
+    columns = [torch.zeros_like(g_channel) for g_channel in g]
+    step = chunk_length(defaults.PAIRS, n_pairs, first.device)
+    for start in range(0, n_pairs, step):
+        i, j = first[start : start + step], second[start : start + step]
+        overlap = None
+        if grad_distances is not None:
+            overlap = grad_distances[start : start + step]
+        for channel in range(len(g)):
+            g_i = g[channel].index_select(0, i)
+            g_j = None if full else g[channel].index_select(0, j)
+            if overlap is not None:
+                overlap.addcmul_(g_i, q[channel].index_select(0, j))
+                if g_j is not None:
+                    overlap.addcmul_(g_j, q[channel].index_select(0, i))
+            if values is not None:
+                v = values[start : start + step]
+                columns[channel].index_add_(0, j, g_i.mul_(v))
+                if g_j is not None:
+                    columns[channel].index_add_(0, i, g_j.mul_(v))
+        if overlap is not None:
+            overlap.mul_(derivatives[start : start + step]).mul_(0.5)
+    if values is not None:
+        grad_charges = torch.mul(_stack(columns, 1), 0.5)
+    return grad_charges, grad_distances
 
 
 def _pair_overlap(grad, charges, first, second, full: bool) -> torch.Tensor:
@@ -254,13 +292,10 @@ class _CoulombPairSum(torch.autograd.Function):
             if energy and grad_charges is not None:
                 grad_charges = 2.0 * grad_charges  # q enters E twice
             return (grad_charges, None, None, grad_distances) + (None,) * 6
-        grad_charges = grad_distances = None
-        if needs[0]:
-            # the adjoint sends the gradient back along each stored pair
-            grad_charges = _pair_sum(grad, second, first, _slices(ctx.values), full)
-        if needs[3]:
-            overlap = _pair_overlap(grad, charges, first, second, full)
-            grad_distances = overlap.mul_(ctx.derivatives).mul_(0.5)
+        grad_charges, grad_distances = _potential_gradients(
+            grad, charges, first, second, ctx.values if needs[0] else None,
+            ctx.derivatives if needs[3] else None, full,
+        )  # fmt: skip
         return (grad_charges, None, None, grad_distances) + (None,) * 6
 
 
