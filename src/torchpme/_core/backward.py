@@ -1,4 +1,9 @@
-"""A helper shared by the hand-written backward passes of ``_core``.
+"""Helpers shared by the hand-written autograd Functions of ``_core``.
+
+:func:`energies` and :func:`per_atom_upstream` serve the energy Functions
+(``E = Σ q · φ`` in all, or per system): their backward passes know that the
+upstream gradient of the potentials is ``(∂L/∂E) · q``, and these say which
+``∂L/∂E`` each atom gets.
 
 :func:`replay` gives second derivatives: a Function whose backward is written by
 hand re-runs its forward as differentiable operations and lets autograd
@@ -9,7 +14,7 @@ from typing import Optional, Sequence, Tuple
 
 import torch
 
-__all__ = ["replay"]
+__all__ = ["energies", "per_atom_upstream", "replay"]
 
 
 def replay(
@@ -27,3 +32,25 @@ def replay(
         next(grads) if need and t is not None else None
         for t, need in zip(inputs, needs)
     )
+
+
+def energies(
+    values: torch.Tensor,
+    potentials: torch.Tensor,
+    owners: Optional[torch.Tensor],
+    n_groups: int,
+) -> torch.Tensor:
+    """``Σ_ic values_ic potentials_ic`` (0-dim), or with ``owners`` (``(N,)``, the
+    group of each row: a system, a mesh) the ``(n_groups,)`` sums per group."""
+    if owners is None:
+        return torch.sum(values * potentials)
+    per_atom = torch.sum(values * potentials, dim=1)
+    return per_atom.new_zeros(n_groups).index_add(0, owners, per_atom)
+
+
+def per_atom_upstream(grad: torch.Tensor, owners: Optional[torch.Tensor]):
+    """The upstream gradient of each row's energy: ``grad`` (0-dim) itself, or
+    that of its group, ``(N, 1)``."""
+    if owners is None:
+        return grad
+    return grad.index_select(0, owners).unsqueeze(1)

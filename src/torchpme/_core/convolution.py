@@ -29,7 +29,7 @@ from typing import List, Optional, Tuple
 import torch
 
 from . import stencil
-from .backward import replay
+from .backward import energies, per_atom_upstream, replay
 from .fft import (
     _apply_kernel,
     _multiplicity,
@@ -162,11 +162,8 @@ class _ConvolutionEnergy(torch.autograd.Function):
     def forward(ctx, nodes, weights, values, kernel, shape: List[int], owners):
         ctx.output = _forward_pass(ctx, nodes, weights, values, kernel, shape)
         ctx.owners = owners
-        if owners is None:
-            return torch.sum(values * ctx.output)
-        per_atom = torch.sum(values * ctx.output, dim=1)
         n_meshes = shape[0] if len(shape) == 4 else 1
-        return per_atom.new_zeros(n_meshes).index_add(0, owners, per_atom)
+        return energies(values, ctx.output, owners, n_meshes)
 
     @staticmethod
     def backward(ctx, grad):
@@ -184,8 +181,7 @@ def _upstream(ctx, grad):
     itself for one energy)."""
     if ctx.owners is None:
         return grad, grad
-    per_atom = grad.index_select(0, ctx.owners).unsqueeze(1)
-    return per_atom, grad.reshape(1, -1, 1, 1, 1)
+    return per_atom_upstream(grad, ctx.owners), grad.reshape(1, -1, 1, 1, 1)
 
 
 def _differentiable_energy_gradients(ctx, per_atom, per_mesh):
@@ -299,11 +295,7 @@ def convolve_energy(
         filtered = _sorted_convolution(
             plan.stencil, weights, sorted_values, kernel, shape
         )
-        per_atom = torch.sum(sorted_values * filtered, dim=1)
-        if owners is None:
-            return torch.sum(per_atom)
-        n_meshes = max(plan.n_meshes, 1)
-        return per_atom.new_zeros(n_meshes).index_add(0, owners, per_atom)
+        return energies(sorted_values, filtered, owners, max(plan.n_meshes, 1))
     kernel = kernel.to(values.dtype)
     return _energy(plan.stencil, weights, sorted_values, kernel, shape, owners)
 

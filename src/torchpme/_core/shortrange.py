@@ -34,6 +34,7 @@ from typing import Callable, List, Optional, Tuple
 import torch
 
 from . import defaults, execution
+from .backward import energies, per_atom_upstream
 from .execution import chunk_length
 from .pairlist import columns
 
@@ -222,7 +223,7 @@ class _CoulombPairSum(torch.autograd.Function):
             ctx.products = None
             if not energy:
                 return potential
-            return _energies(charges, potential, owners, n_systems)
+            return energies(charges, potential, owners, n_systems)
         n_pairs = distances.shape[0]
         # what the backward needs is written chunk by chunk into pair-sized buffers
         kept = None  # v(r_ij), for the charges' gradient of the potentials
@@ -260,7 +261,7 @@ class _CoulombPairSum(torch.autograd.Function):
         if not energy:
             return potential
         ctx.potential = potential  # ∂E/∂q = 2 φ (the pair sum is symmetric)
-        return _energies(charges, potential, owners, n_systems)
+        return energies(charges, potential, owners, n_systems)
 
     @staticmethod
     def backward(ctx, grad):
@@ -269,7 +270,7 @@ class _CoulombPairSum(torch.autograd.Function):
         needs = ctx.needs_input_grad
         if torch.is_grad_enabled():  # second derivatives, differentiable
             return _differentiable_gradients(ctx, grad)
-        per_atom = _per_atom(grad, ctx.owners) if energy else grad
+        per_atom = per_atom_upstream(grad, ctx.owners) if energy else grad
         if energy and ctx.kernels is None:
             grad_charges = grad_distances = None
             if needs[0]:
@@ -306,7 +307,7 @@ def _differentiable_gradients(ctx, grad):
     charges, distances, first, second = ctx.saved_tensors
     smearing, prefactor, full, energy = ctx.constants
     needs = ctx.needs_input_grad
-    upstream = _per_atom(grad, ctx.owners) * charges if energy else grad
+    upstream = per_atom_upstream(grad, ctx.owners) * charges if energy else grad
     # int64 columns: differentiated, the gathers become row additions by index,
     # which on CPU are several times slower with int32 indices
     first, second = first.long(), second.long()
@@ -323,23 +324,7 @@ def _differentiable_gradients(ctx, grad):
     return (grad_charges, None, None, grad_distances) + (None,) * 6
 
 
-def _energies(charges, potential, owners: Optional[torch.Tensor], n_systems: int):
-    """``Σ q · φ`` in all (0-dim), or per system of ``owners`` ``(B,)``."""
-    if owners is None:
-        return torch.sum(charges * potential)
-    per_atom = torch.sum(charges * potential, dim=1)
-    return per_atom.new_zeros(n_systems).index_add(0, owners, per_atom)
-
-
-def _per_atom(grad: torch.Tensor, owners: Optional[torch.Tensor]) -> torch.Tensor:
-    """The upstream gradient of each atom's energy: ``grad`` (0-dim) itself, or
-    that of its system, ``(N, 1)``."""
-    if owners is None:
-        return grad
-    return grad.index_select(0, owners).unsqueeze(1)
-
-
-def _apply(
+def _pair_function(
     charges, neighbor_indices, distances, smearing, prefactor, full, energy,
     owners=None, n_systems=0,
 ):  # fmt: skip
@@ -380,7 +365,7 @@ def coulomb_pair_sum(
     Returns:
         ``(N, C)`` potential, differentiable (twice) in charges and distances.
     """
-    return _apply(
+    return _pair_function(
         charges, neighbor_indices, neighbor_distances, smearing, prefactor,
         full_neighbor_list, False,
     )  # fmt: skip
@@ -404,7 +389,7 @@ def coulomb_pair_energy(
         atom; pairs never join two systems) the ``(n_systems,)`` energies of the
         systems.
     """
-    return _apply(
+    return _pair_function(
         charges, neighbor_indices, neighbor_distances, smearing, prefactor,
         full_neighbor_list, True, system_index, n_systems,
     )  # fmt: skip

@@ -6,11 +6,12 @@ from typing import List, Optional
 
 import torch
 
+from .._core.backward import energies
 from .._core.pairs import neutralised_corrections
 from .._core.validation import check_shape, message
 from .._utils import _validate_parameters
 
-__all__ = ["BatchMethods", "energies"]
+__all__ = ["BatchMethods"]
 
 
 class BatchMethods:
@@ -232,16 +233,3 @@ class BatchMethods:
                 )
                 potential = potential.index_add(0, atoms, slab)
         return potential / 2.0
-
-
-def energies(
-    charges: torch.Tensor,
-    potential: torch.Tensor,
-    system_index: Optional[torch.Tensor],
-    n_systems: int,
-) -> torch.Tensor:
-    """``Σ q · V`` in all (0-dim), or per system ``(n_systems,)``."""
-    if system_index is None:
-        return torch.sum(charges * potential)
-    per_atom = torch.sum(charges * potential, dim=1)
-    return per_atom.new_zeros(n_systems).index_add(0, system_index, per_atom)

@@ -4,6 +4,7 @@ from typing import Optional
 
 import torch
 
+from .._core.backward import energies
 from .._core.pairlist import indices_of
 from .._core.pairs import neutralised_corrections, pair_sum
 from .._core.shortrange import coulomb_pair_energy, coulomb_pair_sum
@@ -11,7 +12,6 @@ from .._core.validation import message
 from .._utils import _validate_parameters
 from ..potentials import CoulombPotential, Potential
 from ._batch import BatchMethods
-from ._batch import energies as _energies
 
 __all__ = ["Calculator"]
 
@@ -135,7 +135,7 @@ class Calculator(BatchMethods, torch.nn.Module):
         rspace = self._compute_rspace(
             charges, neighbor_indices, neighbor_distances, pair_mask
         )
-        return _energies(charges, rspace, system_index, n_systems)
+        return energies(charges, rspace, system_index, n_systems)
 
     def _compute_kspace(
         self,
