@@ -12,7 +12,7 @@ import torch
 from lib._reference import dense_gather, dense_spread, kvectors_mesh
 from torch.autograd import gradcheck, gradgradcheck
 
-from torchpme._core import convolution, defaults
+from torchpme._core import defaults, mesh_energy, pipeline
 from torchpme._core import mesh as core_mesh
 from torchpme._core.kspace import mesh_k_squared
 from torchpme._core.weights import interpolation_scheme
@@ -46,7 +46,7 @@ def _potentials(method, n):
             positions, torch.linalg.inv(cell), NS, scheme
         )
         kernel = _kernel(mesh_k_squared(cell, NS), sigma)
-        return convolution.convolve(plan, charges, kernel)
+        return pipeline.convolve(plan, charges, kernel)
 
     return function
 
@@ -69,7 +69,7 @@ def _energy_function(method, n):
             positions, torch.linalg.inv(cell), NS, scheme
         )
         kernel = _kernel(mesh_k_squared(cell, NS), sigma)
-        return 0.7 * convolution.convolve_energy(plan, charges, kernel)
+        return 0.7 * mesh_energy.convolve_energy(plan, charges, kernel)
 
     return function
 
@@ -147,7 +147,7 @@ def test_stacked_meshes_equal_single_meshes():
     inverse = torch.linalg.inv(cells)[owner]
     plan = core_mesh.interpolation_plan(positions, inverse, NS, scheme, owner, 2)
     kernel = _kernel(mesh_k_squared(cells, NS)[None], sigma[:, None])
-    stacked = convolution.convolve(plan, charges, kernel)
+    stacked = pipeline.convolve(plan, charges, kernel)
     for system in (0, 1):
         atoms = owner == system
         single = _potentials("Lagrange", 4)(
@@ -193,14 +193,14 @@ def test_host_transforms_match_torch(dtype, monkeypatch):
 def test_differentiable_real_transform(shape):
     """``rfftn`` whose adjoint is one complex-to-real transform: its gradients equal
     torch's own ``rfftn`` backward, to second order, for even and odd last axes."""
-    from torchpme._core.fft import _differentiable_rfft3
+    from torchpme._core.fft import differentiable_rfft3
 
     generator = torch.Generator().manual_seed(1)
     x = torch.randn(*shape, dtype=torch.float64, generator=generator)
     x.requires_grad_(True)
 
     def transform(x):
-        return torch.view_as_real(_differentiable_rfft3(x))
+        return torch.view_as_real(differentiable_rfft3(x))
 
     assert gradcheck(transform, (x,))
     assert gradgradcheck(transform, (x,))
@@ -217,7 +217,7 @@ def test_filter_double_backward_runs_no_complex_transform():
     run a full complex one."""
     from torch.utils._python_dispatch import TorchDispatchMode
 
-    from torchpme._core.fft import filter_mesh
+    from torchpme._core.pipeline import filter_mesh
 
     class Complex(TorchDispatchMode):
         seen = 0

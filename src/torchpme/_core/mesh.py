@@ -1,4 +1,4 @@
-"""Spreading points onto a periodic mesh and gathering them back: pure functions.
+"""Where atoms land on a periodic mesh: the interpolation plan.
 
 The design is plan → execute: :func:`interpolation_plan` turns positions into a
 :class:`MeshPlan`, a named record of the mesh shape and three tensors: ``stencil``
@@ -9,10 +9,8 @@ all atoms at once), ``weights`` ``(N, 3, n)``, the 1-D weights of each atom alon
 each lattice axis, and ``order`` ``(N,)``, the permutation that sorts the atoms by
 mesh position: stencil and weights are stored in that order, so that neighbouring
 atoms touch neighbouring memory (as FINUFFT sorts its points), which makes scatter
-and gather about twice as fast on CPU. :func:`spread` (points → mesh) and
-:func:`gather` (mesh → points) execute a plan and are exact adjoints:
-``<spread(q), m> == <q, gather(m)>``; :func:`torchpme._core.convolution.convolve`
-executes spread, filter and gather of the same plan in one step. The 3-D weight of
+and gather about twice as fast on CPU. :mod:`torchpme._core.pipeline` executes a
+plan (spread, filter, gather, or all three in one step). The 3-D weight of
 atom ``i`` on node ``(a, b, c)`` is the product of the three 1-D weights (the
 interpolation is separable). Mesh sizes are Python ints, fixed before the hot path.
 """
@@ -21,23 +19,20 @@ from typing import List, NamedTuple, Optional
 
 import torch
 
-from . import stencil
 from .permutation import permute_rows
 from .weights import Scheme, evaluate_weights
 
 __all__ = [
     "MeshPlan",
-    "gather",
     "interpolation_plan",
     "mesh_coordinates",
     "mesh_shape",
-    "spread",
 ]
 
 
 class MeshPlan(NamedTuple):
     """Where every atom lands on the mesh: built once per positions, then executed
-    by :func:`spread`, :func:`gather` and the convolutions.
+    by :mod:`torchpme._core.pipeline`.
 
     Attributes:
         stencil: ``(N, 3, n)`` int64 shares of the flat node index per axis
@@ -134,54 +129,6 @@ def interpolation_plan(
     return MeshPlan(
         nodes.index_select(0, order), weights, order, list(ns), n_meshes, scheme
     )
-
-
-def spread(plan: MeshPlan, values: torch.Tensor) -> torch.Tensor:
-    """Spread per-atom values onto the mesh (points → mesh).
-
-    ``mesh[c, a, b, e] = Σ_i values[i, c] · W_i(a, b, e)``.
-
-    Args:
-        plan: from :func:`interpolation_plan`.
-        values: ``(N, C)`` per-atom values (e.g. charges), in the atoms' order.
-
-    Returns:
-        ``(C, n0, n1, n2)`` mesh, channels first; for a stack of ``M`` meshes,
-        ``(C, M, n0, n1, n2)``.
-    """
-    shape = mesh_shape(plan)
-    size = 1
-    for n in shape:
-        size *= n
-    weights = plan.weights.to(values.dtype)
-    values = permute_rows(values, plan.order)
-    if torch.jit.is_scripting():
-        mesh = stencil.scatter(plan.stencil, weights, values, size)
-    else:
-        mesh = stencil.spread_values(plan.stencil, weights, values, size)
-    return mesh.reshape([values.shape[1]] + shape)
-
-
-def gather(plan: MeshPlan, mesh: torch.Tensor) -> torch.Tensor:
-    """Interpolate mesh values at the atoms (mesh → points), adjoint of spread.
-
-    ``out[i, c] = Σ_{a,b,e} mesh[c, a, b, e] · W_i(a, b, e)``.
-
-    Args:
-        plan: from :func:`interpolation_plan`.
-        mesh: ``(C, n0, n1, n2)`` mesh values, or a stack ``(C, M, n0, n1, n2)``.
-
-    Returns:
-        ``(N, C)`` values at the atoms, in the atoms' order.
-    """
-    values = mesh.reshape(mesh.shape[0], -1)
-    weights = plan.weights.to(mesh.dtype)
-    if torch.jit.is_scripting():
-        picked = stencil.pick(values, plan.stencil)
-        result = stencil.contract(picked, weights).t()
-    else:
-        result = stencil.gather_values(plan.stencil, weights, values)
-    return torch.zeros_like(result).index_copy(0, plan.order, result)
 
 
 def mesh_coordinates(cell: torch.Tensor, ns: List[int]) -> torch.Tensor:

@@ -3,16 +3,18 @@
 One plan for ``B`` meshes (made with ``mesh_index``) sorts the atoms by mesh first,
 so the atoms of consecutive meshes are consecutive rows of the sorted plan: a stack
 of meshes is a slice of it, its nodes shifted to the stack's own first mesh, run
-through the single-plan Functions of :mod:`torchpme._core.convolution`.
+through the single-plan pipeline (:mod:`torchpme._core.pipeline`) or energy
+(:mod:`torchpme._core.mesh_energy`).
 """
 
 from typing import List
 
 import torch
 
-from .convolution import _energy, _numel, _sorted_convolution
 from .mesh import MeshPlan
+from .mesh_energy import sorted_energy
 from .permutation import permute_rows
+from .pipeline import numel, run
 
 __all__ = ["convolve_stacks", "convolve_stacks_energy"]
 
@@ -70,7 +72,7 @@ def _stacks(plan, values, kernel, meshes: List[int], atoms: List[int], owners):
     ns = plan.shape
     weights = plan.weights.to(values.dtype)
     sorted_values = permute_rows(values, plan.order)
-    mesh_size = _numel(ns)
+    mesh_size = numel(ns)
     # the flat index of a node is the sum of its three per-axis shares: a stack's
     # first mesh moves to 0 by shifting the first axis's share
     axis = torch.zeros((3, 1), dtype=plan.stencil.dtype, device=plan.stencil.device)
@@ -91,15 +93,21 @@ def _stacks(plan, values, kernel, meshes: List[int], atoms: List[int], owners):
         shape = [count] + list(ns)
         if owners is None:
             results.append(
-                _sorted_convolution(
-                    nodes, part_weights, part_values, part_kernel, shape
+                run(
+                    ["spread", "filter", "gather"],
+                    nodes,
+                    part_weights,
+                    part_kernel,
+                    part_values,
+                    shape,
                 )
             )
         else:
+            owners_of_stack = split[3] - first
             results.append(
-                _energy(
-                    nodes, part_weights, part_values, part_kernel.to(values.dtype),
-                    shape, split[3] - first,
+                sorted_energy(
+                    nodes, part_weights, part_values, part_kernel, shape,
+                    owners_of_stack,
                 )
             )  # fmt: skip
         first += count

@@ -1,16 +1,14 @@
-"""Fast spread and gather with hand-written, twice-differentiable backward passes.
+"""The stencil arithmetic of spread and gather: scatter, pick, contract.
 
 Spreading ``mesh[c, t] = Σ_i q_ic W_it`` and gathering ``out[i, c] = Σ_t mesh[c, t]
 W_it`` over the ``n³`` stencil nodes ``t`` of each atom are adjoint linear maps in
-the values, and multilinear in the separable 1-D weights ``W = wx ⊗ wy ⊗ wz``. So
-the backward of each is the other one, plus the weight gradients, which reduce to
-contractions of the stencil values ``H_i(a, b, c) = Σ_c' q_ic' mesh[c', t(a,b,c)]``
-with two of the three 1-D weights. Writing the backward this way avoids the
-``(C, N, n³)`` gradient intermediates of plain autograd; the backward passes are
-built from the same differentiable functions, so second derivatives work.
-
-TorchScript cannot compile ``torch.autograd.Function``: under scripting the callers
-in :mod:`torchpme._core.mesh` use plain autograd instead.
+the values, and multilinear in the separable 1-D weights ``W = wx ⊗ wy ⊗ wz``; the
+weight gradients reduce to contractions of the stencil values ``H_i(a, b, c) =
+Σ_c' q_ic' mesh[c', t(a,b,c)]`` with two of the three 1-D weights, which never
+form ``(C, N, n³)`` gradient intermediates. These plain functions (differentiable
+by autograd) are the operations of :mod:`torchpme._core.pipeline`; on CUDA
+:func:`scatter` and :func:`gather_with_weight_gradients` run fused Triton kernels
+(:func:`torchpme._core.execution.kernels_for`).
 """
 
 from typing import Optional, Tuple
@@ -22,9 +20,11 @@ from .execution import chunk_length
 
 __all__ = [
     "combine_weight_gradients",
-    "gather_values",
+    "contract",
     "gather_with_weight_gradients",
-    "spread_values",
+    "pick",
+    "scatter",
+    "weight_gradients",
 ]
 
 
@@ -70,7 +70,7 @@ def _atoms_per_chunk(n: int, n_atoms: int, device: torch.device) -> int:
 def _fused_scatter(
     nodes: torch.Tensor, weights: torch.Tensor, values: torch.Tensor, size: int
 ) -> Optional[torch.Tensor]:
-    """:func:`scatter` by a fused kernel where one serves (see ``fused``)."""
+    """:func:`scatter` by a fused kernel where one serves."""
     kernels = execution.kernels_for(weights)
     return None if kernels is None else kernels.scatter(nodes, weights, values, size)
 
@@ -188,89 +188,3 @@ def combine_weight_gradients(
     out_ic`` from each channel's ``(C, N, 3, n)`` (see
     :func:`gather_with_weight_gradients`)."""
     return torch.einsum("ic,cijk->ijk", per_atom, weight_grads)
-
-
-class _Spread(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, nodes, weights, values, size: int):
-        ctx.save_for_backward(nodes, weights, values)
-        return scatter(nodes, weights, values, size)
-
-    @staticmethod
-    def backward(ctx, grad_mesh):
-        nodes, weights, values = ctx.saved_tensors
-        grad_weights = grad_values = None
-        kernels = execution.kernels_for(grad_mesh)
-        if kernels is not None and not torch.is_grad_enabled():
-            out, grads = kernels.gather_with_weight_gradients(
-                grad_mesh, nodes, weights, ctx.needs_input_grad[1]
-            )
-            if grads is not None:
-                grad_weights = combine_weight_gradients(values, grads)
-            return None, grad_weights, out if ctx.needs_input_grad[2] else None, None
-        if torch.is_grad_enabled():
-            # double backward: through the Functions, so these are differentiable
-            if ctx.needs_input_grad[2]:
-                grad_values = _Gather.apply(nodes, weights, grad_mesh)
-            stencil = pick(grad_mesh, nodes) if ctx.needs_input_grad[1] else None
-        else:
-            # one pick serves both gradients
-            stencil = pick(grad_mesh, nodes)
-            if ctx.needs_input_grad[2]:
-                grad_values = contract(stencil, weights).t()
-        if ctx.needs_input_grad[1] and stencil is not None:
-            field = torch.einsum("ic,cti->ti", values, stencil)
-            grad_weights = weight_gradients(field, weights)
-        return None, grad_weights, grad_values, None
-
-
-class _Gather(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, nodes, weights, mesh):
-        ctx.save_for_backward(nodes, weights, mesh)
-        ctx.weight_grads = ctx.stencil = None
-        kernels = execution.kernels_for(mesh)
-        if kernels is not None:
-            # the fused gather gives each channel's weight gradients at once
-            out, ctx.weight_grads = kernels.gather_with_weight_gradients(
-                mesh, nodes, weights, weights.requires_grad
-            )
-            return out
-        stencil = pick(mesh, nodes)
-        # the picked values serve the weight gradient of a first-order backward
-        ctx.stencil = stencil if weights.requires_grad else None
-        return contract(stencil, weights).t()
-
-    @staticmethod
-    def backward(ctx, grad_out):
-        nodes, weights, mesh = ctx.saved_tensors
-        grad_weights = grad_mesh = None
-        if ctx.needs_input_grad[2]:
-            grad_mesh = _Spread.apply(nodes, weights, grad_out, mesh.shape[1])
-        first_order = not torch.is_grad_enabled()
-        if ctx.needs_input_grad[1] and ctx.weight_grads is not None and first_order:
-            grad_weights = combine_weight_gradients(grad_out, ctx.weight_grads)
-        elif ctx.needs_input_grad[1]:
-            stencil = ctx.stencil
-            if torch.is_grad_enabled() or stencil is None:
-                # double backward: picked again so that autograd sees the mesh
-                stencil = pick(mesh, nodes)
-            field = torch.einsum("ic,cti->ti", grad_out, stencil)
-            grad_weights = weight_gradients(field, weights)
-        return None, grad_weights, grad_mesh
-
-
-def spread_values(
-    nodes: torch.Tensor, weights: torch.Tensor, values: torch.Tensor, size: int
-) -> torch.Tensor:
-    """Spread ``values (N, C)`` with 1-D ``weights (N, 3, n)`` at the stencils of
-    the per-axis shares ``nodes (N, 3, n)``; returns the flattened ``(C, size)``
-    mesh."""
-    return _Spread.apply(nodes, weights, values, size)
-
-
-def gather_values(
-    nodes: torch.Tensor, weights: torch.Tensor, mesh: torch.Tensor
-) -> torch.Tensor:
-    """Gather a flattened ``(C, M)`` mesh at the stencils: ``(N, C)``."""
-    return _Gather.apply(nodes, weights, mesh)

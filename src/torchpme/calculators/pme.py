@@ -6,7 +6,8 @@ import torch
 
 from .._core import kspace
 from .._core import mesh as core_mesh
-from .._core.convolution import convolve, convolve_energy
+from .._core.mesh_energy import convolve_energy
+from .._core.pipeline import convolve
 from .._core.validation import check_fixed_mesh, check_positive
 from .._core.weights import Scheme, interpolation_scheme, moved
 from ..lib.kspace_filter import KSpaceFilter

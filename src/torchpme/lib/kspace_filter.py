@@ -4,7 +4,7 @@ from typing import List, Optional
 
 import torch
 
-from .._core import fft, kspace
+from .._core import kspace, pipeline
 from .._core.validation import (
     check_cell_cheaply,
     check_choice,
@@ -147,7 +147,7 @@ class KSpaceFilter(torch.nn.Module):
             self._kfilter.device,
             "on the device of the filter",
         )
-        result = fft.filter_mesh(
+        result = pipeline.filter_mesh(
             mesh_values, self._kfilter, self._fft_norm, self._ifft_norm
         )
         if check_values(result) and bool(torch.isnan(result).any()):
