@@ -94,6 +94,17 @@ def check_fixed_mesh(fixed_mesh: Any) -> List[int]:
     return [int(n) for n in sizes]
 
 
+def count_periodic(periodic: Optional[torch.Tensor]) -> int:
+    """The number of periodic directions of a ``(3,)`` bool ``periodic`` (3 for
+    None), after a check of its shape and dtype; reads it on the host."""
+    if periodic is None:
+        return 3
+    check_shape("periodic", periodic, [3], "(3,)")
+    if periodic.is_floating_point() or periodic.is_complex():
+        raise TypeError(message("periodic", "bools", f"{periodic.dtype}"))
+    return int(torch.count_nonzero(periodic))
+
+
 def check_finite_number(argument: str, value: float):
     """Raise ``ValueError`` unless ``value`` is a finite number (NaN and ±inf are
     rejected)."""

@@ -160,6 +160,16 @@ class BatchMethods:
         )
         if periodic is not None:
             check_shape("periodic", periodic, [n_systems, 3], "(B, 3)")
+            fewest = int(torch.count_nonzero(periodic, dim=1).min()) if n_systems else 3
+            if fewest < 2:
+                raise ValueError(
+                    message(
+                        "periodic",
+                        "two or three periodic directions per system in a batch "
+                        "(clusters go through forward, one system at a time)",
+                        f"a system with {fewest}",
+                    )
+                )
         if mesh_filters is not None:
             if len(mesh_filters) != n_systems:
                 raise ValueError(

@@ -8,7 +8,7 @@ from .._core.backward import energies
 from .._core.pairlist import indices_of
 from .._core.pairs import neutralised_corrections, pair_sum
 from .._core.shortrange import coulomb_pair_energy, coulomb_pair_sum
-from .._core.validation import message
+from .._core.validation import count_periodic, message
 from .._utils import _validate_parameters
 from ..potentials import CoulombPotential, Potential
 from ._batch import BatchMethods
@@ -157,8 +157,21 @@ class Calculator(BatchMethods, torch.nn.Module):
         node_mask: Optional[torch.Tensor],
         kvectors: Optional[torch.Tensor],
         mesh_filter: Optional[torch.Tensor],
+        n_periodic: int = 3,
     ) -> None:
-        """Reject, before any work, inputs this method cannot use."""
+        """Reject, before any work, inputs this method cannot use
+        (``n_periodic``: the number of periodic directions)."""
+        if self.potential.smearing is not None and n_periodic < 2:
+            raise ValueError(
+                message(
+                    "periodic",
+                    "two or three periodic directions (EwaldCalculator sums "
+                    "periodic images; PMECalculator and P3MCalculator also take "
+                    "clusters, all False; a Calculator without smearing sums "
+                    "pairs directly)",
+                    f"{n_periodic}",
+                )
+            )
         if mesh_filter is not None:
             raise ValueError(
                 message(
@@ -220,7 +233,9 @@ class Calculator(BatchMethods, torch.nn.Module):
                 columns then serve every call.
             neighbor_distances: ``(P,)`` pair distances (of the periodic images).
             periodic: ``(3,)`` bools; with exactly two ``True`` the 2-D slab
-                correction is applied for Coulomb potentials.
+                correction is applied for Coulomb potentials; all ``False``: a
+                cluster, summed without images on a free-space mesh (PME and
+                P3M; ``cell`` is then ignored and may be zeros).
             node_mask: ``(N,)`` bools, ``False`` for padding atoms (Ewald only).
             pair_mask: ``(P,)`` bools, ``False`` for padding pairs.
             kvectors: ``(K, 3)`` precomputed k-vectors (Ewald only).
@@ -230,6 +245,7 @@ class Calculator(BatchMethods, torch.nn.Module):
         Returns:
             ``(N, C)`` potentials; the energy is ``(charges * result).sum()``.
         """
+        n_periodic = count_periodic(periodic)
         _validate_parameters(
             charges,
             cell,
@@ -240,9 +256,9 @@ class Calculator(BatchMethods, torch.nn.Module):
             pair_mask,
             node_mask,
             kvectors,
-            cell_required=self.potential.smearing is not None,
+            cell_required=self.potential.smearing is not None and n_periodic > 0,
         )
-        self._check_kspace_inputs(node_mask, kvectors, mesh_filter)
+        self._check_kspace_inputs(node_mask, kvectors, mesh_filter, n_periodic)
         rspace = self._compute_rspace(
             charges, neighbor_indices, neighbor_distances, pair_mask
         )
@@ -288,6 +304,7 @@ class Calculator(BatchMethods, torch.nn.Module):
             ...                   torch.tensor([2.0]))
             tensor(-0.5000)
         """
+        n_periodic = count_periodic(periodic)
         _validate_parameters(
             charges,
             cell,
@@ -296,9 +313,9 @@ class Calculator(BatchMethods, torch.nn.Module):
             neighbor_distances,
             periodic,
             pair_mask,
-            cell_required=self.potential.smearing is not None,
+            cell_required=self.potential.smearing is not None and n_periodic > 0,
         )
-        self._check_kspace_inputs(None, None, mesh_filter)
+        self._check_kspace_inputs(None, None, mesh_filter, n_periodic)
         energy = self._rspace_energy(
             charges, neighbor_indices, neighbor_distances, pair_mask
         )

@@ -76,6 +76,12 @@ class P3MCalculator(PMECalculator):
             fixed_mesh=fixed_mesh,
         )
 
+    def _taper(self) -> float:
+        """Two smearings: the width on which the filter is smooth, so that the
+        influence function does not amplify the cluster kernel's wrap-around."""
+        smearing = self.potential.smearing
+        return 0.0 if smearing is None else 2.0 * smearing
+
     def _make_filter(self, cell: torch.Tensor, ns_mesh: torch.Tensor) -> KSpaceFilter:
         return P3MKSpaceFilter(
             cell,

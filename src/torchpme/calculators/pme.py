@@ -4,11 +4,11 @@ from typing import List, Optional, Tuple
 
 import torch
 
-from .._core import kspace
+from .._core import freespace, kspace
 from .._core import mesh as core_mesh
 from .._core.mesh_energy import convolve_energy
 from .._core.pipeline import convolve
-from .._core.validation import check_fixed_mesh, check_positive
+from .._core.validation import check_fixed_mesh, check_positive, message
 from .._core.weights import Scheme, interpolation_scheme, moved
 from ..lib.kspace_filter import KSpaceFilter
 from ..lib.mesh_interpolator import MeshInterpolator
@@ -28,6 +28,12 @@ class PMECalculator(Calculator):
     filtered with ``G(|k|²) = potential.lr_from_k_sq`` (unnormalised FFT pair),
     interpolated back to the atoms and divided by the volume; self, background and
     slab corrections are those of :class:`EwaldCalculator`. Cost O(N + M log M).
+
+    A cluster (``periodic`` all ``False``) is computed without periodic images
+    on a mesh around the atoms, doubled so that the FFT convolution is the
+    free-space one (:mod:`torchpme._core.freespace`, Hockney & Eastwood): any
+    net charge, no vacuum to add, the cell ignored; nodes are
+    ``mesh_spacing / 2`` apart.
 
     Args:
         potential: range-separated potential (with a smearing).
@@ -156,12 +162,60 @@ class PMECalculator(Calculator):
         node_mask: Optional[torch.Tensor],
         kvectors: Optional[torch.Tensor],
         mesh_filter: Optional[torch.Tensor],
+        n_periodic: int = 3,
     ) -> None:
         if node_mask is not None or kvectors is not None:
             raise NotImplementedError(
                 "mesh calculators do not take `node_mask` or `kvectors` (padded "
                 "batches): use forward_batch, or call them once per system"
             )
+        if n_periodic == 1:
+            raise ValueError(
+                message(
+                    "periodic",
+                    "zero (a cluster), two (a slab) or three periodic directions",
+                    "one (a wire, not supported yet)",
+                )
+            )
+        if n_periodic == 0 and (mesh_filter is not None or self.fixed_mesh[0] > 0):
+            raise ValueError(
+                message(
+                    "periodic",
+                    "periodic directions with `mesh_filter` or `fixed_mesh` (the "
+                    "mesh of a cluster follows its atoms)",
+                    "a cluster (all False)",
+                )
+            )
+
+    def _cluster_setup(
+        self, positions: torch.Tensor
+    ) -> Tuple[core_mesh.MeshPlan, torch.Tensor]:
+        """``(plan, kernel)`` of a cluster: the extended mesh around the atoms and
+        its free-space filter (:mod:`torchpme._core.freespace`), with nodes
+        ``mesh_spacing / 2`` apart (the coarsest spacing of a periodic mesh)."""
+        spacing = 0.5 * self.mesh_spacing
+        mesh = freespace.cluster_mesh(
+            positions, spacing, self.interpolation_nodes // 2 + 1, self._taper()
+        )
+        lengths = torch.tensor(mesh.ns, dtype=positions.dtype, device=positions.device)
+        box = lengths * spacing
+        plan = core_mesh.interpolation_plan(
+            positions - mesh.origin, torch.diag(1.0 / box), mesh.ns, self.scheme
+        )
+        distances = freespace.cluster_distances(mesh.ns, spacing, positions)
+        sampled = self.potential.lr_from_dist(distances.reshape(-1))
+        kernel = freespace.cluster_filter(
+            mesh,
+            distances,
+            sampled.reshape(distances.shape),
+            self.potential.self_contribution(),
+        )
+        return plan, kernel * self.kspace_filter.influence(torch.diag(box), mesh.ns)
+
+    def _taper(self) -> float:
+        """Length over which a cluster's kernel is tapered (none: the Lagrange
+        weights need no deconvolution)."""
+        return 0.0
 
     def _mesh_setup(
         self,
@@ -191,6 +245,11 @@ class PMECalculator(Calculator):
         node_mask: Optional[torch.Tensor] = None,
         mesh_filter: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
+        if periodic is not None and not bool(periodic.any()):
+            plan, kernel = self._cluster_setup(positions)
+            potential = convolve(plan, charges, kernel)
+            # no images, so no background: only the self interaction goes
+            return 0.5 * (potential - charges * self.potential.self_contribution())
         plan, kernel, volume = self._mesh_setup(cell, positions, mesh_filter)
         potential = convolve(plan, charges, kernel) / volume
         return self._finish_kspace(
@@ -209,6 +268,12 @@ class PMECalculator(Calculator):
         """The mesh energy from :func:`convolve_energy` (a backward pass without
         transforms on every device), plus the corrections, which are linear in
         the mesh potential: ``finish(φ) = φ/2 + finish(0)``."""
+        if periodic is not None and not bool(periodic.any()):
+            plan, kernel = self._cluster_setup(positions)
+            self_energy = (
+                torch.sum(charges.square()) * self.potential.self_contribution()
+            )
+            return 0.5 * (convolve_energy(plan, charges, kernel) - self_energy)
         plan, kernel, volume = self._mesh_setup(cell, positions, mesh_filter)
         mesh = convolve_energy(plan, charges, kernel)
         corrections = self._finish_kspace(

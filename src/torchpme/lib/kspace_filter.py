@@ -133,6 +133,12 @@ class KSpaceFilter(torch.nn.Module):
         """
         return self.kernel.kernel_from_k_sq(k_sq)
 
+    def influence(self, cell: torch.Tensor, ns: List[int]) -> torch.Tensor:
+        """The factor of the assignment scheme on the half spectrum of a mesh of
+        ``cell`` (1 here; the P3M influence function in
+        :class:`P3MKSpaceFilter`)."""
+        return torch.ones((), dtype=cell.dtype, device=cell.device)
+
     def forward(self, mesh_values: torch.Tensor) -> torch.Tensor:
         """Filter a real ``(C, n0, n1, n2)`` mesh; returns the same shape."""
         check_shape(
@@ -225,7 +231,12 @@ class P3MKSpaceFilter(KSpaceFilter):
         self, k_sq: torch.Tensor, cell: torch.Tensor, ns: List[int]
     ) -> torch.Tensor:
         """``influence(k) · G(|k|²)`` on a mesh."""
-        influence = kspace.p3m_influence(
+        return self.influence(cell, ns) * self.kernel.kernel_from_k_sq(k_sq)
+
+    def influence(self, cell: torch.Tensor, ns: List[int]) -> torch.Tensor:
+        """The influence function on the half spectrum of a mesh of ``cell``
+        (see :func:`torchpme._core.kspace.p3m_influence`)."""
+        return kspace.p3m_influence(
             cell,
             ns,
             self.interpolation_nodes,
@@ -233,4 +244,3 @@ class P3MKSpaceFilter(KSpaceFilter):
             self._differences,
             self.cartesian_influence,
         )
-        return influence * self.kernel.kernel_from_k_sq(k_sq)
