@@ -1,4 +1,5 @@
-"""The fused spread → filter → gather map of ``torchpme._core.convolution``.
+"""The spread → filter → gather convolution of ``torchpme._core.mesh`` and the mesh
+energy of ``torchpme._core.mesh_energy``.
 
 Values against a dense NumPy reference (explicit stencil sums and ``numpy.fft``);
 gradients against finite differences, on both backward passes: the potentials'
@@ -12,7 +13,7 @@ import torch
 from lib._reference import dense_gather, dense_spread, kvectors_mesh
 from torch.autograd import gradcheck, gradgradcheck
 
-from torchpme._core import defaults, mesh_energy, pipeline
+from torchpme._core import defaults, mesh_energy
 from torchpme._core import mesh as core_mesh
 from torchpme._core.kspace import mesh_k_squared
 from torchpme._core.weights import interpolation_scheme
@@ -46,7 +47,7 @@ def _potentials(method, n):
             positions, torch.linalg.inv(cell), NS, scheme
         )
         kernel = _kernel(mesh_k_squared(cell, NS), sigma)
-        return pipeline.convolve(plan, charges, kernel)
+        return core_mesh.convolve(plan, charges, kernel)
 
     return function
 
@@ -147,7 +148,7 @@ def test_stacked_meshes_equal_single_meshes():
     inverse = torch.linalg.inv(cells)[owner]
     plan = core_mesh.interpolation_plan(positions, inverse, NS, scheme, owner, 2)
     kernel = _kernel(mesh_k_squared(cells, NS)[None], sigma[:, None])
-    stacked = pipeline.convolve(plan, charges, kernel)
+    stacked = core_mesh.convolve(plan, charges, kernel)
     for system in (0, 1):
         atoms = owner == system
         single = _potentials("Lagrange", 4)(

@@ -30,19 +30,33 @@ Reference: Hockney & Eastwood, Computer Simulation Using Particles (1988),
 """
 
 import math
-from typing import List, NamedTuple
+from typing import List, NamedTuple, Optional
 
 import torch
 
 from . import workload
+from .execution import traced
 
 __all__ = [
     "ClusterMesh",
     "cluster_distances",
     "cluster_filter",
     "cluster_mesh",
+    "is_cluster",
     "smooth_size",
 ]
+
+
+def is_cluster(periodic: Optional[torch.Tensor]) -> bool:
+    """Whether ``periodic`` (``(3,)`` bools or None) has no periodic direction;
+    read on the host, so False where nothing may be read (traced, see
+    :func:`torchpme._core.validation.count_periodic`)."""
+    if periodic is None:
+        return False
+    if not torch.jit.is_scripting():
+        if traced(periodic):
+            return False
+    return not bool(periodic.any())
 
 
 def smooth_size(n: int) -> int:

@@ -9,8 +9,9 @@ all atoms at once), ``weights`` ``(N, 3, n)``, the 1-D weights of each atom alon
 each lattice axis, and ``order`` ``(N,)``, the permutation that sorts the atoms by
 mesh position: stencil and weights are stored in that order, so that neighbouring
 atoms touch neighbouring memory (as FINUFFT sorts its points), which makes scatter
-and gather about twice as fast on CPU. :mod:`torchpme._core.pipeline` executes a
-plan (spread, filter, gather, or all three in one step). The 3-D weight of
+and gather about twice as fast on CPU. :func:`spread`, :func:`gather` and
+:func:`convolve` (spread, filter and gather in one step) execute a plan through
+the one mesh pipeline, :mod:`torchpme._core.pipeline`. The 3-D weight of
 atom ``i`` on node ``(a, b, c)`` is the product of the three 1-D weights (the
 interpolation is separable). Mesh sizes are Python ints, fixed before the hot path.
 """
@@ -20,13 +21,17 @@ from typing import List, NamedTuple, Optional
 import torch
 
 from .permutation import permute_rows
+from .pipeline import run
 from .weights import Scheme, evaluate_weights
 
 __all__ = [
     "MeshPlan",
+    "convolve",
+    "gather",
     "interpolation_plan",
     "mesh_coordinates",
     "mesh_shape",
+    "spread",
 ]
 
 
@@ -136,3 +141,77 @@ def mesh_coordinates(cell: torch.Tensor, ns: List[int]) -> torch.Tensor:
     axes = [torch.arange(n, dtype=cell.dtype, device=cell.device) / n for n in ns]
     grid = torch.stack(torch.meshgrid(axes[0], axes[1], axes[2], indexing="ij"), -1)
     return grid @ cell
+
+
+def _unsorted(plan: MeshPlan, result: torch.Tensor) -> torch.Tensor:
+    return torch.zeros_like(result).index_copy(0, plan.order, result)
+
+
+def spread(plan: MeshPlan, values: torch.Tensor) -> torch.Tensor:
+    """Spread per-atom values onto the mesh (points → mesh).
+
+    ``mesh[c, a, b, e] = Σ_i values[i, c] · W_i(a, b, e)``.
+
+    Args:
+        plan: from :func:`torchpme._core.mesh.interpolation_plan`.
+        values: ``(N, C)`` per-atom values (e.g. charges), in the atoms' order.
+
+    Returns:
+        ``(C, n0, n1, n2)`` mesh, channels first; for a stack of ``M`` meshes,
+        ``(C, M, n0, n1, n2)``.
+    """
+    shape = mesh_shape(plan)
+    weights = plan.weights.to(values.dtype)
+    sorted_values = permute_rows(values, plan.order)
+    mesh = run(["spread"], plan.stencil, weights, None, sorted_values, shape)
+    return mesh.reshape([values.shape[1]] + shape)
+
+
+def gather(plan: MeshPlan, mesh: torch.Tensor) -> torch.Tensor:
+    """Interpolate mesh values at the atoms (mesh → points), adjoint of spread.
+
+    ``out[i, c] = Σ_{a,b,e} mesh[c, a, b, e] · W_i(a, b, e)``.
+
+    Args:
+        plan: from :func:`torchpme._core.mesh.interpolation_plan`.
+        mesh: ``(C, n0, n1, n2)`` mesh values, or a stack ``(C, M, n0, n1, n2)``.
+
+    Returns:
+        ``(N, C)`` values at the atoms, in the atoms' order.
+    """
+    weights = plan.weights.to(mesh.dtype)
+    flat = mesh.reshape(mesh.shape[0], -1)
+    result = run(["gather"], plan.stencil, weights, None, flat, mesh_shape(plan))
+    return _unsorted(plan, result)
+
+
+def convolve(
+    plan: MeshPlan, values: torch.Tensor, kernel: torch.Tensor
+) -> torch.Tensor:
+    """Spread, filter and gather in one step: ``gather(filter(spread(values)))``.
+
+    ``φ_i = Σ_t W_it · IFFT[G · FFT[Σ_j q_j W_j]]_t`` with unnormalised transforms
+    (``fft_norm="backward"``, ``ifft_norm="forward"``), per channel.
+
+    Args:
+        plan: from :func:`torchpme._core.mesh.interpolation_plan`.
+        values: ``(N, C)`` per-atom values (e.g. charges), in the atoms' order.
+        kernel: real filter, even in ``k``, broadcastable to ``(C, n0, n1,
+            n2//2+1)`` (or ``(C, M, n0, n1, n2//2+1)`` for a stack of ``M``
+            meshes).
+
+    Returns:
+        ``(N, C)`` filtered values at the atoms, in the atoms' order.
+    """
+    weights = plan.weights.to(values.dtype)
+    sorted_values = permute_rows(values, plan.order)
+    shape = mesh_shape(plan)
+    result = run(
+        ["spread", "filter", "gather"],
+        plan.stencil,
+        weights,
+        kernel,
+        sorted_values,
+        shape,
+    )
+    return _unsorted(plan, result)

@@ -1,7 +1,7 @@
 """The mesh energy ``E = Σ_i q_i φ_i`` of a convolution, with a backward pass that
 reuses its forward pass.
 
-For ``φ = Wᵀ A W q`` (:func:`torchpme._core.pipeline.convolve`) the upstream
+For ``φ = Wᵀ A W q`` (:func:`torchpme._core.mesh.convolve`) the upstream
 gradient of the potentials inside ``E`` is ``(∂L/∂E) · q`` by construction, and
 ``Wᵀ A W`` is symmetric, so ``A W g`` is ``(∂L/∂E) · A W q``, already picked at
 the stencils in the forward pass: the backward of :func:`convolve_energy` touches
@@ -148,7 +148,7 @@ def convolve_energy(
     forward pass whatever the device (the upstream gradient of the potentials is
     ``(∂L/∂E) · values`` by construction).
 
-    Args: as :func:`torchpme._core.pipeline.convolve`; ``mesh_index``: ``(N,)``
+    Args: as :func:`torchpme._core.mesh.convolve`; ``mesh_index``: ``(N,)``
     the mesh of each atom, as given to
     :func:`~torchpme._core.mesh.interpolation_plan`.
     """

@@ -7,8 +7,9 @@ Every mesh computation of the library is an ordered part of one chain over a
     points ──spread──▶ mesh ──filter──▶ mesh ──gather──▶ points
     m_t = Σ_i q_i W_it     φ = s·IFFT[G·FFT m]    out_i = Σ_t W_it φ_t
 
-:func:`spread`, :func:`filter_mesh` and :func:`gather` run one stage (the ``lib``
-classes), :func:`convolve` all three (PME and P3M potentials, batches,
+:func:`torchpme._core.mesh.spread`, :func:`filter_mesh` and
+:func:`torchpme._core.mesh.gather` run one stage (the ``lib`` classes),
+:func:`torchpme._core.mesh.convolve` all three (PME and P3M potentials, batches,
 :mod:`torchpme._core.mesh_energy`). All run :func:`run`, so a test of any stage
 (adjointness, gradcheck, gradgradcheck) tests the path the calculators run.
 
@@ -55,17 +56,12 @@ from .fft import (
     overlap,
     rfft3,
 )
-from .mesh import MeshPlan, mesh_shape
-from .permutation import permute_rows
 
 __all__ = [
-    "convolve",
     "filter_mesh",
     "forward_state",
-    "gather",
     "kernel_gradient",
     "run",
-    "spread",
 ]
 
 
@@ -325,48 +321,6 @@ def run(
     return _function(stages, nodes, weights, kernel, x, shape, scale)
 
 
-def _unsorted(plan: MeshPlan, result: torch.Tensor) -> torch.Tensor:
-    return torch.zeros_like(result).index_copy(0, plan.order, result)
-
-
-def spread(plan: MeshPlan, values: torch.Tensor) -> torch.Tensor:
-    """Spread per-atom values onto the mesh (points → mesh).
-
-    ``mesh[c, a, b, e] = Σ_i values[i, c] · W_i(a, b, e)``.
-
-    Args:
-        plan: from :func:`torchpme._core.mesh.interpolation_plan`.
-        values: ``(N, C)`` per-atom values (e.g. charges), in the atoms' order.
-
-    Returns:
-        ``(C, n0, n1, n2)`` mesh, channels first; for a stack of ``M`` meshes,
-        ``(C, M, n0, n1, n2)``.
-    """
-    shape = mesh_shape(plan)
-    weights = plan.weights.to(values.dtype)
-    sorted_values = permute_rows(values, plan.order)
-    mesh = run(["spread"], plan.stencil, weights, None, sorted_values, shape)
-    return mesh.reshape([values.shape[1]] + shape)
-
-
-def gather(plan: MeshPlan, mesh: torch.Tensor) -> torch.Tensor:
-    """Interpolate mesh values at the atoms (mesh → points), adjoint of spread.
-
-    ``out[i, c] = Σ_{a,b,e} mesh[c, a, b, e] · W_i(a, b, e)``.
-
-    Args:
-        plan: from :func:`torchpme._core.mesh.interpolation_plan`.
-        mesh: ``(C, n0, n1, n2)`` mesh values, or a stack ``(C, M, n0, n1, n2)``.
-
-    Returns:
-        ``(N, C)`` values at the atoms, in the atoms' order.
-    """
-    weights = plan.weights.to(mesh.dtype)
-    flat = mesh.reshape(mesh.shape[0], -1)
-    result = run(["gather"], plan.stencil, weights, None, flat, mesh_shape(plan))
-    return _unsorted(plan, result)
-
-
 def filter_mesh(
     mesh: torch.Tensor, kernel: torch.Tensor, fft_norm: str, ifft_norm: str
 ) -> torch.Tensor:
@@ -389,35 +343,3 @@ def filter_mesh(
     scale = norm_scale(fft_norm, ifft_norm, numel(sizes))
     flat = mesh.reshape(-1, numel(shape))
     return run(["filter"], None, None, kernel, flat, shape, scale).reshape(mesh.shape)
-
-
-def convolve(
-    plan: MeshPlan, values: torch.Tensor, kernel: torch.Tensor
-) -> torch.Tensor:
-    """Spread, filter and gather in one step: ``gather(filter(spread(values)))``.
-
-    ``φ_i = Σ_t W_it · IFFT[G · FFT[Σ_j q_j W_j]]_t`` with unnormalised transforms
-    (``fft_norm="backward"``, ``ifft_norm="forward"``), per channel.
-
-    Args:
-        plan: from :func:`torchpme._core.mesh.interpolation_plan`.
-        values: ``(N, C)`` per-atom values (e.g. charges), in the atoms' order.
-        kernel: real filter, even in ``k``, broadcastable to ``(C, n0, n1,
-            n2//2+1)`` (or ``(C, M, n0, n1, n2//2+1)`` for a stack of ``M``
-            meshes).
-
-    Returns:
-        ``(N, C)`` filtered values at the atoms, in the atoms' order.
-    """
-    weights = plan.weights.to(values.dtype)
-    sorted_values = permute_rows(values, plan.order)
-    shape = mesh_shape(plan)
-    result = run(
-        ["spread", "filter", "gather"],
-        plan.stencil,
-        weights,
-        kernel,
-        sorted_values,
-        shape,
-    )
-    return _unsorted(plan, result)

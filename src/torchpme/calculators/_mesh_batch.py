@@ -13,8 +13,8 @@ import torch
 
 from .._core import defaults, execution, kspace
 from .._core import mesh as core_mesh
+from .._core.mesh import convolve
 from .._core.mesh_energy import convolve_energy
-from .._core.pipeline import convolve
 from .._core.stacks import convolve_stacks, convolve_stacks_energy
 from .._core.validation import check_like, message
 

@@ -6,8 +6,8 @@ import torch
 
 from .._core import freespace, kspace
 from .._core import mesh as core_mesh
+from .._core.mesh import convolve
 from .._core.mesh_energy import convolve_energy
-from .._core.pipeline import convolve
 from .._core.validation import check_fixed_mesh, check_positive, message
 from .._core.weights import Scheme, interpolation_scheme, moved
 from ..lib.kspace_filter import KSpaceFilter
@@ -245,7 +245,7 @@ class PMECalculator(Calculator):
         node_mask: Optional[torch.Tensor] = None,
         mesh_filter: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
-        if periodic is not None and not bool(periodic.any()):
+        if freespace.is_cluster(periodic):
             plan, kernel = self._cluster_setup(positions)
             potential = convolve(plan, charges, kernel)
             # no images, so no background: only the self interaction goes
@@ -268,7 +268,7 @@ class PMECalculator(Calculator):
         """The mesh energy from :func:`convolve_energy` (a backward pass without
         transforms on every device), plus the corrections, which are linear in
         the mesh potential: ``finish(φ) = φ/2 + finish(0)``."""
-        if periodic is not None and not bool(periodic.any()):
+        if freespace.is_cluster(periodic):
             plan, kernel = self._cluster_setup(positions)
             self_energy = (
                 torch.sum(charges.square()) * self.potential.self_contribution()

@@ -5,7 +5,6 @@ from typing import List, Optional
 import torch
 
 from .._core import mesh as core
-from .._core import pipeline
 from .._core.validation import (
     check_cell_cheaply,
     check_device,
@@ -185,7 +184,7 @@ class MeshInterpolator(torch.nn.Module):
                     f"{particle_weights.shape[0]} rows",
                 )
             )
-        return pipeline.spread(self._plan, particle_weights)
+        return core.spread(self._plan, particle_weights)
 
     def mesh_to_points(self, mesh_vals: torch.Tensor) -> torch.Tensor:
         """Interpolate a ``(C, n0, n1, n2)`` mesh at the atoms: returns ``(N, C)``."""
@@ -195,4 +194,4 @@ class MeshInterpolator(torch.nn.Module):
             [-1, self._ns[0], self._ns[1], self._ns[2]],
             f"(C, {self._ns[0]}, {self._ns[1]}, {self._ns[2]})",
         )
-        return pipeline.gather(self._plan, mesh_vals)
+        return core.gather(self._plan, mesh_vals)

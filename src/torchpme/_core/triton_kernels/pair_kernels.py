@@ -1,33 +1,7 @@
-"""Fused Triton kernels for the hottest loops on a GPU: spread, gather, distances.
-
-On a GPU the PyTorch forms of these loops are bound by memory traffic: spreading
-builds the ``(n³, N)`` flat indices and weight products before its scatter-add
-(two 450 MB tensors for PME at N = 262144, n = 6), and the pair distances write and
-re-read a ``(P, 3)`` vector buffer (590 MB for 24 M pairs) through a matrix product
-whose inner size is 3. Each kernel here keeps those intermediates in registers:
-
-- :func:`scatter`: ``mesh[c, t] += q_ic wx_ia wy_ib wz_ic'`` with atomic additions,
-  one program per block of atoms, the ``n`` nodes along z (contiguous in the mesh)
-  as the inner vector;
-- :func:`gather_with_weight_gradients`: the adjoint gather and, optionally, the
-  gradients of the gathered value with respect to the 1-D weights;
-- :func:`pair_distances` / :func:`pair_distances_backward`: ``‖r_j − r_i + S A‖``
-  and the accumulation of ``∂E/∂r_ij · d_ij / r_ij`` at both atoms (and ``Sᵀ`` of
-  it, the cell gradient), recomputing the pair vectors instead of storing them;
-- :func:`coulomb_pair_sum` / :func:`coulomb_pair_sum_backward`: the short-range
-  Coulomb sum ``½ Σ_j q_j A erfc(r/√2σ)/r`` with atomic additions at both atoms,
-  keeping ``v`` and ``v'`` per pair for the backward (see
-  :mod:`torchpme._core.shortrange`).
-
-They compute the same values as the PyTorch functions of
-:mod:`torchpme._core.stencil` and :mod:`torchpme._core.distances`, to rounding
-(atomic additions sum in any order). Which calls use them is decided in
-:mod:`torchpme._core.execution`. This module imports Triton; with ``TRITON_INTERPRET=1``
-set before the import its kernels also run on CPU tensors (the tests do that).
-"""
+"""Triton kernels of the pairs: distances and the short-range Coulomb sum, with
+their backward passes (see :mod:`torchpme._core.triton_kernels`)."""
 
 import math
-import os
 from typing import Optional, Tuple
 
 import torch
@@ -35,152 +9,17 @@ import triton
 import triton.language as tl
 from triton.language.extra import libdevice
 
-from . import defaults
-
-_erfc = libdevice.erfc
+from .. import defaults
+from .launch import INTERPRETED, launch
 
 __all__ = [
     "coulomb_pair_sum",
     "coulomb_pair_sum_backward",
-    "gather_with_weight_gradients",
     "pair_distances",
     "pair_distances_backward",
-    "scatter",
 ]
 
-# Triton's interpreter (CPU tests) has no libdevice: erfc is then 1 − erf, whose
-# relative error grows in the tail (1e-11 at x = 3 in float64); compiled kernels
-# call libdevice's erfc
-_INTERPRETED = os.environ.get("TRITON_INTERPRET", "0") == "1"
-
-
-def _launch(kernel, count: int, per_program: int, device: torch.device, *args, **meta):
-    """``kernel`` over ``count`` items, ``per_program`` (its ``BLOCK``) to a program,
-    on ``device``: Triton launches on the current CUDA device, which need not be
-    the tensors'."""
-    grid = (triton.cdiv(count, per_program),)
-    if device.type == "cuda":
-        with torch.cuda.device(device):
-            kernel[grid](*args, BLOCK=per_program, **meta)
-    else:  # the interpreter
-        kernel[grid](*args, BLOCK=per_program, **meta)
-
-
-@triton.jit
-def _atom_block(nodes, weights, n_atoms, N: tl.constexpr, NP: tl.constexpr,
-                BLOCK: tl.constexpr):  # fmt: skip
-    """A program's atoms, their mask, the node columns (``NP ≥ N``) and their mask,
-    the atoms' row offsets in the ``(N, 3, n)`` plan, and their z nodes and
-    weights ``(BLOCK, NP)``."""
-    atoms = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-    live = atoms < n_atoms
-    column = tl.arange(0, NP)
-    tile = live[:, None] & (column < N)[None, :]
-    row = atoms.to(tl.int64) * (3 * N)
-    z = tl.load(nodes + row[:, None] + 2 * N + column[None, :], mask=tile, other=0)
-    wz = tl.load(weights + row[:, None] + 2 * N + column[None, :], mask=tile, other=0)
-    return atoms, live, column, tile, row, z, wz
-
-
-@triton.jit
-def _scatter_kernel(
-    nodes, weights, values, mesh, n_atoms, n_channels, size,
-    N: tl.constexpr, NP: tl.constexpr, BLOCK: tl.constexpr,
-):  # fmt: skip
-    atoms, live, _, tile, row, z, wz = _atom_block(
-        nodes, weights, n_atoms, N, NP, BLOCK
-    )
-    target = mesh  # a pointer moved by whole meshes: 64-bit offsets
-    for channel in range(n_channels):
-        q = tl.load(values + atoms * n_channels + channel, mask=live, other=0)
-        for a in tl.static_range(N):
-            x = tl.load(nodes + row + a, mask=live, other=0)
-            qx = q * tl.load(weights + row + a, mask=live, other=0)
-            for b in tl.static_range(N):
-                y = tl.load(nodes + row + N + b, mask=live, other=0)
-                qxy = qx * tl.load(weights + row + N + b, mask=live, other=0)
-                index = (x + y)[:, None] + z
-                tl.atomic_add(
-                    target + index, qxy[:, None] * wz, mask=tile, sem="relaxed"
-                )
-        target += size
-
-
-@triton.jit
-def _gather_kernel(
-    mesh, nodes, weights, out, grads, n_atoms, n_channels, size,
-    KEEP: tl.constexpr, N: tl.constexpr, NP: tl.constexpr, BLOCK: tl.constexpr,
-):  # fmt: skip
-    atoms, live, column, tile, row, z, wz = _atom_block(
-        nodes, weights, n_atoms, N, NP, BLOCK
-    )
-    source = mesh
-    for channel in range(n_channels):
-        total = tl.zeros((BLOCK,), dtype=wz.dtype)
-        grad_x = tl.zeros((BLOCK, NP), dtype=wz.dtype)
-        grad_y = tl.zeros((BLOCK, NP), dtype=wz.dtype)
-        grad_z = tl.zeros((BLOCK, NP), dtype=wz.dtype)
-        for a in tl.static_range(N):
-            x = tl.load(nodes + row + a, mask=live, other=0)
-            wx = tl.load(weights + row + a, mask=live, other=0)
-            for b in tl.static_range(N):
-                y = tl.load(nodes + row + N + b, mask=live, other=0)
-                wy = tl.load(weights + row + N + b, mask=live, other=0)
-                line = tl.load(source + (x + y)[:, None] + z, mask=tile, other=0)
-                along_z = tl.sum(line * wz, axis=1)
-                total += wx * wy * along_z
-                if KEEP:
-                    # the gradient of wx_a collects wy_b Σ_c wz_c m_abc, and so on
-                    grad_x += tl.where(column[None, :] == a, (wy * along_z)[:, None], 0)
-                    grad_y += tl.where(column[None, :] == b, (wx * along_z)[:, None], 0)
-                    grad_z += (wx * wy)[:, None] * line
-        tl.store(out + channel * n_atoms + atoms, total, mask=live)
-        if KEEP:
-            place = (atoms.to(tl.int64) + channel * n_atoms) * (3 * N)
-            place = place[:, None] + column[None, :]
-            tl.store(grads + place, grad_x, mask=tile)
-            tl.store(grads + place + N, grad_y, mask=tile)
-            tl.store(grads + place + 2 * N, grad_z, mask=tile)
-        source += size
-
-
-def scatter(
-    nodes: torch.Tensor, weights: torch.Tensor, values: torch.Tensor, size: int
-) -> torch.Tensor:
-    """:func:`torchpme._core.stencil.scatter`: ``(C, size)`` mesh of ``values (N,
-    C)`` spread with ``weights (N, 3, n)`` at ``nodes (N, 3, n)``."""
-    n, padded = weights.shape[2], triton.next_power_of_2(weights.shape[2])
-    n_atoms, n_channels = values.shape
-    mesh = torch.zeros((n_channels, size), dtype=weights.dtype, device=weights.device)
-    if n_atoms == 0:
-        return mesh
-    _launch(
-        _scatter_kernel, n_atoms, defaults.TRITON_ATOMS_PER_PROGRAM, weights.device,
-        nodes.contiguous(), weights.contiguous(), values.contiguous(), mesh,
-        n_atoms, n_channels, size, N=n, NP=padded,
-    )  # fmt: skip
-    return mesh
-
-
-def gather_with_weight_gradients(
-    mesh: torch.Tensor, nodes: torch.Tensor, weights: torch.Tensor, keep: bool
-) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
-    """:func:`torchpme._core.stencil.gather_with_weight_gradients`: ``(out, grads)``,
-    the values ``(N, C)`` of the flattened ``(C, M)`` mesh at the atoms and, if
-    ``keep``, each channel's weight gradients ``(C, N, 3, n)``."""
-    n, padded = weights.shape[2], triton.next_power_of_2(weights.shape[2])
-    n_channels, size = mesh.shape
-    n_atoms = nodes.shape[0]
-    out = mesh.new_empty((n_channels, n_atoms))
-    grads = mesh.new_empty((n_channels, n_atoms, 3, n)) if keep else None
-    if n_atoms > 0:
-        _launch(
-            _gather_kernel, n_atoms, defaults.TRITON_ATOMS_PER_PROGRAM, mesh.device,
-            mesh.contiguous(), nodes.contiguous(), weights.contiguous(), out,
-            out if grads is None else grads, n_atoms, n_channels, size,
-            KEEP=keep, N=n, NP=padded,
-        )  # fmt: skip
-    return out.t(), grads
+_erfc = libdevice.erfc
 
 
 @triton.jit
@@ -266,7 +105,7 @@ def pair_distances(
     n_pairs = first.shape[0]
     out = positions.new_empty(n_pairs)
     if n_pairs > 0:
-        _launch(
+        launch(
             _distances_kernel, n_pairs, defaults.TRITON_PAIRS_PER_PROGRAM,
             positions.device,
             positions.contiguous(), cell.contiguous(), first.contiguous(),
@@ -292,7 +131,7 @@ def pair_distances_backward(
     grad_cell = torch.zeros_like(cell) if need_cell else None
     n_pairs = first.shape[0]
     if n_pairs > 0 and (need_positions or need_cell):
-        _launch(
+        launch(
             _distances_backward_kernel, n_pairs, defaults.TRITON_PAIRS_PER_PROGRAM,
             positions.device,
             positions.contiguous(), cell.contiguous(), first.contiguous(),
@@ -400,14 +239,14 @@ def coulomb_pair_sum(
                 prefactor * math.sqrt(2.0 / math.pi) / smearing,
             ]
         ).to(distances.dtype)
-        _launch(
+        launch(
             _coulomb_kernel, n_pairs, defaults.TRITON_PAIRS_PER_PROGRAM,
             distances.device,
             charges, first.contiguous(), second.contiguous(), distances.contiguous(),
             constants, potential, distances if values is None else values,
             distances if derivatives is None else derivatives, n_pairs, n_channels,
             FULL=full, VALUES=keep_values, DERIVATIVES=keep_derivatives,
-            INTERPRETED=_INTERPRETED,
+            INTERPRETED=INTERPRETED,
         )  # fmt: skip
     return potential, values, derivatives
 
@@ -432,7 +271,7 @@ def coulomb_pair_sum_backward(
     if derivatives is not None:
         grad_distances = derivatives.new_empty(n_pairs)
     if n_pairs > 0 and (values is not None or derivatives is not None):
-        _launch(
+        launch(
             _coulomb_backward_kernel, n_pairs, defaults.TRITON_PAIRS_PER_PROGRAM,
             grad.device,
             grad, charges, first.contiguous(), second.contiguous(),
