@@ -14,6 +14,7 @@ from torch.autograd import gradcheck, gradgradcheck
 from torchpme import (
     CoulombPotential,
     EwaldCalculator,
+    InversePowerLawPotential,
     P3MCalculator,
     PMECalculator,
 )
@@ -86,6 +87,22 @@ def test_equals_the_direct_sum(method, nodes, spacing, tolerance, neutral, n_ato
     np.testing.assert_allclose(forces, expected_forces, atol=30 * tolerance * scale)
     scale = np.abs(expected_grad).max()
     np.testing.assert_allclose(grad_charges, expected_grad, atol=30 * tolerance * scale)
+
+
+@pytest.mark.parametrize("exponent", [2, 3, 6])
+def test_inverse_power_laws_equal_the_direct_sum(exponent):
+    """``1/r^p`` through the same free-space mesh: its sampled long-range part
+    plus the pair sum equals ``Σ_{i<j} q_i q_j / r_ij^p`` over all pairs."""
+    positions, charges = _cluster(25, neutral=False, seed=11)
+    potential = InversePowerLawPotential(exponent, smearing=0.8)
+    calculator = PMECalculator(potential, mesh_spacing=0.15, interpolation_nodes=7)
+    energy = _evaluate(calculator, positions, charges)[0]
+    q = charges[:, 0]
+    distance = np.linalg.norm(positions[:, None] - positions[None], axis=-1)
+    np.fill_diagonal(distance, np.inf)
+    terms = q[:, None] * q[None, :] / distance**exponent
+    expected = 0.5 * np.sum(terms)
+    assert abs(energy - expected) <= 1e-6 * 0.5 * np.sum(np.abs(terms))
 
 
 @pytest.mark.parametrize("method", [PMECalculator, P3MCalculator])
@@ -210,14 +227,99 @@ def test_fixed_mesh_and_mesh_filter_need_a_periodic_cell():
         calculator(*arguments, periodic=CLUSTER, mesh_filter=kept)
 
 
-def test_batches_refuse_clusters():
-    calculator = PMECalculator(CoulombPotential(smearing=1.0), mesh_spacing=0.5)
-    q, cell, r, pairs, distances = _arguments()
-    with pytest.raises(ValueError, match=r"`periodic`.*per system"):
-        calculator.forward_batch(
-            q, cell[None], r, torch.zeros(3, dtype=torch.int64), pairs, distances,
-            periodic=CLUSTER[None],
-        )  # fmt: skip
+def _mixed_batch():
+    """A cluster (zero cell), a crystal and a slab with vacuum, packed."""
+    from reference import neighbor_list
+
+    rng = np.random.default_rng(9)
+    systems = [
+        (_cluster(8, neutral=False, seed=10)[0], np.zeros((3, 3)), [False] * 3),
+        (rng.uniform(0, 5.0, (10, 3)), 5.0 * np.eye(3), [True] * 3),
+        (
+            rng.uniform(0, 4.0, (6, 3)) * [1, 1, 0.5],
+            np.diag([4.0, 4.0, 12.0]),
+            [True, True, False],
+        ),
+    ]
+    parts = {"q": [], "r": [], "index": [], "pairs": [], "cells": [], "periodic": []}
+    offset = 0
+    for number, (positions, cell, periodic) in enumerate(systems):
+        if any(periodic):
+            pairs, shifts = neighbor_list(positions, cell, 3.0, periodic=periodic)
+            i, j = pairs[:, 0], pairs[:, 1]
+            distances = np.linalg.norm(
+                positions[j] - positions[i] + shifts @ cell, axis=1
+            )
+        else:
+            i, j = np.triu_indices(len(positions), 1)
+            pairs = np.stack([i, j], 1)
+            distances = np.linalg.norm(positions[j] - positions[i], axis=1)
+        parts["q"].append(rng.normal(size=(len(positions), 2)))
+        parts["r"].append(positions)
+        parts["index"].append(np.full(len(positions), number))
+        parts["pairs"].append((pairs + offset, distances))
+        parts["cells"].append(cell)
+        parts["periodic"].append(periodic)
+        offset += len(positions)
+    return systems, parts
+
+
+def _packed(parts):
+    pairs = torch.tensor(np.concatenate([p for p, _ in parts["pairs"]]))
+    distances = torch.tensor(np.concatenate([d for _, d in parts["pairs"]]))
+    return (
+        torch.tensor(np.concatenate(parts["q"])),
+        torch.tensor(np.stack(parts["cells"])),
+        torch.tensor(np.concatenate(parts["r"]), requires_grad=True),
+        torch.tensor(np.concatenate(parts["index"])),
+        pairs,
+        distances,
+        torch.tensor(parts["periodic"]),
+    )
+
+
+@pytest.mark.parametrize("method", [PMECalculator, P3MCalculator])
+def test_mixed_batches_equal_single_systems(method):
+    """Clusters, crystals and slabs in one ``forward_batch`` / ``energy_batch``
+    call: each system's potentials, energy and forces equal its own call."""
+    calculator = method(CoulombPotential(smearing=0.7), mesh_spacing=0.35)
+    _, parts = _mixed_batch()
+    q, cells, r, index, pairs, distances, periodic = _packed(parts)
+    potentials = calculator.forward_batch(
+        q, cells, r, index, pairs, distances, periodic=periodic
+    )
+    energies = calculator.energy_batch(
+        q, cells, r, index, pairs, distances, periodic=periodic
+    )
+    weights = torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64)
+    (forces,) = torch.autograd.grad(-(weights * energies).sum(), r)
+    offset = 0
+    for number in range(3):
+        atoms = slice(offset, offset + len(parts["r"][number]))
+        single_r = r[atoms].detach().clone().requires_grad_(True)
+        single_pairs = torch.tensor(parts["pairs"][number][0] - offset)
+        single_distances = torch.tensor(parts["pairs"][number][1])
+        arguments = (q[atoms], cells[number], single_r, single_pairs, single_distances)
+        single = calculator(*arguments, periodic=periodic[number])
+        torch.testing.assert_close(potentials[atoms], single, rtol=1e-12, atol=1e-12)
+        energy = calculator.energy(*arguments, periodic=periodic[number])
+        torch.testing.assert_close(energies[number], energy, rtol=1e-12, atol=1e-12)
+        (single_forces,) = torch.autograd.grad(-weights[number] * energy, single_r)
+        torch.testing.assert_close(forces[atoms], single_forces, rtol=1e-10, atol=1e-12)
+        offset += len(parts["r"][number])
+
+
+def test_batches_refuse_wires_and_ewald_clusters():
+    _, parts = _mixed_batch()
+    q, cells, r, index, pairs, distances, periodic = _packed(parts)
+    calculator = PMECalculator(CoulombPotential(smearing=0.7), mesh_spacing=0.35)
+    wire = periodic.clone()
+    wire[2] = torch.tensor([False, False, True])
+    with pytest.raises(ValueError, match=r"`periodic`.*wire"):
+        calculator.forward_batch(q, cells, r, index, pairs, distances, periodic=wire)
+    ewald = EwaldCalculator(CoulombPotential(smearing=0.7), lr_wavelength=1.0)
+    with pytest.raises(ValueError, match=r"`periodic`.*two or three"):
+        ewald.energy_batch(q, cells, r, index, pairs, distances, periodic=periodic)
 
 
 def test_a_sparse_cluster_is_refused_before_the_mesh_is_made():

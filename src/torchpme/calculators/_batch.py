@@ -48,7 +48,9 @@ class BatchMethods:
             neighbor_indices: ``(P, 2)`` pairs, indices into the packed atoms (pairs
                 never join two systems), or a :class:`~torchpme.neighbors.PairList`.
             neighbor_distances: ``(P,)`` pair distances.
-            periodic: ``(B, 3)`` periodic directions per system (slab correction).
+            periodic: ``(B, 3)`` periodic directions per system: two ``True``
+                for a slab (slab correction), all ``False`` for a cluster (PME
+                and P3M, computed as :meth:`forward` computes one).
             pair_mask: ``(P,)`` bools, ``False`` for padding pairs.
             mesh_filters: PME/P3M only: one filter per system, from
                 ``mesh_filter(cells[b])``, reused while the cells and the
@@ -67,8 +69,8 @@ class BatchMethods:
         )
         if self.potential.smearing is None:
             return rspace
-        return rspace + self._compute_kspace_batch(
-            charges, cells, positions, system_index, periodic, mesh_filters
+        return rspace + self._kspace_by_boundary(
+            charges, cells, positions, system_index, periodic, mesh_filters, False
         )
 
     @torch.jit.unused
@@ -116,8 +118,8 @@ class BatchMethods:
         )  # fmt: skip
         if self.potential.smearing is None:
             return result
-        return result + self._kspace_energy_batch(
-            charges, cells, positions, system_index, periodic, mesh_filters
+        return result + self._kspace_by_boundary(
+            charges, cells, positions, system_index, periodic, mesh_filters, True
         )
 
     @torch.jit.unused
@@ -145,31 +147,32 @@ class BatchMethods:
         """The argument checks of :meth:`forward_batch` and :meth:`energy_batch`."""
         check_shape("cells", cells, [-1, 3, 3], "(B, 3, 3)")
         n_systems = cells.shape[0]
+        counts = _periodic_counts(periodic, n_systems)
+        # a cluster's cell is ignored: the cell checks read a periodic system's
+        periodic_systems = [s for s in range(n_systems) if counts[s] > 0]
+        reference = (
+            cells[periodic_systems[0]]
+            if periodic_systems
+            else torch.eye(3, dtype=positions.dtype, device=positions.device)
+        )
         _validate_parameters(
             charges,
-            cells[0] if n_systems > 0 else torch.eye(3, dtype=positions.dtype),
+            reference,
             positions,
             neighbor_indices,
             neighbor_distances,
             None,
             pair_mask,
-            cell_required=self.potential.smearing is not None,
+            cell_required=self.potential.smearing is not None
+            and len(periodic_systems) > 0,
         )
         check_shape(
             "system_index", system_index, [positions.shape[0]], "(N,) like positions"
         )
-        if periodic is not None:
-            check_shape("periodic", periodic, [n_systems, 3], "(B, 3)")
-            fewest = int(torch.count_nonzero(periodic, dim=1).min()) if n_systems else 3
-            if fewest < 2:
-                raise ValueError(
-                    message(
-                        "periodic",
-                        "two or three periodic directions per system in a batch "
-                        "(clusters go through forward, one system at a time)",
-                        f"a system with {fewest}",
-                    )
-                )
+        for count in sorted(set(counts)):
+            self._check_kspace_inputs(
+                None, None, mesh_filters[0] if mesh_filters else None, count
+            )
         if mesh_filters is not None:
             if len(mesh_filters) != n_systems:
                 raise ValueError(
@@ -179,8 +182,60 @@ class BatchMethods:
                         f"{len(mesh_filters)}",
                     )
                 )
-            if n_systems > 0:
-                self._check_kspace_inputs(None, None, mesh_filters[0])
+
+    @torch.jit.unused
+    def _kspace_by_boundary(
+        self, charges, cells, positions, system_index, periodic, mesh_filters,
+        energy: bool,
+    ) -> torch.Tensor:  # fmt: skip
+        """The k-space part of a batch, potentials ``(N, C)`` or with ``energy``
+        energies ``(B,)``: clusters one at a time as :meth:`forward` does them,
+        the periodic systems together through :meth:`_compute_kspace_batch` or
+        :meth:`_kspace_energy_batch`."""
+        n_systems = cells.shape[0]
+        counts = _periodic_counts(periodic, n_systems)
+        clusters = [s for s in range(n_systems) if counts[s] == 0]
+        if not clusters:
+            batch = self._kspace_energy_batch if energy else self._compute_kspace_batch
+            return batch(
+                charges, cells, positions, system_index, periodic, mesh_filters
+            )
+        result = charges.new_zeros(n_systems) if energy else torch.zeros_like(charges)
+        for system in clusters:
+            atoms = torch.nonzero(system_index == system).squeeze(1)
+            parts = (
+                charges.index_select(0, atoms),
+                cells[system],
+                positions.index_select(0, atoms),
+                periodic[system],
+            )
+            if energy:
+                value = self._kspace_energy(*parts).reshape(1)
+                result = result.index_add(0, atoms.new_tensor([system]), value)
+            else:
+                result = result.index_copy(0, atoms, self._compute_kspace(*parts))
+        others = [s for s in range(n_systems) if counts[s] > 0]
+        if not others:
+            return result
+        members = torch.tensor(others, device=system_index.device)
+        atoms = torch.nonzero(torch.isin(system_index, members)).squeeze(1)
+        renumbered = torch.full(
+            (n_systems,), -1, dtype=system_index.dtype, device=system_index.device
+        )
+        renumbered[members] = torch.arange(len(others), device=members.device)
+        filters = None if mesh_filters is None else [mesh_filters[s] for s in others]
+        batch = self._kspace_energy_batch if energy else self._compute_kspace_batch
+        part = batch(
+            charges.index_select(0, atoms),
+            cells.index_select(0, members),
+            positions.index_select(0, atoms),
+            renumbered.index_select(0, system_index.index_select(0, atoms)),
+            periodic.index_select(0, members),
+            filters,
+        )
+        if energy:
+            return result.index_add(0, members, part)
+        return result.index_copy(0, atoms, part)
 
     @torch.jit.unused
     def _compute_kspace_batch(
@@ -243,3 +298,14 @@ class BatchMethods:
                 )
                 potential = potential.index_add(0, atoms, slab)
         return potential / 2.0
+
+
+def _periodic_counts(periodic: Optional[torch.Tensor], n_systems: int) -> List[int]:
+    """Periodic directions per system (3 without ``periodic``), after a check of
+    its shape and dtype; read on the host."""
+    if periodic is None:
+        return [3] * n_systems
+    check_shape("periodic", periodic, [n_systems, 3], "(B, 3)")
+    if periodic.is_floating_point() or periodic.is_complex():
+        raise TypeError(message("periodic", "bools", f"{periodic.dtype}"))
+    return torch.count_nonzero(periodic, dim=1).tolist()
