@@ -112,3 +112,12 @@ def test_training_benchmark(tmp_path):
     for row in rows:
         assert row["potentials"]["time_s"] > 0 and row["energy"]["time_s"] > 0
     assert "energy ms" in text
+
+
+@pytest.mark.slow
+def test_clusters_benchmark():
+    text = _run("clusters.py", "--sizes", "150", "--repeat", "1")
+    rows = [line.split() for line in text.splitlines() if line[:1] != "#"][1:]
+    assert [row[1] for row in rows] == ["direct", "pme", "p3m"]
+    # the mesh methods' force errors against the direct sum
+    assert all(float(row[3]) < 1e-3 for row in rows[1:])
