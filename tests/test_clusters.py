@@ -9,6 +9,7 @@ differences).
 import numpy as np
 import pytest
 import torch
+from reference import requires_compile
 from torch.autograd import gradcheck, gradgradcheck
 
 from torchpme import (
@@ -184,6 +185,24 @@ def test_torchscript_equals_eager():
     torch.testing.assert_close(
         scripted(*arguments, periodic=CLUSTER), calculator(*arguments, periodic=CLUSTER)
     )
+
+
+@requires_compile
+@pytest.mark.slow
+def test_compile_computes_a_cluster_not_a_crystal():
+    """``torch.compile`` reads ``periodic`` (a graph break) and gives the cluster
+    answer, which differs from the bulk answer for the same zero cell."""
+    positions, charges = _cluster(10, neutral=False, seed=7)
+    calculator = PMECalculator(CoulombPotential(smearing=1.0), mesh_spacing=0.4)
+    q, r = torch.tensor(charges), torch.tensor(positions)
+    pairs, distances = _all_pairs(r)
+    arguments = (q, torch.zeros(3, 3, dtype=torch.float64), r, pairs, distances)
+
+    def potentials(*arguments):
+        return calculator(*arguments, periodic=CLUSTER)
+
+    expected = potentials(*arguments)
+    torch.testing.assert_close(torch.compile(potentials)(*arguments), expected)
 
 
 def _arguments(n_atoms=3):

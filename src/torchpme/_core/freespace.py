@@ -35,7 +35,7 @@ from typing import List, NamedTuple, Optional
 import torch
 
 from . import workload
-from .execution import traced
+from .execution import transformed
 
 __all__ = [
     "ClusterMesh",
@@ -49,12 +49,12 @@ __all__ = [
 
 def is_cluster(periodic: Optional[torch.Tensor]) -> bool:
     """Whether ``periodic`` (``(3,)`` bools or None) has no periodic direction;
-    read on the host, so False where nothing may be read (traced, see
-    :func:`torchpme._core.validation.count_periodic`)."""
+    read on the host, so False where nothing may be read (under a ``torch.func``
+    transform, see :func:`torchpme._core.validation.count_periodic`)."""
     if periodic is None:
         return False
     if not torch.jit.is_scripting():
-        if traced(periodic):
+        if transformed(periodic):
             return False
     return not bool(periodic.any())
 

@@ -14,7 +14,7 @@ from typing import Any, List, Optional
 
 import torch
 
-from .execution import traced
+from .execution import traced, transformed
 
 
 def message(argument: str, expected: str, received: str) -> str:
@@ -98,16 +98,17 @@ def count_periodic(periodic: Optional[torch.Tensor]) -> int:
     """The number of periodic directions of a ``(3,)`` bool ``periodic`` (3 for
     None), after a check of its shape and dtype; reads it on the host.
 
-    Traced (``torch.compile``, ``torch.func`` transforms) nothing is read and 3
-    is returned: there ``periodic`` only selects the branch-free slab correction,
-    and clusters need eager mode or TorchScript."""
+    Under a ``torch.func`` transform (``vmap``) nothing is read and 3 is
+    returned: there ``periodic`` only selects the branch-free slab correction.
+    ``torch.compile`` reads it (a graph break, or an error with
+    ``fullgraph=True``), so that a cluster is never computed as a crystal."""
     if periodic is None:
         return 3
     check_shape("periodic", periodic, [3], "(3,)")
     if periodic.is_floating_point() or periodic.is_complex():
         raise TypeError(message("periodic", "bools", f"{periodic.dtype}"))
     if not torch.jit.is_scripting():
-        if traced(periodic):
+        if transformed(periodic):
             return 3
     return int(torch.count_nonzero(periodic))
 
