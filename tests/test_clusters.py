@@ -297,11 +297,14 @@ def _packed(parts):
     )
 
 
+@pytest.mark.parametrize("slab_method", ["yeh-berkowitz", "exact"])
 @pytest.mark.parametrize("method", [PMECalculator, P3MCalculator])
-def test_mixed_batches_equal_single_systems(method):
+def test_mixed_batches_equal_single_systems(method, slab_method):
     """Clusters, crystals and slabs in one ``forward_batch`` / ``energy_batch``
     call: each system's potentials, energy and forces equal its own call."""
-    calculator = method(CoulombPotential(smearing=0.7), mesh_spacing=0.35)
+    calculator = method(
+        CoulombPotential(smearing=0.7), mesh_spacing=0.35, slab_method=slab_method
+    )
     _, parts = _mixed_batch()
     q, cells, r, index, pairs, distances, periodic = _packed(parts)
     potentials = calculator.forward_batch(

@@ -44,6 +44,8 @@ __all__ = [
     "cluster_mesh",
     "is_cluster",
     "smooth_size",
+    "taper_window",
+    "wrapped_displacements",
 ]
 
 
@@ -123,7 +125,7 @@ def _check_box(occupied: List[int], spacing: float) -> None:
     )
 
 
-def _wrapped(n: int, spacing: float, like: torch.Tensor) -> torch.Tensor:
+def wrapped_displacements(n: int, spacing: float, like: torch.Tensor) -> torch.Tensor:
     """Node displacements ``d s`` of an ``n``-node axis, ``d`` in ``[−n/2, n/2)``."""
     steps = torch.arange(n, dtype=like.dtype, device=like.device)
     return torch.where(steps < (n + 1) // 2, steps, steps - n) * spacing
@@ -132,7 +134,7 @@ def _wrapped(n: int, spacing: float, like: torch.Tensor) -> torch.Tensor:
 def cluster_distances(ns: List[int], spacing: float, like: torch.Tensor):
     """``‖d ⊙ s‖`` for every node displacement ``d`` of the extended mesh,
     ``(n0, n1, n2)``, in the dtype and on the device of ``like``."""
-    axes = [_wrapped(n, spacing, like).square() for n in ns]
+    axes = [wrapped_displacements(n, spacing, like).square() for n in ns]
     squared = (
         axes[0].reshape(-1, 1, 1)
         + axes[1].reshape(1, -1, 1)
@@ -141,7 +143,7 @@ def cluster_distances(ns: List[int], spacing: float, like: torch.Tensor):
     return torch.sqrt(squared)
 
 
-def _window(n: int, occupied: int, like: torch.Tensor) -> torch.Tensor:
+def taper_window(n: int, occupied: int, like: torch.Tensor) -> torch.Tensor:
     """1 for displacements ``|d| < occupied``, then a Planck taper to 0 at
     ``n/2`` (smooth to every order, so the window adds no high frequencies)."""
     steps = torch.arange(n, dtype=torch.float64, device=like.device)
@@ -175,7 +177,7 @@ def cluster_filter(
         limit: ``lim_{r→0} v_lr(r)`` (its ``self_contribution``), 0-dim.
     """
     kernel = torch.where(distances == 0.0, limit.to(sampled.dtype), sampled)
-    windows = [_window(n, m, kernel) for n, m in zip(mesh.ns, mesh.occupied)]
+    windows = [taper_window(n, m, kernel) for n, m in zip(mesh.ns, mesh.occupied)]
     kernel = (
         kernel
         * windows[0].reshape(-1, 1, 1)

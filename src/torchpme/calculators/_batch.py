@@ -149,7 +149,7 @@ class BatchMethods:
         n_systems = cells.shape[0]
         counts = _periodic_counts(periodic, n_systems)
         # a cluster's cell is ignored: the cell checks read a periodic system's
-        periodic_systems = [s for s in range(n_systems) if counts[s] > 0]
+        periodic_systems = [s for s in range(n_systems) if self._needs_cell(counts[s])]
         reference = (
             cells[periodic_systems[0]]
             if periodic_systems
@@ -163,8 +163,7 @@ class BatchMethods:
             neighbor_distances,
             None,
             pair_mask,
-            cell_required=self.potential.smearing is not None
-            and len(periodic_systems) > 0,
+            cell_required=len(periodic_systems) > 0,
         )
         check_shape(
             "system_index", system_index, [positions.shape[0]], "(N,) like positions"
@@ -189,19 +188,19 @@ class BatchMethods:
         energy: bool,
     ) -> torch.Tensor:  # fmt: skip
         """The k-space part of a batch, potentials ``(N, C)`` or with ``energy``
-        energies ``(B,)``: clusters one at a time as :meth:`forward` does them,
-        the periodic systems together through :meth:`_compute_kspace_batch` or
+        energies ``(B,)``: systems on a mesh of their own (clusters, exact
+        slabs) one at a time as :meth:`forward` does them, the others together through :meth:`_compute_kspace_batch` or
         :meth:`_kspace_energy_batch`."""
         n_systems = cells.shape[0]
         counts = _periodic_counts(periodic, n_systems)
-        clusters = [s for s in range(n_systems) if counts[s] == 0]
-        if not clusters:
+        alone = [s for s in range(n_systems) if self._on_own_mesh(counts[s])]
+        if not alone:
             batch = self._kspace_energy_batch if energy else self._compute_kspace_batch
             return batch(
                 charges, cells, positions, system_index, periodic, mesh_filters
             )
         result = charges.new_zeros(n_systems) if energy else torch.zeros_like(charges)
-        for system in clusters:
+        for system in alone:
             atoms = torch.nonzero(system_index == system).squeeze(1)
             parts = (
                 charges.index_select(0, atoms),
@@ -214,7 +213,7 @@ class BatchMethods:
                 result = result.index_add(0, atoms.new_tensor([system]), value)
             else:
                 result = result.index_copy(0, atoms, self._compute_kspace(*parts))
-        others = [s for s in range(n_systems) if counts[s] > 0]
+        others = [s for s in range(n_systems) if not self._on_own_mesh(counts[s])]
         if not others:
             return result
         members = torch.tensor(others, device=system_index.device)
@@ -236,6 +235,12 @@ class BatchMethods:
         if energy:
             return result.index_add(0, members, part)
         return result.index_copy(0, atoms, part)
+
+    @torch.jit.unused
+    def _on_own_mesh(self, n_periodic: int) -> bool:
+        """Whether a system with ``n_periodic`` periodic directions is computed
+        on a mesh of its own (a cluster's follows its atoms)."""
+        return n_periodic == 0
 
     @torch.jit.unused
     def _compute_kspace_batch(

@@ -152,6 +152,11 @@ class Calculator(BatchMethods, torch.nn.Module):
             "PMECalculator or P3MCalculator for a range-separated potential"
         )
 
+    def _needs_cell(self, n_periodic: int) -> bool:
+        """Whether the whole ``(3, 3)`` cell is used (and must be non-singular)
+        for a system with ``n_periodic`` periodic directions."""
+        return self.potential.smearing is not None and n_periodic > 0
+
     def _check_kspace_inputs(
         self,
         node_mask: Optional[torch.Tensor],
@@ -256,7 +261,7 @@ class Calculator(BatchMethods, torch.nn.Module):
             pair_mask,
             node_mask,
             kvectors,
-            cell_required=self.potential.smearing is not None and n_periodic > 0,
+            cell_required=self._needs_cell(n_periodic),
         )
         self._check_kspace_inputs(node_mask, kvectors, mesh_filter, n_periodic)
         rspace = self._compute_rspace(
@@ -313,7 +318,7 @@ class Calculator(BatchMethods, torch.nn.Module):
             neighbor_distances,
             periodic,
             pair_mask,
-            cell_required=self.potential.smearing is not None and n_periodic > 0,
+            cell_required=self._needs_cell(n_periodic),
         )
         self._check_kspace_inputs(None, None, mesh_filter, n_periodic)
         energy = self._rspace_energy(

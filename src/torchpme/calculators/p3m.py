@@ -30,6 +30,8 @@ class P3MCalculator(PMECalculator):
             orthorhombic cells only (see :class:`~torchpme.lib.P3MKSpaceFilter`);
             the default is exact for any cell and agrees with it for orthorhombic
             ones.
+        slab_method: ``"yeh-berkowitz"`` or ``"exact"`` (see
+            :class:`PMECalculator`).
 
     Reference: Hockney & Eastwood, Computer Simulation Using Particles (1988),
     doi:10.1201/9780367806934; Deserno & Holm, J. Chem. Phys. 109, 7678 (1998),
@@ -66,6 +68,7 @@ class P3MCalculator(PMECalculator):
         *,
         fixed_mesh: Optional[List[int]] = None,
         cartesian_influence: bool = False,
+        slab_method: str = "yeh-berkowitz",
     ):
         self.cartesian_influence: bool = cartesian_influence
         super().__init__(
@@ -74,13 +77,15 @@ class P3MCalculator(PMECalculator):
             interpolation_nodes=interpolation_nodes,
             full_neighbor_list=full_neighbor_list,
             fixed_mesh=fixed_mesh,
+            slab_method=slab_method,
         )
 
     def _taper(self) -> float:
         """Four smearings: several times the width on which the filter is smooth,
-        so that the influence function does not amplify the cluster kernel's
-        wrap-around (two leave 1e-3 force errors on 4000-ion clusters where four
-        reach the interpolation error; ``benchmarks/clusters.py``)."""
+        so that the influence function does not amplify the wrap-around of a
+        cluster's or an exact slab's kernel (two leave 1e-3 force errors on
+        4000-ion clusters where four reach the interpolation error;
+        ``benchmarks/clusters.py``)."""
         smearing = self.potential.smearing
         return 0.0 if smearing is None else 4.0 * smearing
 

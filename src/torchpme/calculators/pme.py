@@ -4,7 +4,7 @@ from typing import List, Optional, Tuple
 
 import torch
 
-from .._core import freespace, kspace
+from .._core import freespace, kspace, slab
 from .._core import mesh as core_mesh
 from .._core.mesh import convolve
 from .._core.mesh_energy import convolve_energy
@@ -14,6 +14,7 @@ from ..lib.kspace_filter import KSpaceFilter
 from ..lib.mesh_interpolator import MeshInterpolator
 from ..potentials import Potential
 from . import _mesh_batch as mesh_batch
+from ._mesh_checks import check_mesh_inputs, check_slab_method
 from .calculator import Calculator
 from .ewald import check_range_separated
 
@@ -44,6 +45,12 @@ class PMECalculator(Calculator):
             from ``mesh_spacing``. With a fixed mesh ``forward`` reads no tensor
             data on the host, as ``torch.compile(fullgraph=True)`` and CUDA graphs
             need (for Ewald, pass ``kvectors`` to ``forward`` instead).
+        slab_method: for ``periodic`` with two ``True``: ``"yeh-berkowitz"`` (the
+            3-D sum over the given cell, vacuum included, with the dipole
+            correction of Yeh & Berkowitz) or ``"exact"`` (the 2-D periodic sum
+            on a mesh padded along the plane's normal,
+            :mod:`torchpme._core.slab`: no vacuum needed, any third lattice
+            vector, any net charge; Coulomb only).
 
     The attributes ``kspace_filter`` and ``mesh_interpolator`` are kept for
     compatibility; :meth:`forward` does not change them and keeps no state.
@@ -90,10 +97,12 @@ class PMECalculator(Calculator):
         full_neighbor_list: bool = False,
         *,
         fixed_mesh: Optional[List[int]] = None,
+        slab_method: str = "yeh-berkowitz",
     ):
         super().__init__(potential=potential, full_neighbor_list=full_neighbor_list)
         check_range_separated(potential)
         check_positive("mesh_spacing", mesh_spacing)
+        self.slab_method: str = check_slab_method(slab_method, potential)
         self.mesh_spacing: float = mesh_spacing
         self.interpolation_nodes: int = interpolation_nodes
         # [0, 0, 0] means "derive from mesh_spacing" (TorchScript needs a typed list)
@@ -164,28 +173,14 @@ class PMECalculator(Calculator):
         mesh_filter: Optional[torch.Tensor],
         n_periodic: int = 3,
     ) -> None:
-        if node_mask is not None or kvectors is not None:
-            raise NotImplementedError(
-                "mesh calculators do not take `node_mask` or `kvectors` (padded "
-                "batches): use forward_batch, or call them once per system"
-            )
-        if n_periodic == 1:
-            raise ValueError(
-                message(
-                    "periodic",
-                    "zero (a cluster), two (a slab) or three periodic directions",
-                    "one (a wire, not supported yet)",
-                )
-            )
-        if n_periodic == 0 and (mesh_filter is not None or self.fixed_mesh[0] > 0):
-            raise ValueError(
-                message(
-                    "periodic",
-                    "periodic directions with `mesh_filter` or `fixed_mesh` (the "
-                    "mesh of a cluster follows its atoms)",
-                    "a cluster (all False)",
-                )
-            )
+        check_mesh_inputs(
+            node_mask,
+            kvectors,
+            mesh_filter,
+            n_periodic,
+            self.fixed_mesh[0] > 0,
+            self.slab_method == "exact",
+        )
 
     def _cluster_setup(
         self, positions: torch.Tensor
@@ -212,9 +207,75 @@ class PMECalculator(Calculator):
         )
         return plan, kernel * self.kspace_filter.influence(torch.diag(box), mesh.ns)
 
+    def _slab_setup(
+        self, cell: torch.Tensor, positions: torch.Tensor, axis: int
+    ) -> Tuple[core_mesh.MeshPlan, torch.Tensor]:
+        """``(plan, kernel)`` of a slab open along ``axis``: the mesh padded
+        along the plane's normal and its 2-D periodic filter
+        (:mod:`torchpme._core.slab`), nodes ``mesh_spacing / 2`` apart along
+        the normal."""
+        lengths: List[float] = torch.linalg.norm(cell.detach(), dim=1).tolist()
+        lengths[axis] = 1.0
+        plane = torch.linalg.cross(cell[(axis + 1) % 3], cell[(axis + 2) % 3])
+        if not float(torch.linalg.norm(plane.detach())) > 0.0:
+            raise ValueError(
+                message(
+                    "cell",
+                    "two independent periodic lattice vectors (a slab's plane)",
+                    f"lattice vectors {(axis + 1) % 3} and {(axis + 2) % 3} of "
+                    "zero cross product",
+                )
+            )
+        spacing = 0.5 * self.mesh_spacing
+        mesh = slab.slab_mesh(
+            positions,
+            cell,
+            axis,
+            kspace.mesh_size(lengths, self.mesh_spacing),
+            spacing,
+            self.interpolation_nodes // 2 + 1,
+            self._taper(),
+        )
+        inverse = torch.linalg.inv_ex(mesh.cell)[0]
+        plan = core_mesh.interpolation_plan(
+            positions - mesh.origin, inverse, mesh.ns, self.scheme
+        )
+        smearing = self.potential.smearing
+        assert smearing is not None  # check_range_separated
+        kernel = slab.slab_filter(mesh, smearing, self.potential.prefactor)
+        return plan, kernel * self.kspace_filter.influence(mesh.cell, mesh.ns)
+
+    def _open_setup(
+        self,
+        cell: torch.Tensor,
+        positions: torch.Tensor,
+        periodic: Optional[torch.Tensor],
+    ) -> Optional[Tuple[core_mesh.MeshPlan, torch.Tensor]]:
+        """``(plan, kernel)`` of a cluster, or of a slab with the exact method;
+        None for the other boundary conditions."""
+        if freespace.is_cluster(periodic):
+            return self._cluster_setup(positions)
+        if self.slab_method == "exact":
+            axis = slab.open_axis(periodic)
+            if axis >= 0:
+                return self._slab_setup(cell, positions, axis)
+        return None
+
+    def _needs_cell(self, n_periodic: int) -> bool:
+        """An exact slab uses its two periodic lattice vectors only."""
+        if n_periodic == 2 and self.slab_method == "exact":
+            return False
+        return self.potential.smearing is not None and n_periodic > 0
+
+    @torch.jit.unused
+    def _on_own_mesh(self, n_periodic: int) -> bool:
+        """Clusters and, with the exact method, slabs: their meshes follow
+        their atoms."""
+        return n_periodic == 0 or (n_periodic == 2 and self.slab_method == "exact")
+
     def _taper(self) -> float:
-        """Length over which a cluster's kernel is tapered (none: the Lagrange
-        weights need no deconvolution)."""
+        """Length over which a cluster's kernel is tapered, and a slab's mesh
+        margin (none: the Lagrange weights need no deconvolution)."""
         return 0.0
 
     def _mesh_setup(
@@ -245,10 +306,12 @@ class PMECalculator(Calculator):
         node_mask: Optional[torch.Tensor] = None,
         mesh_filter: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
-        if freespace.is_cluster(periodic):
-            plan, kernel = self._cluster_setup(positions)
+        open_mesh = self._open_setup(cell, positions, periodic)
+        if open_mesh is not None:
+            plan, kernel = open_mesh
             potential = convolve(plan, charges, kernel)
-            # no images, so no background: only the self interaction goes
+            # no background (a cluster has no images; a slab's k = 0 term holds
+            # any net charge): only the self interaction goes
             return 0.5 * (potential - charges * self.potential.self_contribution())
         plan, kernel, volume = self._mesh_setup(cell, positions, mesh_filter)
         potential = convolve(plan, charges, kernel) / volume
@@ -268,8 +331,9 @@ class PMECalculator(Calculator):
         """The mesh energy from :func:`convolve_energy` (a backward pass without
         transforms on every device), plus the corrections, which are linear in
         the mesh potential: ``finish(φ) = φ/2 + finish(0)``."""
-        if freespace.is_cluster(periodic):
-            plan, kernel = self._cluster_setup(positions)
+        open_mesh = self._open_setup(cell, positions, periodic)
+        if open_mesh is not None:
+            plan, kernel = open_mesh
             self_energy = (
                 torch.sum(charges.square()) * self.potential.self_contribution()
             )
