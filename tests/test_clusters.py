@@ -212,8 +212,9 @@ def _arguments(n_atoms=3):
     return q, 10.0 * torch.eye(3, dtype=torch.float64), r, pairs, distances
 
 
-def test_wires_are_refused():
-    calculator = PMECalculator(CoulombPotential(smearing=1.0), mesh_spacing=0.5)
+def test_wires_of_other_potentials_are_refused():
+    potential = InversePowerLawPotential(exponent=2, smearing=1.0)
+    calculator = PMECalculator(potential, mesh_spacing=0.5)
     wire = torch.tensor([False, False, True])
     with pytest.raises(ValueError, match=r"`periodic`.*wire"):
         calculator(*_arguments(), periodic=wire)
@@ -247,7 +248,7 @@ def test_fixed_mesh_and_mesh_filter_need_a_periodic_cell():
 
 
 def _mixed_batch():
-    """A cluster (zero cell), a crystal and a slab with vacuum, packed."""
+    """A cluster (zero cell), a crystal, a slab with vacuum and a wire, packed."""
     from reference import neighbor_list
 
     rng = np.random.default_rng(9)
@@ -258,6 +259,11 @@ def _mixed_batch():
             rng.uniform(0, 4.0, (6, 3)) * [1, 1, 0.5],
             np.diag([4.0, 4.0, 12.0]),
             [True, True, False],
+        ),
+        (
+            rng.uniform(0, 3.0, (7, 3)) * [1, 1, 5.0 / 3.0],
+            np.diag([3.0, 3.0, 5.0]),
+            [False, False, True],
         ),
     ]
     parts = {"q": [], "r": [], "index": [], "pairs": [], "cells": [], "periodic": []}
@@ -300,7 +306,7 @@ def _packed(parts):
 @pytest.mark.parametrize("slab_method", ["yeh-berkowitz", "exact"])
 @pytest.mark.parametrize("method", [PMECalculator, P3MCalculator])
 def test_mixed_batches_equal_single_systems(method, slab_method):
-    """Clusters, crystals and slabs in one ``forward_batch`` / ``energy_batch``
+    """Clusters, crystals, slabs and wires in one ``forward_batch`` / ``energy_batch``
     call: each system's potentials, energy and forces equal its own call."""
     calculator = method(
         CoulombPotential(smearing=0.7), mesh_spacing=0.35, slab_method=slab_method
@@ -313,10 +319,10 @@ def test_mixed_batches_equal_single_systems(method, slab_method):
     energies = calculator.energy_batch(
         q, cells, r, index, pairs, distances, periodic=periodic
     )
-    weights = torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64)
+    weights = torch.tensor([1.0, -2.0, 0.5, 0.7], dtype=torch.float64)
     (forces,) = torch.autograd.grad(-(weights * energies).sum(), r)
     offset = 0
-    for number in range(3):
+    for number in range(4):
         atoms = slice(offset, offset + len(parts["r"][number]))
         single_r = r[atoms].detach().clone().requires_grad_(True)
         single_pairs = torch.tensor(parts["pairs"][number][0] - offset)
@@ -331,10 +337,11 @@ def test_mixed_batches_equal_single_systems(method, slab_method):
         offset += len(parts["r"][number])
 
 
-def test_batches_refuse_wires_and_ewald_clusters():
+def test_batches_refuse_power_law_wires_and_ewald_clusters():
     _, parts = _mixed_batch()
     q, cells, r, index, pairs, distances, periodic = _packed(parts)
-    calculator = PMECalculator(CoulombPotential(smearing=0.7), mesh_spacing=0.35)
+    potential = InversePowerLawPotential(exponent=2, smearing=0.7)
+    calculator = PMECalculator(potential, mesh_spacing=0.35)
     wire = periodic.clone()
     wire[2] = torch.tensor([False, False, True])
     with pytest.raises(ValueError, match=r"`periodic`.*wire"):

@@ -31,9 +31,9 @@ along the normal: the filter is ``G(k, k_z) = DFT_z[w F] / n`` with the window
 ``w`` of :func:`torchpme._core.freespace.taper_window` (1 between occupied
 nodes). For P3M, whose influence function deconvolves the assignment and so
 amplifies the high frequencies of the kernel's wrap-around, the mesh extends
-four smearings past the occupied heights and ``w`` tapers over them, as for
-clusters (either one alone leaves force errors of 1e-4 to 1e-2 on a 150-ion
-slab). In the plane the sum is spectral, as in the bulk; the error terms are
+eight smearings past the occupied heights and ``w`` tapers over them, as for
+clusters (:meth:`torchpme.P3MCalculator._taper`; the margin or the window
+alone leaves force errors of 1e-4 to 1e-2 on a 150-ion slab). In the plane the sum is spectral, as in the bulk; the error terms are
 those of PME (interpolation of order ``n``, the aliasing of ``G``) along every
 axis. The box along the normal snaps to multiples of ``s``: energies are
 differentiable between such steps, and the cell's extent along its third vector
@@ -45,106 +45,12 @@ doi:10.1201/9780367806934.
 """
 
 import math
-from typing import List, NamedTuple, Optional
 
 import torch
 
-from . import workload
-from .execution import transformed
-from .freespace import smooth_size, taper_window, wrapped_displacements
-from .kspace import fft_frequencies, reciprocal_cell
+from .open_mesh import OpenMesh, open_displacements, open_filter, periodic_wavenumbers
 
-__all__ = ["SlabMesh", "coulomb_slab_kernel", "open_axis", "slab_filter", "slab_mesh"]
-
-
-def open_axis(periodic: Optional[torch.Tensor]) -> int:
-    """The index of the one non-periodic lattice vector of a slab, else −1;
-    read on the host (−1 under a ``torch.func`` transform, as
-    :func:`torchpme._core.freespace.is_cluster`)."""
-    if periodic is None:
-        return -1
-    if not torch.jit.is_scripting():
-        if transformed(periodic):
-            return -1
-    flags: List[bool] = periodic.tolist()
-    axis = -1
-    for d in range(3):
-        if not flags[d]:
-            if axis >= 0:
-                return -1
-            axis = d
-    return axis
-
-
-class SlabMesh(NamedTuple):
-    """The mesh of a slab.
-
-    Attributes:
-        cell: ``(3, 3)`` mesh cell: the periodic rows of the cell and ``L n̂``
-            in the row of the open axis.
-        origin: ``(3,)`` a point of the mesh's lowest plane, along ``n̂``.
-        ns: nodes per axis.
-        axis: the open axis (row of ``cell``).
-        occupied: nodes along the normal that atoms' stencils reach.
-        spacing: node spacing ``s`` along the normal.
-    """
-
-    cell: torch.Tensor
-    origin: torch.Tensor
-    ns: List[int]
-    axis: int
-    occupied: int
-    spacing: float
-
-
-def slab_mesh(
-    positions: torch.Tensor,
-    cell: torch.Tensor,
-    axis: int,
-    in_plane: List[int],
-    spacing: float,
-    reach: int,
-    taper: float,
-) -> SlabMesh:
-    """The mesh of atoms at ``positions`` periodic along the other rows of
-    ``cell`` (their heights are read on the host).
-
-    Args:
-        positions: ``(N, 3)`` Cartesian positions.
-        cell: ``(3, 3)`` cell; row ``axis`` is ignored.
-        axis: the open axis.
-        in_plane: nodes per axis (the entry of ``axis`` is ignored).
-        spacing: node spacing ``s`` along the normal.
-        reach: nodes a stencil reaches beyond an atom's node, on either side.
-        taper: length over which the kernel goes to zero beyond the occupied
-            heights (see :func:`torchpme._core.freespace.cluster_filter`).
-    """
-    first, second = (axis + 1) % 3, (axis + 2) % 3
-    normal = torch.linalg.cross(cell[first], cell[second])
-    normal = normal / torch.linalg.norm(normal)
-    heights = positions.detach() @ normal.detach()
-    low = math.floor(float(heights.min()) / spacing) - reach
-    high = math.ceil(float(heights.max()) / spacing) + reach
-    occupied = high - low + 1
-    extra = 2 * math.ceil(taper / spacing)
-    ns = list(in_plane)
-    ns[axis] = smooth_size(2 * occupied + extra)
-    if not torch.jit.is_scripting():
-        _check_size(ns, spacing)
-    rows = [cell[0], cell[1], cell[2]]
-    rows[axis] = normal * (ns[axis] * spacing)
-    return SlabMesh(
-        torch.stack(rows), normal * (low * spacing), ns, axis, occupied, spacing
-    )
-
-
-@torch.jit.unused
-def _check_size(ns: List[int], spacing: float) -> None:
-    workload.check_mesh(
-        [float(n) for n in ns],
-        "mesh_spacing",
-        f"{2.0 * spacing:g} for a slab",
-    )
+__all__ = ["coulomb_slab_kernel", "slab_filter"]
 
 
 def _exp_erfc(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -174,33 +80,11 @@ def coulomb_slab_kernel(
     return torch.where(flat, uniform, layered)
 
 
-def _along(values: torch.Tensor, axis: int) -> torch.Tensor:
-    shape = [1, 1, 1]
-    shape[axis] = -1
-    return values.reshape(shape)
-
-
-def slab_filter(mesh: SlabMesh, smearing: float, prefactor) -> torch.Tensor:
+def slab_filter(mesh: OpenMesh, smearing: float, prefactor) -> torch.Tensor:
     """The filter ``G = DFT_z[w F] / n`` of a slab mesh, ``(n0, n1, n2//2+1)``,
     for the Coulomb potential of smearing ``σ`` times ``prefactor``."""
-    cell, axis, ns = mesh.cell, mesh.axis, mesh.ns
-    reciprocal = reciprocal_cell(cell)
-    k_vectors = torch.zeros((1, 1, 1, 3), dtype=cell.dtype, device=cell.device)
-    for d in range(3):
-        if d != axis:
-            m = fft_frequencies(ns[d], d == 2, cell.dtype, cell.device)
-            k_vectors = k_vectors + _along(m, d).unsqueeze(-1) * reciprocal[d]
-    k_sq = torch.sum(k_vectors * k_vectors, dim=-1)
-    # the norm at k = 0 has no second derivative: take it on a safe value there
-    flat = k_sq == 0.0
-    k = torch.where(flat, 0.0, torch.sqrt(torch.where(flat, 1.0, k_sq)))
-    z = _along(wrapped_displacements(ns[axis], mesh.spacing, cell), axis)
-    area = torch.abs(torch.linalg.det(cell)) / (ns[axis] * mesh.spacing)
-    sampled = coulomb_slab_kernel(k, z, smearing, area)
-    sampled = sampled * _along(taper_window(ns[axis], mesh.occupied, cell), axis)
-    if axis == 2:
-        spectrum = torch.fft.rfft(sampled, dim=2)
-    else:
-        spectrum = torch.fft.fft(sampled, dim=axis)
-    # w F is even in z, so its transform is real up to rounding
-    return spectrum.real * (prefactor / ns[axis])
+    (z,) = open_displacements(mesh)
+    height = mesh.ns[mesh.axes[0]] * mesh.spacing
+    area = torch.abs(torch.linalg.det(mesh.cell)) / height
+    sampled = coulomb_slab_kernel(periodic_wavenumbers(mesh), z, smearing, area)
+    return open_filter(mesh, sampled) * prefactor

@@ -48,7 +48,7 @@ def _exp1_value(x: torch.Tensor) -> torch.Tensor:
     large = torch.where(x > 1.0, x, 2.0)
     tail = torch.zeros_like(large)
     for k in range(99, 0, -1):
-        tail = torch.reciprocal(large + tail).mul_(k).add_(1.0).reciprocal_().mul_(k)
+        tail = (1.0 / (large + tail)).mul_(k).add_(1.0).reciprocal_().mul_(k)
     fraction = torch.exp(-large) / (large + tail)
 
     value = torch.where(x > 1.0, fraction, series)

@@ -48,9 +48,9 @@ class BatchMethods:
             neighbor_indices: ``(P, 2)`` pairs, indices into the packed atoms (pairs
                 never join two systems), or a :class:`~torchpme.neighbors.PairList`.
             neighbor_distances: ``(P,)`` pair distances.
-            periodic: ``(B, 3)`` periodic directions per system: two ``True``
-                for a slab (slab correction), all ``False`` for a cluster (PME
-                and P3M, computed as :meth:`forward` computes one).
+            periodic: ``(B, 3)`` periodic directions per system (slabs,
+                wires and clusters as :meth:`forward` computes them, so
+                crystals, slabs, wires and clusters mix in one call).
             pair_mask: ``(P,)`` bools, ``False`` for padding pairs.
             mesh_filters: PME/P3M only: one filter per system, from
                 ``mesh_filter(cells[b])``, reused while the cells and the

@@ -237,10 +237,12 @@ class Calculator(BatchMethods, torch.nn.Module):
                 mode) a :class:`~torchpme.neighbors.PairList`, whose kept index
                 columns then serve every call.
             neighbor_distances: ``(P,)`` pair distances (of the periodic images).
-            periodic: ``(3,)`` bools; with exactly two ``True`` the 2-D slab
-                correction is applied for Coulomb potentials; all ``False``: a
-                cluster, summed without images on a free-space mesh (PME and
-                P3M; ``cell`` is then ignored and may be zeros).
+            periodic: ``(3,)`` bools; with exactly two ``True`` a slab: the
+                Yeh–Berkowitz correction for Coulomb potentials, or with PME/P3M
+                and ``slab_method="exact"`` the 2-D periodic sum; one ``True``
+                (PME and P3M, Coulomb): a wire, the 1-D periodic sum; all
+                ``False`` (PME and P3M): a cluster, summed without images. The
+                cell rows of open directions are then ignored (zeros allowed).
             node_mask: ``(N,)`` bools, ``False`` for padding atoms (Ewald only).
             pair_mask: ``(P,)`` bools, ``False`` for padding pairs.
             kvectors: ``(K, 3)`` precomputed k-vectors (Ewald only).

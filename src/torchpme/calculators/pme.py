@@ -4,17 +4,17 @@ from typing import List, Optional, Tuple
 
 import torch
 
-from .._core import freespace, kspace, slab
+from .._core import freespace, kspace, open_mesh, slab, wire
 from .._core import mesh as core_mesh
 from .._core.mesh import convolve
 from .._core.mesh_energy import convolve_energy
-from .._core.validation import check_fixed_mesh, check_positive, message
+from .._core.validation import check_fixed_mesh, check_positive
 from .._core.weights import Scheme, interpolation_scheme, moved
 from ..lib.kspace_filter import KSpaceFilter
 from ..lib.mesh_interpolator import MeshInterpolator
 from ..potentials import Potential
 from . import _mesh_batch as mesh_batch
-from ._mesh_checks import check_mesh_inputs, check_slab_method
+from ._mesh_checks import check_mesh_inputs, check_slab_method, is_coulomb
 from .calculator import Calculator
 from .ewald import check_range_separated
 
@@ -103,6 +103,8 @@ class PMECalculator(Calculator):
         check_range_separated(potential)
         check_positive("mesh_spacing", mesh_spacing)
         self.slab_method: str = check_slab_method(slab_method, potential)
+        # the kernels of wires and exact slabs are written for 1/r
+        self.coulomb: bool = is_coulomb(potential)
         self.mesh_spacing: float = mesh_spacing
         self.interpolation_nodes: int = interpolation_nodes
         # [0, 0, 0] means "derive from mesh_spacing" (TorchScript needs a typed list)
@@ -180,6 +182,7 @@ class PMECalculator(Calculator):
             n_periodic,
             self.fixed_mesh[0] > 0,
             self.slab_method == "exact",
+            self.coulomb,
         )
 
     def _cluster_setup(
@@ -207,32 +210,23 @@ class PMECalculator(Calculator):
         )
         return plan, kernel * self.kspace_filter.influence(torch.diag(box), mesh.ns)
 
-    def _slab_setup(
-        self, cell: torch.Tensor, positions: torch.Tensor, axis: int
+    def _partial_setup(
+        self, cell: torch.Tensor, positions: torch.Tensor, axes: List[int]
     ) -> Tuple[core_mesh.MeshPlan, torch.Tensor]:
-        """``(plan, kernel)`` of a slab open along ``axis``: the mesh padded
-        along the plane's normal and its 2-D periodic filter
-        (:mod:`torchpme._core.slab`), nodes ``mesh_spacing / 2`` apart along
-        the normal."""
+        """``(plan, kernel)`` of a slab (one open axis) or a wire (two): the
+        mesh doubled across the periodic rows of ``cell`` and its mixed filter
+        (:mod:`torchpme._core.open_mesh`), nodes ``mesh_spacing / 2`` apart
+        along the open directions."""
+        open_mesh.check_periodic_rows(cell, axes)
         lengths: List[float] = torch.linalg.norm(cell.detach(), dim=1).tolist()
-        lengths[axis] = 1.0
-        plane = torch.linalg.cross(cell[(axis + 1) % 3], cell[(axis + 2) % 3])
-        if not float(torch.linalg.norm(plane.detach())) > 0.0:
-            raise ValueError(
-                message(
-                    "cell",
-                    "two independent periodic lattice vectors (a slab's plane)",
-                    f"lattice vectors {(axis + 1) % 3} and {(axis + 2) % 3} of "
-                    "zero cross product",
-                )
-            )
-        spacing = 0.5 * self.mesh_spacing
-        mesh = slab.slab_mesh(
+        for axis in axes:
+            lengths[axis] = 1.0
+        mesh = open_mesh.open_mesh(
             positions,
             cell,
-            axis,
+            axes,
             kspace.mesh_size(lengths, self.mesh_spacing),
-            spacing,
+            0.5 * self.mesh_spacing,
             self.interpolation_nodes // 2 + 1,
             self._taper(),
         )
@@ -242,7 +236,11 @@ class PMECalculator(Calculator):
         )
         smearing = self.potential.smearing
         assert smearing is not None  # check_range_separated
-        kernel = slab.slab_filter(mesh, smearing, self.potential.prefactor)
+        prefactor = self.potential.prefactor
+        if len(axes) == 1:
+            kernel = slab.slab_filter(mesh, smearing, prefactor)
+        else:
+            kernel = wire.wire_filter(mesh, smearing, prefactor)
         return plan, kernel * self.kspace_filter.influence(mesh.cell, mesh.ns)
 
     def _open_setup(
@@ -251,27 +249,28 @@ class PMECalculator(Calculator):
         positions: torch.Tensor,
         periodic: Optional[torch.Tensor],
     ) -> Optional[Tuple[core_mesh.MeshPlan, torch.Tensor]]:
-        """``(plan, kernel)`` of a cluster, or of a slab with the exact method;
-        None for the other boundary conditions."""
+        """``(plan, kernel)`` of a cluster, a wire, or a slab with the exact
+        method; None for the other boundary conditions."""
         if freespace.is_cluster(periodic):
             return self._cluster_setup(positions)
-        if self.slab_method == "exact":
-            axis = slab.open_axis(periodic)
-            if axis >= 0:
-                return self._slab_setup(cell, positions, axis)
+        axes = open_mesh.open_axes(periodic)
+        if len(axes) == 2 or (len(axes) == 1 and self.slab_method == "exact"):
+            return self._partial_setup(cell, positions, axes)
         return None
 
     def _needs_cell(self, n_periodic: int) -> bool:
-        """An exact slab uses its two periodic lattice vectors only."""
-        if n_periodic == 2 and self.slab_method == "exact":
+        """A wire or an exact slab uses its periodic lattice vectors only."""
+        if n_periodic == 1 or (n_periodic == 2 and self.slab_method == "exact"):
             return False
         return self.potential.smearing is not None and n_periodic > 0
 
     @torch.jit.unused
     def _on_own_mesh(self, n_periodic: int) -> bool:
-        """Clusters and, with the exact method, slabs: their meshes follow
-        their atoms."""
-        return n_periodic == 0 or (n_periodic == 2 and self.slab_method == "exact")
+        """Clusters, wires and, with the exact method, slabs: their meshes
+        follow their atoms."""
+        if n_periodic == 2:
+            return self.slab_method == "exact"
+        return n_periodic < 2
 
     def _taper(self) -> float:
         """Length over which a cluster's kernel is tapered, and a slab's mesh

@@ -10,9 +10,10 @@ from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tu
 
 import torch
 
-from .._core.validation import message
+from .._core.validation import count_periodic, message
 from ..potentials import InversePowerLawPotential
 from ._base import TunerBase, TuningErrorBounds
+from ._open import OpenMeshEstimate, check_open_method, proxy_cell
 from ._timing import TuningTimings
 from ._validation import (
     GridRange,
@@ -79,6 +80,9 @@ class GridSearchTuner(TunerBase):
             than this factor are not timed.
         time_budget: seconds of timed calls per candidate after which no more
             repetitions are made (see :class:`TuningTimings`).
+        periodic: ``(3,)`` bools passed to the timed calls.
+        calculator_options: keyword arguments of ``calculator`` common to all
+            candidates (e.g. ``slab_method``).
     """
 
     def __init__(
@@ -103,6 +107,8 @@ class GridSearchTuner(TunerBase):
         max_timed: int = 3,
         work_factor: float = 4.0,
         time_budget: Optional[float] = 1.0,
+        periodic: Optional[torch.Tensor] = None,
+        calculator_options: Optional[Dict[str, Any]] = None,
     ):
         super().__init__(
             charges=charges,
@@ -132,6 +138,7 @@ class GridSearchTuner(TunerBase):
         self._work = work
         self.max_timed = max_timed
         self.work_factor = work_factor
+        self.calculator_options = dict(calculator_options or {})
         indices, distances = self.filter_neighbors(
             self.cutoff, neighbor_indices, neighbor_distances
         )
@@ -149,6 +156,7 @@ class GridSearchTuner(TunerBase):
             # of the potentials with every input differentiable, as in the
             # original, times a backward path users rarely run)
             workload="forces",
+            periodic=periodic,
         )
 
     def tune(
@@ -212,6 +220,7 @@ class GridSearchTuner(TunerBase):
             ),
             full_neighbor_list=self.full_neighbor_list,
             **k_space_params,
+            **self.calculator_options,
         )
         calculator.to(device=self.positions.device, dtype=self.positions.dtype)
         if give_up_after is None or not math.isfinite(give_up_after):
@@ -248,22 +257,43 @@ def grid_search(
     exponent: int,
     accuracy: float,
     smearing: Optional[float] = None,
+    periodic: Optional[torch.Tensor] = None,
 ) -> Tuple[float, Dict[str, Any], float]:
     """The procedure shared by ``tune_ewald``, ``tune_pme`` and ``tune_p3m``: check
     the inputs before any work, rate and time the candidates of ``grid`` (with
-    ``smearing`` if given, else the one of :meth:`TunerBase.estimate_smearing`)."""
+    ``smearing`` if given, else the one of :meth:`TunerBase.estimate_smearing`).
+    With open directions in ``periodic`` the candidates are rated on the cell of
+    :func:`~torchpme.tuning._open.proxy_cell` and timed on the system as it is."""
+    check_open_method(grid.calculator, periodic)
+    is_length = isinstance(cutoff, (int, float)) and not isinstance(cutoff, bool)
+    cell, options = proxy_cell(
+        cell, positions, periodic, float(cutoff) if is_length else 1.0
+    )
     check_inputs(charges, cell, positions, cutoff, exponent, accuracy, grid.ranges)
     if smearing is not None:
         smearing = check_smearing(smearing)
     lengths: List[float] = torch.linalg.norm(cell.detach(), dim=1).tolist()
     params, cost, work = grid.candidates(lengths, positions.shape[0])
+    if options or count_periodic(periodic) < 3:
+        if any("fixed_mesh" in param for param in params):
+            raise ValueError(
+                message(
+                    "smooth_meshes",
+                    "False with open directions (the mesh of a cluster, wire or "
+                    "slab follows its atoms)",
+                    "True",
+                )
+            )
+    estimate = grid.estimate(charges, cell, positions, safety=SAFETY)
+    if count_periodic(periodic) < 3:
+        estimate = OpenMeshEstimate(estimate, charges)
     tuner = GridSearchTuner(
         charges=charges,
         cell=cell,
         positions=positions,
         cutoff=cutoff,
         calculator=grid.calculator,
-        error_bounds=grid.estimate(charges, cell, positions, safety=SAFETY),
+        error_bounds=estimate,
         params=params,
         neighbor_indices=neighbor_indices,
         neighbor_distances=neighbor_distances,
@@ -272,10 +302,13 @@ def grid_search(
         exponent=exponent,
         cost=cost,
         work=work,
+        periodic=periodic,
+        calculator_options=options,
     )
     if smearing is None:
         smearing = tuner.estimate_smearing(accuracy)
     errors, timings = tuner.tune(accuracy, smearing=smearing)
+    params = [{**param, **options} for param in params]
     if any(error < accuracy for error in errors):
         best = min(range(len(timings)), key=lambda i: timings[i])
         return smearing, params[best], timings[best]

@@ -30,6 +30,7 @@ class TuningTimings(torch.nn.Module):
             the positions and the pair distances, the step of an MD code, which
             the tuners time (it takes the calculators' energy shortcuts; the
             ``"sum"`` backward does not).
+        periodic: ``(3,)`` bools passed to every call (open directions).
     """
 
     def __init__(
@@ -45,11 +46,13 @@ class TuningTimings(torch.nn.Module):
         *,
         time_budget: Optional[float] = None,
         workload: str = "sum",
+        periodic: Optional[torch.Tensor] = None,
     ):
         super().__init__()
         _validate_parameters(
             charges, cell, positions, neighbor_indices, neighbor_distances
         )
+        self.periodic = periodic
         check_choice("workload", workload, ["sum", "forces"])
         if isinstance(n_repeat, bool) or not isinstance(n_repeat, int) or n_repeat < 1:
             raise ValueError(message("n_repeat", "an int >= 1", f"{n_repeat!r}"))
@@ -117,6 +120,7 @@ class TuningTimings(torch.nn.Module):
             cell=cell,
             neighbor_indices=self.neighbor_indices,
             neighbor_distances=distances,
+            periodic=self.periodic,
         )
         value = (charges * result).sum() if forces else result.sum()
         if self.run_backward:

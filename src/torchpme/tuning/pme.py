@@ -163,6 +163,7 @@ def tune_pme(
     *,
     smooth_meshes: bool = False,
     smearing: Optional[float] = None,
+    periodic: Optional[torch.Tensor] = None,
 ) -> Tuple[float, Dict[str, Any], float]:
     """Smearing, mesh spacing and nodes of the fastest PME meeting ``accuracy``.
 
@@ -207,6 +208,12 @@ def tune_pme(
             (kept and returned) instead of the one derived from the cutoff.
         smooth_meshes: also choose mesh sizes that are not powers of two (see
             above); the parameters then include ``fixed_mesh``.
+        periodic: ``(3,)`` bools: tune a cluster (all ``False``), a wire (one
+            ``True``) or a slab (two; the parameters then include
+            ``slab_method="exact"``) as the calculator computes them, rated on
+            a periodic cell with as much vacuum as their doubled meshes
+            (:mod:`torchpme.tuning._open`); ``cell`` needs only its periodic
+            rows. Not with ``smooth_meshes``.
 
     Returns:
         ``(smearing, {"interpolation_nodes": n, "mesh_spacing": h}, seconds per
@@ -223,5 +230,5 @@ def tune_pme(
     return grid_search(
         mesh_grid(PMEErrorEstimate, nodes_lo, nodes_hi, mesh_lo, mesh_hi, smooth_meshes),
         charges, cell, positions, cutoff, neighbor_indices, neighbor_distances,
-        full_neighbor_list, prefactor, exponent, accuracy, smearing,
+        full_neighbor_list, prefactor, exponent, accuracy, smearing, periodic,
     )  # fmt: skip
