@@ -24,7 +24,9 @@ multiplies the actual error. It is the error of the whole calculation,
 real-space truncation at the cutoff plus the reciprocal-space approximation,
 measured against the exact sum: 3-D periodic, or for a slab (``periodic`` with
 one non-periodic direction) the 3-D sum with the Yeh–Berkowitz correction the
-calculators add. The RMS error of the per-atom potentials ``V_i`` (charge/length)
+calculators add; with ``tune_pme``/``tune_p3m(..., periodic=...)`` the 0-, 1-
+or 2-periodic sum itself (clusters, wires, exact slabs;
+:mod:`torchpme.tuning._open`). The RMS error of the per-atom potentials ``V_i`` (charge/length)
 is held to the same number; it rarely decides (in the tests, lengths in Å, it is
 3–40 % of the force error), except for very few atoms, whose forces may vanish
 by symmetry while their energy still needs the reciprocal-space sum.
