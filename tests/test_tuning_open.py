@@ -91,3 +91,14 @@ def test_open_tuning_refuses_what_cannot_run():
     # Ewald has no open directions: its tuner takes no `periodic`
     with pytest.raises(TypeError):
         tune_ewald(*arguments, periodic=periodic)
+
+
+def test_open_tuning_names_a_zero_periodic_row():
+    q, cell, r, pairs, distances, periodic = test_wires._inputs(*test_wires._wire(6))
+    flat = cell.clone()
+    flat[2] = 0.0
+    with pytest.raises(ValueError, match=r"`cell`.*non-zero periodic"):
+        tune_pme(
+            q.detach(), flat, r.detach(), CUTOFF, pairs, distances.detach(),
+            periodic=periodic,
+        )  # fmt: skip

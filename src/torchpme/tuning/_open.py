@@ -22,7 +22,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
-from .._core.open_mesh import open_axes, open_directions
+from .._core.open_mesh import check_periodic_rows, open_axes, open_directions
 from .._core.validation import count_periodic, message
 from ..calculators import PMECalculator
 from ._base import TuningErrorBounds
@@ -58,6 +58,7 @@ def proxy_cell(
         directions = list(torch.eye(3, dtype=cell.dtype, device=cell.device))
     else:
         axes = open_axes(periodic)
+        check_periodic_rows(cell, axes)
         directions = open_directions(cell, axes)
     rows = [cell[0], cell[1], cell[2]]
     for axis, direction in zip(axes, directions):
