@@ -364,7 +364,7 @@ def test_slab_forces_match_finite_differences():
     [
         ("no-charges", ValueError, "`charges` must be given"),
         ("charged", ValueError, "`charges` must be neutral"),
-        ("wire", ValueError, "`pbc` must be periodic on 0, 2"),
+        ("ewald-wire", ValueError, "`method` must be 'auto', 'pme' or 'p3m'"),
         ("wrong-count", ValueError, "`charges` must be one per atom"),
         ("missing-element", ValueError, "missing: Cl"),
         ("no-cell", ValueError, "`cell` must be"),
@@ -378,8 +378,9 @@ def test_bad_input_gives_clear_errors(crystal, change, error, text):
         charges = crystal.get_initial_charges()
         charges[0] = 2.0
         crystal.set_initial_charges(charges)
-    elif change == "wire":
+    elif change == "ewald-wire":
         crystal.pbc = [True, False, False]
+        kwargs["method"] = "ewald"
     elif change == "wrong-count":
         kwargs["charges"] = [1.0, -1.0]
     elif change == "missing-element":

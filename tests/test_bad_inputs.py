@@ -1008,7 +1008,6 @@ ASE_ATOMS = {
     "positions-nan": (_atoms_with(positions=_nan_first), "`positions`"),
     "cell-zeros": (_atoms_with(cell=np.zeros_like), "`cell`"),
     "cell-repeated-row": (_atoms_with(cell=_repeat_row), "`cell`"),
-    "pbc-one-axis": (_atoms_with(pbc=[True, False, False]), "`pbc`"),
     "empty-periodic": (lambda: Atoms(cell=5.0 * np.eye(3), pbc=True), "`positions`"),
 }
 

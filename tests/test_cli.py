@@ -246,7 +246,7 @@ SUBPROCESS_ERRORS = {
     "charged": (["{cif}", "--charges", "Na=1,Cl=-0.5"], "`charges` must be neutral"),
     "no-cell": (
         ["{molecule}", "--charges", "Na=1,Cl=-1", "--method", "ewald"],
-        "`method` must be 'auto' for a non-periodic",
+        "`method` must be 'auto', 'pme' or 'p3m' for a structure periodic on fewer",
     ),
 }
 # and the option errors through ``main`` in this process (same code path)
@@ -254,7 +254,7 @@ IN_PROCESS_ERRORS = {
     "missing-file": (["does-not-exist.cif"], "`file` must be an existing"),
     "no-charges": (["{cif}"], "`--charges` must be given"),
     "bad-charges": (["{cif}", "--charges", "Na:1"], "`--charges` must be of the"),
-    "wire": (["{wire}"], "`pbc` must be periodic on 0, 2"),
+    "ewald-wire": (["{wire}", "--method", "ewald"], "`method` must be 'auto', 'pme'"),
     "bad-output": (
         ["{cif}", "--charges", "Na=1,Cl=-1", "--output", "x.pdb"],
         "`--output` must be",

@@ -339,13 +339,19 @@ def _slab_cell(cell, height):
     return cell
 
 
-def test_front_door_refuses_a_slab_without_vacuum():
+def test_front_door_refuses_a_slab_without_vacuum_for_ewald():
+    """Ewald's Yeh–Berkowitz correction needs the vacuum; the mesh methods
+    compute the slab exactly and take the cell as it is."""
     positions, cell, _ = _rocksalt(2)  # 64 ions, 11.28 Å, layers 0 … 8.46 Å
-    text = _refused(lambda: engine.check_periodic(SLAB, cell, positions), "cell")
+    text = _refused(
+        lambda: engine.check_periodic(SLAB, cell, positions, "ewald"), "cell"
+    )
     for number in ("8.46 thick", "gap 2.82", "25.38"):
         assert number in text
-    engine.check_periodic(SLAB, _slab_cell(cell, 25.4), positions)
-    engine.check_periodic(SLAB, cell)  # without positions: the old checks only
+    engine.check_periodic(SLAB, _slab_cell(cell, 25.4), positions, "ewald")
+    engine.check_periodic(SLAB, cell, method="ewald")  # without positions
+    for method in ("auto", "pme", "p3m"):
+        engine.check_periodic(SLAB, cell, positions, method)
 
 
 def test_calculator_value_checks_refuse_a_slab_without_vacuum():

@@ -24,13 +24,17 @@ convention, Voigt order xx, yy, zz, yz, xz, xy).
 Boundary conditions follow ``atoms.pbc``:
 
 * ``[T, T, T]``: Ewald, PME or P3M (``method``), tuned for ``accuracy``;
-* two periodic axes, e.g. ``[T, T, F]``: a slab. The cell's free vector must be
-  along its Cartesian axis and include a vacuum gap (at least as thick as the
-  slab); the Yeh–Berkowitz 2-D correction of the Coulomb potential removes the
-  interaction between periodic copies along the free axis. No stress;
-* ``[F, F, F]``: the bare Coulomb sum over all pairs (exact, O(N²)); no cell
-  needed, no stress;
-* one periodic axis: not supported.
+* two periodic axes, e.g. ``[T, T, F]``: a slab. PME and P3M (and ``"auto"``)
+  compute the 2-D periodic sum exactly on a mesh doubled along the plane's
+  normal: no vacuum needed, the cell's free vector is ignored. With
+  ``method="ewald"`` the free vector must be along its Cartesian axis and
+  include a vacuum gap (at least as thick as the slab), and the Yeh–Berkowitz
+  2-D correction removes the interaction between periodic copies. No stress;
+* one periodic axis, e.g. ``[F, F, T]``: a wire, the 1-D periodic sum on a mesh
+  doubled across the axis (PME or P3M; ``"auto"`` takes P3M); no stress;
+* ``[F, F, F]``: the bare Coulomb sum over all pairs (exact, O(N²)), or with
+  ``method="pme"``/``"p3m"`` the free-space mesh (O(N log N), for large
+  clusters); no cell needed, no stress.
 
 Parameters (cutoff, smearing, k-space) are tuned on the first calculation and
 kept while the number of atoms, the charges and the pbc stay the same and the
@@ -290,7 +294,7 @@ class TorchPMECalculator(Calculator):
         q = torch.tensor(charges, dtype=self.dtype, device=self.device).reshape(-1, 1)
         if not bool(torch.isfinite(positions).all()):
             raise ValueError(message("positions", "finite", "NaN or infinite entries"))
-        engine.check_periodic(periodic, cell, positions)
+        engine.check_periodic(periodic, cell, positions, self.method, self.params)
         if self._needs_tuning(charges, cell_array, periodic):
             check_fixed(
                 self.method,

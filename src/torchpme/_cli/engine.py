@@ -16,13 +16,16 @@ The steps, each a plain function so the front ends share them:
 Boundary conditions:
 
 * periodic on all three axes: Ewald, PME or P3M with a neighbour list;
-* periodic on two axes (a slab): the same methods with the cell's third (free)
-  vector as a vacuum gap and the 2-D slab correction of the Coulomb potential
-  (Yeh & Berkowitz); the free axis must be a Cartesian axis, the gap at least
-  as thick as the slab and 1.5 times the longest in-plane vector
-  (:func:`check_periodic`), and the stress is not defined;
-* no periodic axis: the bare Coulomb sum over all pairs (O(N²), exact);
-* periodic on one axis only: not supported (a clear error).
+* periodic on two axes (a slab): PME or P3M compute the 2-D periodic sum
+  exactly (``slab_method="exact"``: no vacuum needed, the cell's third vector
+  is ignored); Ewald adds the Yeh–Berkowitz correction over the cell's vacuum,
+  which must lie along a Cartesian axis, at least as thick as the slab and 1.5
+  times the longest in-plane vector (:func:`check_periodic`); no stress;
+* periodic on one axis (a wire): PME or P3M, the 1-D periodic sum; no stress;
+* no periodic axis: the bare Coulomb sum over all pairs (O(N²), exact), or with
+  ``pme``/``p3m`` the free-space mesh (O(N log N)); no stress.
+
+Open directions are tuned with ``periodic`` (:mod:`torchpme.tuning._open`).
 """
 
 import math
@@ -87,56 +90,61 @@ def check_periodic(
     periodic: List[bool],
     cell: torch.Tensor,
     positions: Optional[torch.Tensor] = None,
+    method: str = "auto",
+    params: Optional[Dict[str, Any]] = None,
 ) -> None:
     """Reject boundary conditions and geometries the engine cannot treat, with
     one-line errors, before any work.
 
     Without ``positions`` only the boundary conditions and the cell are checked.
     With them (lengths in Å) also: a cell denser than matter
-    (:func:`torchpme._core.geometry.check_density`), a slab without enough
-    vacuum (:func:`torchpme._core.geometry.check_slab`), the memory of the
-    direct O(N²) sum of an open system, and coincident atoms (images included).
+    (:func:`torchpme._core.geometry.check_density`), a slab for Ewald without
+    enough vacuum (:func:`torchpme._core.geometry.check_slab`), the memory of
+    the direct O(N²) sum of an open system, and coincident atoms (images
+    included). ``method`` and ``params`` are the user's choices: wires and
+    slabs go to PME/P3M (exact, no vacuum) unless they ask for Ewald
+    (:func:`resolve_method`).
     """
     from .._core import geometry, workload
+    from .._core.open_mesh import check_periodic_rows
     from ..neighbors import neighbor_pairs
 
     count = sum(periodic)
-    if count == 1:
-        raise ValueError(
-            message(
-                "pbc",
-                "periodic on 0, 2 (slab) or 3 axes",
-                f"periodic on one axis only {periodic}",
-            )
-        )
-    if count > 0:
+    on_mesh = count < 3 and _open_method(method, periodic, params) in ("pme", "p3m")
+    if count == 3 or (count == 2 and not on_mesh):
         _check_periodic_cell(periodic, cell)
+    elif count > 0:
+        check_periodic_rows(cell.detach(), [d for d in range(3) if not periodic[d]])
     if positions is None:
         return
     n_atoms = positions.shape[0]
-    if count > 0:
+    if count == 3 or (count == 2 and not on_mesh):
         geometry.check_density(cell, n_atoms, periodic)
         geometry.check_slab(positions, cell, periodic)
         return
-    pairs = 0.5 * n_atoms * (n_atoms - 1)
-    needed = pairs * workload.LIMITS["bytes_per_pair"]
-    if needed > workload.memory_limit():
-        raise ValueError(
-            message(
-                "positions",
-                "few enough atoms for the direct sum over all pairs of an open "
-                f"system within the memory budget of {workload.memory_limit():.3g} "
-                "bytes (give a periodic cell)",
-                f"{n_atoms} atoms: {pairs:.3g} pairs, {needed:.3g} bytes",
+    if count == 0 and not on_mesh:
+        pairs = 0.5 * n_atoms * (n_atoms - 1)
+        needed = pairs * workload.LIMITS["bytes_per_pair"]
+        if needed > workload.memory_limit():
+            raise ValueError(
+                message(
+                    "positions",
+                    "few enough atoms for the direct sum over all pairs of an open "
+                    "system within the memory budget of "
+                    f"{workload.memory_limit():.3g} bytes (give a periodic cell, or "
+                    "method 'p3m' for the mesh)",
+                    f"{n_atoms} atoms: {pairs:.3g} pairs, {needed:.3g} bytes",
+                )
             )
-        )
     # periodic systems meet the same check in their neighbour list; the direct
     # sum has none: a search within twice the coincidence distance finds only
     # the culprits
     threshold = workload.LIMITS["coincident_distance"]
     if threshold > 0 and n_atoms > 1:
-        zeros = torch.zeros(3, 3, dtype=positions.dtype, device=positions.device)
-        neighbor_pairs(positions.detach(), zeros, 2.0 * threshold, periodic)
+        search = torch.zeros(3, 3, dtype=positions.dtype, device=positions.device)
+        if count > 0:
+            search = cell.detach().to(search)
+        neighbor_pairs(positions.detach(), search, 2.0 * threshold, periodic)
 
 
 def _check_periodic_cell(periodic: List[bool], cell: torch.Tensor) -> None:
@@ -179,7 +187,8 @@ def resolve_method(
 ) -> str:
     """The concrete method for a user's choice.
 
-    ``direct`` for open boundaries. For ``"auto"`` on a periodic structure:
+    For ``"auto"``: ``direct`` for clusters, P3M (exact, on a mesh doubled along
+    the open directions) for wires and slabs; on a 3-D periodic structure:
     Ewald when fixed ``params`` hold ``lr_wavelength``, P3M when they hold mesh
     parameters, else the cheaper of Ewald and P3M by the cost model of
     :mod:`torchpme._cli.cost` for this cell, ``cutoff`` (default
@@ -188,17 +197,8 @@ def resolve_method(
     """
     if method not in METHODS:
         raise ValueError(message("method", f"one of {METHODS}", f"'{method}'"))
-    if not any(periodic):
-        if method != "auto":
-            raise ValueError(
-                message(
-                    "method",
-                    "'auto' for a non-periodic structure (periodic methods need a "
-                    "structure with pbc and a cell)",
-                    f"'{method}' with pbc {periodic}",
-                )
-            )
-        return "direct"
+    if sum(periodic) < 3:
+        return _open_method(method, periodic, params)
     if method != "auto":
         return method
     given = params or {}
@@ -217,6 +217,32 @@ def resolve_method(
     target = 1e-5 if accuracy is None else float(accuracy)
     ewald = ewald_cost(n_atoms, volume, rc, target)
     return "ewald" if ewald <= p3m_cost(n_atoms, lengths, rc, target) else "p3m"
+
+
+def _open_method(
+    method: str, periodic: List[bool], params: Optional[Dict[str, Any]]
+) -> str:
+    """The method for a structure with open directions: the user's, else the
+    direct sum for a cluster, Ewald for a slab with a fixed ``lr_wavelength``
+    (the Yeh–Berkowitz correction) and P3M (exact, no vacuum) otherwise."""
+    count = sum(periodic)
+    wants_ewald = method == "ewald" or (
+        method == "auto" and "lr_wavelength" in (params or {})
+    )
+    if count < 2 and wants_ewald:
+        raise ValueError(
+            message(
+                "method",
+                "'auto', 'pme' or 'p3m' for a structure periodic on fewer than two "
+                "axes (Ewald sums periodic images)",
+                f"'{method}' with pbc {periodic}",
+            )
+        )
+    if method != "auto":
+        return method
+    if count == 0:
+        return "direct"
+    return "ewald" if wants_ewald else "p3m"
 
 
 def build_calculator(

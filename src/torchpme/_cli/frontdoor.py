@@ -70,8 +70,8 @@ def check_fixed(
 
     Args:
         method: the user's method (``"auto"``, ``"ewald"``, ``"pme"``, ``"p3m"``).
-        periodic: 3 bools (no periodic axis: the direct sum, which has neither
-            smearing nor k-space parameters).
+        periodic: 3 bools (no periodic axis with method ``"auto"``: the
+            direct sum, which has neither smearing nor k-space parameters).
         params: fixed k-space parameters.
         smearing: fixed smearing or ``None``.
         cutoff: fixed real-space cutoff or ``None``.
@@ -97,13 +97,13 @@ def check_fixed(
     if smearing is not None:
         _positive("smearing", smearing, labels["smearing"])
         fixed["smearing"] = smearing
-    if not any(periodic) and fixed:
+    if not any(periodic) and fixed and method not in ("pme", "p3m"):
         name = next(iter(fixed))
         raise ValueError(
             message(
                 labels[name],
-                "left out for a non-periodic structure (the exact direct sum has no "
-                "smearing or k-space parameters)",
+                "left out for a non-periodic structure with the direct sum (it has "
+                "no smearing or k-space parameters; method pme or p3m takes them)",
                 f"{fixed[name]!r} with pbc {periodic}",
             )
         )
@@ -226,8 +226,8 @@ def compute(
     for name, tensor in (("positions", positions), ("charges", q), ("cell", cell)):
         if not bool(torch.isfinite(tensor).all()):
             raise ValueError(message(name, "finite", "NaN or infinite entries"))
-    engine.check_periodic(periodic, cell, positions)
     params = dict(params or {})
+    engine.check_periodic(periodic, cell, positions, method, params)
     prefactor = engine.unit_prefactor(units)
     concrete = engine.resolve_method(
         method,

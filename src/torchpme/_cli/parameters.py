@@ -179,6 +179,9 @@ def choose_parameters(
     fixed = [name for name, value in (("cutoff", cutoff), ("smearing", smearing))
              if value is not None]  # fmt: skip
     start = time.perf_counter()
+    # open directions: the estimates rate the periodic cell with the vacuum of
+    # the doubled mesh; the calculator gets its options (an exact slab)
+    cell, options = _open_cell(method, cell, positions, periodic, cutoff)
     if cutoff is None and smearing is not None:
         cutoff = cutoff_for_smearing(charges, cell, positions, smearing, accuracy)
     elif cutoff is None:
@@ -220,7 +223,20 @@ def choose_parameters(
         warnings.warn(
             _advice(method, error, accuracy, fixed), UserWarning, stacklevel=2
         )
+    chosen = {**chosen, **options}
     return Parameters(method, cutoff, smearing, chosen, elapsed, error["error"])
+
+
+def _open_cell(method, cell, positions, periodic, cutoff):
+    """``(cell, options)`` of :func:`torchpme.tuning._open.proxy_cell` for a
+    mesh method on a structure with open directions, else ``(cell, {})``."""
+    if all(periodic) or method not in ("pme", "p3m"):
+        return cell, {}
+    from ..tuning._open import proxy_cell
+
+    flags = torch.tensor(periodic, dtype=torch.bool, device=cell.device)
+    # the proxy's open extent includes a cutoff; before one is chosen, 6 Å
+    return proxy_cell(cell, positions, flags, 6.0 if cutoff is None else cutoff)
 
 
 def _smearing(method, charges, cell, positions, cutoff, accuracy) -> float:
@@ -295,6 +311,8 @@ def _tuned(method, charges, cell, positions, periodic, accuracy, cutoff, smearin
             ) from None
         bounds.update(nodes_lo=nodes, nodes_hi=nodes)
     indices, distances = compute_neighbors(positions, cell, cutoff, periodic)
+    if not all(periodic):  # the tuners of open directions (PME and P3M)
+        bounds["periodic"] = torch.tensor(periodic, device=cell.device)
     with warnings.catch_warnings():
         # a miss is reported once, with the user's parameter names, by the caller
         warnings.filterwarnings("ignore", "No parameter set meets", UserWarning)
@@ -309,6 +327,7 @@ def _tuned(method, charges, cell, positions, periodic, accuracy, cutoff, smearin
             smearing=smearing,
             **bounds,
         )
+    tuned.pop("slab_method", None)  # added back with the options
     tuned.update(given)
     return tuned, float(tuned_smearing)
 
