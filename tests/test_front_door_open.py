@@ -79,3 +79,11 @@ def test_ewald_is_refused_for_wires_and_clusters():
         atoms = ase.Atoms(positions=positions, cell=cell, pbc=periodic)
         with pytest.raises(ValueError, match=r"`method` must be 'auto', 'pme'"):
             compute(atoms, charges, "ewald", accuracy=ACCURACY, units="gaussian")
+
+
+def test_auto_puts_large_clusters_on_the_mesh():
+    from torchpme._cli import engine
+
+    above = engine.AUTO_CLUSTER_MESH_ABOVE
+    assert engine.resolve_method("auto", above, [False] * 3) == "direct"
+    assert engine.resolve_method("auto", above + 1, [False] * 3) == "p3m"

@@ -72,6 +72,9 @@ UNITS: Dict[str, Any] = {
 # without a cell to model the cost (see resolve_method), "auto" picks P3M above
 # this many atoms: Ewald's work grows as N², the mesh methods' as N log N
 AUTO_MESH_ABOVE = 2000
+# "auto" puts clusters of more atoms than this on the free-space mesh (P3M),
+# past the crossover with the O(N²) direct sum that benchmarks/clusters.py finds
+AUTO_CLUSTER_MESH_ABOVE = 10000
 
 
 def unit_prefactor(units: str) -> float:
@@ -103,21 +106,22 @@ def check_periodic(
     the direct O(N²) sum of an open system, and coincident atoms (images
     included). ``method`` and ``params`` are the user's choices: wires and
     slabs go to PME/P3M (exact, no vacuum) unless they ask for Ewald
-    (:func:`resolve_method`).
+    (:func:`resolve_method`), large clusters to the mesh.
     """
     from .._core import geometry, workload
     from .._core.open_mesh import check_periodic_rows
     from ..neighbors import neighbor_pairs
 
     count = sum(periodic)
-    on_mesh = count < 3 and _open_method(method, periodic, params) in ("pme", "p3m")
+    n_atoms = 0 if positions is None else positions.shape[0]
+    open_method = _open_method(method, periodic, params, n_atoms)
+    on_mesh = count < 3 and open_method in ("pme", "p3m")
     if count == 3 or (count == 2 and not on_mesh):
         _check_periodic_cell(periodic, cell)
     elif count > 0:
         check_periodic_rows(cell.detach(), [d for d in range(3) if not periodic[d]])
     if positions is None:
         return
-    n_atoms = positions.shape[0]
     if count == 3 or (count == 2 and not on_mesh):
         geometry.check_density(cell, n_atoms, periodic)
         geometry.check_slab(positions, cell, periodic)
@@ -187,8 +191,9 @@ def resolve_method(
 ) -> str:
     """The concrete method for a user's choice.
 
-    For ``"auto"``: ``direct`` for clusters, P3M (exact, on a mesh doubled along
-    the open directions) for wires and slabs; on a 3-D periodic structure:
+    For ``"auto"``: ``direct`` for clusters up to ``AUTO_CLUSTER_MESH_ABOVE``
+    atoms, P3M (exact, on a mesh doubled along the open directions) for larger
+    clusters, wires and slabs; on a 3-D periodic structure:
     Ewald when fixed ``params`` hold ``lr_wavelength``, P3M when they hold mesh
     parameters, else the cheaper of Ewald and P3M by the cost model of
     :mod:`torchpme._cli.cost` for this cell, ``cutoff`` (default
@@ -198,7 +203,7 @@ def resolve_method(
     if method not in METHODS:
         raise ValueError(message("method", f"one of {METHODS}", f"'{method}'"))
     if sum(periodic) < 3:
-        return _open_method(method, periodic, params)
+        return _open_method(method, periodic, params, n_atoms)
     if method != "auto":
         return method
     given = params or {}
@@ -220,11 +225,15 @@ def resolve_method(
 
 
 def _open_method(
-    method: str, periodic: List[bool], params: Optional[Dict[str, Any]]
+    method: str,
+    periodic: List[bool],
+    params: Optional[Dict[str, Any]],
+    n_atoms: int,
 ) -> str:
-    """The method for a structure with open directions: the user's, else the
-    direct sum for a cluster, Ewald for a slab with a fixed ``lr_wavelength``
-    (the Yeh–Berkowitz correction) and P3M (exact, no vacuum) otherwise."""
+    """The method for a structure with open directions: the user's, else for a
+    cluster the direct sum up to ``AUTO_CLUSTER_MESH_ABOVE`` atoms and P3M
+    above, Ewald for a slab with a fixed ``lr_wavelength`` (the Yeh–Berkowitz
+    correction) and P3M (exact, no vacuum) otherwise."""
     count = sum(periodic)
     wants_ewald = method == "ewald" or (
         method == "auto" and "lr_wavelength" in (params or {})
@@ -241,7 +250,7 @@ def _open_method(
     if method != "auto":
         return method
     if count == 0:
-        return "direct"
+        return "direct" if n_atoms <= AUTO_CLUSTER_MESH_ABOVE else "p3m"
     return "ewald" if wants_ewald else "p3m"
 
 
