@@ -114,15 +114,20 @@ def check_periodic(
 
     count = sum(periodic)
     n_atoms = 0 if positions is None else positions.shape[0]
-    open_method = _open_method(method, periodic, params, n_atoms)
-    on_mesh = count < 3 and open_method in ("pme", "p3m")
-    if count == 3 or (count == 2 and not on_mesh):
+    on_mesh = count < 3 and _open_method(method, periodic, params, n_atoms) in (
+        "pme",
+        "p3m",
+    )
+    # the bulk and Ewald's slabs use the whole cell; the meshes of wires and
+    # slabs use their periodic rows only
+    whole_cell = count == 3 or (count == 2 and not on_mesh)
+    if whole_cell:
         _check_periodic_cell(periodic, cell)
     elif count > 0:
         check_periodic_rows(cell.detach(), [d for d in range(3) if not periodic[d]])
     if positions is None:
         return
-    if count == 3 or (count == 2 and not on_mesh):
+    if whole_cell:
         geometry.check_density(cell, n_atoms, periodic)
         geometry.check_slab(positions, cell, periodic)
         return

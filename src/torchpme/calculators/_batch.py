@@ -188,8 +188,9 @@ class BatchMethods:
         energy: bool,
     ) -> torch.Tensor:  # fmt: skip
         """The k-space part of a batch, potentials ``(N, C)`` or with ``energy``
-        energies ``(B,)``: systems on a mesh of their own (clusters, exact
-        slabs) one at a time as :meth:`forward` does them, the others together through :meth:`_compute_kspace_batch` or
+        energies ``(B,)``: systems on a mesh of their own (clusters, wires,
+        exact slabs) one at a time as :meth:`forward` does them, the others
+        together through :meth:`_compute_kspace_batch` or
         :meth:`_kspace_energy_batch`."""
         n_systems = cells.shape[0]
         counts = _periodic_counts(periodic, n_systems)
@@ -236,10 +237,9 @@ class BatchMethods:
             return result.index_add(0, members, part)
         return result.index_copy(0, atoms, part)
 
-    @torch.jit.unused
     def _on_own_mesh(self, n_periodic: int) -> bool:
         """Whether a system with ``n_periodic`` periodic directions is computed
-        on a mesh of its own (a cluster's follows its atoms)."""
+        on a mesh of its own, which follows its atoms (a cluster's)."""
         return n_periodic == 0
 
     @torch.jit.unused

@@ -154,8 +154,10 @@ class Calculator(BatchMethods, torch.nn.Module):
 
     def _needs_cell(self, n_periodic: int) -> bool:
         """Whether the whole ``(3, 3)`` cell is used (and must be non-singular)
-        for a system with ``n_periodic`` periodic directions."""
-        return self.potential.smearing is not None and n_periodic > 0
+        for a system with ``n_periodic`` periodic directions: not by the direct
+        sum, nor for systems on a mesh of their own, which use their periodic
+        rows only."""
+        return self.potential.smearing is not None and not self._on_own_mesh(n_periodic)
 
     def _check_kspace_inputs(
         self,

@@ -254,17 +254,10 @@ class PMECalculator(Calculator):
         if freespace.is_cluster(periodic):
             return self._cluster_setup(positions)
         axes = open_mesh.open_axes(periodic)
-        if len(axes) == 2 or (len(axes) == 1 and self.slab_method == "exact"):
+        if len(axes) > 0 and self._on_own_mesh(3 - len(axes)):
             return self._partial_setup(cell, positions, axes)
         return None
 
-    def _needs_cell(self, n_periodic: int) -> bool:
-        """A wire or an exact slab uses its periodic lattice vectors only."""
-        if n_periodic == 1 or (n_periodic == 2 and self.slab_method == "exact"):
-            return False
-        return self.potential.smearing is not None and n_periodic > 0
-
-    @torch.jit.unused
     def _on_own_mesh(self, n_periodic: int) -> bool:
         """Clusters, wires and, with the exact method, slabs: their meshes
         follow their atoms."""
@@ -273,8 +266,9 @@ class PMECalculator(Calculator):
         return n_periodic < 2
 
     def _taper(self) -> float:
-        """Length over which a cluster's kernel is tapered, and a slab's mesh
-        margin (none: the Lagrange weights need no deconvolution)."""
+        """Length over which the kernel of a cluster, wire or exact slab is
+        tapered past the atoms (none: the Lagrange weights need no
+        deconvolution)."""
         return 0.0
 
     def _mesh_setup(
@@ -305,12 +299,12 @@ class PMECalculator(Calculator):
         node_mask: Optional[torch.Tensor] = None,
         mesh_filter: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
-        open_mesh = self._open_setup(cell, positions, periodic)
-        if open_mesh is not None:
-            plan, kernel = open_mesh
+        own_mesh = self._open_setup(cell, positions, periodic)
+        if own_mesh is not None:
+            plan, kernel = own_mesh
             potential = convolve(plan, charges, kernel)
-            # no background (a cluster has no images; a slab's k = 0 term holds
-            # any net charge): only the self interaction goes
+            # no background (a cluster has no images; the k = 0 terms of slabs
+            # and wires hold any net charge): only the self interaction goes
             return 0.5 * (potential - charges * self.potential.self_contribution())
         plan, kernel, volume = self._mesh_setup(cell, positions, mesh_filter)
         potential = convolve(plan, charges, kernel) / volume
@@ -330,9 +324,9 @@ class PMECalculator(Calculator):
         """The mesh energy from :func:`convolve_energy` (a backward pass without
         transforms on every device), plus the corrections, which are linear in
         the mesh potential: ``finish(φ) = φ/2 + finish(0)``."""
-        open_mesh = self._open_setup(cell, positions, periodic)
-        if open_mesh is not None:
-            plan, kernel = open_mesh
+        own_mesh = self._open_setup(cell, positions, periodic)
+        if own_mesh is not None:
+            plan, kernel = own_mesh
             self_energy = (
                 torch.sum(charges.square()) * self.potential.self_contribution()
             )

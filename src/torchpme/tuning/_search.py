@@ -265,6 +265,7 @@ def grid_search(
     With open directions in ``periodic`` the candidates are rated on the cell of
     :func:`~torchpme.tuning._open.proxy_cell` and timed on the system as it is."""
     check_open_method(grid.calculator, periodic)
+    is_open = count_periodic(periodic) < 3
     is_length = isinstance(cutoff, (int, float)) and not isinstance(cutoff, bool)
     cell, options = proxy_cell(
         cell, positions, periodic, float(cutoff) if is_length else 1.0
@@ -274,18 +275,17 @@ def grid_search(
         smearing = check_smearing(smearing)
     lengths: List[float] = torch.linalg.norm(cell.detach(), dim=1).tolist()
     params, cost, work = grid.candidates(lengths, positions.shape[0])
-    if options or count_periodic(periodic) < 3:
-        if any("fixed_mesh" in param for param in params):
-            raise ValueError(
-                message(
-                    "smooth_meshes",
-                    "False with open directions (the mesh of a cluster, wire or "
-                    "slab follows its atoms)",
-                    "True",
-                )
+    if is_open and any("fixed_mesh" in param for param in params):
+        raise ValueError(
+            message(
+                "smooth_meshes",
+                "False with open directions (the mesh of a cluster, wire or "
+                "slab follows its atoms)",
+                "True",
             )
+        )
     estimate = grid.estimate(charges, cell, positions, safety=SAFETY)
-    if count_periodic(periodic) < 3:
+    if is_open:
         estimate = OpenMeshEstimate(estimate, charges)
     tuner = GridSearchTuner(
         charges=charges,

@@ -233,12 +233,8 @@ def tune_p3m(
             (kept and returned) instead of the one derived from the cutoff.
         smooth_meshes: also choose mesh sizes that are not powers of two (see
             above); the parameters then include ``fixed_mesh``.
-        periodic: ``(3,)`` bools: tune a cluster (all ``False``), a wire (one
-            ``True``) or a slab (two; the parameters then include
-            ``slab_method="exact"``) as the calculator computes them, rated on
-            a periodic cell with as much vacuum as their doubled meshes
-            (:mod:`torchpme.tuning._open`); ``cell`` needs only its periodic
-            rows. Not with ``smooth_meshes``.
+        periodic: ``(3,)`` bools: clusters, wires and slabs, as for
+            :func:`~torchpme.tuning.tune_pme`.
 
     Returns:
         ``(smearing, {"interpolation_nodes": n, "mesh_spacing": h}, seconds per
