@@ -1,6 +1,7 @@
 """Property-based tests (hypothesis) of clusters, wires and slabs on the mesh.
 
-Random systems (2–6 ions, neutral or charged) in random rotated triclinic cells,
+Random systems (2–6 ions, one or two channels, neutral or charged, as in
+``test_properties.py``) in random rotated triclinic cells,
 of which one, two or three rows are open (a slab, a wire, a cluster; slabs with
 ``slab_method="exact"``), are checked for PME and P3M against their own
 symmetries: permutations and shifts by periodic lattice vectors are exact (to
@@ -11,19 +12,17 @@ discretisation error (a slab's mesh turns with it: exact).
 
 import numpy as np
 import torch
-from hypothesis import assume, given
+from hypothesis import given
 from hypothesis import strategies as st
 from reference import neighbor_list
 from test_properties import (
     CUTOFF,
     MESH_ERROR,
     MESH_SPACING,
-    MIN_DISTANCE,
     SMEARING,
-    cell_from_parameters,
     distances,
     exact_tolerance,
-    min_image_distance,
+    systems,
 )
 
 from torchpme import CoulombPotential, P3MCalculator, PMECalculator, testing
@@ -33,24 +32,11 @@ KINDS = {"cluster": 0, "wire": 1, "slab": 2}
 
 @st.composite
 def open_systems(draw):
-    """(charges (N, C), cell, positions, periodic) as NumPy arrays and a list."""
+    """(charges (N, C), cell, positions, periodic): a system of
+    :func:`test_properties.systems` with one, two or three rows made open."""
+    charges, cell, positions = draw(systems())
     kind = draw(st.sampled_from(list(KINDS)))
     axis = draw(st.integers(0, 2))
-    lengths = [draw(st.floats(3.5, 5.0)) for _ in range(3)]
-    angles = [draw(st.floats(65.0, 115.0)) for _ in range(3)]
-    n_atoms = draw(st.integers(2, 6))
-    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
-    cell = cell_from_parameters(lengths, angles)
-    rotation = testing.random_rotation(
-        generator=torch.Generator().manual_seed(int(rng.integers(2**31)))
-    ).numpy()
-    cell = cell @ rotation.T
-    positions = rng.uniform(0.0, 1.0, size=(n_atoms, 3)) @ cell
-    assume(min_image_distance(positions, cell) > MIN_DISTANCE)
-    charges = rng.uniform(-2.0, 2.0, size=(n_atoms, 1))
-    if draw(st.booleans()):
-        charges -= charges.mean(axis=0)
-    assume(np.abs(charges).max() > 0.1)
     if kind == "cluster":
         periodic = [False] * 3
     elif kind == "wire":

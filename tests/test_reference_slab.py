@@ -10,6 +10,7 @@ import math
 
 import numpy as np
 import pytest
+from open_systems import assert_same, close
 from reference_slab import in_plane_basis, slab_ewald
 from scipy.spatial.transform import Rotation
 
@@ -38,23 +39,6 @@ def _system(n_atoms=16, charged=False, seed=0, thickness=8.0, rotate=True):
     return pos, q, a1, a2
 
 
-def _close(x, y, rtol):
-    """Equal to rtol relative to the largest entry of y."""
-    x, y = np.asarray(x), np.asarray(y)
-    scale = max(np.abs(y).max(), 1e-300)
-    return np.abs(x - y).max() <= rtol * scale
-
-
-def _assert_same(res, ref, rtol, q):
-    (e, phi, f), (e0, phi0, f0) = res, ref
-    # the energy can be a small difference of large terms: measured against
-    # 1/2 sum_i |q_i phi_i| when that is larger
-    scale = max(abs(e0), 0.5 * np.abs(q * phi0).sum())
-    assert abs(e - e0) <= rtol * scale, (e, e0)
-    assert _close(phi, phi0, rtol), np.abs(phi - phi0).max()
-    assert _close(f, f0, rtol), np.abs(f - f0).max()
-
-
 @pytest.mark.parametrize("charged", [False, True])
 def test_alpha_independence(charged):
     pos, q, a1, a2 = _system(20, charged=charged, seed=1)
@@ -64,14 +48,14 @@ def test_alpha_independence(charged):
         assert abs(q.sum()) < 1e-12
     ref = slab_ewald(pos, q, a1, a2, alpha=0.5)
     for alpha in (0.3, 0.8, None):
-        _assert_same(slab_ewald(pos, q, a1, a2, alpha=alpha), ref, 1e-10, q)
+        assert_same(slab_ewald(pos, q, a1, a2, alpha=alpha), ref, 1e-10, q)
 
 
 def test_cutoffs_converged():
     """The default accuracy agrees with a much tighter one (60 ions)."""
     pos, q, a1, a2 = _system(60, charged=True, seed=2, thickness=12.0)
     ref = slab_ewald(pos, q, a1, a2, alpha=0.45, accuracy=1e-20)
-    _assert_same(slab_ewald(pos, q, a1, a2), ref, 1e-13, q)
+    assert_same(slab_ewald(pos, q, a1, a2), ref, 1e-13, q)
 
 
 @pytest.mark.parametrize("charged", [False, True])
@@ -88,7 +72,7 @@ def test_forces_finite_differences(charged):
             fd[i, c] = -(slab_ewald(p, q, a1, a2)[0] - slab_ewald(m, q, a1, a2)[0]) / (
                 2 * h
             )
-    assert _close(fd, forces, 1e-6), np.abs(fd - forces).max()
+    assert close(fd, forces, 1e-6), np.abs(fd - forces).max()
     # net force: zero (Newton's third law holds pair by pair)
     assert np.abs(forces.sum(axis=0)).max() < 1e-12 * np.abs(forces).max()
 
@@ -99,11 +83,11 @@ def test_rotation_and_lattice_basis(charged):
     ref = slab_ewald(pos, q, a1, a2)
     rot = Rotation.random(random_state=7).as_matrix()
     e, phi, f = slab_ewald(pos @ rot.T, q, a1 @ rot.T, a2 @ rot.T)
-    _assert_same((e, phi, f @ rot), ref, 1e-12, q)
+    assert_same((e, phi, f @ rot), ref, 1e-12, q)
     for b1, b2 in [(a1, a1 + a2), (a2, a1), (a1 - 3 * a2, a2), (-a1, a2 + 2 * a1)]:
         # default alpha = sqrt(pi / A) is the same for every basis
-        _assert_same(slab_ewald(pos, q, b1, b2), ref, 1e-12, q)
-        _assert_same(slab_ewald(pos, q, b1, b2, alpha=0.4), ref, 1e-11, q)
+        assert_same(slab_ewald(pos, q, b1, b2), ref, 1e-12, q)
+        assert_same(slab_ewald(pos, q, b1, b2, alpha=0.4), ref, 1e-11, q)
 
 
 @pytest.mark.parametrize("charged", [False, True])
@@ -112,15 +96,15 @@ def test_translation_and_permutation(charged):
     ref = slab_ewald(pos, q, a1, a2)
     rng = np.random.default_rng(6)
     # a rigid translation by any vector (normal component included)
-    _assert_same(slab_ewald(pos + rng.normal(size=3) * 5, q, a1, a2), ref, 1e-12, q)
+    assert_same(slab_ewald(pos + rng.normal(size=3) * 5, q, a1, a2), ref, 1e-12, q)
     # each atom by its own lattice vector
     shifts = rng.integers(-3, 4, size=(len(q), 2)) @ np.array([a1, a2])
-    _assert_same(slab_ewald(pos + shifts, q, a1, a2), ref, 1e-12, q)
+    assert_same(slab_ewald(pos + shifts, q, a1, a2), ref, 1e-12, q)
     # permutation
     perm = rng.permutation(len(q))
     e, phi, f = slab_ewald(pos[perm], q[perm], a1, a2)
     inv = np.argsort(perm)
-    _assert_same((e, phi[inv], f[inv]), ref, 1e-12, q)
+    assert_same((e, phi[inv], f[inv]), ref, 1e-12, q)
 
 
 def _multipole_free_cell():
@@ -180,13 +164,13 @@ def test_brute_force_image_sum():
     assert abs(e_images) > 1e-3  # the images matter
     assert abs(e - e_bf) < 3e-14 * abs(e), (e, e_bf)
     assert abs(e - e_bf) < 1e-10 * abs(e_images)
-    assert _close(phi_bf, phi, 3e-8), np.abs(phi - phi_bf).max()
-    assert _close(f_bf, f, 5e-9), np.abs(f - f_bf).max()
+    assert close(phi_bf, phi, 3e-8), np.abs(phi - phi_bf).max()
+    assert close(f_bf, f, 5e-9), np.abs(f - f_bf).max()
     # the tails of potentials and fields fall as R^-3: extrapolate
     phi_half, f_half = brute(m_max // 2)
     w = 8.0 / 7.0
-    assert _close(w * phi_bf + (1 - w) * phi_half, phi, 2e-9)
-    assert _close(w * f_bf + (1 - w) * f_half, f, 3e-10)
+    assert close(w * phi_bf + (1 - w) * phi_half, phi, 2e-9)
+    assert close(w * f_bf + (1 - w) * f_half, f, 3e-10)
 
 
 def test_charged_sheet_limit():

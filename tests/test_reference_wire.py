@@ -13,6 +13,7 @@ import math
 
 import numpy as np
 import pytest
+from open_systems import assert_same, close
 from reference_wire import ein, incomplete_bessel, wire_ewald
 from scipy.integrate import quad
 from scipy.spatial.transform import Rotation
@@ -38,23 +39,6 @@ def _system(n_atoms=16, charged=False, seed=0, width=8.0, rotate=True):
     else:
         q -= q.mean()
     return pos, q, a
-
-
-def _close(x, y, rtol):
-    """Equal to rtol relative to the largest entry of y."""
-    x, y = np.asarray(x), np.asarray(y)
-    scale = max(np.abs(y).max(), 1e-300)
-    return np.abs(x - y).max() <= rtol * scale
-
-
-def _assert_same(res, ref, rtol, q):
-    (e, phi, f), (e0, phi0, f0) = res, ref
-    # the energy can be a small difference of large terms: measured against
-    # 1/2 sum_i |q_i phi_i| when that is larger
-    scale = max(abs(e0), 0.5 * np.abs(q * phi0).sum())
-    assert abs(e - e0) <= rtol * scale, (e, e0)
-    assert _close(phi, phi0, rtol), np.abs(phi - phi0).max()
-    assert _close(f, f0, rtol), np.abs(f - f0).max()
 
 
 # ---------------------------------------------------------------- the integrals
@@ -125,14 +109,14 @@ def test_alpha_independence(charged):
         assert abs(q.sum()) < 1e-12
     ref = wire_ewald(pos, q, a, alpha=0.4)
     for alpha in (0.05, 0.15, 0.25, 0.7, 1.2, 3.0, None):
-        _assert_same(wire_ewald(pos, q, a, alpha=alpha), ref, 1e-13, q)
+        assert_same(wire_ewald(pos, q, a, alpha=alpha), ref, 1e-13, q)
 
 
 def test_cutoffs_converged():
     """The default accuracy agrees with a much tighter one (60 ions)."""
     pos, q, a = _system(60, charged=True, seed=2, width=12.0)
     ref = wire_ewald(pos, q, a, alpha=0.45, accuracy=1e-20)
-    _assert_same(wire_ewald(pos, q, a), ref, 1e-13, q)
+    assert_same(wire_ewald(pos, q, a), ref, 1e-13, q)
 
 
 @pytest.mark.parametrize("charged", [False, True])
@@ -147,7 +131,7 @@ def test_forces_finite_differences(charged):
             p[i, c] += h
             m[i, c] -= h
             fd[i, c] = -(wire_ewald(p, q, a)[0] - wire_ewald(m, q, a)[0]) / (2 * h)
-    assert _close(fd, forces, 1e-8), np.abs(fd - forces).max()
+    assert close(fd, forces, 1e-8), np.abs(fd - forces).max()
     # net force: zero (Newton's third law holds pair by pair)
     assert np.abs(forces.sum(axis=0)).max() < 1e-12 * np.abs(forces).max()
 
@@ -158,13 +142,13 @@ def test_rotation_and_axis_sign(charged):
     ref = wire_ewald(pos, q, a)
     rot = Rotation.random(random_state=7).as_matrix()
     e, phi, f = wire_ewald(pos @ rot.T, q, a @ rot.T)
-    _assert_same((e, phi, f @ rot), ref, 1e-12, q)
-    _assert_same(wire_ewald(pos, q, -a), ref, 1e-12, q)
-    _assert_same(wire_ewald(pos, q, -a, alpha=0.3), ref, 1e-12, q)
+    assert_same((e, phi, f @ rot), ref, 1e-12, q)
+    assert_same(wire_ewald(pos, q, -a), ref, 1e-12, q)
+    assert_same(wire_ewald(pos, q, -a, alpha=0.3), ref, 1e-12, q)
     # an improper rotation (a reflection) too
     refl = np.eye(3) - 2.0 * np.outer([0.6, 0.0, 0.8], [0.6, 0.0, 0.8])
     e, phi, f = wire_ewald(pos @ refl.T, q, a @ refl.T)
-    _assert_same((e, phi, f @ refl), ref, 1e-12, q)
+    assert_same((e, phi, f @ refl), ref, 1e-12, q)
 
 
 @pytest.mark.parametrize("charged", [False, True])
@@ -173,15 +157,15 @@ def test_translation_and_permutation(charged):
     ref = wire_ewald(pos, q, a)
     rng = np.random.default_rng(6)
     # a rigid translation by any vector (transverse components included)
-    _assert_same(wire_ewald(pos + rng.normal(size=3) * 5, q, a), ref, 1e-12, q)
+    assert_same(wire_ewald(pos + rng.normal(size=3) * 5, q, a), ref, 1e-12, q)
     # each atom by its own lattice vector
     shifts = rng.integers(-3, 4, size=(len(q), 1)) * a
-    _assert_same(wire_ewald(pos + shifts, q, a), ref, 1e-12, q)
+    assert_same(wire_ewald(pos + shifts, q, a), ref, 1e-12, q)
     # permutation
     perm = rng.permutation(len(q))
     e, phi, f = wire_ewald(pos[perm], q[perm], a)
     inv = np.argsort(perm)
-    _assert_same((e, phi[inv], f[inv]), ref, 1e-12, q)
+    assert_same((e, phi[inv], f[inv]), ref, 1e-12, q)
 
 
 # ---------------------------------------------------------------- limits
@@ -241,13 +225,13 @@ def test_brute_force_image_sum():
     assert abs(e_images) > 1e-2 * abs(e)  # the images matter
     assert abs(e - e_bf) < 3e-15 * abs(e), (e, e_bf)
     assert abs(e - e_bf) < 1e-13 * abs(e_images)
-    assert _close(phi_bf, phi, 3e-15), np.abs(phi - phi_bf).max()
-    assert _close(f_bf, f, 3e-15), np.abs(f - f_bf).max()
+    assert close(phi_bf, phi, 3e-15), np.abs(phi - phi_bf).max()
+    assert close(f_bf, f, 3e-15), np.abs(f - f_bf).max()
     # the slow M^-4 convergence of the raw sums, seen at M = 250
     phi_250, f_250 = brute(250)
-    assert not _close(phi_250, phi, 1e-12)
-    assert _close(phi_250, phi, 1e-10)
-    assert _close(f_250, f, 1e-10)
+    assert not close(phi_250, phi, 1e-12)
+    assert close(phi_250, phi, 1e-10)
+    assert close(f_250, f, 1e-10)
 
 
 def test_charged_line_limit():
@@ -334,11 +318,11 @@ def test_ions_on_one_axial_line():
                 pair[i, j], dpair[i, j] = _psi_axis(z_ij, length)
     self_phi = 2.0 * (np.euler_gamma - math.log(2.0)) / length * q
     phi_exact = pair @ q + self_phi
-    assert _close(phi, phi_exact, 2e-15), np.abs(phi - phi_exact).max()
+    assert close(phi, phi_exact, 2e-15), np.abs(phi - phi_exact).max()
     e_exact = 0.5 * q @ phi_exact
     assert abs(e - e_exact) < 2e-15 * 0.5 * np.abs(q * phi_exact).sum()
     f_exact = -q * (dpair @ q)
-    assert _close(f @ a_hat, f_exact, 3e-15), np.abs(f @ a_hat - f_exact).max()
+    assert close(f @ a_hat, f_exact, 3e-15), np.abs(f @ a_hat - f_exact).max()
     # transverse: only what the ~1e-16 transverse rounding of the positions
     # gives with the 0.013 pair (~ q^2 1e-16 / 0.013^3)
     f_perp = f - np.outer(f @ a_hat, a_hat)

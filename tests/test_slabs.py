@@ -5,9 +5,9 @@ input. Mixed batches: ``tests/test_clusters.py``.
 """
 
 import numpy as np
+import open_systems
 import pytest
 import torch
-from reference import neighbor_list
 from reference_slab import slab_ewald
 from torch.autograd import gradcheck, gradgradcheck
 
@@ -21,7 +21,6 @@ from torchpme import (
 SMEARING = 0.8
 # (calculator, nodes, mesh spacing, relative tolerance)
 ACCURATE = [(PMECalculator, 7, 0.12, 1e-8), (P3MCalculator, 5, 0.12, 1e-8)]
-CUTOFF = 7.0  # erfc(7 / (√2 · 0.8)) / 7 ≈ 1e-16
 THICKNESS = 3.0
 
 
@@ -56,33 +55,6 @@ def _slab(n_atoms, shape, charge="neutral", axis=2, seed=0, height=THICKNESS):
     return positions @ rotation + [2.0, -1.0, 0.5], charges[:, None], cell, periodic
 
 
-def _pairs(positions, cell, periodic):
-    """Pairs with images in the plane only, and their image vectors: the open
-    row is replaced by a long normal so the brute-force list finds none."""
-    axis = periodic.index(False)
-    normal = np.cross(cell[(axis + 1) % 3], cell[(axis + 2) % 3])
-    wide = cell.copy()
-    wide[axis] = 1000.0 * normal / np.linalg.norm(normal)
-    pairs, shifts = neighbor_list(positions, wide, CUTOFF, periodic=periodic)
-    return torch.tensor(pairs), torch.tensor(shifts @ wide)
-
-
-def _inputs(positions, charges, cell, periodic):
-    r = torch.tensor(positions, requires_grad=True)
-    q = torch.tensor(charges, requires_grad=True)
-    pairs, images = _pairs(positions, cell, periodic)
-    distances = torch.linalg.norm(r[pairs[:, 1]] - r[pairs[:, 0]] + images, dim=1)
-    return q, torch.tensor(cell), r, pairs, distances, torch.tensor(periodic)
-
-
-def _evaluate(calculator, system):
-    """``(E, forces, potentials)``, the potentials as ``∂E/∂q_i = φ_i``."""
-    q, cell, r, pairs, distances, periodic = _inputs(*system)
-    energy = calculator.energy(q, cell, r, pairs, distances, periodic=periodic)
-    forces, potentials = torch.autograd.grad(energy, (r, q))
-    return float(energy), -forces.numpy(), potentials.numpy()[:, 0]
-
-
 def _reference(system):
     positions, charges, cell, periodic = system
     axis = periodic.index(False)
@@ -112,7 +84,9 @@ def test_equals_the_2d_ewald_sum(
     normal; net charge in the charged case) within ``tolerance`` of the scale
     ``Σ|q_i| |φ|``."""
     system = _slab(12, shape, charge, axis=axis, seed=3)
-    energy, forces, potentials = _evaluate(_calculator(method, nodes, spacing), system)
+    energy, forces, potentials = open_systems.evaluate(
+        _calculator(method, nodes, spacing), system
+    )
     expected = _reference(system)
     scale = float(np.abs(system[1]).sum() * np.abs(expected[2]).max())
     assert abs(energy - expected[0]) < tolerance * scale
@@ -124,12 +98,16 @@ def test_the_open_extent_of_the_cell_does_not_matter():
     """The cell's third vector only has to exist (here: 1× and 3× the atoms'
     thickness, a different tilt, and zero): the results agree to 1e-10."""
     calculator = _calculator(PMECalculator, 5, 0.3)
-    reference = _evaluate(calculator, _slab(10, "triclinic", height=THICKNESS))
+    reference = open_systems.evaluate(
+        calculator, _slab(10, "triclinic", height=THICKNESS)
+    )
     positions, charges, cell, periodic = _slab(10, "triclinic", height=3 * THICKNESS)
     for open_row in (cell[2], 0.0 * cell[2]):
         changed = cell.copy()
         changed[2] = open_row
-        result = _evaluate(calculator, (positions, charges, changed, periodic))
+        result = open_systems.evaluate(
+            calculator, (positions, charges, changed, periodic)
+        )
         assert result[0] == pytest.approx(reference[0], rel=1e-10)
         np.testing.assert_allclose(result[1], reference[1], rtol=0, atol=1e-10)
 
@@ -137,7 +115,9 @@ def test_the_open_extent_of_the_cell_does_not_matter():
 @pytest.mark.parametrize("method", [PMECalculator, P3MCalculator])
 def test_forward_and_energy_agree(method):
     calculator = _calculator(method, 5, 0.3)
-    q, cell, r, pairs, distances, periodic = _inputs(*_slab(10, "triclinic", "charged"))
+    q, cell, r, pairs, distances, periodic = open_systems.inputs(
+        *_slab(10, "triclinic", "charged")
+    )
     potentials = calculator(q, cell, r, pairs, distances, periodic=periodic)
     energy = calculator.energy(q, cell, r, pairs, distances, periodic=periodic)
     assert float((q * potentials).sum()) == pytest.approx(float(energy), rel=1e-12)
@@ -149,8 +129,8 @@ def test_gradcheck(method):
     second derivatives too."""
     calculator = _calculator(method, 4, 0.8)
     positions, charges, cell, periodic = _slab(4, "triclinic", "charged")
-    q0, _, _, pairs, _, flags = _inputs(positions, charges, cell, periodic)
-    _, images = _pairs(positions, cell, periodic)
+    q0, _, _, pairs, _, flags = open_systems.inputs(positions, charges, cell, periodic)
+    _, images = open_systems.pairs(positions, cell, periodic)
     fractional = torch.tensor(
         np.asarray(images) @ np.linalg.pinv(cell), dtype=torch.float64
     )
@@ -172,7 +152,9 @@ def test_gradcheck(method):
 
 def test_float32_follows_the_inputs():
     calculator = _calculator(PMECalculator, 5, 0.3)
-    q, cell, r, pairs, distances, periodic = _inputs(*_slab(10, "triclinic"))
+    q, cell, r, pairs, distances, periodic = open_systems.inputs(
+        *_slab(10, "triclinic")
+    )
     arguments = (q.detach(), cell, r.detach(), pairs, distances.detach())
     expected = calculator(*arguments, periodic=periodic)
     result = calculator.to(torch.float32)(
@@ -185,7 +167,9 @@ def test_float32_follows_the_inputs():
 
 def test_torchscript_equals_eager():
     calculator = _calculator(P3MCalculator, 5, 0.3)
-    q, cell, r, pairs, distances, periodic = _inputs(*_slab(10, "triclinic"))
+    q, cell, r, pairs, distances, periodic = open_systems.inputs(
+        *_slab(10, "triclinic")
+    )
     arguments = (q.detach(), cell, r.detach(), pairs, distances.detach())
     torch.testing.assert_close(
         torch.jit.script(calculator)(*arguments, periodic=periodic),
@@ -202,7 +186,9 @@ def test_bad_slab_input():
             0.5,
             slab_method="exact",
         )
-    q, cell, r, pairs, distances, periodic = _inputs(*_slab(6, "orthorhombic"))
+    q, cell, r, pairs, distances, periodic = open_systems.inputs(
+        *_slab(6, "orthorhombic")
+    )
     arguments = (q, cell, r, pairs, distances)
     fixed = PMECalculator(
         CoulombPotential(smearing=1.0), 0.5, fixed_mesh=[8, 8, 8], slab_method="exact"
@@ -223,11 +209,13 @@ def test_translation_and_permutation():
     interpolation error; permuting the atoms changes nothing but rounding."""
     calculator = _calculator(PMECalculator, 7, 0.12)
     positions, charges, cell, periodic = _slab(12, "triclinic", "charged", seed=4)
-    energy = _evaluate(calculator, (positions, charges, cell, periodic))[0]
+    energy = open_systems.evaluate(calculator, (positions, charges, cell, periodic))[0]
     moved = positions + [0.37, -1.9, 7.3]
-    assert _evaluate(calculator, (moved, charges, cell, periodic))[0] == (
+    assert open_systems.evaluate(calculator, (moved, charges, cell, periodic))[0] == (
         pytest.approx(energy, rel=1e-9)
     )
     order = np.random.default_rng(5).permutation(len(positions))
     permuted = (positions[order], charges[order], cell, periodic)
-    assert _evaluate(calculator, permuted)[0] == pytest.approx(energy, rel=1e-12)
+    assert open_systems.evaluate(calculator, permuted)[0] == pytest.approx(
+        energy, rel=1e-12
+    )

@@ -6,6 +6,7 @@
 import warnings
 
 import numpy as np
+import open_systems
 import pytest
 import test_slabs
 import test_wires
@@ -43,12 +44,12 @@ GEOMETRIES = {
     "cluster": (_cluster_system, _cluster_inputs, _cluster_forces),
     "wire": (
         lambda: test_wires._wire(30, seed=2),
-        test_wires._inputs,
+        open_systems.inputs,
         lambda system: test_wires._reference(system)[1],
     ),
     "slab": (
         lambda: test_slabs._slab(40, "triclinic", seed=2),
-        test_slabs._inputs,
+        open_systems.inputs,
         lambda system: test_slabs._reference(system)[1],
     ),
 }
@@ -94,7 +95,7 @@ def test_open_tuning_refuses_what_cannot_run():
 
 
 def test_open_tuning_names_a_zero_periodic_row():
-    q, cell, r, pairs, distances, periodic = test_wires._inputs(*test_wires._wire(6))
+    q, cell, r, pairs, distances, periodic = open_systems.inputs(*test_wires._wire(6))
     flat = cell.clone()
     flat[2] = 0.0
     with pytest.raises(ValueError, match=r"`cell`.*non-zero periodic"):

@@ -4,9 +4,9 @@ gradients, TorchScript, bad input. Mixed batches: ``tests/test_clusters.py``.
 """
 
 import numpy as np
+import open_systems
 import pytest
 import torch
-from reference import neighbor_list
 from reference_wire import wire_ewald
 from torch.autograd import gradcheck, gradgradcheck
 
@@ -15,7 +15,6 @@ from torchpme import CoulombPotential, P3MCalculator, PMECalculator
 SMEARING = 0.8
 # (calculator, nodes, mesh spacing, relative tolerance)
 ACCURATE = [(PMECalculator, 7, 0.12, 1e-8), (P3MCalculator, 5, 0.12, 1e-8)]
-CUTOFF = 7.0  # erfc(7 / (√2 · 0.8)) / 7 ≈ 1e-16
 PERIOD = 4.5
 
 
@@ -45,36 +44,6 @@ def _wire(n_atoms, charge="neutral", axis=2, seed=0, width=3.0):
     return positions @ rotation + [1.0, -2.0, 0.5], charges[:, None], cell, periodic
 
 
-def _pairs(positions, cell, periodic):
-    """Pairs with images along the axis only (the open rows made long)."""
-    axis = periodic.index(True)
-    wide = cell.copy()
-    along = cell[axis] / np.linalg.norm(cell[axis])
-    helper = np.eye(3)[np.argmin(np.abs(along))]
-    first = np.cross(along, helper)
-    first /= np.linalg.norm(first)
-    wide[(axis + 1) % 3] = 1000.0 * first
-    wide[(axis + 2) % 3] = 1000.0 * np.cross(along, first)
-    pairs, shifts = neighbor_list(positions, wide, CUTOFF, periodic=periodic)
-    return torch.tensor(pairs), torch.tensor(shifts @ wide)
-
-
-def _inputs(positions, charges, cell, periodic):
-    r = torch.tensor(positions, requires_grad=True)
-    q = torch.tensor(charges, requires_grad=True)
-    pairs, images = _pairs(positions, cell, periodic)
-    distances = torch.linalg.norm(r[pairs[:, 1]] - r[pairs[:, 0]] + images, dim=1)
-    return q, torch.tensor(cell), r, pairs, distances, torch.tensor(periodic)
-
-
-def _evaluate(calculator, system):
-    """``(E, forces, potentials)``, the potentials as ``∂E/∂q_i = φ_i``."""
-    q, cell, r, pairs, distances, periodic = _inputs(*system)
-    energy = calculator.energy(q, cell, r, pairs, distances, periodic=periodic)
-    forces, potentials = torch.autograd.grad(energy, (r, q))
-    return float(energy.detach()), -forces.numpy(), potentials.numpy()[:, 0]
-
-
 def _reference(system):
     positions, charges, cell, periodic = system
     energy, potentials, forces = wire_ewald(
@@ -98,7 +67,9 @@ def test_equals_the_1d_ewald_sum(method, nodes, spacing, tolerance, charge, axis
     """Energy, forces and potentials of 10 random ions (net charge in the
     charged case) within ``tolerance`` of the scale ``Σ|q_i| |φ|``."""
     system = _wire(10, charge, axis=axis, seed=3)
-    energy, forces, potentials = _evaluate(_calculator(method, nodes, spacing), system)
+    energy, forces, potentials = open_systems.evaluate(
+        _calculator(method, nodes, spacing), system
+    )
     expected = _reference(system)
     scale = float(np.abs(system[1]).sum() * np.abs(expected[2]).max())
     assert abs(energy - expected[0]) < tolerance * scale
@@ -109,11 +80,13 @@ def test_equals_the_1d_ewald_sum(method, nodes, spacing, tolerance, charge, axis
 def test_the_open_rows_of_the_cell_do_not_matter():
     calculator = _calculator(PMECalculator, 5, 0.3)
     positions, charges, cell, periodic = _wire(8, "charged")
-    reference = _evaluate(calculator, (positions, charges, cell, periodic))
+    reference = open_systems.evaluate(calculator, (positions, charges, cell, periodic))
     for scale in (3.0, 0.0):
         changed = cell.copy()
         changed[:2] *= scale
-        result = _evaluate(calculator, (positions, charges, changed, periodic))
+        result = open_systems.evaluate(
+            calculator, (positions, charges, changed, periodic)
+        )
         assert result[0] == pytest.approx(reference[0], rel=1e-10)
         np.testing.assert_allclose(result[1], reference[1], rtol=0, atol=1e-10)
 
@@ -129,7 +102,7 @@ def test_smearing_does_not_matter_for_a_charged_wire():
             mesh_spacing=0.12,
             interpolation_nodes=7,
         )
-        energies.append(_evaluate(calculator, system)[0])
+        energies.append(open_systems.evaluate(calculator, system)[0])
     assert energies[0] == pytest.approx(energies[1], rel=1e-8)
 
 
@@ -139,8 +112,8 @@ def test_gradcheck(method):
     derivatives too."""
     calculator = _calculator(method, 4, 0.8)
     positions, charges, cell, periodic = _wire(4, "charged")
-    q0, _, _, pairs, _, flags = _inputs(positions, charges, cell, periodic)
-    _, images = _pairs(positions, cell, periodic)
+    q0, _, _, pairs, _, flags = open_systems.inputs(positions, charges, cell, periodic)
+    _, images = open_systems.pairs(positions, cell, periodic)
     fractional = torch.tensor(np.asarray(images) @ np.linalg.inv(cell))
 
     def energy(q, c, r):
@@ -160,7 +133,7 @@ def test_gradcheck(method):
 
 def test_torchscript_equals_eager():
     calculator = _calculator(PMECalculator, 5, 0.3)
-    q, cell, r, pairs, distances, periodic = _inputs(*_wire(8))
+    q, cell, r, pairs, distances, periodic = open_systems.inputs(*_wire(8))
     arguments = (q.detach(), cell, r.detach(), pairs, distances.detach())
     torch.testing.assert_close(
         torch.jit.script(calculator)(*arguments, periodic=periodic),
@@ -170,7 +143,7 @@ def test_torchscript_equals_eager():
 
 def test_float32_follows_the_inputs():
     calculator = _calculator(PMECalculator, 5, 0.3)
-    q, cell, r, pairs, distances, periodic = _inputs(*_wire(8))
+    q, cell, r, pairs, distances, periodic = open_systems.inputs(*_wire(8))
     arguments = (q.detach(), cell, r.detach(), pairs, distances.detach())
     expected = calculator(*arguments, periodic=periodic)
     result = calculator.to(torch.float32)(
@@ -182,7 +155,7 @@ def test_float32_follows_the_inputs():
 
 
 def test_bad_wire_input():
-    q, cell, r, pairs, distances, periodic = _inputs(*_wire(6))
+    q, cell, r, pairs, distances, periodic = open_systems.inputs(*_wire(6))
     arguments = (q, cell, r, pairs, distances)
     fixed = PMECalculator(CoulombPotential(smearing=1.0), 0.5, fixed_mesh=[8, 8, 8])
     with pytest.raises(ValueError, match=r"`periodic`.*fixed_mesh"):
