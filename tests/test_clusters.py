@@ -13,6 +13,7 @@ from reference import requires_compile
 from torch.autograd import gradcheck, gradgradcheck
 
 from torchpme import (
+    CombinedPotential,
     CoulombPotential,
     EwaldCalculator,
     InversePowerLawPotential,
@@ -213,7 +214,13 @@ def _arguments(n_atoms=3):
 
 
 def test_wires_of_other_potentials_are_refused():
-    potential = InversePowerLawPotential(exponent=2, smearing=1.0)
+    potential = CombinedPotential(
+        [
+            CoulombPotential(smearing=1.0),
+            InversePowerLawPotential(exponent=6, smearing=1.0),
+        ],
+        smearing=1.0,
+    )
     calculator = PMECalculator(potential, mesh_spacing=0.5)
     wire = torch.tensor([False, False, True])
     with pytest.raises(ValueError, match=r"`periodic`.*wire"):
@@ -303,14 +310,14 @@ def _packed(parts):
     )
 
 
+@pytest.mark.parametrize("exponent", [1, 3])
 @pytest.mark.parametrize("slab_method", ["yeh-berkowitz", "exact"])
 @pytest.mark.parametrize("method", [PMECalculator, P3MCalculator])
-def test_mixed_batches_equal_single_systems(method, slab_method):
+def test_mixed_batches_equal_single_systems(method, slab_method, exponent):
     """Clusters, crystals, slabs and wires in one ``forward_batch`` / ``energy_batch``
     call: each system's potentials, energy and forces equal its own call."""
-    calculator = method(
-        CoulombPotential(smearing=0.7), mesh_spacing=0.35, slab_method=slab_method
-    )
+    potential = InversePowerLawPotential(exponent=exponent, smearing=0.7)
+    calculator = method(potential, mesh_spacing=0.35, slab_method=slab_method)
     _, parts = _mixed_batch()
     q, cells, r, index, pairs, distances, periodic = _packed(parts)
     potentials = calculator.forward_batch(
@@ -337,10 +344,16 @@ def test_mixed_batches_equal_single_systems(method, slab_method):
         offset += len(parts["r"][number])
 
 
-def test_batches_refuse_power_law_wires_and_ewald_clusters():
+def test_batches_refuse_combined_wires_and_ewald_clusters():
     _, parts = _mixed_batch()
     q, cells, r, index, pairs, distances, periodic = _packed(parts)
-    potential = InversePowerLawPotential(exponent=2, smearing=0.7)
+    potential = CombinedPotential(
+        [
+            CoulombPotential(smearing=0.7),
+            InversePowerLawPotential(exponent=6, smearing=0.7),
+        ],
+        smearing=0.7,
+    )
     calculator = PMECalculator(potential, mesh_spacing=0.35)
     wire = periodic.clone()
     wire[2] = torch.tensor([False, False, True])

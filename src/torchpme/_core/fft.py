@@ -9,7 +9,7 @@ even ``n_z``, the Nyquist plane), which is why the gradient of the filter with
 respect to the kernel is ``s · w(k) · Re[ρ̂(k) · conj(ĝ(k))]``.
 """
 
-from typing import Tuple
+from typing import Optional, Tuple
 
 import torch
 
@@ -19,8 +19,11 @@ __all__ = [
     "apply_kernel",
     "differentiable_filter",
     "differentiable_rfft3",
+    "even_transform",
     "inverse_transform",
     "irfft3",
+    "mirror_index",
+    "mirrored_octant",
     "multiplicity",
     "norm_scale",
     "overlap",
@@ -58,6 +61,60 @@ def irfft3(spectrum: torch.Tensor, sizes: Tuple[int, int, int]) -> torch.Tensor:
         )
         return torch.from_numpy(array)
     return torch.fft.irfftn(spectrum, s=sizes, dim=(-3, -2, -1), norm="forward")
+
+
+def mirror_index(n: int, device: torch.device) -> torch.Tensor:
+    """The index ``|d|`` (``d`` wrapped to ``[−n/2, n/2)``) of each node of an
+    ``n``-node axis: where an even function's octant holds its value."""
+    steps = torch.arange(n, device=device)
+    return torch.where(steps < (n + 1) // 2, steps, n - steps)
+
+
+@torch.jit.unused
+def _host_cosine_transform(
+    octant: torch.Tensor, sizes: Tuple[int, int, int]
+) -> Optional[torch.Tensor]:
+    """The type-I cosine transform of ``octant`` along each axis by scipy, or
+    None where the host does not transform this mesh (or a gradient is needed,
+    or a size is odd: the even extension of odd length is no type-I transform)."""
+    if octant.requires_grad or sizes[0] % 2 + sizes[1] % 2 + sizes[2] % 2 != 0:
+        return None
+    host = host_fft_for(octant.unsqueeze(0), sizes)
+    if host is None:
+        return None
+    array = octant.numpy()
+    for axis in range(3):
+        array = host.dct(array, type=1, axis=axis, workers=torch.get_num_threads())
+    return torch.from_numpy(array)
+
+
+def even_transform(octant: torch.Tensor, sizes: Tuple[int, int, int]) -> torch.Tensor:
+    """The octant ``(n0//2+1, n1//2+1, n2//2+1)`` of the transform (``rfftn``,
+    real part) of a real ``sizes`` mesh that is even along each axis, from the
+    octant of its displacements ``0 ≤ d ≤ n/2``.
+
+    The transform of an even sequence is real and even, so it is formed on the
+    octant: a type-I cosine transform per axis for even sizes, on the host where
+    scipy transforms the mesh; else the transform of each axis mirrored in
+    turn. Differentiable on the ``torch.fft`` path.
+    """
+    hosted: Optional[torch.Tensor] = None
+    if not torch.jit.is_scripting():
+        hosted = _host_cosine_transform(octant, sizes)
+    if hosted is not None:
+        return hosted
+    half = octant
+    for axis in range(3):
+        full = half.index_select(axis, mirror_index(sizes[axis], octant.device))
+        half = torch.fft.rfft(full, dim=axis).real
+    return half
+
+
+def mirrored_octant(octant: torch.Tensor, sizes: Tuple[int, int, int]) -> torch.Tensor:
+    """The half spectrum ``(n0, n1, n2//2+1)`` of a function even along each
+    axis, from its octant (:func:`even_transform`)."""
+    half = octant.index_select(0, mirror_index(sizes[0], octant.device))
+    return half.index_select(1, mirror_index(sizes[1], octant.device))
 
 
 def norm_scale(fft_norm: str, ifft_norm: str, size: int) -> float:

@@ -36,13 +36,14 @@ import torch
 
 from . import workload
 from .execution import transformed
+from .fft import even_transform, mirrored_octant
 
 __all__ = [
     "ClusterMesh",
-    "cluster_distances",
     "cluster_filter",
     "cluster_mesh",
     "is_cluster",
+    "octant_distances",
     "smooth_size",
     "taper_window",
     "wrapped_displacements",
@@ -131,10 +132,15 @@ def wrapped_displacements(n: int, spacing: float, like: torch.Tensor) -> torch.T
     return torch.where(steps < (n + 1) // 2, steps, steps - n) * spacing
 
 
-def cluster_distances(ns: List[int], spacing: float, like: torch.Tensor):
-    """``‖d ⊙ s‖`` for every node displacement ``d`` of the extended mesh,
-    ``(n0, n1, n2)``, in the dtype and on the device of ``like``."""
-    axes = [wrapped_displacements(n, spacing, like).square() for n in ns]
+def octant_distances(ns: List[int], spacing: float, like: torch.Tensor):
+    """``‖d ⊙ s‖`` for the node displacements ``0 ≤ d_a ≤ n_a/2`` of the
+    extended mesh, ``(n0//2+1, n1//2+1, n2//2+1)``, in the dtype and on the
+    device of ``like``: every wrapped displacement has the length of one of
+    them (the kernel is even along each axis)."""
+    axes = [
+        (torch.arange(n // 2 + 1, dtype=like.dtype, device=like.device) * spacing) ** 2
+        for n in ns
+    ]
     squared = (
         axes[0].reshape(-1, 1, 1)
         + axes[1].reshape(1, -1, 1)
@@ -158,32 +164,43 @@ def taper_window(n: int, occupied: int, like: torch.Tensor) -> torch.Tensor:
 
 
 def cluster_filter(
-    mesh: ClusterMesh, distances: torch.Tensor, sampled: torch.Tensor, limit
+    mesh: ClusterMesh,
+    distances: torch.Tensor,
+    sampled: torch.Tensor,
+    limit,
+    influence: torch.Tensor,
 ) -> torch.Tensor:
-    """The filter ``G = DFT[w K] / n`` of the extended mesh, ``(n0, n1, n2//2+1)``.
+    """The filter ``U G`` with ``G = DFT[w K] / n`` of the extended mesh and the
+    influence function ``U`` of the assignment, ``(n0, n1, n2//2+1)``.
 
     Displacements between occupied nodes are shorter than ``occupied`` along
     each axis, where the window ``w`` is 1, so the taper changes no result of
     the convolution. It makes ``w K`` smooth where the mesh wraps around: the
     transform of the bare truncated kernel carries high frequencies from that
     jump, which an influence function that deconvolves the assignment (P3M)
-    would amplify.
+    would amplify. ``w K``, ``G`` and ``U`` are even along each axis, so all of
+    it is formed on one octant and mirrored onto the mesh at the end.
 
     Args:
         mesh: from :func:`cluster_mesh`.
-        distances: from :func:`cluster_distances`.
+        distances: from :func:`octant_distances`.
         sampled: ``v_lr`` at those distances, same shape (a potential's
             ``lr_from_dist``).
         limit: ``lim_{r→0} v_lr(r)`` (its ``self_contribution``), 0-dim.
+        influence: ``U`` on the mesh's half spectrum ``(n0, n1, n2//2+1)``, or
+            0-dim.
     """
     kernel = torch.where(distances == 0.0, limit.to(sampled.dtype), sampled)
-    windows = [taper_window(n, m, kernel) for n, m in zip(mesh.ns, mesh.occupied)]
-    kernel = (
-        kernel
-        * windows[0].reshape(-1, 1, 1)
-        * windows[1].reshape(1, -1, 1)
-        * windows[2].reshape(1, 1, -1)
-    )
     count = mesh.ns[0] * mesh.ns[1] * mesh.ns[2]
-    # w K is even, so its transform is real up to rounding
-    return torch.fft.rfftn(kernel).real / float(count)
+    shapes = ([-1, 1, 1], [1, -1, 1], [1, 1, -1])
+    for axis in range(3):
+        window = taper_window(mesh.ns[axis], mesh.occupied[axis], kernel)
+        half = window[: mesh.ns[axis] // 2 + 1]
+        if axis == 0:
+            half = half / float(count)
+        kernel = kernel * half.reshape(shapes[axis])
+    sizes = (mesh.ns[0], mesh.ns[1], mesh.ns[2])
+    spectrum = even_transform(kernel, sizes)
+    if influence.dim() == 3:
+        influence = influence[: spectrum.shape[0], : spectrum.shape[1]]
+    return mirrored_octant(spectrum * influence, sizes)

@@ -256,14 +256,14 @@ def p3m_influence(
     """
     if mode == 0 and not cartesian:
         # separable and independent of the cell: a product of three 1-D factors
+        # |m / n| ≤ 1/2, where sinc ≥ 2/π: each 1-D factor is inverted, and the
+        # product is formed once, then broadcast (no copy) over a batch of cells
         factors: List[torch.Tensor] = []
         for axis in range(3):
             m = fft_frequencies(ns[axis], axis == 2, cell.dtype, cell.device)
-            factors.append(torch.sinc(m / ns[axis]) ** (2 * interpolation_nodes))
-        u2 = factors[0][:, None, None] * factors[1][None, :, None] * factors[2]
-        # inverted once on the mesh, then broadcast (no copy) over a batch of cells
-        inverse = _ratio_or_zero(torch.ones_like(u2), u2)
-        return inverse.expand(cell.shape[:-2] + u2.shape)
+            factors.append(torch.sinc(m / ns[axis]) ** (-2 * interpolation_nodes))
+        inverse = factors[0][:, None, None] * factors[1][None, :, None] * factors[2]
+        return inverse.expand(cell.shape[:-2] + inverse.shape)
     kvectors = kvectors_for_mesh(cell, ns)
     lengths = torch.linalg.norm(cell, dim=-1)
     sizes = torch.tensor(ns, dtype=cell.dtype, device=cell.device)

@@ -26,6 +26,7 @@ import torch
 
 from . import workload
 from .execution import transformed
+from .fft import mirror_index
 from .freespace import smooth_size, taper_window, wrapped_displacements
 from .kspace import fft_frequencies, reciprocal_cell
 from .validation import message
@@ -34,6 +35,8 @@ __all__ = [
     "OpenMesh",
     "along",
     "check_periodic_rows",
+    "half_displacements",
+    "in_mesh_order",
     "open_axes",
     "open_directions",
     "open_displacements",
@@ -190,6 +193,41 @@ def periodic_wavenumbers(mesh: OpenMesh) -> torch.Tensor:
     # the norm at k = 0 has no second derivative: take it on a safe value there
     flat = k_sq == 0.0
     return torch.where(flat, 0.0, torch.sqrt(torch.where(flat, 1.0, k_sq)))
+
+
+def half_displacements(mesh: OpenMesh) -> List[torch.Tensor]:
+    """The node distances ``0, s, …, ⌊n/2⌋ s`` along each open axis (1-D): a
+    kernel even along the open axes is sampled on them, and
+    :func:`in_mesh_order` mirrors it onto the wrapped displacements."""
+    cell = mesh.cell
+    return [
+        torch.arange(mesh.ns[a] // 2 + 1, dtype=cell.dtype, device=cell.device)
+        * mesh.spacing
+        for a in mesh.axes
+    ]
+
+
+def in_mesh_order(
+    mesh: OpenMesh, k: torch.Tensor, values: torch.Tensor
+) -> torch.Tensor:
+    """``values`` sampled at the flattened wavenumbers ``k`` of
+    :func:`periodic_wavenumbers` and the :func:`half_displacements`, laid out
+    as ``(K, open axes...)``: mirrored onto the mesh's wrapped displacements
+    and permuted into its axis order."""
+    order: List[int] = []
+    sizes: List[int] = []
+    for d in range(3):
+        if d not in mesh.axes:
+            order.append(d)
+            sizes.append(k.shape[d])
+    for a in mesh.axes:
+        order.append(a)
+        sizes.append(mesh.ns[a] // 2 + 1)
+    inverse = [order.index(0), order.index(1), order.index(2)]
+    values = values.reshape(sizes).permute(inverse)
+    for a in mesh.axes:
+        values = values.index_select(a, mirror_index(mesh.ns[a], values.device))
+    return values
 
 
 def open_displacements(mesh: OpenMesh) -> List[torch.Tensor]:

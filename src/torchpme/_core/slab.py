@@ -48,7 +48,15 @@ import math
 
 import torch
 
-from .open_mesh import OpenMesh, open_displacements, open_filter, periodic_wavenumbers
+from .mixed_kernel import powerlaw_mixed_kernel
+from .open_mesh import (
+    OpenMesh,
+    half_displacements,
+    in_mesh_order,
+    open_displacements,
+    open_filter,
+    periodic_wavenumbers,
+)
 
 __all__ = ["coulomb_slab_kernel", "slab_filter"]
 
@@ -80,11 +88,22 @@ def coulomb_slab_kernel(
     return torch.where(flat, uniform, layered)
 
 
-def slab_filter(mesh: OpenMesh, smearing: float, prefactor) -> torch.Tensor:
+def slab_filter(
+    mesh: OpenMesh, smearing: float, prefactor, exponent: float = 1.0
+) -> torch.Tensor:
     """The filter ``G = DFT_z[w F] / n`` of a slab mesh, ``(n0, n1, n2//2+1)``,
-    for the Coulomb potential of smearing ``σ`` times ``prefactor``."""
+    for ``1/r^p`` (``p = exponent``: Parry's kernel above for 1,
+    :mod:`torchpme._core.mixed_kernel` for ``p > 2``) of smearing ``σ`` times
+    ``prefactor``."""
     (z,) = open_displacements(mesh)
     height = mesh.ns[mesh.axes[0]] * mesh.spacing
     area = torch.abs(torch.linalg.det(mesh.cell)) / height
-    sampled = coulomb_slab_kernel(periodic_wavenumbers(mesh), z, smearing, area)
+    k = periodic_wavenumbers(mesh)
+    if exponent == 1.0:
+        sampled = coulomb_slab_kernel(k, z, smearing, area)
+    else:
+        flat = powerlaw_mixed_kernel(
+            k.reshape(-1), half_displacements(mesh), smearing, exponent, area
+        )
+        sampled = in_mesh_order(mesh, k, flat)
     return open_filter(mesh, sampled) * prefactor

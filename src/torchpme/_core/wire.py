@@ -13,9 +13,9 @@ Fourier series along the axis (``k = 2πm/L``), a function of the distance
     F(k, ρ) = \\frac{1}{L} \\int_0^{α^2} \\frac{du}{u}
     \\exp\\left(−uρ^2 − \\frac{k^2}{4u}\\right)
 
-(integrated numerically in ``x = \\ln(u/α²)`` on ``[x_k, 0]``, below which
-the integrand is under ``e^{−40}``, by the tanh-sinh rule of Takahashi & Mori,
-doi:10.2977/prims/1195192451, 257 nodes: 1e-14 against adaptive quadrature),
+(integrated numerically by
+:func:`torchpme._core.mixed_kernel.layered_integral`, 257 tanh-sinh nodes:
+1e-14 against adaptive quadrature),
 and for ``k = 0`` the potential of a line charge, zero at ``ρ = L``,
 
 .. math::
@@ -33,12 +33,16 @@ doi:10.1088/0305-4470/33/35/309; Hockney & Eastwood, Computer Simulation Using
 Particles (1988), doi:10.1201/9780367806934.
 """
 
-import math
-from typing import Tuple
-
 import torch
 
-from .open_mesh import OpenMesh, open_displacements, open_filter, periodic_wavenumbers
+from .mixed_kernel import layered_integral, powerlaw_mixed_kernel
+from .open_mesh import (
+    OpenMesh,
+    half_displacements,
+    in_mesh_order,
+    open_filter,
+    periodic_wavenumbers,
+)
 from .special import exp1
 
 __all__ = ["coulomb_wire_kernel", "wire_filter"]
@@ -58,19 +62,6 @@ def _ein(x: torch.Tensor) -> torch.Tensor:
     return torch.where(
         x < 2.0, series, exp1(large) + torch.log(large) + 0.5772156649015329
     )
-
-
-def _tanh_sinh(
-    step: float, count: int, like: torch.Tensor
-) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Nodes ``s = tanh(π/2 sinh t)`` in ``(−1, 1)`` and weights of the
-    tanh-sinh rule at ``t = j·step``, ``|j| ≤ count``: the weights fall
-    double-exponentially at both ends, so the trapezoidal sum in ``t``
-    converges exponentially in ``1/step`` for integrands analytic inside."""
-    t = torch.arange(-count, count + 1, dtype=like.dtype, device=like.device) * step
-    inner = 0.5 * math.pi * torch.sinh(t)
-    weights = step * 0.5 * math.pi * torch.cosh(t) / torch.cosh(inner) ** 2
-    return torch.tanh(inner), weights
 
 
 def coulomb_wire_kernel(
@@ -93,19 +84,7 @@ def coulomb_wire_kernel(
     """
     alpha_sq = 0.5 / (smearing * smearing)
     flat = k == 0.0
-    quarter = torch.where(flat, torch.ones_like(k), k) ** 2 / (4.0 * alpha_sq)
-    half_width = torch.clamp(-0.5 * torch.log(quarter / 40.0), min=0.0)
-    nodes, weights = _tanh_sinh(0.025, 128, k)
-    x = -half_width.unsqueeze(1) * (1.0 - nodes)  # (K, J), in [x_k, 0]
-    u = alpha_sq * torch.exp(x)
-    factors = (
-        weights
-        * half_width.unsqueeze(1)
-        * torch.exp(-quarter.unsqueeze(1) * torch.exp(-x))
-    )
-    across = torch.exp(-u.unsqueeze(2) * (first * first))  # (K, J, A)
-    other = torch.exp(-u.unsqueeze(2) * (second * second))  # (K, J, B)
-    layered = torch.bmm((across * factors.unsqueeze(2)).transpose(1, 2), other)
+    layered = layered_integral(k, [first, second], alpha_sq, 0.0)
     rho_sq = (first * first).unsqueeze(1) + (second * second).unsqueeze(0)
     uniform = (
         0.5772156649015329
@@ -115,21 +94,23 @@ def coulomb_wire_kernel(
     return torch.where(flat.reshape(-1, 1, 1), uniform, layered) / length
 
 
-def wire_filter(mesh: OpenMesh, smearing: float, prefactor) -> torch.Tensor:
+def wire_filter(
+    mesh: OpenMesh, smearing: float, prefactor, exponent: float = 1.0
+) -> torch.Tensor:
     """The filter ``G = DFT_⊥[w F] / (n_1 n_2)`` of a wire mesh,
-    ``(n0, n1, n2//2+1)``, for the Coulomb potential of smearing ``σ`` times
-    ``prefactor``."""
-    first, second = open_displacements(mesh)
+    ``(n0, n1, n2//2+1)``, for ``1/r^p`` (``p = exponent``, the Coulomb
+    kernel above for 1, :mod:`torchpme._core.mixed_kernel` above) of smearing
+    ``σ`` times ``prefactor``."""
+    across = half_displacements(mesh)
     axis = 3 - mesh.axes[0] - mesh.axes[1]
     length = torch.linalg.norm(mesh.cell[axis])
-    sampled = coulomb_wire_kernel(
-        periodic_wavenumbers(mesh).reshape(-1),
-        first.reshape(-1),
-        second.reshape(-1),
-        smearing,
-        length,
-    )
-    # (k, first open, second open) into the mesh's axis order
-    order = [axis, mesh.axes[0], mesh.axes[1]]
-    inverse = [order.index(0), order.index(1), order.index(2)]
-    return open_filter(mesh, sampled.permute(inverse)) * prefactor
+    k = periodic_wavenumbers(mesh)
+    if exponent == 1.0:
+        sampled = coulomb_wire_kernel(
+            k.reshape(-1), across[0], across[1], smearing, length
+        )
+    else:
+        sampled = powerlaw_mixed_kernel(
+            k.reshape(-1), across, smearing, exponent, length
+        )
+    return open_filter(mesh, in_mesh_order(mesh, k, sampled)) * prefactor

@@ -8,32 +8,41 @@ import torch
 from .._core.validation import message
 from ..potentials import CoulombPotential, InversePowerLawPotential, Potential
 
-__all__ = ["SLAB_METHODS", "check_mesh_inputs", "check_slab_method", "is_coulomb"]
+__all__ = ["SLAB_METHODS", "check_mesh_inputs", "check_slab_method", "open_exponent"]
 
 SLAB_METHODS = ("yeh-berkowitz", "exact")
 
 
-def is_coulomb(potential: Potential) -> bool:
-    """Whether ``potential`` is ``1/r`` split by a Gaussian: the potential the
-    kernels of wires and exact slabs are written for."""
+def open_exponent(potential: Potential) -> float:
+    """``p`` of a potential ``1/r^p`` split by a Gaussian (1 for
+    :class:`CoulombPotential`): the potentials the kernels of wires and exact
+    slabs are written for; 0 for any other."""
     if isinstance(potential, CoulombPotential):
-        return True
-    return isinstance(potential, InversePowerLawPotential) and potential._p == 1
+        return 1.0
+    if isinstance(potential, InversePowerLawPotential):
+        return float(potential._p)
+    return 0.0
 
 
 def check_slab_method(slab_method: str, potential: Potential) -> str:
-    """``slab_method`` is one of :data:`SLAB_METHODS`; ``"exact"`` needs the
-    Coulomb potential (its 2-D kernel is written for ``1/r``)."""
+    """``slab_method`` is one of :data:`SLAB_METHODS`; ``"exact"`` needs ``1/r``
+    or ``1/r^p`` with ``p > 2`` (the 2-D sum of ``1/r²`` diverges as the
+    logarithm of the slab's extent)."""
     if slab_method not in SLAB_METHODS:
         raise ValueError(
             message("slab_method", "'yeh-berkowitz' or 'exact'", f"'{slab_method}'")
         )
-    if slab_method == "exact" and not is_coulomb(potential):
+    exponent = open_exponent(potential)
+    if slab_method == "exact" and not (exponent == 1.0 or exponent > 2.0):
+        received = f"'exact' with {type(potential).__name__}"
+        if exponent == 2.0:
+            received += " of exponent 2"
         raise ValueError(
             message(
                 "slab_method",
-                "'yeh-berkowitz' for a potential other than CoulombPotential",
-                f"'exact' with {type(potential).__name__}",
+                "'yeh-berkowitz' for a potential other than CoulombPotential "
+                "and InversePowerLawPotential of exponent 3 to 6",
+                received,
             )
         )
     return slab_method
@@ -46,24 +55,24 @@ def check_mesh_inputs(
     n_periodic: int,
     fixed_mesh: bool,
     exact_slab: bool,
-    coulomb: bool,
+    exponent: float,
 ) -> None:
     """Refuse what a mesh calculator cannot compute for a system with
     ``n_periodic`` periodic directions: padded batches, wires of potentials
-    other than Coulomb, and a fixed mesh or kept filter for a cluster, a wire
+    other than ``1/r^p`` (``exponent`` of :func:`open_exponent`), and a fixed mesh or kept filter for a cluster, a wire
     or an exact slab (their meshes follow the atoms)."""
     if node_mask is not None or kvectors is not None:
         raise NotImplementedError(
             "mesh calculators do not take `node_mask` or `kvectors` (padded "
             "batches): use forward_batch, or call them once per system"
         )
-    if n_periodic == 1 and not coulomb:
+    if n_periodic == 1 and exponent == 0.0:
         raise ValueError(
             message(
                 "periodic",
                 "zero, two or three periodic directions for a potential other "
-                "than CoulombPotential",
-                "one (a wire: its kernel is written for 1/r)",
+                "than CoulombPotential and InversePowerLawPotential",
+                "one (a wire: its kernel is written for 1/r^p)",
             )
         )
     if n_periodic == 2 and exact_slab:

@@ -242,7 +242,7 @@ class Calculator(BatchMethods, torch.nn.Module):
             periodic: ``(3,)`` bools; with exactly two ``True`` a slab: the
                 Yeh–Berkowitz correction for Coulomb potentials, or with PME/P3M
                 and ``slab_method="exact"`` the 2-D periodic sum; one ``True``
-                (PME and P3M, Coulomb): a wire, the 1-D periodic sum; all
+                (PME and P3M, ``1/r^p``): a wire, the 1-D periodic sum; all
                 ``False`` (PME and P3M): a cluster, summed without images. The
                 cell rows of open directions are then ignored (zeros allowed).
             node_mask: ``(N,)`` bools, ``False`` for padding atoms (Ewald only).

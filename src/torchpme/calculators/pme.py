@@ -14,7 +14,7 @@ from ..lib.kspace_filter import KSpaceFilter
 from ..lib.mesh_interpolator import MeshInterpolator
 from ..potentials import Potential
 from . import _mesh_batch as mesh_batch
-from ._mesh_checks import check_mesh_inputs, check_slab_method, is_coulomb
+from ._mesh_checks import check_mesh_inputs, check_slab_method, open_exponent
 from .calculator import Calculator
 from .ewald import check_range_separated
 
@@ -50,7 +50,7 @@ class PMECalculator(Calculator):
             correction of Yeh & Berkowitz) or ``"exact"`` (the 2-D periodic sum
             on a mesh padded along the plane's normal,
             :mod:`torchpme._core.slab`: no vacuum needed, any third lattice
-            vector, any net charge; Coulomb only).
+            vector, any net charge; ``1/r`` and ``1/r^p`` for ``p > 2``).
 
     The attributes ``kspace_filter`` and ``mesh_interpolator`` are kept for
     compatibility; :meth:`forward` does not change them and keeps no state.
@@ -103,8 +103,8 @@ class PMECalculator(Calculator):
         check_range_separated(potential)
         check_positive("mesh_spacing", mesh_spacing)
         self.slab_method: str = check_slab_method(slab_method, potential)
-        # the kernels of wires and exact slabs are written for 1/r
-        self.coulomb: bool = is_coulomb(potential)
+        # the kernels of wires and exact slabs are written for 1/r^p (0: other)
+        self.open_exponent: float = open_exponent(potential)
         self.mesh_spacing: float = mesh_spacing
         self.interpolation_nodes: int = interpolation_nodes
         # [0, 0, 0] means "derive from mesh_spacing" (TorchScript needs a typed list)
@@ -182,7 +182,7 @@ class PMECalculator(Calculator):
             n_periodic,
             self.fixed_mesh[0] > 0,
             self.slab_method == "exact",
-            self.coulomb,
+            self.open_exponent,
         )
 
     def _cluster_setup(
@@ -200,15 +200,16 @@ class PMECalculator(Calculator):
         plan = core_mesh.interpolation_plan(
             positions - mesh.origin, torch.diag(1.0 / box), mesh.ns, self.scheme
         )
-        distances = freespace.cluster_distances(mesh.ns, spacing, positions)
+        distances = freespace.octant_distances(mesh.ns, spacing, positions)
         sampled = self.potential.lr_from_dist(distances.reshape(-1))
         kernel = freespace.cluster_filter(
             mesh,
             distances,
             sampled.reshape(distances.shape),
             self.potential.self_contribution(),
+            self.kspace_filter.influence(torch.diag(box), mesh.ns),
         )
-        return plan, kernel * self.kspace_filter.influence(torch.diag(box), mesh.ns)
+        return plan, kernel
 
     def _partial_setup(
         self, cell: torch.Tensor, positions: torch.Tensor, axes: List[int]
@@ -237,10 +238,11 @@ class PMECalculator(Calculator):
         smearing = self.potential.smearing
         assert smearing is not None  # check_range_separated
         prefactor = self.potential.prefactor
+        exponent = self.open_exponent
         if len(axes) == 1:
-            kernel = slab.slab_filter(mesh, smearing, prefactor)
+            kernel = slab.slab_filter(mesh, smearing, prefactor, exponent)
         else:
-            kernel = wire.wire_filter(mesh, smearing, prefactor)
+            kernel = wire.wire_filter(mesh, smearing, prefactor, exponent)
         return plan, kernel * self.kspace_filter.influence(mesh.cell, mesh.ns)
 
     def _open_setup(

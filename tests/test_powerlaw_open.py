@@ -1,0 +1,119 @@
+"""Inverse power laws ``1/r^p`` in wires and exact slabs: PME and P3M against
+the independent NumPy Ewald sums of ``tests/reference_powerlaw_open.py``,
+gradients, TorchScript and the exponents that are refused."""
+
+import numpy as np
+import open_systems
+import pytest
+import test_slabs
+import test_wires
+import torch
+from reference_powerlaw_open import powerlaw_slab, powerlaw_wire
+from torch.autograd import gradcheck
+
+from torchpme import InversePowerLawPotential, P3MCalculator, PMECalculator
+
+SMEARING = 0.8
+# (calculator, nodes, mesh spacing, relative tolerance)
+ACCURATE = [(PMECalculator, 7, 0.12, 1e-8), (P3MCalculator, 5, 0.12, 1e-8)]
+
+
+def _calculator(method, exponent, nodes=5, spacing=0.3):
+    return method(
+        InversePowerLawPotential(exponent=exponent, smearing=SMEARING),
+        mesh_spacing=spacing,
+        interpolation_nodes=nodes,
+        # refused for 1/r², which wires take
+        slab_method="exact" if exponent > 2 else "yeh-berkowitz",
+    )
+
+
+def _reference(system, exponent):
+    positions, charges, cell, periodic = system
+    if periodic.count(True) == 1:
+        axis = periodic.index(True)
+        result = powerlaw_wire(positions, charges[:, 0], cell[axis], exponent)
+    else:
+        axis = periodic.index(False)
+        a1, a2 = cell[(axis + 1) % 3], cell[(axis + 2) % 3]
+        result = powerlaw_slab(positions, charges[:, 0], a1, a2, exponent)
+    energy, potentials, forces = result
+    return energy, forces, potentials
+
+
+def _assert_close(result, expected, charges, tolerance):
+    scale = float(np.abs(charges).sum() * np.abs(expected[2]).max())
+    assert abs(result[0] - expected[0]) < tolerance * scale
+    np.testing.assert_allclose(result[2], expected[2], atol=tolerance * scale)
+    np.testing.assert_allclose(result[1], expected[1], atol=tolerance * scale)
+
+
+@pytest.mark.parametrize(("method", "nodes", "spacing", "tolerance"), ACCURATE)
+@pytest.mark.parametrize("exponent", [2, 3, 6])
+@pytest.mark.parametrize("axis", [2, 0])
+def test_wires_equal_the_1d_sum(method, nodes, spacing, tolerance, exponent, axis):
+    """10 charged ions around a tilted wire axis: energy, forces and
+    potentials within ``tolerance`` of the scale ``Σ|q_i| |φ|``."""
+    system = test_wires._wire(10, "charged", axis=axis, seed=3)
+    calculator = _calculator(method, exponent, nodes, spacing)
+    result = open_systems.evaluate(calculator, system)
+    _assert_close(result, _reference(system, exponent), system[1], tolerance)
+
+
+@pytest.mark.parametrize(("method", "nodes", "spacing", "tolerance"), ACCURATE)
+@pytest.mark.parametrize("exponent", [3, 4, 6])
+@pytest.mark.parametrize("shape", ["orthorhombic", "triclinic"])
+def test_slabs_equal_the_2d_sum(method, nodes, spacing, tolerance, exponent, shape):
+    """12 charged ions in a slab open along axis 0, plane off the Cartesian
+    ones: energy, forces and potentials within ``tolerance``."""
+    system = test_slabs._slab(12, shape, "charged", axis=0, seed=5)
+    calculator = _calculator(method, exponent, nodes, spacing)
+    result = open_systems.evaluate(calculator, system)
+    _assert_close(result, _reference(system, exponent), system[1], tolerance)
+
+
+@pytest.mark.parametrize(
+    "system",
+    [
+        lambda: test_wires._wire(4, "charged", seed=1, width=1.5),
+        lambda: test_slabs._slab(4, "triclinic", "charged", seed=1),
+    ],
+)
+def test_gradcheck(system):
+    """Positions and charges, through the mixed kernel of ``1/r^4``."""
+    positions, charges, cell, periodic = system()
+    calculator = _calculator(PMECalculator, 4, nodes=4, spacing=0.6)
+    pairs, images = open_systems.pairs(positions, cell, periodic)
+    cell_t, periodic_t = torch.tensor(cell), torch.tensor(periodic)
+
+    def energy(q, r):
+        distances = torch.linalg.norm(r[pairs[:, 1]] - r[pairs[:, 0]] + images, dim=1)
+        return calculator.energy(q, cell_t, r, pairs, distances, periodic=periodic_t)
+
+    q = torch.tensor(charges, requires_grad=True)
+    r = torch.tensor(positions, requires_grad=True)
+    assert gradcheck(energy, (q, r))
+
+
+@pytest.mark.parametrize(
+    "system",
+    [
+        lambda: test_wires._wire(6, "charged", seed=2),
+        lambda: test_slabs._slab(6, "orthorhombic", "charged", seed=2),
+    ],
+)
+def test_torchscript_equals_eager(system):
+    calculator = _calculator(P3MCalculator, 6)
+    q, cell, r, pairs, distances, periodic = open_systems.inputs(*system())
+    arguments = (q.detach(), cell, r.detach(), pairs, distances.detach())
+    torch.testing.assert_close(
+        torch.jit.script(calculator)(*arguments, periodic=periodic),
+        calculator(*arguments, periodic=periodic),
+    )
+
+
+def test_the_2d_sum_of_an_inverse_square_is_refused():
+    """``Σ 1/r²`` over a plane diverges as the logarithm of its extent."""
+    potential = InversePowerLawPotential(exponent=2, smearing=1.0)
+    with pytest.raises(ValueError, match=r"`slab_method`.*exponent 2"):
+        PMECalculator(potential, 0.5, slab_method="exact")
