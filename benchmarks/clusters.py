@@ -28,14 +28,15 @@ import torchpme
 from torchpme import Calculator, CoulombPotential, P3MCalculator, PMECalculator
 from torchpme.neighbors import PairList, compute_neighbors, pair_distances
 
-# mesh parameters for about 1e-5 relative RMS force error
-SMEARING, CUTOFF = 1.6, 8.0
+# mesh parameters for about 1e-5 relative RMS force error (nodes on the free-space
+# mesh are mesh_spacing / 2 apart)
+SMEARING, CUTOFF = 3.0, 16.0
 METHODS = {
     "pme": lambda potential: PMECalculator(
-        potential, mesh_spacing=0.6, interpolation_nodes=7
+        potential, mesh_spacing=1.6, interpolation_nodes=7
     ),
     "p3m": lambda potential: P3MCalculator(
-        potential, mesh_spacing=0.9, interpolation_nodes=5
+        potential, mesh_spacing=1.8, interpolation_nodes=5
     ),
 }
 CLUSTER = torch.tensor([False, False, False])

@@ -241,17 +241,16 @@ def test_periodic_must_be_bools():
         calculator(*_arguments(), periodic=torch.tensor([False, False]))
 
 
-def test_fixed_mesh_and_mesh_filter_need_a_periodic_cell():
+def test_a_fixed_mesh_needs_the_clusters_box():
+    """The zero cell of a cluster on its own mesh is no box for a fixed one
+    (tests/test_clusters_fixed.py has the rest)."""
     calculator = PMECalculator(
         CoulombPotential(smearing=1.0), mesh_spacing=0.5, fixed_mesh=[8, 8, 8]
     )
-    with pytest.raises(ValueError, match=r"`periodic`.*fixed_mesh"):
-        calculator(*_arguments(), periodic=CLUSTER)
-    calculator = PMECalculator(CoulombPotential(smearing=1.0), mesh_spacing=0.5)
-    arguments = _arguments()
-    kept = calculator.mesh_filter(arguments[1])
-    with pytest.raises(ValueError, match=r"`periodic`.*mesh_filter"):
-        calculator(*arguments, periodic=CLUSTER, mesh_filter=kept)
+    q, _, r, pairs, distances = _arguments()
+    zero = torch.zeros(3, 3, dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"`cell`.*box of a cluster"):
+        calculator(q, zero, r, pairs, distances, periodic=CLUSTER)
 
 
 def _mixed_batch():

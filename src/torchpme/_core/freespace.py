@@ -40,6 +40,9 @@ from .fft import even_transform, mirrored_octant
 
 __all__ = [
     "ClusterMesh",
+    "box_distances",
+    "box_filter",
+    "boxed_sizes",
     "cluster_filter",
     "cluster_mesh",
     "is_cluster",
@@ -204,3 +207,47 @@ def cluster_filter(
     if influence.dim() == 3:
         influence = influence[: spectrum.shape[0], : spectrum.shape[1]]
     return mirrored_octant(spectrum * influence, sizes)
+
+
+def boxed_sizes(ns: List[int], reach: int, taper: List[int]) -> List[int]:
+    """Nodes of the extended mesh of a cluster in a fixed box of ``ns`` nodes
+    per lattice vector: its stencils reach ``n + 2·reach`` nodes, doubled, plus
+    ``taper`` nodes on each side (no tensor read: the sizes of a fixed mesh)."""
+    return [smooth_size(2 * (n + 2 * reach + t)) for n, t in zip(ns, taper)]
+
+
+def box_distances(cell: torch.Tensor, ns: List[int], sizes: List[int]):
+    """``‖Σ_a d_a h_a‖`` for every wrapped node displacement ``d`` of the
+    extended mesh ``sizes`` of a box ``cell`` with ``ns`` nodes per lattice
+    vector (``h_a = a_a / n_a``), ``(N0, N1, N2)``; differentiable in ``cell``."""
+    steps = [wrapped_displacements(m, 1.0, cell) for m in sizes]
+    vectors = (
+        steps[0].reshape(-1, 1, 1, 1) * (cell[0] / ns[0])
+        + steps[1].reshape(1, -1, 1, 1) * (cell[1] / ns[1])
+        + steps[2].reshape(1, 1, -1, 1) * (cell[2] / ns[2])
+    )
+    squared = torch.sum(vectors * vectors, dim=-1)
+    # the norm at d = 0 has no second derivative: taken on a safe value there
+    zero = squared == 0.0
+    return torch.where(zero, 0.0, torch.sqrt(torch.where(zero, 1.0, squared)))
+
+
+def box_filter(
+    occupied: List[int],
+    distances: torch.Tensor,
+    sampled: torch.Tensor,
+    limit,
+    influence: torch.Tensor,
+) -> torch.Tensor:
+    """``U G`` of :func:`cluster_filter` for the extended mesh of a fixed box
+    (``distances`` from :func:`box_distances`, ``occupied`` the nodes its
+    stencils reach per axis): the same window and transform, on the whole
+    mesh (a skewed box's kernel is even only as a whole, ``K(d) = K(−d)``)."""
+    kernel = torch.where(distances == 0.0, limit.to(sampled.dtype), sampled)
+    shapes = ([-1, 1, 1], [1, -1, 1], [1, 1, -1])
+    for axis in range(3):
+        window = taper_window(kernel.shape[axis], occupied[axis], kernel)
+        kernel = kernel * window.reshape(shapes[axis])
+    count = kernel.shape[0] * kernel.shape[1] * kernel.shape[2]
+    # w K is even, so its transform is real up to rounding
+    return torch.fft.rfftn(kernel).real * (influence / float(count))

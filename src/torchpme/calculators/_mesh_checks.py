@@ -8,7 +8,13 @@ import torch
 from .._core.validation import message
 from ..potentials import CoulombPotential, InversePowerLawPotential, Potential
 
-__all__ = ["SLAB_METHODS", "check_mesh_inputs", "check_slab_method", "open_exponent"]
+__all__ = [
+    "SLAB_METHODS",
+    "check_inside",
+    "check_mesh_inputs",
+    "check_slab_method",
+    "open_exponent",
+]
 
 SLAB_METHODS = ("yeh-berkowitz", "exact")
 
@@ -48,6 +54,33 @@ def check_slab_method(slab_method: str, potential: Potential) -> str:
     return slab_method
 
 
+@torch.jit.unused
+def check_inside(cell: torch.Tensor, positions: torch.Tensor) -> None:
+    """A cluster on a fixed mesh lies in the box ``cell`` (corner at the
+    origin): fractional coordinates in ``[0, 1)``; read on the host."""
+    volume = float(torch.abs(torch.linalg.det(cell.detach())))
+    if not volume > 0.0:
+        raise ValueError(
+            message(
+                "cell",
+                "the box of a cluster on a fixed mesh (three independent "
+                "lattice vectors that bound the atoms)",
+                f"a cell of volume {volume:g}",
+            )
+        )
+    fractional = positions.detach() @ torch.linalg.inv(cell.detach())
+    low, high = float(fractional.min()), float(fractional.max())
+    if not (low >= 0.0 and high < 1.0):
+        raise ValueError(
+            message(
+                "positions",
+                "inside the box `cell` of a cluster on a fixed mesh (fractional "
+                "coordinates in [0, 1), the box's corner at the origin)",
+                f"fractional coordinates from {low:.4g} to {high:.4g}",
+            )
+        )
+
+
 def check_mesh_inputs(
     node_mask: Optional[torch.Tensor],
     kvectors: Optional[torch.Tensor],
@@ -85,12 +118,20 @@ def check_mesh_inputs(
                     "'exact'",
                 )
             )
-    if n_periodic < 2 and (mesh_filter is not None or fixed_mesh):
+    if n_periodic == 0 and mesh_filter is not None and not fixed_mesh:
+        raise ValueError(
+            message(
+                "mesh_filter",
+                "None for a cluster without `fixed_mesh` (its mesh follows its atoms)",
+                "a filter",
+            )
+        )
+    if n_periodic == 1 and (mesh_filter is not None or fixed_mesh):
         raise ValueError(
             message(
                 "periodic",
-                "two or three periodic directions with `mesh_filter` or "
-                "`fixed_mesh` (the mesh of a cluster or a wire follows its atoms)",
-                f"{n_periodic} periodic directions",
+                "zero, two or three periodic directions with `mesh_filter` or "
+                "`fixed_mesh` (the mesh of a wire follows its atoms)",
+                f"{n_periodic} periodic direction",
             )
         )

@@ -4,7 +4,7 @@ from typing import List, Optional, Tuple
 
 import torch
 
-from .._core import freespace, kspace, open_mesh, slab, wire
+from .._core import freespace, kspace
 from .._core import mesh as core_mesh
 from .._core.mesh import convolve
 from .._core.mesh_energy import convolve_energy
@@ -14,14 +14,19 @@ from ..lib.kspace_filter import KSpaceFilter
 from ..lib.mesh_interpolator import MeshInterpolator
 from ..potentials import Potential
 from . import _mesh_batch as mesh_batch
-from ._mesh_checks import check_mesh_inputs, check_slab_method, open_exponent
+from ._mesh_checks import (
+    check_mesh_inputs,
+    check_slab_method,
+    open_exponent,
+)
+from ._open_meshes import OpenMeshes
 from .calculator import Calculator
 from .ewald import check_range_separated
 
 __all__ = ["PMECalculator"]
 
 
-class PMECalculator(Calculator):
+class PMECalculator(OpenMeshes, Calculator):
     """Particle-mesh Ewald: charges spread on a mesh, convolved by FFT, gathered back.
 
     The charge density is spread onto a mesh of ``n_d = 2^⌈log₂(2‖a_d‖/h + 1)⌉``
@@ -34,7 +39,11 @@ class PMECalculator(Calculator):
     on a mesh around the atoms, doubled so that the FFT convolution is the
     free-space one (:mod:`torchpme._core.freespace`, Hockney & Eastwood): any
     net charge, no vacuum to add, the cell ignored; nodes are
-    ``mesh_spacing / 2`` apart.
+    ``mesh_spacing / 2`` apart. With ``fixed_mesh`` the cell is instead the
+    cluster's box (the atoms inside it, its corner at the origin) with
+    ``fixed_mesh`` nodes per lattice vector: the shapes are fixed for
+    ``torch.compile`` and CUDA graphs, and the filter can be kept
+    (:meth:`mesh_filter` with ``periodic``).
 
     Args:
         potential: range-separated potential (with a smearing).
@@ -149,7 +158,9 @@ class PMECalculator(Calculator):
         return self.kspace_filter.filter_values(k_sq, cell, ns)
 
     @torch.jit.export
-    def mesh_filter(self, cell: torch.Tensor) -> torch.Tensor:
+    def mesh_filter(
+        self, cell: torch.Tensor, periodic: Optional[torch.Tensor] = None
+    ) -> torch.Tensor:
         """The reciprocal-space filter of ``cell`` on its mesh, to pass to
         :meth:`forward` or :meth:`energy` as ``mesh_filter`` while the cell and
         the potential are unchanged.
@@ -160,12 +171,18 @@ class PMECalculator(Calculator):
         the cell) let the calculator make it in the same step, or make it there
         from the cell that requires the gradient.
 
+        With a fixed mesh and ``periodic`` all ``False``, the free-space
+        filter of a cluster in the box ``cell`` (its extended mesh).
+
         Args:
             cell: ``(3, 3)`` cell, rows are lattice vectors.
+            periodic: ``(3,)`` bools, as given to :meth:`forward`.
 
         Returns:
             ``(n0, n1, n2//2+1)`` real tensor in the dtype of ``cell``.
         """
+        if self.fixed_mesh[0] > 0 and freespace.is_cluster(periodic):
+            return self._boxed_filter(cell)
         return self._filter(cell, self._mesh_size(cell))
 
     def _check_kspace_inputs(
@@ -184,94 +201,6 @@ class PMECalculator(Calculator):
             self.slab_method == "exact",
             self.open_exponent,
         )
-
-    def _cluster_setup(
-        self, positions: torch.Tensor
-    ) -> Tuple[core_mesh.MeshPlan, torch.Tensor]:
-        """``(plan, kernel)`` of a cluster: the extended mesh around the atoms and
-        its free-space filter (:mod:`torchpme._core.freespace`), with nodes
-        ``mesh_spacing / 2`` apart (the coarsest spacing of a periodic mesh)."""
-        spacing = 0.5 * self.mesh_spacing
-        mesh = freespace.cluster_mesh(
-            positions, spacing, self.interpolation_nodes // 2 + 1, self._taper()
-        )
-        lengths = torch.tensor(mesh.ns, dtype=positions.dtype, device=positions.device)
-        box = lengths * spacing
-        plan = core_mesh.interpolation_plan(
-            positions - mesh.origin, torch.diag(1.0 / box), mesh.ns, self.scheme
-        )
-        distances = freespace.octant_distances(mesh.ns, spacing, positions)
-        sampled = self.potential.lr_from_dist(distances.reshape(-1))
-        kernel = freespace.cluster_filter(
-            mesh,
-            distances,
-            sampled.reshape(distances.shape),
-            self.potential.self_contribution(),
-            self.kspace_filter.influence(torch.diag(box), mesh.ns),
-        )
-        return plan, kernel
-
-    def _partial_setup(
-        self, cell: torch.Tensor, positions: torch.Tensor, axes: List[int]
-    ) -> Tuple[core_mesh.MeshPlan, torch.Tensor]:
-        """``(plan, kernel)`` of a slab (one open axis) or a wire (two): the
-        mesh doubled across the periodic rows of ``cell`` and its mixed filter
-        (:mod:`torchpme._core.open_mesh`), nodes ``mesh_spacing / 2`` apart
-        along the open directions."""
-        open_mesh.check_periodic_rows(cell, axes)
-        lengths: List[float] = torch.linalg.norm(cell.detach(), dim=1).tolist()
-        for axis in axes:
-            lengths[axis] = 1.0
-        mesh = open_mesh.open_mesh(
-            positions,
-            cell,
-            axes,
-            kspace.mesh_size(lengths, self.mesh_spacing),
-            0.5 * self.mesh_spacing,
-            self.interpolation_nodes // 2 + 1,
-            self._taper(),
-        )
-        inverse = torch.linalg.inv_ex(mesh.cell)[0]
-        plan = core_mesh.interpolation_plan(
-            positions - mesh.origin, inverse, mesh.ns, self.scheme
-        )
-        smearing = self.potential.smearing
-        assert smearing is not None  # check_range_separated
-        prefactor = self.potential.prefactor
-        exponent = self.open_exponent
-        if len(axes) == 1:
-            kernel = slab.slab_filter(mesh, smearing, prefactor, exponent)
-        else:
-            kernel = wire.wire_filter(mesh, smearing, prefactor, exponent)
-        return plan, kernel * self.kspace_filter.influence(mesh.cell, mesh.ns)
-
-    def _open_setup(
-        self,
-        cell: torch.Tensor,
-        positions: torch.Tensor,
-        periodic: Optional[torch.Tensor],
-    ) -> Optional[Tuple[core_mesh.MeshPlan, torch.Tensor]]:
-        """``(plan, kernel)`` of a cluster, a wire, or a slab with the exact
-        method; None for the other boundary conditions."""
-        if freespace.is_cluster(periodic):
-            return self._cluster_setup(positions)
-        axes = open_mesh.open_axes(periodic)
-        if len(axes) > 0 and self._on_own_mesh(3 - len(axes)):
-            return self._partial_setup(cell, positions, axes)
-        return None
-
-    def _on_own_mesh(self, n_periodic: int) -> bool:
-        """Clusters, wires and, with the exact method, slabs: their meshes
-        follow their atoms."""
-        if n_periodic == 2:
-            return self.slab_method == "exact"
-        return n_periodic < 2
-
-    def _taper(self) -> float:
-        """Length over which the kernel of a cluster, wire or exact slab is
-        tapered past the atoms (none: the Lagrange weights need no
-        deconvolution)."""
-        return 0.0
 
     def _mesh_setup(
         self,
@@ -301,7 +230,7 @@ class PMECalculator(Calculator):
         node_mask: Optional[torch.Tensor] = None,
         mesh_filter: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
-        own_mesh = self._open_setup(cell, positions, periodic)
+        own_mesh = self._open_setup(cell, positions, periodic, mesh_filter)
         if own_mesh is not None:
             plan, kernel = own_mesh
             potential = convolve(plan, charges, kernel)
@@ -326,7 +255,7 @@ class PMECalculator(Calculator):
         """The mesh energy from :func:`convolve_energy` (a backward pass without
         transforms on every device), plus the corrections, which are linear in
         the mesh potential: ``finish(φ) = φ/2 + finish(0)``."""
-        own_mesh = self._open_setup(cell, positions, periodic)
+        own_mesh = self._open_setup(cell, positions, periodic, mesh_filter)
         if own_mesh is not None:
             plan, kernel = own_mesh
             self_energy = (

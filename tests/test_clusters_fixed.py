@@ -1,0 +1,118 @@
+"""Clusters on a fixed mesh: a box given as the cell (atoms inside it) and
+``fixed_mesh`` nodes per lattice vector, so that the shapes are fixed before
+the call (``torch.compile``, CUDA graphs) and the filter can be kept. Against
+the NumPy direct sum of ``tests/test_clusters.py``."""
+
+import numpy as np
+import pytest
+import torch
+from reference import requires_compile
+from test_clusters import CLUSTER, _all_pairs, _cluster, _direct
+
+from torchpme import CoulombPotential, P3MCalculator, PMECalculator
+
+# a skewed box around the clusters of test_clusters._cluster (extent 4 at
+# [3, -7, 11])
+BOX = np.array([[6.0, 0.0, 0.0], [1.0, 6.0, 0.0], [-0.5, 0.8, 6.0]])
+CORNER = np.array([2.0, -8.5, 10.5])
+
+
+def _inputs(n_atoms, neutral, seed=0):
+    positions, charges = _cluster(n_atoms, neutral, seed)
+    return positions - CORNER, charges
+
+
+def _evaluate(calculator, positions, charges, mesh_filter=None, call=None):
+    r = torch.tensor(positions, requires_grad=True)
+    q = torch.tensor(charges, requires_grad=True)
+    pairs, distances = _all_pairs(r)
+    energy = (call or calculator.energy)(
+        q, torch.tensor(BOX), r, pairs, distances,
+        periodic=CLUSTER, mesh_filter=mesh_filter,
+    )  # fmt: skip
+    grad_r, grad_q = torch.autograd.grad(energy, (r, q))
+    return float(energy.detach()), -grad_r.numpy(), grad_q.numpy()
+
+
+@pytest.mark.parametrize(
+    ("method", "nodes", "fixed", "tolerance"),
+    [(PMECalculator, 7, [64, 64, 64], 1e-7), (P3MCalculator, 5, [40, 40, 40], 1e-5)],
+)
+@pytest.mark.parametrize("neutral", [True, False], ids=["neutral", "charged"])
+def test_equals_the_direct_sum(method, nodes, fixed, tolerance, neutral):
+    positions, charges = _inputs(30, neutral)
+    calculator = method(
+        CoulombPotential(smearing=0.8),
+        mesh_spacing=1.0,
+        interpolation_nodes=nodes,
+        fixed_mesh=fixed,
+    )
+    energy, forces, potentials = _evaluate(calculator, positions, charges)
+    e0, f0, phi0, scale = _direct(positions, charges)
+    assert abs(energy - e0) < tolerance * scale
+    np.testing.assert_allclose(forces, f0, atol=tolerance * np.abs(f0).max())
+    np.testing.assert_allclose(potentials, phi0, atol=tolerance * np.abs(phi0).max())
+
+
+def test_a_kept_filter_gives_the_same_result():
+    positions, charges = _inputs(20, False, seed=2)
+    calculator = PMECalculator(
+        CoulombPotential(smearing=0.8), 1.0, 5, fixed_mesh=[32, 32, 32]
+    )
+    kept = calculator.mesh_filter(torch.tensor(BOX), periodic=CLUSTER)
+    fresh = _evaluate(calculator, positions, charges)
+    reused = _evaluate(calculator, positions, charges, mesh_filter=kept)
+    assert reused[0] == pytest.approx(fresh[0], rel=1e-13)
+    np.testing.assert_allclose(reused[1], fresh[1], rtol=0, atol=1e-12)
+
+
+def test_torchscript_equals_eager():
+    positions, charges = _inputs(12, False, seed=3)
+    calculator = P3MCalculator(
+        CoulombPotential(smearing=0.8), 1.0, 4, fixed_mesh=[24, 24, 24]
+    )
+    scripted = torch.jit.script(calculator)
+    assert _evaluate(calculator, positions, charges)[0] == pytest.approx(
+        _evaluate(scripted, positions, charges, call=scripted.energy)[0], rel=1e-12
+    )
+
+
+@requires_compile
+def test_compiled_equals_eager_without_recompiling():
+    """Moving atoms changes no shape: one compilation serves every step."""
+    torch._dynamo.reset()
+    calculator = PMECalculator(
+        CoulombPotential(smearing=0.8), 1.0, 4, fixed_mesh=[24, 24, 24]
+    )
+    compiled = torch.compile(calculator.forward)
+    counters = torch._dynamo.utils.counters
+    graphs = []
+    for seed in range(3):
+        positions, charges = _inputs(12, False, seed=seed)
+        r = torch.tensor(positions)
+        q = torch.tensor(charges)
+        pairs, distances = _all_pairs(r)
+        arguments = (q, torch.tensor(BOX), r, pairs, distances)
+        torch.testing.assert_close(
+            compiled(*arguments, periodic=CLUSTER),
+            calculator(*arguments, periodic=CLUSTER),
+        )
+        graphs.append(counters["stats"]["unique_graphs"])
+    assert graphs[1] == graphs[2] == graphs[0]
+
+
+def test_atoms_outside_the_box_are_refused():
+    positions, charges = _inputs(8, False)
+    positions[0] += [10.0, 0.0, 0.0]
+    calculator = PMECalculator(
+        CoulombPotential(smearing=0.8), 1.0, 4, fixed_mesh=[16, 16, 16]
+    )
+    with pytest.raises(ValueError, match=r"`positions`.*inside the box"):
+        _evaluate(calculator, positions, charges)
+
+
+def test_a_filter_without_a_fixed_mesh_is_refused():
+    positions, charges = _inputs(8, False)
+    calculator = PMECalculator(CoulombPotential(smearing=0.8), 1.0, 4)
+    with pytest.raises(ValueError, match=r"`mesh_filter`.*fixed_mesh"):
+        _evaluate(calculator, positions, charges, mesh_filter=torch.ones(4, 4, 3))
