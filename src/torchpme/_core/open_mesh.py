@@ -34,6 +34,7 @@ from .validation import message
 __all__ = [
     "OpenMesh",
     "along",
+    "boxed_slab_mesh",
     "check_periodic_rows",
     "half_displacements",
     "in_mesh_order",
@@ -93,7 +94,7 @@ class OpenMesh(NamedTuple):
         axes: the open axes.
         occupied: nodes that atoms' stencils reach along each axis (0 for a
             periodic one).
-        spacing: node spacing ``s`` along the open directions.
+        spacing: 0-dim node spacing ``s`` along the open directions.
     """
 
     cell: torch.Tensor
@@ -101,7 +102,7 @@ class OpenMesh(NamedTuple):
     ns: List[int]
     axes: List[int]
     occupied: List[int]
-    spacing: float
+    spacing: torch.Tensor
 
 
 def _unit(vector: torch.Tensor) -> torch.Tensor:
@@ -162,7 +163,30 @@ def open_mesh(
         origin = origin + direction * (low * spacing)
     if not torch.jit.is_scripting():
         _check_size(sizes, spacing)
-    return OpenMesh(torch.stack(rows), origin, sizes, axes, occupied, spacing)
+    step = torch.full((), spacing, dtype=cell.dtype, device=cell.device)
+    return OpenMesh(torch.stack(rows), origin, sizes, axes, occupied, step)
+
+
+def boxed_slab_mesh(
+    cell: torch.Tensor, axis: int, ns: List[int], reach: int, taper: int
+) -> OpenMesh:
+    """The mesh of a slab in the box ``cell`` (its atoms' fractional
+    coordinates along the open lattice vector ``axis`` in ``[0, 1)``) with
+    ``ns`` nodes per lattice vector: ``n_axis`` nodes over the box's height
+    along the normal, doubled with the stencils' reach and ``taper`` nodes;
+    the shape is fixed before the call and nothing is read on the host."""
+    (normal,) = open_directions(cell, [axis])
+    signed = cell[axis] @ normal
+    direction = normal * torch.sign(signed)
+    spacing = torch.abs(signed) / ns[axis]
+    occupied = [0, 0, 0]
+    occupied[axis] = ns[axis] + 2 * reach
+    sizes = list(ns)
+    sizes[axis] = smooth_size(2 * (occupied[axis] + taper))
+    rows = [cell[0], cell[1], cell[2]]
+    rows[axis] = direction * (spacing * sizes[axis])
+    origin = torch.zeros_like(cell[0])
+    return OpenMesh(torch.stack(rows), origin, sizes, [axis], occupied, spacing)
 
 
 @torch.jit.unused

@@ -1,7 +1,7 @@
 """Checks of the mesh calculators' arguments that depend on the boundary
 conditions (one place for PME and P3M, single systems and batches)."""
 
-from typing import Optional
+from typing import List, Optional
 
 import torch
 
@@ -55,27 +55,30 @@ def check_slab_method(slab_method: str, potential: Potential) -> str:
 
 
 @torch.jit.unused
-def check_inside(cell: torch.Tensor, positions: torch.Tensor) -> None:
-    """A cluster on a fixed mesh lies in the box ``cell`` (corner at the
-    origin): fractional coordinates in ``[0, 1)``; read on the host."""
+def check_inside(cell: torch.Tensor, positions: torch.Tensor, axes: List[int]) -> None:
+    """A cluster or a slab on a fixed mesh lies in its box ``cell`` (corner at
+    the origin): fractional coordinates along the open ``axes`` in ``[0, 1)``;
+    read on the host."""
     volume = float(torch.abs(torch.linalg.det(cell.detach())))
     if not volume > 0.0:
         raise ValueError(
             message(
                 "cell",
-                "the box of a cluster on a fixed mesh (three independent "
-                "lattice vectors that bound the atoms)",
+                "the box of a cluster or slab on a fixed mesh (three independent "
+                "lattice vectors, those of the open directions bounding the atoms)",
                 f"a cell of volume {volume:g}",
             )
         )
     fractional = positions.detach() @ torch.linalg.inv(cell.detach())
+    fractional = fractional[:, axes]
     low, high = float(fractional.min()), float(fractional.max())
     if not (low >= 0.0 and high < 1.0):
         raise ValueError(
             message(
                 "positions",
-                "inside the box `cell` of a cluster on a fixed mesh (fractional "
-                "coordinates in [0, 1), the box's corner at the origin)",
+                "inside the box `cell` of a cluster or slab on a fixed mesh "
+                f"(fractional coordinates along lattice vectors {axes} in "
+                "[0, 1), the box's corner at the origin)",
                 f"fractional coordinates from {low:.4g} to {high:.4g}",
             )
         )
@@ -92,8 +95,9 @@ def check_mesh_inputs(
 ) -> None:
     """Refuse what a mesh calculator cannot compute for a system with
     ``n_periodic`` periodic directions: padded batches, wires of potentials
-    other than ``1/r^p`` (``exponent`` of :func:`open_exponent`), and a fixed mesh or kept filter for a cluster, a wire
-    or an exact slab (their meshes follow the atoms)."""
+    other than ``1/r^p`` (``exponent`` of :func:`open_exponent`), a fixed mesh
+    or kept filter for a wire, and a kept filter for a cluster or an exact slab
+    without a fixed mesh (their meshes follow the atoms)."""
     if node_mask is not None or kvectors is not None:
         raise NotImplementedError(
             "mesh calculators do not take `node_mask` or `kvectors` (padded "
@@ -108,21 +112,13 @@ def check_mesh_inputs(
                 "one (a wire: its kernel is written for 1/r^p)",
             )
         )
-    if n_periodic == 2 and exact_slab:
-        if mesh_filter is not None or fixed_mesh:
-            raise ValueError(
-                message(
-                    "slab_method",
-                    "'yeh-berkowitz' with `mesh_filter` or `fixed_mesh` (the "
-                    "mesh of an exact slab follows its atoms)",
-                    "'exact'",
-                )
-            )
-    if n_periodic == 0 and mesh_filter is not None and not fixed_mesh:
+    own_mesh = n_periodic == 0 or (n_periodic == 2 and exact_slab)
+    if own_mesh and mesh_filter is not None and not fixed_mesh:
         raise ValueError(
             message(
                 "mesh_filter",
-                "None for a cluster without `fixed_mesh` (its mesh follows its atoms)",
+                "None for a cluster or an exact slab without `fixed_mesh` (its "
+                "mesh follows its atoms)",
                 "a filter",
             )
         )

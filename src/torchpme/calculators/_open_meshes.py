@@ -74,7 +74,7 @@ class OpenMeshes:
         graphs), and the filter may be kept (:meth:`mesh_filter`)."""
         if not torch.jit.is_scripting():
             if not compiling():
-                check_inside(cell, positions)
+                check_inside(cell, positions, [0, 1, 2])
         sizes = self._boxed_sizes()
         ratios = [float(m) / float(n) for m, n in zip(sizes, self.fixed_mesh)]
         rows = [cell[0] * ratios[0], cell[1] * ratios[1], cell[2] * ratios[2]]
@@ -105,38 +105,60 @@ class OpenMeshes:
         )
 
     def _partial_setup(
-        self, cell: torch.Tensor, positions: torch.Tensor, axes: List[int]
+        self,
+        cell: torch.Tensor,
+        positions: torch.Tensor,
+        axes: List[int],
+        mesh_filter: Optional[torch.Tensor],
     ) -> Tuple[core_mesh.MeshPlan, torch.Tensor]:
         """``(plan, kernel)`` of a slab (one open axis) or a wire (two): the
         mesh doubled across the periodic rows of ``cell`` and its mixed filter
         (:mod:`torchpme._core.open_mesh`), nodes ``mesh_spacing / 2`` apart
-        along the open directions."""
-        open_mesh.check_periodic_rows(cell, axes)
-        lengths: List[float] = torch.linalg.norm(cell.detach(), dim=1).tolist()
-        for axis in axes:
-            lengths[axis] = 1.0
-        mesh = open_mesh.open_mesh(
-            positions,
-            cell,
-            axes,
-            kspace.mesh_size(lengths, self.mesh_spacing),
-            0.5 * self.mesh_spacing,
-            self.interpolation_nodes // 2 + 1,
-            self._taper(),
-        )
+        along the open directions; for a slab on a fixed mesh, that of its box
+        ``cell``."""
+        if self.fixed_mesh[0] > 0:
+            if not torch.jit.is_scripting():
+                if not compiling():
+                    check_inside(cell, positions, axes)
+            mesh = self._boxed_slab_mesh(cell, axes[0])
+        else:
+            open_mesh.check_periodic_rows(cell, axes)
+            lengths: List[float] = torch.linalg.norm(cell.detach(), dim=1).tolist()
+            for axis in axes:
+                lengths[axis] = 1.0
+            mesh = open_mesh.open_mesh(
+                positions,
+                cell,
+                axes,
+                kspace.mesh_size(lengths, self.mesh_spacing),
+                0.5 * self.mesh_spacing,
+                self.interpolation_nodes // 2 + 1,
+                self._taper(),
+            )
         inverse = torch.linalg.inv_ex(mesh.cell)[0]
         plan = core_mesh.interpolation_plan(
             positions - mesh.origin, inverse, mesh.ns, self.scheme
         )
+        if mesh_filter is not None:
+            mesh_batch.check_mesh_filter(mesh_filter, mesh.ns, positions)
+            return plan, mesh_filter
+        return plan, self._partial_filter(mesh)
+
+    def _boxed_slab_mesh(self, cell: torch.Tensor, axis: int) -> open_mesh.OpenMesh:
+        taper = self.fixed_mesh[axis] // 2 if self._taper() > 0.0 else 0
+        reach = self.interpolation_nodes // 2 + 1
+        return open_mesh.boxed_slab_mesh(cell, axis, self.fixed_mesh, reach, taper)
+
+    def _partial_filter(self, mesh: open_mesh.OpenMesh) -> torch.Tensor:
         smearing = self.potential.smearing
         assert smearing is not None  # check_range_separated
         prefactor = self.potential.prefactor
         exponent = self.open_exponent
-        if len(axes) == 1:
+        if len(mesh.axes) == 1:
             kernel = slab.slab_filter(mesh, smearing, prefactor, exponent)
         else:
             kernel = wire.wire_filter(mesh, smearing, prefactor, exponent)
-        return plan, kernel * self.kspace_filter.influence(mesh.cell, mesh.ns)
+        return kernel * self.kspace_filter.influence(mesh.cell, mesh.ns)
 
     def _open_setup(
         self,
@@ -151,7 +173,7 @@ class OpenMeshes:
             return self._cluster_setup(cell, positions, mesh_filter)
         axes = open_mesh.open_axes(periodic)
         if len(axes) > 0 and self._on_own_mesh(3 - len(axes)):
-            return self._partial_setup(cell, positions, axes)
+            return self._partial_setup(cell, positions, axes, mesh_filter)
         return None
 
     def _on_own_mesh(self, n_periodic: int) -> bool:

@@ -4,7 +4,7 @@ from typing import List, Optional, Tuple
 
 import torch
 
-from .._core import freespace, kspace
+from .._core import freespace, kspace, open_mesh
 from .._core import mesh as core_mesh
 from .._core.mesh import convolve
 from .._core.mesh_energy import convolve_energy
@@ -43,7 +43,9 @@ class PMECalculator(OpenMeshes, Calculator):
     cluster's box (the atoms inside it, its corner at the origin) with
     ``fixed_mesh`` nodes per lattice vector: the shapes are fixed for
     ``torch.compile`` and CUDA graphs, and the filter can be kept
-    (:meth:`mesh_filter` with ``periodic``).
+    (:meth:`mesh_filter` with ``periodic``). The same holds for an exact slab
+    on a fixed mesh: its box is the cell, the atoms inside it along the open
+    lattice vector.
 
     Args:
         potential: range-separated potential (with a smearing).
@@ -171,8 +173,9 @@ class PMECalculator(OpenMeshes, Calculator):
         the cell) let the calculator make it in the same step, or make it there
         from the cell that requires the gradient.
 
-        With a fixed mesh and ``periodic`` all ``False``, the free-space
-        filter of a cluster in the box ``cell`` (its extended mesh).
+        With a fixed mesh and ``periodic`` all ``False`` (or two ``True`` and
+        ``slab_method="exact"``), the filter of a cluster (a slab) in the box
+        ``cell`` on its doubled mesh.
 
         Args:
             cell: ``(3, 3)`` cell, rows are lattice vectors.
@@ -183,6 +186,9 @@ class PMECalculator(OpenMeshes, Calculator):
         """
         if self.fixed_mesh[0] > 0 and freespace.is_cluster(periodic):
             return self._boxed_filter(cell)
+        axes = open_mesh.open_axes(periodic)
+        if self.fixed_mesh[0] > 0 and len(axes) == 1 and self._on_own_mesh(2):
+            return self._partial_filter(self._boxed_slab_mesh(cell, axes[0]))
         return self._filter(cell, self._mesh_size(cell))
 
     def _check_kspace_inputs(

@@ -1,10 +1,13 @@
-"""Clusters on a fixed mesh: a box given as the cell (atoms inside it) and
-``fixed_mesh`` nodes per lattice vector, so that the shapes are fixed before
-the call (``torch.compile``, CUDA graphs) and the filter can be kept. Against
-the NumPy direct sum of ``tests/test_clusters.py``."""
+"""Clusters and exact slabs on a fixed mesh: a box given as the cell (atoms
+inside it along its open directions) and ``fixed_mesh`` nodes per lattice
+vector, so that the shapes are fixed before the call (``torch.compile``, CUDA
+graphs) and the filter can be kept. Against the NumPy direct sum of
+``tests/test_clusters.py`` and the 2-D Ewald sum of ``tests/reference_slab.py``."""
 
 import numpy as np
+import open_systems
 import pytest
+import test_slabs
 import torch
 from reference import requires_compile
 from test_clusters import CLUSTER, _all_pairs, _cluster, _direct
@@ -116,3 +119,67 @@ def test_a_filter_without_a_fixed_mesh_is_refused():
     calculator = PMECalculator(CoulombPotential(smearing=0.8), 1.0, 4)
     with pytest.raises(ValueError, match=r"`mesh_filter`.*fixed_mesh"):
         _evaluate(calculator, positions, charges, mesh_filter=torch.ones(4, 4, 3))
+
+
+def _slab_in_box(seed=3):
+    """A charged triclinic slab open along axis 0, moved into its box (the
+    cell with its open row 1.5 times longer) and the box."""
+    positions, charges, cell, periodic = test_slabs._slab(
+        10, "triclinic", "charged", axis=0, seed=seed
+    )
+    low = (positions @ np.linalg.inv(cell))[:, 0].min()
+    positions = positions - (low - 0.05) * cell[0]
+    cell = cell.copy()
+    cell[0] *= 1.5
+    return positions, charges, cell, periodic
+
+
+@pytest.mark.parametrize(
+    ("method", "nodes", "tolerance"),
+    [(PMECalculator, 7, 1e-7), (P3MCalculator, 5, 1e-6)],
+)
+def test_slabs_equal_the_2d_ewald_sum(method, nodes, tolerance):
+    system = _slab_in_box()
+    calculator = method(
+        CoulombPotential(smearing=0.8), 0.5, nodes,
+        slab_method="exact", fixed_mesh=[48, 64, 64],
+    )  # fmt: skip
+    energy, forces, potentials = open_systems.evaluate(calculator, system)
+    expected = test_slabs._reference(system)
+    scale = float(np.abs(system[1]).sum() * np.abs(expected[2]).max())
+    assert abs(energy - expected[0]) < tolerance * scale
+    np.testing.assert_allclose(forces, expected[1], atol=tolerance * scale)
+    np.testing.assert_allclose(potentials, expected[2], atol=tolerance * scale)
+
+
+def test_a_slabs_kept_filter_and_torchscript_equal_eager():
+    positions, charges, cell, periodic = _slab_in_box(seed=4)
+    calculator = PMECalculator(
+        CoulombPotential(smearing=0.8), 0.5, 5,
+        slab_method="exact", fixed_mesh=[24, 32, 32],
+    )  # fmt: skip
+    q, cell_t, r, pairs, distances, periodic_t = open_systems.inputs(
+        positions, charges, cell, periodic
+    )
+    arguments = (q.detach(), cell_t, r.detach(), pairs, distances.detach())
+    eager = calculator(*arguments, periodic=periodic_t)
+    kept = calculator.mesh_filter(cell_t, periodic=periodic_t)
+    torch.testing.assert_close(
+        calculator(*arguments, periodic=periodic_t, mesh_filter=kept), eager
+    )
+    scripted = torch.jit.script(calculator)
+    torch.testing.assert_close(scripted(*arguments, periodic=periodic_t), eager)
+
+
+def test_a_slab_outside_its_box_and_fixed_wires_are_refused():
+    positions, charges, cell, periodic = _slab_in_box()
+    positions = positions + 0.9 * cell[0]
+    calculator = PMECalculator(
+        CoulombPotential(smearing=0.8), 0.5, 5,
+        slab_method="exact", fixed_mesh=[16, 16, 16],
+    )  # fmt: skip
+    with pytest.raises(ValueError, match=r"`positions`.*inside the box"):
+        open_systems.evaluate(calculator, (positions, charges, cell, periodic))
+    wire = [True, False, False]
+    with pytest.raises(ValueError, match=r"`periodic`.*wire"):
+        open_systems.evaluate(calculator, (positions, charges, cell, wire))
