@@ -8,11 +8,17 @@ import numpy as np
 import open_systems
 import pytest
 import test_slabs
+import test_wires
 import torch
 from reference import requires_compile
 from test_clusters import CLUSTER, _all_pairs, _cluster, _direct
 
-from torchpme import CoulombPotential, P3MCalculator, PMECalculator
+from torchpme import (
+    CoulombPotential,
+    InversePowerLawPotential,
+    P3MCalculator,
+    PMECalculator,
+)
 
 # a skewed box around the clusters of test_clusters._cluster (extent 4 at
 # [3, -7, 11])
@@ -171,7 +177,7 @@ def test_a_slabs_kept_filter_and_torchscript_equal_eager():
     torch.testing.assert_close(scripted(*arguments, periodic=periodic_t), eager)
 
 
-def test_a_slab_outside_its_box_and_fixed_wires_are_refused():
+def test_a_slab_outside_its_box_is_refused():
     positions, charges, cell, periodic = _slab_in_box()
     positions = positions + 0.9 * cell[0]
     calculator = PMECalculator(
@@ -180,6 +186,64 @@ def test_a_slab_outside_its_box_and_fixed_wires_are_refused():
     )  # fmt: skip
     with pytest.raises(ValueError, match=r"`positions`.*inside the box"):
         open_systems.evaluate(calculator, (positions, charges, cell, periodic))
-    wire = [True, False, False]
-    with pytest.raises(ValueError, match=r"`periodic`.*wire"):
-        open_systems.evaluate(calculator, (positions, charges, cell, wire))
+
+
+def _wire_in_box(seed=3):
+    """A charged wire along axis 1, tilted, moved into its box (the cell with
+    its open rows 1.3 times longer, one reversed, so that the box's
+    cross-section reaches to both sides of its corner) and the box."""
+    positions, charges, cell, periodic = test_wires._wire(
+        10, "charged", axis=1, seed=seed
+    )
+    cell = cell.copy()
+    cell[2] *= -1.0
+    fractional = positions @ np.linalg.inv(cell)
+    for axis in (0, 2):
+        positions = positions - (fractional[:, axis].min() - 0.05) * cell[axis]
+    cell[[0, 2]] *= 1.3
+    return positions, charges, cell, periodic
+
+
+@pytest.mark.parametrize(
+    ("method", "nodes", "exponent", "tolerance"),
+    [
+        (PMECalculator, 7, 1, 1e-7),
+        (P3MCalculator, 5, 1, 1e-6),
+        (PMECalculator, 7, 3, 1e-7),
+    ],
+)
+def test_wires_equal_the_1d_sums(method, nodes, exponent, tolerance):
+    from reference_powerlaw_open import powerlaw_wire
+
+    system = _wire_in_box()
+    calculator = method(
+        InversePowerLawPotential(exponent=exponent, smearing=0.8), 0.5, nodes,
+        fixed_mesh=[48, 48, 48],
+    )  # fmt: skip
+    energy, forces, potentials = open_systems.evaluate(calculator, system)
+    positions, charges, cell, _ = system
+    if exponent == 1:
+        expected = test_wires._reference(system)
+    else:
+        e0, phi0, f0 = powerlaw_wire(positions, charges[:, 0], cell[1], exponent)
+        expected = (e0, f0, phi0)
+    scale = float(np.abs(charges).sum() * np.abs(expected[2]).max())
+    assert abs(energy - expected[0]) < tolerance * scale
+    np.testing.assert_allclose(forces, expected[1], atol=tolerance * scale)
+    np.testing.assert_allclose(potentials, expected[2], atol=tolerance * scale)
+
+
+def test_a_wires_kept_filter_equals_a_fresh_one():
+    positions, charges, cell, periodic = _wire_in_box(seed=5)
+    calculator = P3MCalculator(
+        CoulombPotential(smearing=0.8), 0.5, 4, fixed_mesh=[16, 24, 24]
+    )
+    q, cell_t, r, pairs, distances, periodic_t = open_systems.inputs(
+        positions, charges, cell, periodic
+    )
+    arguments = (q.detach(), cell_t, r.detach(), pairs, distances.detach())
+    kept = calculator.mesh_filter(cell_t, periodic=periodic_t)
+    torch.testing.assert_close(
+        calculator(*arguments, periodic=periodic_t, mesh_filter=kept),
+        calculator(*arguments, periodic=periodic_t),
+    )

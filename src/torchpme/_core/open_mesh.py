@@ -34,7 +34,7 @@ from .validation import message
 __all__ = [
     "OpenMesh",
     "along",
-    "boxed_slab_mesh",
+    "boxed_mesh",
     "check_periodic_rows",
     "half_displacements",
     "in_mesh_order",
@@ -94,7 +94,7 @@ class OpenMesh(NamedTuple):
         axes: the open axes.
         occupied: nodes that atoms' stencils reach along each axis (0 for a
             periodic one).
-        spacing: 0-dim node spacing ``s`` along the open directions.
+        spacings: ``(len(axes),)`` node spacing along each open direction.
     """
 
     cell: torch.Tensor
@@ -102,7 +102,7 @@ class OpenMesh(NamedTuple):
     ns: List[int]
     axes: List[int]
     occupied: List[int]
-    spacing: torch.Tensor
+    spacings: torch.Tensor
 
 
 def _unit(vector: torch.Tensor) -> torch.Tensor:
@@ -163,30 +163,51 @@ def open_mesh(
         origin = origin + direction * (low * spacing)
     if not torch.jit.is_scripting():
         _check_size(sizes, spacing)
-    step = torch.full((), spacing, dtype=cell.dtype, device=cell.device)
-    return OpenMesh(torch.stack(rows), origin, sizes, axes, occupied, step)
+    steps = torch.full((len(axes),), spacing, dtype=cell.dtype, device=cell.device)
+    return OpenMesh(torch.stack(rows), origin, sizes, axes, occupied, steps)
 
 
-def boxed_slab_mesh(
-    cell: torch.Tensor, axis: int, ns: List[int], reach: int, taper: int
+def boxed_mesh(
+    cell: torch.Tensor, axes: List[int], ns: List[int], reach: int, taper: int
 ) -> OpenMesh:
-    """The mesh of a slab in the box ``cell`` (its atoms' fractional
-    coordinates along the open lattice vector ``axis`` in ``[0, 1)``) with
-    ``ns`` nodes per lattice vector: ``n_axis`` nodes over the box's height
-    along the normal, doubled with the stencils' reach and ``taper`` nodes;
-    the shape is fixed before the call and nothing is read on the host."""
-    (normal,) = open_directions(cell, [axis])
-    signed = cell[axis] @ normal
-    direction = normal * torch.sign(signed)
-    spacing = torch.abs(signed) / ns[axis]
-    occupied = [0, 0, 0]
-    occupied[axis] = ns[axis] + 2 * reach
-    sizes = list(ns)
-    sizes[axis] = smooth_size(2 * (occupied[axis] + taper))
+    """The mesh of a slab or a wire in the box ``cell`` (its atoms' fractional
+    coordinates along the open lattice vectors ``axes`` in ``[0, 1)``) with
+    ``ns`` nodes per lattice vector: ``n`` nodes over the box's extent along
+    each open direction (a slab: its height along the normal; a wire: the
+    rectangle that bounds its cross-section), doubled with the stencils' reach
+    and ``taper`` nodes. The shape is fixed before the call and nothing is read
+    on the host."""
+    if len(axes) == 1:
+        (normal,) = open_directions(cell, axes)
+        signed = cell[axes[0]] @ normal
+        directions = [normal * torch.sign(signed)]
+        low = torch.zeros_like(signed).reshape(1)
+        extents = torch.abs(signed).reshape(1)
+    else:
+        # across the axis from the first open row, which the box's volume
+        # keeps off the axis: a fixed rule, no choice read on the host
+        along_axis = _unit(cell[3 - axes[0] - axes[1]])
+        rows = [cell[a] - (cell[a] @ along_axis) * along_axis for a in axes]
+        first = _unit(rows[0])
+        directions = [first, torch.linalg.cross(along_axis, first)]
+        corners = (
+            torch.stack([torch.zeros_like(first), rows[0], rows[1], rows[0] + rows[1]])
+            @ torch.stack(directions).T
+        )
+        low = corners.min(dim=0).values
+        extents = corners.max(dim=0).values - low
+    counts = [float(ns[a]) for a in axes]
+    spacings = extents / torch.tensor(counts, dtype=cell.dtype, device=cell.device)
     rows = [cell[0], cell[1], cell[2]]
-    rows[axis] = direction * (spacing * sizes[axis])
+    sizes = list(ns)
+    occupied = [0, 0, 0]
     origin = torch.zeros_like(cell[0])
-    return OpenMesh(torch.stack(rows), origin, sizes, [axis], occupied, spacing)
+    for j, axis in enumerate(axes):
+        occupied[axis] = ns[axis] + 2 * reach
+        sizes[axis] = smooth_size(2 * (occupied[axis] + taper))
+        rows[axis] = directions[j] * (spacings[j] * sizes[axis])
+        origin = origin + directions[j] * low[j]
+    return OpenMesh(torch.stack(rows), origin, sizes, axes, occupied, spacings)
 
 
 @torch.jit.unused
@@ -226,8 +247,8 @@ def half_displacements(mesh: OpenMesh) -> List[torch.Tensor]:
     cell = mesh.cell
     return [
         torch.arange(mesh.ns[a] // 2 + 1, dtype=cell.dtype, device=cell.device)
-        * mesh.spacing
-        for a in mesh.axes
+        * mesh.spacings[j]
+        for j, a in enumerate(mesh.axes)
     ]
 
 
@@ -258,8 +279,8 @@ def open_displacements(mesh: OpenMesh) -> List[torch.Tensor]:
     """The wrapped node displacements ``d s`` along each open axis, each shaped
     to broadcast along its axis."""
     return [
-        along(wrapped_displacements(mesh.ns[a], mesh.spacing, mesh.cell), a)
-        for a in mesh.axes
+        along(wrapped_displacements(mesh.ns[a], 1.0, mesh.cell) * mesh.spacings[j], a)
+        for j, a in enumerate(mesh.axes)
     ]
 
 

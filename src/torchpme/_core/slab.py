@@ -96,7 +96,7 @@ def slab_filter(
     :mod:`torchpme._core.mixed_kernel` for ``p > 2``) of smearing ``σ`` times
     ``prefactor``."""
     (z,) = open_displacements(mesh)
-    height = mesh.ns[mesh.axes[0]] * mesh.spacing
+    height = mesh.ns[mesh.axes[0]] * mesh.spacings[0]
     area = torch.abs(torch.linalg.det(mesh.cell)) / height
     k = periodic_wavenumbers(mesh)
     if exponent == 1.0:

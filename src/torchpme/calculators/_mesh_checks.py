@@ -56,7 +56,7 @@ def check_slab_method(slab_method: str, potential: Potential) -> str:
 
 @torch.jit.unused
 def check_inside(cell: torch.Tensor, positions: torch.Tensor, axes: List[int]) -> None:
-    """A cluster or a slab on a fixed mesh lies in its box ``cell`` (corner at
+    """A cluster, a wire or a slab on a fixed mesh lies in its box ``cell`` (corner at
     the origin): fractional coordinates along the open ``axes`` in ``[0, 1)``;
     read on the host."""
     volume = float(torch.abs(torch.linalg.det(cell.detach())))
@@ -64,7 +64,7 @@ def check_inside(cell: torch.Tensor, positions: torch.Tensor, axes: List[int]) -
         raise ValueError(
             message(
                 "cell",
-                "the box of a cluster or slab on a fixed mesh (three independent "
+                "the box of a cluster, wire or slab on a fixed mesh (three independent "
                 "lattice vectors, those of the open directions bounding the atoms)",
                 f"a cell of volume {volume:g}",
             )
@@ -76,7 +76,7 @@ def check_inside(cell: torch.Tensor, positions: torch.Tensor, axes: List[int]) -
         raise ValueError(
             message(
                 "positions",
-                "inside the box `cell` of a cluster or slab on a fixed mesh "
+                "inside the box `cell` of a cluster, wire or slab on a fixed mesh "
                 f"(fractional coordinates along lattice vectors {axes} in "
                 "[0, 1), the box's corner at the origin)",
                 f"fractional coordinates from {low:.4g} to {high:.4g}",
@@ -95,9 +95,9 @@ def check_mesh_inputs(
 ) -> None:
     """Refuse what a mesh calculator cannot compute for a system with
     ``n_periodic`` periodic directions: padded batches, wires of potentials
-    other than ``1/r^p`` (``exponent`` of :func:`open_exponent`), a fixed mesh
-    or kept filter for a wire, and a kept filter for a cluster or an exact slab
-    without a fixed mesh (their meshes follow the atoms)."""
+    other than ``1/r^p`` (``exponent`` of :func:`open_exponent`), and a kept
+    filter for a cluster, a wire or an exact slab without a fixed mesh (their
+    meshes follow the atoms)."""
     if node_mask is not None or kvectors is not None:
         raise NotImplementedError(
             "mesh calculators do not take `node_mask` or `kvectors` (padded "
@@ -112,22 +112,13 @@ def check_mesh_inputs(
                 "one (a wire: its kernel is written for 1/r^p)",
             )
         )
-    own_mesh = n_periodic == 0 or (n_periodic == 2 and exact_slab)
+    own_mesh = n_periodic < 2 or (n_periodic == 2 and exact_slab)
     if own_mesh and mesh_filter is not None and not fixed_mesh:
         raise ValueError(
             message(
                 "mesh_filter",
-                "None for a cluster or an exact slab without `fixed_mesh` (its "
-                "mesh follows its atoms)",
+                "None for a cluster, a wire or an exact slab without "
+                "`fixed_mesh` (its mesh follows its atoms)",
                 "a filter",
-            )
-        )
-    if n_periodic == 1 and (mesh_filter is not None or fixed_mesh):
-        raise ValueError(
-            message(
-                "periodic",
-                "zero, two or three periodic directions with `mesh_filter` or "
-                "`fixed_mesh` (the mesh of a wire follows its atoms)",
-                f"{n_periodic} periodic direction",
             )
         )

@@ -114,13 +114,12 @@ class OpenMeshes:
         """``(plan, kernel)`` of a slab (one open axis) or a wire (two): the
         mesh doubled across the periodic rows of ``cell`` and its mixed filter
         (:mod:`torchpme._core.open_mesh`), nodes ``mesh_spacing / 2`` apart
-        along the open directions; for a slab on a fixed mesh, that of its box
-        ``cell``."""
+        along the open directions; on a fixed mesh, that of the box ``cell``."""
         if self.fixed_mesh[0] > 0:
             if not torch.jit.is_scripting():
                 if not compiling():
                     check_inside(cell, positions, axes)
-            mesh = self._boxed_slab_mesh(cell, axes[0])
+            mesh = self._boxed_mesh(cell, axes)
         else:
             open_mesh.check_periodic_rows(cell, axes)
             lengths: List[float] = torch.linalg.norm(cell.detach(), dim=1).tolist()
@@ -144,10 +143,12 @@ class OpenMeshes:
             return plan, mesh_filter
         return plan, self._partial_filter(mesh)
 
-    def _boxed_slab_mesh(self, cell: torch.Tensor, axis: int) -> open_mesh.OpenMesh:
-        taper = self.fixed_mesh[axis] // 2 if self._taper() > 0.0 else 0
+    def _boxed_mesh(self, cell: torch.Tensor, axes: List[int]) -> open_mesh.OpenMesh:
+        taper = 0
+        if self._taper() > 0.0:
+            taper = max([self.fixed_mesh[a] for a in axes]) // 2
         reach = self.interpolation_nodes // 2 + 1
-        return open_mesh.boxed_slab_mesh(cell, axis, self.fixed_mesh, reach, taper)
+        return open_mesh.boxed_mesh(cell, axes, self.fixed_mesh, reach, taper)
 
     def _partial_filter(self, mesh: open_mesh.OpenMesh) -> torch.Tensor:
         smearing = self.potential.smearing

@@ -43,9 +43,9 @@ class PMECalculator(OpenMeshes, Calculator):
     cluster's box (the atoms inside it, its corner at the origin) with
     ``fixed_mesh`` nodes per lattice vector: the shapes are fixed for
     ``torch.compile`` and CUDA graphs, and the filter can be kept
-    (:meth:`mesh_filter` with ``periodic``). The same holds for an exact slab
-    on a fixed mesh: its box is the cell, the atoms inside it along the open
-    lattice vector.
+    (:meth:`mesh_filter` with ``periodic``). The same holds for wires and
+    exact slabs on a fixed mesh: the cell is their box, the atoms inside it
+    along the open lattice vectors.
 
     Args:
         potential: range-separated potential (with a smearing).
@@ -173,9 +173,9 @@ class PMECalculator(OpenMeshes, Calculator):
         the cell) let the calculator make it in the same step, or make it there
         from the cell that requires the gradient.
 
-        With a fixed mesh and ``periodic`` all ``False`` (or two ``True`` and
-        ``slab_method="exact"``), the filter of a cluster (a slab) in the box
-        ``cell`` on its doubled mesh.
+        With a fixed mesh and ``periodic`` of a cluster, a wire or an exact
+        slab, the filter of that system in the box ``cell`` on its doubled
+        mesh.
 
         Args:
             cell: ``(3, 3)`` cell, rows are lattice vectors.
@@ -187,8 +187,9 @@ class PMECalculator(OpenMeshes, Calculator):
         if self.fixed_mesh[0] > 0 and freespace.is_cluster(periodic):
             return self._boxed_filter(cell)
         axes = open_mesh.open_axes(periodic)
-        if self.fixed_mesh[0] > 0 and len(axes) == 1 and self._on_own_mesh(2):
-            return self._partial_filter(self._boxed_slab_mesh(cell, axes[0]))
+        if self.fixed_mesh[0] > 0 and len(axes) > 0:
+            if self._on_own_mesh(3 - len(axes)):
+                return self._partial_filter(self._boxed_mesh(cell, axes))
         return self._filter(cell, self._mesh_size(cell))
 
     def _check_kspace_inputs(
