@@ -13,7 +13,7 @@ import torch
 from lib._reference import dense_gather, dense_spread, kvectors_mesh
 from torch.autograd import gradcheck, gradgradcheck
 
-from torchpme._core import defaults, mesh_energy
+from torchpme._core import defaults, execution, mesh_energy
 from torchpme._core import mesh as core_mesh
 from torchpme._core.kspace import mesh_k_squared
 from torchpme._core.weights import interpolation_scheme
@@ -251,7 +251,11 @@ def test_even_transform_equals_the_full_transform(monkeypatch, sizes, host):
     from torchpme._core.fft import even_transform, mirrored_octant
 
     if host:
+        pytest.importorskip("scipy")
         monkeypatch.setattr(defaults, "HOST_FFT_MIN_POINTS", 1)
+        # scipy's cosine transforms serve even sizes; odd ones the torch path
+        probe = torch.zeros(1, 2, 2, 2, dtype=torch.float64)
+        assert execution.host_fft_for(probe, sizes) is not None
     octant = torch.rand([n // 2 + 1 for n in sizes], dtype=torch.float64)
     full = octant
     for axis, n in enumerate(sizes):

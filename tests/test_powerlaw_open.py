@@ -117,3 +117,59 @@ def test_the_2d_sum_of_an_inverse_square_is_refused():
     potential = InversePowerLawPotential(exponent=2, smearing=1.0)
     with pytest.raises(ValueError, match=r"`slab_method`.*exponent 2"):
         PMECalculator(potential, 0.5, slab_method="exact")
+
+
+def test_a_charged_helix_of_inverse_squares_is_analytic():
+    """``Σ_m 1/(ρ² + (z + mL)²) = (π/Lρ) sinh(2πρ/L) / (cosh(2πρ/L) − cos(2πz/L))``
+    (a partial-fraction sum) and ``Σ_{m≠0} 1/(mL)² = π²/3L²`` give the
+    potentials of charges on a helix around a wire exactly."""
+    length, radius, n_atoms = 5.0, 1.3, 6
+    turns = np.arange(n_atoms) / n_atoms
+    angle = 2.0 * np.pi * 1.5 * turns
+    positions = np.c_[
+        radius * np.cos(angle), radius * np.sin(angle), length * turns
+    ] + [2.0, 2.0, 0.0]
+    charges = np.linspace(-1.0, 2.0, n_atoms)[:, None]
+    cell = np.diag([4.0, 4.0, length])
+    expected = np.full(n_atoms, np.pi**2 / (3.0 * length**2)) * charges[:, 0]
+    for i in range(n_atoms):
+        for j in range(n_atoms):
+            if i == j:
+                continue
+            d = positions[i] - positions[j]
+            rho, z = np.hypot(d[0], d[1]), d[2]
+            x = 2.0 * np.pi / length
+            expected[i] += charges[j, 0] * (
+                np.pi / (length * rho) * np.sinh(x * rho)
+                / (np.cosh(x * rho) - np.cos(x * z))
+            )  # fmt: skip
+    calculator = _calculator(PMECalculator, 2, nodes=7, spacing=0.12)
+    _, _, potentials = open_systems.evaluate(
+        calculator, (positions, charges, cell, [False, False, True])
+    )
+    np.testing.assert_allclose(potentials, expected, rtol=0, atol=1e-8)
+
+
+@pytest.mark.parametrize("exponent", [4, 6])
+@pytest.mark.parametrize(
+    "system",
+    [
+        lambda: test_wires._wire(8, "charged", seed=7),
+        lambda: test_slabs._slab(8, "triclinic", "charged", seed=7),
+    ],
+    ids=["wire", "slab"],
+)
+def test_float32(system, exponent):
+    """In float32 the kernel at zero displacement is its limit, not 0/0."""
+    positions, charges, cell, periodic = system()
+    calculator = _calculator(PMECalculator, exponent, nodes=5, spacing=0.3)
+    q, cell_t, r, pairs, distances, periodic_t = open_systems.inputs(
+        positions, charges, cell, periodic
+    )
+    arguments = (q.detach(), cell_t, r.detach(), pairs, distances.detach())
+    expected = calculator(*arguments, periodic=periodic_t)
+    single = [a.float() if a.is_floating_point() else a for a in arguments]
+    result = calculator.to(torch.float32)(*single, periodic=periodic_t)
+    assert result.dtype == torch.float32
+    scale = float(expected.abs().max())
+    torch.testing.assert_close(result.double(), expected, rtol=0, atol=1e-4 * scale)

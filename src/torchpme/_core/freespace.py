@@ -166,6 +166,20 @@ def taper_window(n: int, occupied: int, like: torch.Tensor) -> torch.Tensor:
     return torch.where(distance >= n // 2, torch.zeros_like(x), window).to(like.dtype)
 
 
+def _windowed(
+    ns: List[int], occupied: List[int], distances: torch.Tensor, sampled, limit
+) -> torch.Tensor:
+    """``w K`` on the displacements of ``distances`` (the whole mesh ``ns``, or
+    its octant ``0 ≤ d ≤ n/2``): ``K = v_lr`` with its limit at ``d = 0``,
+    times the window of each axis."""
+    kernel = torch.where(distances == 0.0, limit.to(sampled.dtype), sampled)
+    shapes = ([-1, 1, 1], [1, -1, 1], [1, 1, -1])
+    for axis in range(3):
+        window = taper_window(ns[axis], occupied[axis], kernel)
+        kernel = kernel * window[: kernel.shape[axis]].reshape(shapes[axis])
+    return kernel
+
+
 def cluster_filter(
     mesh: ClusterMesh,
     distances: torch.Tensor,
@@ -193,15 +207,8 @@ def cluster_filter(
         influence: ``U`` on the mesh's half spectrum ``(n0, n1, n2//2+1)``, or
             0-dim.
     """
-    kernel = torch.where(distances == 0.0, limit.to(sampled.dtype), sampled)
     count = mesh.ns[0] * mesh.ns[1] * mesh.ns[2]
-    shapes = ([-1, 1, 1], [1, -1, 1], [1, 1, -1])
-    for axis in range(3):
-        window = taper_window(mesh.ns[axis], mesh.occupied[axis], kernel)
-        half = window[: mesh.ns[axis] // 2 + 1]
-        if axis == 0:
-            half = half / float(count)
-        kernel = kernel * half.reshape(shapes[axis])
+    kernel = _windowed(mesh.ns, mesh.occupied, distances, sampled, limit) / count
     sizes = (mesh.ns[0], mesh.ns[1], mesh.ns[2])
     spectrum = even_transform(kernel, sizes)
     if influence.dim() == 3:
@@ -243,11 +250,8 @@ def box_filter(
     (``distances`` from :func:`box_distances`, ``occupied`` the nodes its
     stencils reach per axis): the same window and transform, on the whole
     mesh (a skewed box's kernel is even only as a whole, ``K(d) = K(−d)``)."""
-    kernel = torch.where(distances == 0.0, limit.to(sampled.dtype), sampled)
-    shapes = ([-1, 1, 1], [1, -1, 1], [1, 1, -1])
-    for axis in range(3):
-        window = taper_window(kernel.shape[axis], occupied[axis], kernel)
-        kernel = kernel * window.reshape(shapes[axis])
-    count = kernel.shape[0] * kernel.shape[1] * kernel.shape[2]
+    sizes = [distances.shape[0], distances.shape[1], distances.shape[2]]
+    kernel = _windowed(sizes, occupied, distances, sampled, limit)
+    count = sizes[0] * sizes[1] * sizes[2]
     # w K is even, so its transform is real up to rounding
     return torch.fft.rfftn(kernel).real * (influence / float(count))

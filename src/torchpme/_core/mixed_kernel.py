@@ -111,13 +111,14 @@ def powerlaw_mixed_kernel(
     squared = displacements[0].square()
     if len(displacements) == 2:
         squared = squared.unsqueeze(1) + displacements[1].square().unsqueeze(0)
-    # F(0, d) = C Γ(a) γ(a, α²d²)/d^{2a}, written with P(a, x)/x^a, finite at d = 0
-    scaled = torch.clamp(alpha_sq * squared, min=1e-30)
+    # F(0, d) = C Γ(a) γ(a, α²d²)/d^{2a} = C α^{2a} Γ(a) P(a, x)/x^a, whose
+    # limit at d = 0 is C α^{2a}/a (taken there: x^a underflows in float32)
+    zero = squared == 0.0
+    scaled = alpha_sq * torch.where(zero, torch.ones_like(squared), squared)
     a = torch.full_like(scaled, power)
-    uniform = (
-        (alpha_sq**power * math.gamma(power))
-        * torch.special.gammainc(a, scaled)
-        / scaled**power
+    ratio = torch.special.gammainc(a, scaled) / scaled**power
+    uniform = alpha_sq**power * torch.where(
+        zero, torch.full_like(ratio, 1.0 / power), math.gamma(power) * ratio
     )
     shape = [-1] + [1] * len(displacements)
     flat = (k == 0.0).reshape(shape)

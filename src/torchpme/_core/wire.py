@@ -99,7 +99,7 @@ def wire_filter(
 ) -> torch.Tensor:
     """The filter ``G = DFT_⊥[w F] / (n_1 n_2)`` of a wire mesh,
     ``(n0, n1, n2//2+1)``, for ``1/r^p`` (``p = exponent``, the Coulomb
-    kernel above for 1, :mod:`torchpme._core.mixed_kernel` above) of smearing
+    kernel above for 1, :mod:`torchpme._core.mixed_kernel` otherwise) of smearing
     ``σ`` times ``prefactor``."""
     across = half_displacements(mesh)
     axis = 3 - mesh.axes[0] - mesh.axes[1]

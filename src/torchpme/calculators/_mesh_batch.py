@@ -127,7 +127,7 @@ def check_mesh_filter(
             message(
                 "mesh_filter",
                 f"the filter of this cell's {ns} mesh, shape {expected} "
-                "(from mesh_filter(cell))",
+                "(from mesh_filter(cell), with `periodic` for an open system)",
                 f"shape {list(mesh_filter.shape)}",
             )
         )

@@ -13,6 +13,7 @@ __all__ = [
     "check_inside",
     "check_mesh_inputs",
     "check_slab_method",
+    "check_taper_spacing",
     "open_exponent",
 ]
 
@@ -54,34 +55,62 @@ def check_slab_method(slab_method: str, potential: Potential) -> str:
     return slab_method
 
 
-@torch.jit.unused
 def check_inside(cell: torch.Tensor, positions: torch.Tensor, axes: List[int]) -> None:
-    """A cluster, a wire or a slab on a fixed mesh lies in its box ``cell`` (corner at
-    the origin): fractional coordinates along the open ``axes`` in ``[0, 1)``;
-    read on the host."""
+    """A cluster, a wire or a slab on a fixed mesh lies in its box ``cell``
+    (corner at the origin): fractional coordinates along the open ``axes`` in
+    ``[0, 1]`` up to rounding (the mesh holds a node more on each side); read
+    on the host, also under TorchScript."""
     volume = float(torch.abs(torch.linalg.det(cell.detach())))
     if not volume > 0.0:
         raise ValueError(
             message(
                 "cell",
-                "the box of a cluster, wire or slab on a fixed mesh (three independent "
-                "lattice vectors, those of the open directions bounding the atoms)",
-                f"a cell of volume {volume:g}",
+                "the box of a cluster, wire or slab on a fixed mesh (three "
+                "independent lattice vectors, those of the open directions "
+                "bounding the atoms)",
+                "a cell of volume " + str(volume),
             )
         )
     fractional = positions.detach() @ torch.linalg.inv(cell.detach())
-    fractional = fractional[:, axes]
+    columns = torch.tensor(axes, dtype=torch.long, device=positions.device)
+    fractional = fractional.index_select(1, columns)
     low, high = float(fractional.min()), float(fractional.max())
-    if not (low >= 0.0 and high < 1.0):
+    # rounding of a position on a face, in the positions' precision
+    tolerance = 1e-5 if positions.dtype == torch.float32 else 1e-12
+    if not (low >= -tolerance and high <= 1.0 + tolerance):
         raise ValueError(
             message(
                 "positions",
-                "inside the box `cell` of a cluster, wire or slab on a fixed mesh "
-                f"(fractional coordinates along lattice vectors {axes} in "
-                "[0, 1), the box's corner at the origin)",
-                f"fractional coordinates from {low:.4g} to {high:.4g}",
+                "inside the box `cell` of a cluster, wire or slab on a fixed "
+                "mesh (fractional coordinates along its open lattice vectors in "
+                "[0, 1], the box's corner at the origin)",
+                "fractional coordinates from " + str(low) + " to " + str(high),
             )
         )
+
+
+def check_taper_spacing(
+    cell: torch.Tensor, ns: List[int], axes: List[int], mesh_spacing: float
+) -> None:
+    """P3M on a fixed mesh tapers its kernel over a number of nodes set by
+    ``mesh_spacing`` (eight smearings at nodes ``mesh_spacing / 2`` apart):
+    the box's nodes along the open ``axes`` (the spacing of its lattice planes
+    over their number) must not be closer than that; read on the host."""
+    volume = torch.abs(torch.linalg.det(cell.detach()))
+    for a in axes:
+        across = torch.linalg.cross(cell[(a + 1) % 3], cell[(a + 2) % 3]).detach()
+        spacing = float(volume / torch.linalg.norm(across)) / ns[a]
+        if 2.0 * spacing < mesh_spacing * (1.0 - 1e-9):
+            raise ValueError(
+                message(
+                    "mesh_spacing",
+                    "at most twice the node spacing of the box of a P3M fixed "
+                    "mesh along its open directions (the kernel tapers over "
+                    "eight smearings at nodes mesh_spacing / 2 apart), "
+                    + str(2.0 * spacing),
+                    str(mesh_spacing),
+                )
+            )
 
 
 def check_mesh_inputs(

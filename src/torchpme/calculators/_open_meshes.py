@@ -2,6 +2,7 @@
 :class:`~torchpme.P3MCalculator`: clusters, wires and exact slabs, whose meshes
 are built around their atoms (or, for a cluster on a fixed mesh, its box)."""
 
+import math
 from typing import List, Optional, Tuple
 
 import torch
@@ -10,7 +11,7 @@ from .._core import freespace, kspace, open_mesh, slab, wire
 from .._core import mesh as core_mesh
 from .._core.execution import compiling
 from . import _mesh_batch as mesh_batch
-from ._mesh_checks import check_inside
+from ._mesh_checks import check_inside, check_taper_spacing
 
 __all__ = ["OpenMeshes"]
 
@@ -53,14 +54,44 @@ class OpenMeshes:
         )
         return plan, kernel
 
-    def _boxed_sizes(self) -> List[int]:
-        """The extended mesh of a cluster in a fixed box: the stencils' reach
-        doubled, and for P3M a taper over half the box past it."""
-        taper = [0, 0, 0]
+    def _boxed_reach(self) -> int:
+        """Nodes past the box that the stencils reach on a fixed mesh: one
+        more than around an atom's node, for atoms on a face of the box (where
+        rounding may place them just outside)."""
+        return self.interpolation_nodes // 2 + 2
+
+    def _boxed_taper(self, nodes: List[int]) -> int:
+        """Nodes over which a fixed mesh's kernel tapers past the box: none
+        for PME; for P3M the taper length of :meth:`_taper` at nodes
+        ``mesh_spacing / 2`` apart (the box's nodes may not be closer, see
+        :func:`check_taper_spacing`), and at least half the largest of
+        ``nodes``."""
+        length = self._taper()
+        if length == 0.0:
+            return 0
+        return max(max(nodes) // 2, math.ceil(2.0 * length / self.mesh_spacing))
+
+    def _check_box(
+        self, cell: torch.Tensor, positions: torch.Tensor, axes: List[int]
+    ) -> None:
+        """The atoms lie in their box; for P3M, its nodes are far enough apart
+        for the taper (read on the host)."""
+        check_inside(cell, positions, axes)
         if self._taper() > 0.0:
-            taper = [n // 2 for n in self.fixed_mesh]
-        reach = self.interpolation_nodes // 2 + 1
-        return freespace.boxed_sizes(self.fixed_mesh, reach, taper)
+            check_taper_spacing(cell, self.fixed_mesh, axes, self.mesh_spacing)
+
+    def _boxed_cluster(self, cell: torch.Tensor) -> Tuple[List[int], torch.Tensor]:
+        """``(sizes, cell)`` of the extended mesh of a cluster in the box
+        ``cell``: the box's nodes, the stencils' reach and the taper, doubled,
+        along each lattice vector of the box."""
+        taper = self._boxed_taper(self.fixed_mesh)
+        sizes = freespace.boxed_sizes(
+            self.fixed_mesh, self._boxed_reach(), [taper, taper, taper]
+        )
+        rows = [
+            cell[d] * (float(sizes[d]) / float(self.fixed_mesh[d])) for d in range(3)
+        ]
+        return sizes, torch.stack(rows)
 
     def _boxed_cluster_setup(
         self,
@@ -70,15 +101,14 @@ class OpenMeshes:
     ) -> Tuple[core_mesh.MeshPlan, torch.Tensor]:
         """``(plan, kernel)`` of a cluster in the box ``cell`` (atoms inside it,
         its corner at the origin) with ``fixed_mesh`` nodes per lattice vector:
-        shapes fixed before the call, nothing read on the host (compile, CUDA
-        graphs), and the filter may be kept (:meth:`mesh_filter`)."""
-        if not torch.jit.is_scripting():
-            if not compiling():
-                check_inside(cell, positions, [0, 1, 2])
-        sizes = self._boxed_sizes()
-        ratios = [float(m) / float(n) for m, n in zip(sizes, self.fixed_mesh)]
-        rows = [cell[0] * ratios[0], cell[1] * ratios[1], cell[2] * ratios[2]]
-        extended = torch.stack(rows)
+        shapes fixed before the call, and the filter may be kept
+        (:meth:`mesh_filter`). Under ``torch.compile`` nothing is read on the
+        host, so atoms outside the box are not detected there."""
+        if torch.jit.is_scripting():
+            self._check_box(cell, positions, [0, 1, 2])
+        elif not compiling():
+            self._check_box(cell, positions, [0, 1, 2])
+        sizes, extended = self._boxed_cluster(cell)
         inverse = torch.linalg.inv_ex(extended)[0]
         plan = core_mesh.interpolation_plan(positions, inverse, sizes, self.scheme)
         if mesh_filter is not None:
@@ -87,15 +117,10 @@ class OpenMeshes:
         return plan, self._boxed_filter(cell)
 
     def _boxed_filter(self, cell: torch.Tensor) -> torch.Tensor:
-        sizes = self._boxed_sizes()
-        reach = self.interpolation_nodes // 2 + 1
-        occupied = [n + 2 * reach for n in self.fixed_mesh]
+        sizes, extended = self._boxed_cluster(cell)
+        occupied = [n + 2 * self._boxed_reach() for n in self.fixed_mesh]
         distances = freespace.box_distances(cell, self.fixed_mesh, sizes)
         sampled = self.potential.lr_from_dist(distances.reshape(-1))
-        ratios = [float(m) / float(n) for m, n in zip(sizes, self.fixed_mesh)]
-        extended = torch.stack(
-            [cell[0] * ratios[0], cell[1] * ratios[1], cell[2] * ratios[2]]
-        )
         return freespace.box_filter(
             occupied,
             distances,
@@ -116,9 +141,10 @@ class OpenMeshes:
         (:mod:`torchpme._core.open_mesh`), nodes ``mesh_spacing / 2`` apart
         along the open directions; on a fixed mesh, that of the box ``cell``."""
         if self.fixed_mesh[0] > 0:
-            if not torch.jit.is_scripting():
-                if not compiling():
-                    check_inside(cell, positions, axes)
+            if torch.jit.is_scripting():
+                self._check_box(cell, positions, axes)
+            elif not compiling():
+                self._check_box(cell, positions, axes)
             mesh = self._boxed_mesh(cell, axes)
         else:
             open_mesh.check_periodic_rows(cell, axes)
@@ -144,11 +170,10 @@ class OpenMeshes:
         return plan, self._partial_filter(mesh)
 
     def _boxed_mesh(self, cell: torch.Tensor, axes: List[int]) -> open_mesh.OpenMesh:
-        taper = 0
-        if self._taper() > 0.0:
-            taper = max([self.fixed_mesh[a] for a in axes]) // 2
-        reach = self.interpolation_nodes // 2 + 1
-        return open_mesh.boxed_mesh(cell, axes, self.fixed_mesh, reach, taper)
+        taper = self._boxed_taper([self.fixed_mesh[a] for a in axes])
+        return open_mesh.boxed_mesh(
+            cell, axes, self.fixed_mesh, self._boxed_reach(), taper
+        )
 
     def _partial_filter(self, mesh: open_mesh.OpenMesh) -> torch.Tensor:
         smearing = self.potential.smearing

@@ -265,9 +265,9 @@ class PMECalculator(OpenMeshes, Calculator):
         own_mesh = self._open_setup(cell, positions, periodic, mesh_filter)
         if own_mesh is not None:
             plan, kernel = own_mesh
-            self_energy = (
-                torch.sum(charges.square()) * self.potential.self_contribution()
-            )
+            self_energy = torch.sum(
+                charges.square()
+            ) * self.potential.self_contribution().to(charges.dtype)
             return 0.5 * (convolve_energy(plan, charges, kernel) - self_energy)
         plan, kernel, volume = self._mesh_setup(cell, positions, mesh_filter)
         mesh = convolve_energy(plan, charges, kernel)
