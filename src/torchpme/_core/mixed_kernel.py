@@ -73,12 +73,11 @@ def layered_integral(
     half_width = -0.5 * torch.log(quarter / 40.0)
     nodes, weights = tanh_sinh(0.025, 128, k)
     x = -half_width.unsqueeze(1) * (1.0 - nodes)  # (K', J), in [x_k, 0]
-    t = alpha_sq * torch.exp(x)
+    scale = torch.exp(x)
+    t = alpha_sq * scale
     # dt = t dx: the rule's weights times t^power
     factors = (
-        weights
-        * half_width.unsqueeze(1)
-        * torch.exp(-quarter.unsqueeze(1) / torch.exp(x))
+        weights * half_width.unsqueeze(1) * torch.exp(-quarter.unsqueeze(1) / scale)
     )
     if power != 0.0:
         factors = factors * t**power

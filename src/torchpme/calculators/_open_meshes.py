@@ -35,9 +35,7 @@ class OpenMeshes:
         if self.fixed_mesh[0] > 0:
             return self._boxed_cluster_setup(cell, positions, mesh_filter)
         spacing = 0.5 * self.mesh_spacing
-        mesh = freespace.cluster_mesh(
-            positions, spacing, self.interpolation_nodes // 2 + 1, self._taper()
-        )
+        mesh = freespace.cluster_mesh(positions, spacing, self._reach(), self._taper())
         lengths = torch.tensor(mesh.ns, dtype=positions.dtype, device=positions.device)
         box = lengths * spacing
         plan = core_mesh.interpolation_plan(
@@ -54,11 +52,15 @@ class OpenMeshes:
         )
         return plan, kernel
 
+    def _reach(self) -> int:
+        """Nodes that a stencil reaches past an atom's node, on either side."""
+        return self.interpolation_nodes // 2 + 1
+
     def _boxed_reach(self) -> int:
         """Nodes past the box that the stencils reach on a fixed mesh: one
-        more than around an atom's node, for atoms on a face of the box (where
+        more than :meth:`_reach`, for atoms on a face of the box (where
         rounding may place them just outside)."""
-        return self.interpolation_nodes // 2 + 2
+        return self._reach() + 1
 
     def _boxed_taper(self, nodes: List[int]) -> int:
         """Nodes over which a fixed mesh's kernel tapers past the box: none
@@ -75,7 +77,11 @@ class OpenMeshes:
         self, cell: torch.Tensor, positions: torch.Tensor, axes: List[int]
     ) -> None:
         """The atoms lie in their box; for P3M, its nodes are far enough apart
-        for the taper (read on the host)."""
+        for the taper. Read on the host: in eager mode and TorchScript, not
+        while ``torch.compile`` traces."""
+        if not torch.jit.is_scripting():
+            if compiling():
+                return
         check_inside(cell, positions, axes)
         if self._taper() > 0.0:
             check_taper_spacing(cell, self.fixed_mesh, axes, self.mesh_spacing)
@@ -104,10 +110,7 @@ class OpenMeshes:
         shapes fixed before the call, and the filter may be kept
         (:meth:`mesh_filter`). Under ``torch.compile`` nothing is read on the
         host, so atoms outside the box are not detected there."""
-        if torch.jit.is_scripting():
-            self._check_box(cell, positions, [0, 1, 2])
-        elif not compiling():
-            self._check_box(cell, positions, [0, 1, 2])
+        self._check_box(cell, positions, [0, 1, 2])
         sizes, extended = self._boxed_cluster(cell)
         inverse = torch.linalg.inv_ex(extended)[0]
         plan = core_mesh.interpolation_plan(positions, inverse, sizes, self.scheme)
@@ -141,10 +144,7 @@ class OpenMeshes:
         (:mod:`torchpme._core.open_mesh`), nodes ``mesh_spacing / 2`` apart
         along the open directions; on a fixed mesh, that of the box ``cell``."""
         if self.fixed_mesh[0] > 0:
-            if torch.jit.is_scripting():
-                self._check_box(cell, positions, axes)
-            elif not compiling():
-                self._check_box(cell, positions, axes)
+            self._check_box(cell, positions, axes)
             mesh = self._boxed_mesh(cell, axes)
         else:
             open_mesh.check_periodic_rows(cell, axes)
@@ -157,7 +157,7 @@ class OpenMeshes:
                 axes,
                 kspace.mesh_size(lengths, self.mesh_spacing),
                 0.5 * self.mesh_spacing,
-                self.interpolation_nodes // 2 + 1,
+                self._reach(),
                 self._taper(),
             )
         inverse = torch.linalg.inv_ex(mesh.cell)[0]
@@ -186,6 +186,17 @@ class OpenMeshes:
             kernel = wire.wire_filter(mesh, smearing, prefactor, exponent)
         return kernel * self.kspace_filter.influence(mesh.cell, mesh.ns)
 
+    def _open_axes(self, periodic: Optional[torch.Tensor]) -> List[int]:
+        """The open axes of a system on a mesh of its own (a cluster: all
+        three; a wire, or a slab with the exact method: those not periodic),
+        else ``[]``."""
+        if freespace.is_cluster(periodic):
+            return [0, 1, 2]
+        axes = open_mesh.open_axes(periodic)
+        if len(axes) > 0 and self._on_own_mesh(3 - len(axes)):
+            return axes
+        return []
+
     def _open_setup(
         self,
         cell: torch.Tensor,
@@ -195,12 +206,24 @@ class OpenMeshes:
     ) -> Optional[Tuple[core_mesh.MeshPlan, torch.Tensor]]:
         """``(plan, kernel)`` of a cluster, a wire, or a slab with the exact
         method; None for the other boundary conditions."""
-        if freespace.is_cluster(periodic):
+        axes = self._open_axes(periodic)
+        if len(axes) == 3:
             return self._cluster_setup(cell, positions, mesh_filter)
-        axes = open_mesh.open_axes(periodic)
-        if len(axes) > 0 and self._on_own_mesh(3 - len(axes)):
+        if len(axes) > 0:
             return self._partial_setup(cell, positions, axes, mesh_filter)
         return None
+
+    def _boxed_open_filter(
+        self, cell: torch.Tensor, periodic: Optional[torch.Tensor]
+    ) -> Optional[torch.Tensor]:
+        """The filter of a system on a fixed mesh of its own in the box
+        ``cell`` (None if there is no such system)."""
+        axes = self._open_axes(periodic)
+        if self.fixed_mesh[0] == 0 or len(axes) == 0:
+            return None
+        if len(axes) == 3:
+            return self._boxed_filter(cell)
+        return self._partial_filter(self._boxed_mesh(cell, axes))
 
     def _on_own_mesh(self, n_periodic: int) -> bool:
         """Clusters, wires and, with the exact method, slabs: their meshes

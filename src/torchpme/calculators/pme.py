@@ -4,7 +4,7 @@ from typing import List, Optional, Tuple
 
 import torch
 
-from .._core import freespace, kspace, open_mesh
+from .._core import kspace
 from .._core import mesh as core_mesh
 from .._core.mesh import convolve
 from .._core.mesh_energy import convolve_energy
@@ -184,12 +184,9 @@ class PMECalculator(OpenMeshes, Calculator):
         Returns:
             ``(n0, n1, n2//2+1)`` real tensor in the dtype of ``cell``.
         """
-        if self.fixed_mesh[0] > 0 and freespace.is_cluster(periodic):
-            return self._boxed_filter(cell)
-        axes = open_mesh.open_axes(periodic)
-        if self.fixed_mesh[0] > 0 and len(axes) > 0:
-            if self._on_own_mesh(3 - len(axes)):
-                return self._partial_filter(self._boxed_mesh(cell, axes))
+        boxed = self._boxed_open_filter(cell, periodic)
+        if boxed is not None:
+            return boxed
         return self._filter(cell, self._mesh_size(cell))
 
     def _check_kspace_inputs(
