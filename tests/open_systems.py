@@ -58,3 +58,48 @@ def assert_same(res, ref, rtol, q):
     assert abs(e - e0) <= rtol * scale, (e, e0)
     assert close(phi, phi0, rtol), np.abs(phi - phi0).max()
     assert close(f, f0, rtol), np.abs(f - f0).max()
+
+
+def cell_energy(calculator, system):
+    """``(energy, arguments)``: the energy as a function of charges, cell and
+    positions (pair vectors follow the cell), and those three tensors
+    requiring gradients, for gradcheck and gradgradcheck."""
+    positions, charges, cell, periodic = system
+    found, images = pairs(positions, cell, periodic)
+    fractional = torch.tensor(
+        np.asarray(images) @ np.linalg.pinv(cell), dtype=torch.float64
+    )
+    flags = torch.tensor(periodic)
+
+    def energy(q, c, r):
+        distances = torch.linalg.norm(
+            r[found[:, 1]] - r[found[:, 0]] + fractional @ c, dim=1
+        )
+        return calculator.energy(q, c, r, found, distances, periodic=flags)
+
+    arguments = (
+        torch.tensor(charges, requires_grad=True),
+        torch.tensor(cell, requires_grad=True),
+        torch.tensor(positions, requires_grad=True),
+    )
+    return energy, arguments
+
+
+def scripted_and_eager(calculator, system):
+    """``(TorchScript result, eager result)`` of the potentials of ``system``."""
+    q, cell, r, found, distances, periodic = inputs(*system)
+    arguments = (q.detach(), cell, r.detach(), found, distances.detach())
+    return (
+        torch.jit.script(calculator)(*arguments, periodic=periodic),
+        calculator(*arguments, periodic=periodic),
+    )
+
+
+def float32_and_float64(calculator, system):
+    """``(float32 result, float64 result)`` of the potentials of ``system``;
+    ``calculator`` is moved to float32 on the way."""
+    q, cell, r, found, distances, periodic = inputs(*system)
+    arguments = (q.detach(), cell, r.detach(), found, distances.detach())
+    expected = calculator(*arguments, periodic=periodic)
+    single = [a.float() if a.is_floating_point() else a for a in arguments]
+    return calculator.to(torch.float32)(*single, periodic=periodic), expected

@@ -94,21 +94,29 @@ def test_compiled_equals_eager_without_recompiling():
     calculator = PMECalculator(
         CoulombPotential(smearing=0.8), 1.0, 4, fixed_mesh=[24, 24, 24]
     )
-    compiled = torch.compile(calculator.forward)
-    counters = torch._dynamo.utils.counters
-    graphs = []
+    steps = []
     for seed in range(2):
         positions, charges = _inputs(12, False, seed=seed)
         r = torch.tensor(positions)
-        q = torch.tensor(charges)
         pairs, distances = _all_pairs(r)
-        arguments = (q, torch.tensor(BOX), r, pairs, distances)
+        steps.append((torch.tensor(charges), torch.tensor(BOX), r, pairs, distances))
+    graphs = _compiled_steps(calculator, steps, CLUSTER)
+    assert graphs[1] == graphs[0]
+
+
+def _compiled_steps(calculator, steps, periodic):
+    """The number of graphs compiled after each step of a compiled
+    ``forward``, whose result equals the eager one at every step."""
+    compiled = torch.compile(calculator.forward)
+    counters = torch._dynamo.utils.counters
+    graphs = []
+    for arguments in steps:
         torch.testing.assert_close(
-            compiled(*arguments, periodic=CLUSTER),
-            calculator(*arguments, periodic=CLUSTER),
+            compiled(*arguments, periodic=periodic),
+            calculator(*arguments, periodic=periodic),
         )
         graphs.append(counters["stats"]["unique_graphs"])
-    assert graphs[1] == graphs[0]
+    return graphs
 
 
 def test_atoms_outside_the_box_are_refused():
@@ -260,22 +268,15 @@ def test_a_compiled_slab_equals_eager_without_recompiling():
         CoulombPotential(smearing=0.8), 0.5, 4,
         slab_method="exact", fixed_mesh=[16, 16, 16],
     )  # fmt: skip
-    compiled = torch.compile(calculator.forward)
-    counters = torch._dynamo.utils.counters
     positions, charges, cell, periodic = boxed()
     pairs, images = open_systems.pairs(positions, cell, periodic)
-    graphs = []
+    steps = []
     for step in range(2):
         # atoms moved, the same pair list: only the values change
         r = torch.tensor(positions) + 0.05 * step
         distances = torch.linalg.norm(r[pairs[:, 1]] - r[pairs[:, 0]] + images, dim=1)
-        arguments = (torch.tensor(charges), torch.tensor(cell), r, pairs, distances)
-        flags = torch.tensor(periodic)
-        torch.testing.assert_close(
-            compiled(*arguments, periodic=flags),
-            calculator(*arguments, periodic=flags),
-        )
-        graphs.append(counters["stats"]["unique_graphs"])
+        steps.append((torch.tensor(charges), torch.tensor(cell), r, pairs, distances))
+    graphs = _compiled_steps(calculator, steps, torch.tensor(periodic))
     assert graphs[0] == graphs[1]
 
 

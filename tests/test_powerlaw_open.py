@@ -117,12 +117,7 @@ def test_gradcheck(system):
 )
 def test_torchscript_equals_eager(system):
     calculator = _calculator(P3MCalculator, 6)
-    q, cell, r, pairs, distances, periodic = open_systems.inputs(*system())
-    arguments = (q.detach(), cell, r.detach(), pairs, distances.detach())
-    torch.testing.assert_close(
-        torch.jit.script(calculator)(*arguments, periodic=periodic),
-        calculator(*arguments, periodic=periodic),
-    )
+    torch.testing.assert_close(*open_systems.scripted_and_eager(calculator, system()))
 
 
 def test_the_2d_sum_of_an_inverse_square_is_refused():
@@ -174,15 +169,8 @@ def test_a_charged_helix_of_inverse_squares_is_analytic():
 )
 def test_float32(system, exponent):
     """In float32 the kernel at zero displacement is its limit, not 0/0."""
-    positions, charges, cell, periodic = system()
     calculator = _calculator(PMECalculator, exponent, nodes=5, spacing=0.3)
-    q, cell_t, r, pairs, distances, periodic_t = open_systems.inputs(
-        positions, charges, cell, periodic
-    )
-    arguments = (q.detach(), cell_t, r.detach(), pairs, distances.detach())
-    expected = calculator(*arguments, periodic=periodic_t)
-    single = [a.float() if a.is_floating_point() else a for a in arguments]
-    result = calculator.to(torch.float32)(*single, periodic=periodic_t)
+    result, expected = open_systems.float32_and_float64(calculator, system())
     assert result.dtype == torch.float32
     scale = float(expected.abs().max())
     torch.testing.assert_close(result.double(), expected, rtol=0, atol=1e-4 * scale)

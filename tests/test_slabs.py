@@ -128,53 +128,24 @@ def test_gradcheck(method):
     """Positions, charges and the cell (stress along the plane) on a coarse mesh;
     second derivatives too."""
     calculator = _calculator(method, 4, 0.8)
-    positions, charges, cell, periodic = _slab(4, "triclinic", "charged")
-    q0, _, _, pairs, _, flags = open_systems.inputs(positions, charges, cell, periodic)
-    _, images = open_systems.pairs(positions, cell, periodic)
-    fractional = torch.tensor(
-        np.asarray(images) @ np.linalg.pinv(cell), dtype=torch.float64
-    )
-
-    def energy(q, c, r):
-        distances = torch.linalg.norm(
-            r[pairs[:, 1]] - r[pairs[:, 0]] + fractional @ c, dim=1
-        )
-        return calculator.energy(q, c, r, pairs, distances, periodic=flags)
-
-    arguments = (
-        q0.detach().clone().requires_grad_(True),
-        torch.tensor(cell, requires_grad=True),
-        torch.tensor(positions, requires_grad=True),
-    )
+    system = _slab(4, "triclinic", "charged")
+    energy, arguments = open_systems.cell_energy(calculator, system)
     assert gradcheck(energy, arguments, atol=1e-7)
     assert gradgradcheck(energy, arguments, atol=1e-6)
 
 
 def test_float32_follows_the_inputs():
     calculator = _calculator(PMECalculator, 5, 0.3)
-    q, cell, r, pairs, distances, periodic = open_systems.inputs(
-        *_slab(10, "triclinic")
-    )
-    arguments = (q.detach(), cell, r.detach(), pairs, distances.detach())
-    expected = calculator(*arguments, periodic=periodic)
-    result = calculator.to(torch.float32)(
-        *[a.float() if a.is_floating_point() else a for a in arguments],
-        periodic=periodic,
-    )
+    system = _slab(10, "triclinic")
+    result, expected = open_systems.float32_and_float64(calculator, system)
     assert result.dtype == torch.float32
     torch.testing.assert_close(result.double(), expected, rtol=1e-4, atol=1e-5)
 
 
 def test_torchscript_equals_eager():
     calculator = _calculator(P3MCalculator, 5, 0.3)
-    q, cell, r, pairs, distances, periodic = open_systems.inputs(
-        *_slab(10, "triclinic")
-    )
-    arguments = (q.detach(), cell, r.detach(), pairs, distances.detach())
-    torch.testing.assert_close(
-        torch.jit.script(calculator)(*arguments, periodic=periodic),
-        calculator(*arguments, periodic=periodic),
-    )
+    system = _slab(10, "triclinic")
+    torch.testing.assert_close(*open_systems.scripted_and_eager(calculator, system))
 
 
 def test_bad_slab_input():
