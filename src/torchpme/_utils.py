@@ -7,7 +7,7 @@ import torch
 from ._core import geometry
 from ._core.pairlist import indices_of
 from ._core.validation import (
-    check_cell_cheaply,
+    ShapeIndexError,
     check_device,
     check_dtype,
     check_finite,
@@ -18,6 +18,7 @@ from ._core.validation import (
     check_shape,
     check_values,
     message,
+    reads_cheaply,
 )
 
 
@@ -49,6 +50,9 @@ def _validate_parameters(
         neighbor_indices = indices_of(neighbor_indices)  # of a PairList
         _check_tensors(charges, cell, positions, neighbor_indices, neighbor_distances)
     same_device = "on the device of `positions`"
+    same_dtype = "the dtype of `positions`"
+    if not torch.jit.is_scripting() and positions.dim() < 2:
+        raise ShapeIndexError(message("positions", "(N, 3)", f"{positions.shape}"))
     check_shape("positions", positions, [-1, 3], "(N, 3)")
     check_floating("positions", positions)
     if positions.dtype != torch.float32 and positions.dtype != torch.float64:
@@ -82,7 +86,11 @@ def _validate_parameters(
     check_shape(
         "neighbor_distances", neighbor_distances, [n_pairs], f"(P,) with P = {n_pairs}"
     )
-    check_like("neighbor_distances", neighbor_distances, positions, "positions")
+    # device before dtype, in torch-pme's order
+    check_device(
+        "neighbor_distances", neighbor_distances, positions.device, same_device
+    )
+    check_dtype("neighbor_distances", neighbor_distances, positions.dtype, same_dtype)
     if periodic is not None:
         check_shape("periodic", periodic, [3], "(3,)")
         check_device("periodic", periodic, positions.device, same_device)
@@ -96,8 +104,9 @@ def _validate_parameters(
         check_dtype("node_mask", node_mask, torch.bool, "a boolean mask")
     if kvectors is not None:
         check_shape("kvectors", kvectors, [-1, 3], "(K, 3)")
-        check_like("kvectors", kvectors, positions, "positions")
-    if check_cell_cheaply(neighbor_indices):
+        check_device("kvectors", kvectors, positions.device, same_device)
+        check_dtype("kvectors", kvectors, positions.dtype, same_dtype)
+    if reads_cheaply(neighbor_indices):
         # two reductions cost nothing next to the pair sum on CPU; on an
         # accelerator they synchronise, so there they wait for value checks
         check_index_range("neighbor_indices", neighbor_indices, n_atoms)
@@ -116,7 +125,7 @@ def _validate_parameters(
                 pair_mask,
                 cell_required,
             )
-    if cell_required and check_cell_cheaply(cell):
+    if cell_required and reads_cheaply(cell):
         check_invertible("cell", cell)
 
 

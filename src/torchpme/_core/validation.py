@@ -10,11 +10,22 @@ calculator, tuners) always run them. All functions are TorchScript-compatible.
 
 import math
 import numbers
+import operator
 from typing import Any, List, Optional
 
 import torch
 
 from .execution import traced, transformed
+
+
+class ShapeIndexError(ValueError, IndexError):
+    """A wrong shape where torch-pme 0.5 raised ``IndexError`` (a 1-D ``positions``):
+    new code catches ``ValueError``, code written for torch-pme ``IndexError``."""
+
+
+class ArgumentAssertionError(ValueError, AssertionError):
+    """An invalid combination of arguments where torch-pme 0.5 asserted: new code
+    catches ``ValueError``, code written for torch-pme ``AssertionError``."""
 
 
 def message(argument: str, expected: str, received: str) -> str:
@@ -113,6 +124,19 @@ def count_periodic(periodic: Optional[torch.Tensor]) -> int:
     return int(torch.count_nonzero(periodic))
 
 
+@torch.jit.unused
+def as_index(value: Any) -> Any:
+    """``value`` as a Python int when it is a whole-number type other than bool (a
+    NumPy integer, a 0-dim integer tensor); anything else unchanged, for the
+    caller's own check."""
+    if isinstance(value, bool):
+        return value
+    try:
+        return operator.index(value)
+    except TypeError:
+        return value
+
+
 def check_finite_number(argument: str, value: float):
     """Raise ``ValueError`` unless ``value`` is a finite number (NaN and ±inf are
     rejected)."""
@@ -158,15 +182,23 @@ def check_values(tensor: torch.Tensor) -> bool:
     return _VALUE_CHECKS[0]
 
 
-def check_cell_cheaply(tensor: torch.Tensor) -> bool:
-    """Whether to check a 3x3 cell for singularity: always on CPU (a 3x3 determinant
-    costs nothing there), on accelerators only with value checks on; never while
+def reads_cheaply(tensor: torch.Tensor) -> bool:
+    """Whether to check values of ``tensor`` that every call can afford to read (a
+    3x3 cell for singularity, a filter for NaN): always on CPU (no host
+    synchronisation there), on accelerators only with value checks on; never while
     ``torch.compile`` traces or under a ``torch.func`` transform."""
     if torch.jit.is_scripting():
         return tensor.device.type == "cpu"
     if traced(tensor):
         return False
     return tensor.device.type == "cpu" or _VALUE_CHECKS[0]
+
+
+def check_free_of_nan(argument: str, tensor: torch.Tensor, hint: str):
+    """Raise ``ValueError`` (with ``hint`` on what to change) if ``tensor`` holds
+    NaN and :func:`reads_cheaply` allows reading it."""
+    if reads_cheaply(tensor) and bool(torch.isnan(tensor).any()):
+        raise ValueError(message(argument, "free of NaN", "NaN entries") + hint)
 
 
 def check_finite(argument: str, tensor: torch.Tensor):

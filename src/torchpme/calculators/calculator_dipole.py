@@ -12,7 +12,13 @@ from .._core.pairs import (
     ewald_sum,
     wrap_positions,
 )
-from .._core.validation import check_like, check_positive, check_shape, message
+from .._core.validation import (
+    ArgumentAssertionError,
+    check_like,
+    check_positive,
+    check_shape,
+    message,
+)
 from .._utils import _validate_parameters
 from ..potentials import PotentialDipole
 
@@ -67,7 +73,7 @@ class CalculatorDipole(torch.nn.Module):
             )
         if (lr_wavelength is None) != (potential.smearing is None):
             smearing = potential.smearing
-            raise ValueError(
+            raise ArgumentAssertionError(
                 message(
                     "lr_wavelength",
                     "set exactly when the potential has a smearing (both or neither)",

@@ -8,7 +8,12 @@ from .._core import kspace
 from .._core import mesh as core_mesh
 from .._core.mesh import convolve
 from .._core.mesh_energy import convolve_energy
-from .._core.validation import check_fixed_mesh, check_positive
+from .._core.validation import (
+    as_index,
+    check_fixed_mesh,
+    check_free_of_nan,
+    check_positive,
+)
 from .._core.weights import Scheme, interpolation_scheme, moved
 from ..lib.kspace_filter import KSpaceFilter
 from ..lib.mesh_interpolator import MeshInterpolator
@@ -24,6 +29,10 @@ from .calculator import Calculator
 from .ewald import check_range_separated
 
 __all__ = ["PMECalculator"]
+
+NAN_FILTER_HINT = (
+    "; the mesh is too coarse or too skewed for this cell: try a smaller mesh_spacing"
+)
 
 
 class PMECalculator(OpenMeshes, Calculator):
@@ -117,6 +126,7 @@ class PMECalculator(OpenMeshes, Calculator):
         # the kernels of wires and exact slabs are written for 1/r^p (0: other)
         self.open_exponent: float = open_exponent(potential)
         self.mesh_spacing: float = mesh_spacing
+        interpolation_nodes = as_index(interpolation_nodes)
         self.interpolation_nodes: int = interpolation_nodes
         # [0, 0, 0] means "derive from mesh_spacing" (TorchScript needs a typed list)
         self.fixed_mesh: List[int] = (
@@ -157,7 +167,13 @@ class PMECalculator(OpenMeshes, Calculator):
 
     def _filter(self, cell: torch.Tensor, ns: List[int]) -> torch.Tensor:
         k_sq = kspace.mesh_k_squared(cell, ns)
-        return self.kspace_filter.filter_values(k_sq, cell, ns)
+        kernel = self.kspace_filter.filter_values(k_sq, cell, ns)
+        check_free_of_nan(
+            "the k-space filter",
+            kernel,
+            "; check the potential's lr_from_k_sq, or try another mesh_spacing",
+        )
+        return kernel
 
     @torch.jit.export
     def mesh_filter(

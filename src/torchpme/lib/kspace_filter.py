@@ -6,13 +6,14 @@ import torch
 
 from .._core import kspace, pipeline
 from .._core.validation import (
-    check_cell_cheaply,
+    as_index,
     check_choice,
     check_device,
+    check_free_of_nan,
     check_invertible,
     check_shape,
-    check_values,
     message,
+    reads_cheaply,
 )
 
 __all__ = ["KSpaceFilter", "KSpaceKernel", "P3MKSpaceFilter"]
@@ -102,7 +103,7 @@ class KSpaceFilter(torch.nn.Module):
         """
         if cell is not None:
             check_shape("cell", cell, [3, 3], "(3, 3)")
-            if check_cell_cheaply(cell):
+            if reads_cheaply(cell):
                 check_invertible("cell", cell)
             self.cell = cell
         if ns_mesh is not None:
@@ -153,14 +154,14 @@ class KSpaceFilter(torch.nn.Module):
             self._kfilter.device,
             "on the device of the filter",
         )
+        # the wider of the two dtypes, as a product of the two would have
+        dtype = torch.promote_types(mesh_values.dtype, self._kfilter.dtype)
         result = pipeline.filter_mesh(
-            mesh_values, self._kfilter, self._fft_norm, self._ifft_norm
+            mesh_values.to(dtype), self._kfilter, self._fft_norm, self._ifft_norm
         )
-        if check_values(result) and bool(torch.isnan(result).any()):
-            raise ValueError(
-                message("mesh_values", "filtered without NaN", "NaN in the result")
-                + "; try a different mesh_spacing"
-            )
+        check_free_of_nan(
+            "filtered mesh_values", result, "; try a different mesh_spacing"
+        )
         return result
 
 
@@ -199,6 +200,7 @@ class P3MKSpaceFilter(KSpaceFilter):
         differential_order: int = 2,
         cartesian_influence: bool = False,
     ):
+        interpolation_nodes = as_index(interpolation_nodes)
         if mode not in [0, 1, 2, 3]:
             raise ValueError(message("mode", "one of [0, 1, 2, 3]", f"{mode}"))
         if differential_order not in [1, 2, 3, 4, 5, 6]:
@@ -226,6 +228,12 @@ class P3MKSpaceFilter(KSpaceFilter):
             differential_order
         )
         super().__init__(cell, ns_mesh, kernel, fft_norm, ifft_norm)
+        # the table of c_{o,m} (row o − 1) as a buffer, as torch-pme keeps it, so
+        # that state dicts of the two load into each other
+        table = [
+            kspace.difference_coefficients(o) + [0.0] * (6 - o) for o in range(1, 7)
+        ]
+        self.register_buffer("_diff_coeff", torch.tensor(table, device=cell.device))
 
     def filter_values(
         self, k_sq: torch.Tensor, cell: torch.Tensor, ns: List[int]

@@ -6,13 +6,13 @@ import torch
 
 from .._core import kspace, workload
 from .._core.validation import (
-    check_cell_cheaply,
     check_device,
     check_finite,
     check_invertible,
     check_positive,
     check_shape,
     message,
+    reads_cheaply,
 )
 
 __all__ = [
@@ -41,7 +41,7 @@ def get_ns_mesh(cell: torch.Tensor, mesh_spacing: float) -> torch.Tensor:
     """
     check_shape("cell", cell, [3, 3], "(3, 3)")
     check_positive("mesh_spacing", mesh_spacing)
-    if check_cell_cheaply(cell):
+    if reads_cheaply(cell):
         check_finite("cell", cell)
     lengths = torch.linalg.norm(cell, dim=1)
     exponent = torch.ceil(torch.log2(2.0 * (lengths / mesh_spacing) + 1.0))
@@ -52,7 +52,7 @@ def _sizes(cell: torch.Tensor, ns: torch.Tensor) -> List[int]:
     check_shape("cell", cell, [3, 3], "(3, 3)")
     check_shape("ns", ns, [3], "(3,)")
     check_device("ns", ns, cell.device, "on the device of `cell`")
-    if check_cell_cheaply(cell):
+    if reads_cheaply(cell):
         check_invertible("cell", cell)
     sizes = [int(ns[0]), int(ns[1]), int(ns[2])]
     if min(sizes) < 1:
@@ -115,7 +115,7 @@ def compute_batched_kvectors(lr_wavelength: float, cells: torch.Tensor) -> torch
     check_shape("cells", cells, [-1, 3, 3], "(B, 3, 3)")
     kvectors: List[torch.Tensor] = []
     for cell in cells:
-        if check_cell_cheaply(cell):
+        if reads_cheaply(cell):
             check_invertible("cells", cell)
         lengths = torch.linalg.norm(cell, dim=1).tolist()
         kvectors.append(

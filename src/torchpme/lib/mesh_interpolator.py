@@ -6,7 +6,7 @@ import torch
 
 from .._core import mesh as core
 from .._core.validation import (
-    check_cell_cheaply,
+    as_index,
     check_device,
     check_dtype,
     check_finite,
@@ -14,6 +14,7 @@ from .._core.validation import (
     check_shape,
     check_values,
     message,
+    reads_cheaply,
 )
 from .._core.weights import Scheme, interpolation_scheme, moved
 
@@ -67,6 +68,7 @@ class MeshInterpolator(torch.nn.Module):
         method: str,
     ):
         super().__init__()
+        interpolation_nodes = as_index(interpolation_nodes)
         if method not in _NODES:
             raise ValueError(
                 message("method", "'Lagrange' or 'P3M'", f"'{method}'")
@@ -88,6 +90,14 @@ class MeshInterpolator(torch.nn.Module):
         self.interpolation_weights = torch.zeros(
             1, dtype=cell.dtype, device=cell.device
         )
+        # the stencil of the compatible API, set by compute_weights
+        placeholder = torch.zeros(1, device=cell.device)
+        self.x_shifts = placeholder
+        self.y_shifts = placeholder
+        self.z_shifts = placeholder
+        self.x_indices = placeholder
+        self.y_indices = placeholder
+        self.z_indices = placeholder
         self._plan = core.MeshPlan(
             torch.zeros(
                 (0, 3, interpolation_nodes), dtype=torch.int64, device=cell.device
@@ -121,7 +131,7 @@ class MeshInterpolator(torch.nn.Module):
         """
         if cell is not None:
             check_shape("cell", cell, [3, 3], "(3, 3)")
-            if check_cell_cheaply(cell):
+            if reads_cheaply(cell):
                 check_invertible("cell", cell)
             self.cell = cell
             self.inverse_cell = torch.linalg.inv_ex(cell)[0]
@@ -165,6 +175,23 @@ class MeshInterpolator(torch.nn.Module):
             0, plan.order, plan.weights
         )
         self.interpolation_weights = unsorted.permute(2, 0, 1)
+        self._set_stencil(plan)
+
+    def _set_stencil(self, plan: core.MeshPlan) -> None:
+        """The stencil of the compatible API: node ``t`` of the ``n³`` around atom
+        ``i`` is ``(x_indices[t, i], y_indices[t, i], z_indices[t, i])``, its 1-D
+        weights are those of shifts ``x_shifts[t]``, ``y_shifts[t]``, ``z_shifts[t]``
+        (``z`` fastest)."""
+        n = self.interpolation_nodes
+        shares = torch.zeros_like(plan.stencil).index_copy(0, plan.order, plan.stencil)
+        strides = [self._ns[1] * self._ns[2], self._ns[2], 1]
+        steps = torch.arange(n, device=shares.device)
+        self.x_shifts = steps.repeat_interleave(n * n)
+        self.y_shifts = steps.repeat_interleave(n).repeat(n)
+        self.z_shifts = steps.repeat(n * n)
+        self.x_indices = (shares[:, 0, self.x_shifts] // strides[0]).T
+        self.y_indices = (shares[:, 1, self.y_shifts] // strides[1]).T
+        self.z_indices = (shares[:, 2, self.z_shifts] // strides[2]).T
 
     def points_to_mesh(self, particle_weights: torch.Tensor) -> torch.Tensor:
         """Spread ``(N, C)`` per-atom values onto a ``(C, n0, n1, n2)`` mesh."""
@@ -184,7 +211,8 @@ class MeshInterpolator(torch.nn.Module):
                     f"{particle_weights.shape[0]} rows",
                 )
             )
-        return core.spread(self._plan, particle_weights)
+        # the mesh is in the dtype of the cell, whatever the values' dtype
+        return core.spread(self._plan, particle_weights.to(self.cell.dtype))
 
     def mesh_to_points(self, mesh_vals: torch.Tensor) -> torch.Tensor:
         """Interpolate a ``(C, n0, n1, n2)`` mesh at the atoms: returns ``(N, C)``."""

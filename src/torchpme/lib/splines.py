@@ -81,11 +81,12 @@ class CubicSpline(torch.nn.Module):
 
     def __init__(self, x_points: torch.Tensor, y_points: torch.Tensor):
         super().__init__()
-        self.register_buffer("x_points", x_points)
-        self.register_buffer("y_points", y_points)
-        self.register_buffer(
-            "d2y_points", compute_second_derivatives(x_points, y_points)
-        )
+        # buffers follow .to(); not persistent, so that state dicts hold the same
+        # keys as torch-pme's (whose splines keep plain tensors)
+        second = compute_second_derivatives(x_points, y_points)
+        self.register_buffer("x_points", x_points, persistent=False)
+        self.register_buffer("y_points", y_points, persistent=False)
+        self.register_buffer("d2y_points", second, persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Spline values at ``x`` (any shape; the result has the same shape)."""

@@ -130,11 +130,16 @@ class SplinePotential(Potential):
             self._krn_spline = CubicSpline(k_grid**2, yhat_grid)
 
         zero = torch.zeros(1, dtype=r_grid.dtype, device=r_grid.device)
+        # derived values: they follow .to() but stay out of the state dict
         self.register_buffer(
-            "_y_at_zero", _value_at_zero(self._spline, zero, y_at_zero)
+            "_y_at_zero",
+            _value_at_zero(self._spline, zero, y_at_zero),
+            persistent=False,
         )
         self.register_buffer(
-            "_yhat_at_zero", _value_at_zero(self._krn_spline, zero, yhat_at_zero)
+            "_yhat_at_zero",
+            _value_at_zero(self._krn_spline, zero, yhat_at_zero),
+            persistent=False,
         )
 
     @torch.jit.export

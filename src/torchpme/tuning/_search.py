@@ -19,9 +19,11 @@ from ._validation import (
     GridRange,
     check_accuracy,
     check_candidates,
+    check_cutoff,
     check_inputs,
     check_neighbor_list,
     check_smearing,
+    real_number,
 )
 
 __all__ = ["SAFETY", "GridSearchTuner", "TuningGrid", "grid_search", "pareto_front"]
@@ -266,11 +268,13 @@ def grid_search(
     :func:`~torchpme.tuning._open.proxy_cell` and timed on the system as it is."""
     check_open_method(grid.calculator, periodic)
     is_open = count_periodic(periodic) < 3
-    is_length = isinstance(cutoff, (int, float)) and not isinstance(cutoff, bool)
-    cell, options = proxy_cell(
-        cell, positions, periodic, float(cutoff) if is_length else 1.0
-    )
+    try:
+        length = real_number("cutoff", cutoff)
+    except TypeError:
+        length = 1.0  # check_inputs reports the cutoff before any work
+    cell, options = proxy_cell(cell, positions, periodic, length)
     check_inputs(charges, cell, positions, cutoff, exponent, accuracy, grid.ranges)
+    cutoff = check_cutoff(cutoff)
     if smearing is not None:
         smearing = check_smearing(smearing)
     lengths: List[float] = torch.linalg.norm(cell.detach(), dim=1).tolist()

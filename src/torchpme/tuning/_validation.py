@@ -7,8 +7,10 @@ accuracy and the bounds of the grid it searches. The messages have the shape of
 """
 
 import math
+import numbers
 from typing import Any, Dict, List, Sequence, Tuple
 
+import numpy as np
 import torch
 
 from .._core.validation import (
@@ -47,13 +49,24 @@ def check_flag(argument: str, value: Any) -> bool:
 def check_length(argument: str, value: Any) -> float:
     """``value`` as a float; raise unless it is a real number, finite and > 0
     (a cutoff, a smearing, a wavelength, a mesh spacing)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(
-            message(argument, "a number", f"{type(value).__name__} {value!r}")
-        )
+    value = real_number(argument, value)
     if not (value > 0.0 and math.isfinite(value)):
         raise ValueError(message(argument, "a finite number > 0", f"{value}"))
     return float(value)
+
+
+def real_number(argument: str, value: Any) -> float:
+    """``value`` as a Python float: a real number, a NumPy scalar or a 0-dim real
+    tensor (what one gets by looping over a tensor of cutoffs); ``TypeError`` for
+    anything else, bools included."""
+    if isinstance(value, torch.Tensor):
+        if value.dim() == 0 and not (value.is_complex() or value.dtype == torch.bool):
+            return float(value.detach())
+    elif isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)):
+        return float(value)
+    raise TypeError(
+        message(argument, "a real number", f"{type(value).__name__} {value!r}")
+    )
 
 
 def check_cutoff(cutoff: Any) -> float:
