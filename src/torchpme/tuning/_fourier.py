@@ -98,6 +98,25 @@ class MeshWeight:
         self._bb = f_dw @ self._value(self._t, True)
         self._w_t = w_t * self._dt
         self._dw_t = self._value(self._t, True) * self._dt
+        self._ends, self._end_derivatives = self._piece_ends()
+
+    def _piece_ends(self) -> Tuple[np.ndarray, Tuple[np.ndarray, np.ndarray]]:
+        """The ends ``e_m = −n/2 + m`` of the pieces and, for ``w`` and ``w'``, the
+        jumps ``c[j, m]`` of the ``j``-th derivative at ``e_m`` (right piece minus
+        left piece): the coefficients of :meth:`transform_far`."""
+        n = self.n
+        ends = -n / 2.0 + np.arange(n + 1)
+        tables = []
+        for table in self._coefficients:
+            jumps = np.zeros((n + 1, n + 1))
+            for piece in range(n):
+                derivative = np.polynomial.Polynomial(table[piece])
+                for j in range(n + 1):
+                    jumps[j, piece] += derivative(ends[piece])
+                    jumps[j, piece + 1] -= derivative(ends[piece + 1])
+                    derivative = derivative.deriv()
+            tables.append(jumps)
+        return ends, (tables[0], tables[1])
 
     def _value(self, t: np.ndarray, derivative: bool) -> np.ndarray:
         """``w(t)`` or ``w'(t)`` (piecewise derivative), zero outside the support."""
@@ -132,27 +151,17 @@ class MeshWeight:
 
     def transform_far(self, theta: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
         """``ŵ(θ)`` and ``ŵ'(θ)`` for ``|θ| ≥ π`` in closed form: on each piece,
-        ``∫_a^b p e^{−iθt} dt = [−e^{−iθt} Σ_j p^{(j)}(t)/(iθ)^{j+1}]_a^b`` (the
-        quadrature of :meth:`transform` cannot follow many oscillations)."""
-        n = self.n
-        results = []
-        for table in self._coefficients:
-            total = np.zeros(theta.shape, dtype=complex)
-            for piece in range(n):
-                poly = np.polynomial.Polynomial(table[piece])
-                a = -n / 2.0 + piece
-                for end, sign in ((a + 1.0, 1.0), (a, -1.0)):
-                    phase = np.exp(-1j * theta * end)
-                    term = np.zeros(theta.shape, dtype=complex)
-                    derivative = poly
-                    power = 1j * theta
-                    for _ in range(n + 1):
-                        term = term + derivative(end) / power
-                        derivative = derivative.deriv()
-                        power = power * 1j * theta
-                    total = total - sign * phase * term
-            results.append(total)
-        return results[0], results[1]
+        ``∫_a^b p e^{−iθt} dt = [−e^{−iθt} Σ_j p^{(j)}(t)/(iθ)^{j+1}]_a^b``; summed
+        over the pieces, ``Σ_j (iθ)^{−(j+1)} Σ_m c[j, m] e^{−iθ e_m}`` with the jumps
+        ``c`` of :meth:`_piece_ends` (the quadrature of :meth:`transform` cannot
+        follow many oscillations)."""
+        flat = np.asarray(theta, dtype=float).reshape(-1)
+        phases = np.exp(-1j * np.multiply.outer(flat, self._ends))
+        powers = (1.0 / (1j * flat))[:, None] ** np.arange(1, self.n + 2)
+        return tuple(
+            np.sum((phases @ jumps.T) * powers, axis=1).reshape(np.shape(theta))
+            for jumps in self._end_derivatives
+        )
 
     def alias_scales(self) -> Tuple[float, float, float]:
         """The sums of the absolute values of the coefficients of the ``P = 0``
