@@ -56,7 +56,7 @@ ase = pytest.importorskip("ase")
 
 MARGIN = 3.0
 FLOAT32_FLOOR = 1e-5
-EXAMPLES = 25
+EXAMPLES = 15
 SLOW_EXAMPLES = 200
 MIN_DISTANCE = 0.8
 # volume per ion below which no more ions are placed (ionic solids: ~20 Å³)
