@@ -121,3 +121,47 @@ def test_clusters_benchmark():
     assert [row[1] for row in rows] == ["direct", "pme", "p3m", "pme-box"]
     # the mesh methods' force errors against the direct sum
     assert all(float(row[3]) < 1e-3 for row in rows[1:])
+
+
+def test_compat_harness_compares_two_interpreters(tmp_path):
+    """Against itself every call agrees; the comparison itself is checked below."""
+    table = tmp_path / "table.md"
+    text = _run(
+        "compat.py", "--other", sys.executable, "--only", "tuning.error_bounds_pme",
+        "--markdown", str(table),
+    )  # fmt: skip
+    assert "2 calls compared, 2 agree, 0 differ on purpose, 0 differ" in text
+    assert table.read_text().startswith("2 calls compared")
+
+
+def test_compat_comparison_finds_differences():
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        import compat
+        from compat_cases import Case
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    import numpy as np
+
+    def tensor(values, dtype="torch.float64"):
+        values = np.asarray(values, dtype=float)
+        return ("tensor", dtype, values.shape, values)
+
+    same = tensor([1.0, 2.0])
+    assert compat.differences(same, tensor([1.0, 2.0]), 1e-10, 1e-12) == []
+    assert compat.differences(same, tensor([1.0, 2.0 + 1e-6]), 1e-10, 1e-12)
+    assert compat.differences(same, tensor([1.0, 2.0], "torch.float32"), 1e-10, 0.0)
+    assert compat.differences(same, tensor([1.0]), 1e-10, 1e-12)
+    # float32: rounding of the largest entry is not a difference
+    single = tensor([1e3, 1e-3], "torch.float32")
+    close = tensor([1e3, 1.01e-3], "torch.float32")
+    assert compat.differences(single, close, 1e-10, 1e-12) == []
+    # a deliberate difference is bounded relative to the largest entry
+    far = tensor([1.0, 2.1])
+    assert compat.differences(same, far, 0.0, 0.1, scaled=True) == []
+    assert compat.differences(same, far, 0.0, 0.01, scaled=True)
+    bases = ["ShapeIndexError", "IndexError"]
+    raised = {"raises": "ShapeIndexError", "bases": bases, "message": ""}
+    case = Case("c", None, 1e-10, 1e-12, None, None)
+    assert compat.compare(case, raised, {"raises": "IndexError", "message": ""}) == []
+    assert compat.compare(case, raised, {"raises": "TypeError", "message": ""})
