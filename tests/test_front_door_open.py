@@ -86,4 +86,4 @@ def test_auto_puts_large_clusters_on_the_mesh():
 
     above = engine.AUTO_CLUSTER_MESH_ABOVE
     assert engine.resolve_method("auto", above, [False] * 3) == "direct"
-    assert engine.resolve_method("auto", above + 1, [False] * 3) == "p3m"
+    assert engine.resolve_method("auto", above + 1, [False] * 3) == "pme"

@@ -709,3 +709,24 @@ def test_estimate_safety_factor_scales_the_result():
     assert safe == pytest.approx(2.0 * plain)
     with pytest.raises(ValueError, match="safety"):
         P3MErrorEstimate(charges, cell, positions, safety=0.0)
+
+
+def test_candidates_over_the_memory_budget_are_skipped(monkeypatch):
+    """The fine end of the grid on a large cell would be refused by the calculator
+    (its mesh is over the budget): the search leaves it out instead of failing."""
+    from torchpme._core import workload
+
+    charges, cell, positions, indices, distances = small_crystal()
+    # 64³ points (and finer) no longer fit; 32³ and coarser do
+    bytes_per_point = workload.LIMITS["bytes_per_mesh_point"]
+    monkeypatch.setitem(workload.LIMITS, "memory_bytes", 40**3 * bytes_per_point)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        _, params, _ = tune_pme(
+            charges, cell, positions, 3.0, indices, distances, mesh_hi=7, nodes_hi=4
+        )
+    calculator = PMECalculator(CoulombPotential(smearing=1.0), **params)
+    assert max(calculator._mesh_size(cell)) <= 32
+    monkeypatch.setitem(workload.LIMITS, "memory_bytes", 1.0)  # nothing fits
+    with pytest.raises(ValueError, match=r"mesh_lo.*memory budget"):
+        tune_pme(charges, cell, positions, 3.0, indices, distances)

@@ -34,7 +34,7 @@ Boundary conditions follow ``atoms.pbc``:
   doubled across the axis (PME or P3M; ``"auto"`` takes P3M); no stress;
 * ``[F, F, F]``: the bare Coulomb sum over all pairs (exact, O(N²)), or with
   ``method="pme"``/``"p3m"`` the free-space mesh (O(N log N), for large
-  clusters); no cell needed, no stress.
+  clusters; ``"auto"`` takes PME above 3000 atoms); no cell needed, no stress.
 
 Parameters (cutoff, smearing, k-space) are tuned on the first calculation and
 kept while the number of atoms, the charges and the pbc stay the same and the

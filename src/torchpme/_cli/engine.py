@@ -72,9 +72,11 @@ UNITS: Dict[str, Any] = {
 # without a cell to model the cost (see resolve_method), "auto" picks P3M above
 # this many atoms: Ewald's work grows as N², the mesh methods' as N log N
 AUTO_MESH_ABOVE = 2000
-# "auto" puts clusters of more atoms than this on the free-space mesh (P3M),
-# past the crossover with the O(N²) direct sum that benchmarks/clusters.py finds
-AUTO_CLUSTER_MESH_ABOVE = 10000
+# "auto" puts clusters of more atoms than this on the free-space mesh (PME),
+# past the crossover of a step with the O(N²) direct sum at the front door's
+# default accuracy (tuned PME at its default cutoff; the measurement is in the
+# README). PME, not P3M: P3M's at most 5 nodes need finer free-space meshes.
+AUTO_CLUSTER_MESH_ABOVE = 3000
 
 
 def unit_prefactor(units: str) -> float:
@@ -197,8 +199,8 @@ def resolve_method(
     """The concrete method for a user's choice.
 
     For ``"auto"``: ``direct`` for clusters up to ``AUTO_CLUSTER_MESH_ABOVE``
-    atoms, P3M (exact, on a mesh doubled along the open directions) for larger
-    clusters, wires and slabs; on a 3-D periodic structure:
+    atoms, PME on the free-space mesh for larger clusters, P3M (exact, on a mesh
+    doubled along the open directions) for wires and slabs; on a 3-D periodic structure:
     Ewald when fixed ``params`` hold ``lr_wavelength``, P3M when they hold mesh
     parameters, else the cheaper of Ewald and P3M by the cost model of
     :mod:`torchpme._cli.cost` for this cell, ``cutoff`` (default
@@ -236,7 +238,7 @@ def _open_method(
     n_atoms: int,
 ) -> str:
     """The method for a structure with open directions: the user's, else for a
-    cluster the direct sum up to ``AUTO_CLUSTER_MESH_ABOVE`` atoms and P3M
+    cluster the direct sum up to ``AUTO_CLUSTER_MESH_ABOVE`` atoms and PME
     above, Ewald for a slab with a fixed ``lr_wavelength`` (the Yeh–Berkowitz
     correction) and P3M (exact, no vacuum) otherwise."""
     count = sum(periodic)
@@ -255,7 +257,7 @@ def _open_method(
     if method != "auto":
         return method
     if count == 0:
-        return "direct" if n_atoms <= AUTO_CLUSTER_MESH_ABOVE else "p3m"
+        return "direct" if n_atoms <= AUTO_CLUSTER_MESH_ABOVE else "pme"
     return "ewald" if wants_ewald else "p3m"
 
 

@@ -117,6 +117,17 @@ def _mesh_points(lengths: List[float], param: Dict[str, Any]) -> int:
     return math.prod(mesh_size(lengths, param["mesh_spacing"]))
 
 
+def _affordable(lengths: List[float], param: Dict[str, Any]) -> bool:
+    """Whether the candidate's mesh fits the memory budget (the calculator would
+    refuse it: :func:`torchpme._core.workload.check_mesh`), so that a fine end of
+    the grid on a large cell is skipped instead of failing the search."""
+    try:
+        _mesh_points(lengths, param)
+    except ValueError:
+        return False
+    return True
+
+
 def _mesh_candidates(
     lengths: List[float],
     n_atoms: int,
@@ -134,6 +145,7 @@ def _mesh_candidates(
     With ``smooth``, ``s`` runs over the 5-smooth sizes in ``2^mesh_lo …
     2^mesh_hi`` and each candidate also has ``"fixed_mesh"``: the sizes of
     :func:`smooth_mesh_size` for its spacing (``s`` along the shortest vector).
+    Candidates whose mesh is over the memory budget are left out.
     """
     min_dimension = min(lengths)
     if smooth:
@@ -146,7 +158,8 @@ def _mesh_candidates(
         param: Dict[str, Any] = {"interpolation_nodes": n, "mesh_spacing": spacing}
         if smooth:
             param["fixed_mesh"] = smooth_mesh_size(lengths, spacing)
-        params.append(param)
+        if _affordable(lengths, param):
+            params.append(param)
 
     def cost(param: Dict[str, Any]) -> Tuple[float, ...]:
         return (param["interpolation_nodes"], _mesh_points(lengths, param))

@@ -279,6 +279,16 @@ def grid_search(
         smearing = check_smearing(smearing)
     lengths: List[float] = torch.linalg.norm(cell.detach(), dim=1).tolist()
     params, cost, work = grid.candidates(lengths, positions.shape[0])
+    if not params:
+        low = grid.ranges[-1][0]
+        raise ValueError(
+            message(
+                low,
+                "low enough for a candidate within the memory budget (LIMITS in "
+                "torchpme._core.workload, or the TORCHPME_MEMORY_LIMIT variable)",
+                "no candidate that fits",
+            )
+        )
     if is_open and any("fixed_mesh" in param for param in params):
         raise ValueError(
             message(
