@@ -17,6 +17,7 @@ import torchpme.calculators.p3m
 import torchpme.calculators.pme
 import torchpme.lib.mesh_interpolator
 import torchpme.neighbors
+import torchpme.probes
 
 MODULES = [
     torchpme.calculators._batch,
@@ -27,6 +28,7 @@ MODULES = [
     torchpme.calculators.p3m,
     torchpme.lib.mesh_interpolator,
     torchpme.neighbors,
+    torchpme.probes,
     torchpme._core.pairlist,
 ]
 

@@ -17,6 +17,7 @@ MODULES = [
     "torchpme.calculators",
     "torchpme.tuning",
     "torchpme.neighbors",
+    "torchpme.probes",
     "torchpme.testing",
 ]
 
