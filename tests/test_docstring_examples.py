@@ -15,6 +15,7 @@ import torchpme.calculators.calculator_dipole
 import torchpme.calculators.ewald
 import torchpme.calculators.p3m
 import torchpme.calculators.pme
+import torchpme.gaussian
 import torchpme.lib.mesh_interpolator
 import torchpme.neighbors
 import torchpme.probes
@@ -29,6 +30,7 @@ MODULES = [
     torchpme.lib.mesh_interpolator,
     torchpme.neighbors,
     torchpme.probes,
+    torchpme.gaussian,
     torchpme._core.pairlist,
 ]
 

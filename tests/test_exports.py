@@ -18,6 +18,7 @@ MODULES = [
     "torchpme.tuning",
     "torchpme.neighbors",
     "torchpme.probes",
+    "torchpme.gaussian",
     "torchpme.testing",
 ]
 

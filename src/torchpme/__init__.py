@@ -5,7 +5,16 @@ Building blocks live in :mod:`torchpme.lib`, potentials in
 :mod:`torchpme.calculators` and parameter tuning in :mod:`torchpme.tuning`.
 """
 
-from . import calculators, lib, neighbors, potentials, prefactors, probes, tuning
+from . import (
+    calculators,
+    gaussian,
+    lib,
+    neighbors,
+    potentials,
+    prefactors,
+    probes,
+    tuning,
+)
 from ._core.allocator import keep_freed_memory
 from ._core.validation import set_value_checks
 from ._version import __version__, __version_tuple__
