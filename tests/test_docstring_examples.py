@@ -19,6 +19,7 @@ import torchpme.gaussian
 import torchpme.lib.mesh_interpolator
 import torchpme.neighbors
 import torchpme.probes
+import torchpme.qeq
 
 MODULES = [
     torchpme.calculators._batch,
@@ -31,6 +32,7 @@ MODULES = [
     torchpme.neighbors,
     torchpme.probes,
     torchpme.gaussian,
+    torchpme.qeq,
     torchpme._core.pairlist,
 ]
 

@@ -19,6 +19,7 @@ MODULES = [
     "torchpme.neighbors",
     "torchpme.probes",
     "torchpme.gaussian",
+    "torchpme.qeq",
     "torchpme.testing",
 ]
 
