@@ -76,16 +76,22 @@ def _ewald_matrix(positions, widths, cell, s=1.0):
     return matrix - 2.0 * math.pi * s**2 / volume
 
 
-def _dense(matrix, chi, hardness, total):
+def _dense(matrix, chi, hardness, total, fragments=None):
+    """The KKT solve ``[[diag J + A, −Cᵀ], [C, 0]] [q, μ] = [−χ, Q]``."""
     n = len(chi)
-    kkt = np.zeros((n + 1, n + 1))
+    fragments = np.zeros(n, int) if fragments is None else np.asarray(fragments)
+    count = fragments.max() + 1
+    constraints = np.zeros((count, n))
+    constraints[fragments, np.arange(n)] = 1.0
+    kkt = np.zeros((n + count, n + count))
     kkt[:n, :n] = np.diag(hardness) + matrix
-    kkt[:n, n] = -1.0
-    kkt[n, :n] = 1.0
-    return np.linalg.solve(kkt, np.concatenate([-chi, [total]]))[:n]
+    kkt[:n, n:] = -constraints.T
+    kkt[n:, :n] = constraints
+    right = np.concatenate([-chi, np.broadcast_to(total, (count,))])
+    return np.linalg.solve(kkt, right)[:n]
 
 
-def _ours(calculator, values, cell, cutoff, total, periodic):
+def _ours(calculator, values, cell, cutoff, total, periodic, fragments=None):
     tensors = {
         k: torch.tensor(v, dtype=DTYPE, requires_grad=True) for k, v in values.items()
     }
@@ -100,7 +106,7 @@ def _ours(calculator, values, cell, cutoff, total, periodic):
     )
     result = equilibrate(
         calculator, tensors["chi"], tensors["hardness"], tensors["widths"], c, p,
-        indices, distances, total_charge=total, periodic=periodic,
+        indices, distances, total_charge=total, periodic=periodic, fragments=fragments,
     )  # fmt: skip
     return result, tensors
 
@@ -196,7 +202,7 @@ def test_warm_start_takes_fewer_iterations():
         tensors["positions"], indices, distances,
     )  # fmt: skip
     again = equilibrate(*arguments)
-    warm = equilibrate(*arguments, initial=cold.solves)
+    warm = equilibrate(*arguments, initial=cold.charges.detach())
     torch.testing.assert_close(warm.charges, again.charges, rtol=0, atol=1e-9)
     assert warm.iterations < again.iterations
 
@@ -222,5 +228,43 @@ def test_bad_inputs_and_no_convergence_are_reported():
         run(widths=0.0 * base["widths"])
     with pytest.raises(ValueError, match="electronegativity"):
         run(chi=base["chi"][:3])
+    with pytest.raises(ValueError, match="fragments"):
+        equilibrate(
+            calculator, base["chi"], base["hardness"], base["widths"], zeros,
+            base["positions"], indices, distances, periodic=CLUSTER,
+            fragments=torch.tensor([0, 0, 2, 2, 2, 2, 2]),
+        )  # fmt: skip
     with pytest.raises(ValueError, match=r"max_iterations.*residual"):
         run(iterations=1)
+
+
+def test_fragments_keep_their_charges():
+    """Three molecules with their own charges (−1, 0, +2): the dense solve with one
+    constraint per fragment, and the gradient of a loss by differences."""
+    values = _parameters(n=7)
+    fragments = np.array([0, 0, 1, 1, 1, 2, 2])
+    totals = np.array([-1.0, 0.0, 2.0])
+    calculator = EwaldCalculator(CoulombPotential(smearing=1.0), 0.35)
+    result, tensors = _ours(
+        calculator, values, CELL, 9.0, torch.tensor(totals), None,
+        torch.tensor(fragments),
+    )  # fmt: skip
+    matrix = _ewald_matrix(values["positions"], values["widths"], CELL)
+    expected = _dense(matrix, values["chi"], values["hardness"], totals, fragments)
+    charges = result.charges.detach().numpy()
+    np.testing.assert_allclose(charges, expected, atol=1e-9)
+    np.testing.assert_allclose(np.bincount(fragments, charges), totals, atol=1e-12)
+    weights = np.arange(7.0)
+    (gradient,) = torch.autograd.grad(
+        (result.charges * torch.tensor(weights)).sum(), tensors["chi"]
+    )
+    direction = np.random.default_rng(5).normal(size=7)
+
+    def solved(chi):
+        return weights @ _dense(matrix, chi, values["hardness"], totals, fragments)
+
+    h = 1e-5
+    slope = (
+        solved(values["chi"] + h * direction) - solved(values["chi"] - h * direction)
+    ) / (2 * h)
+    assert float(gradient.numpy() @ direction) == pytest.approx(slope, rel=1e-7)

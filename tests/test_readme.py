@@ -55,3 +55,20 @@ def test_readme_slab_snippet_runs_after_the_tour():
     exec(textwrap.dedent(blocks[2]), namespace)
     slab = float(namespace["energy"])
     assert math.isfinite(slab) and abs(slab - bulk) > 1e-3
+
+
+def test_readme_probe_snippet_gives_the_ewald_potential():
+    """The probe snippet's potential at (0.25, 0, 0) of the tour's CsCl equals an
+    independent Ewald sum with the probe as an atom of charge 0."""
+    import numpy as np
+    from reference import ewald_potentials
+
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
+    namespace = {}
+    exec(blocks[0], namespace)
+    exec(textwrap.dedent(blocks[3]), namespace)
+    positions = np.array([[0.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.25, 0.0, 0.0]])
+    charges = np.array([[1.0], [-1.0], [0.0]])
+    expected = 2.0 * ewald_potentials(positions, charges, np.eye(3))[2, 0]
+    assert float(namespace["phi"][0, 0]) == pytest.approx(expected, rel=1e-5)
+    assert namespace["field"].shape == (1, 1, 3)

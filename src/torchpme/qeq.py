@@ -3,29 +3,32 @@
 .. math::
 
     E(q) = \\sum_i χ_i q_i + \\tfrac12 \\sum_i J_i q_i² + E_C(q)
-    \\quad\\text{subject to}\\quad \\sum_i q_i = Q,
+    \\quad\\text{subject to}\\quad \\sum_{i ∈ f} q_i = Q_f \\text{ for each fragment } f,
 
 with electronegativities ``χ``, hardnesses ``J > 0`` and ``E_C`` the Coulomb energy
 of Gaussian charges of widths ``σ`` (:func:`torchpme.gaussian.gaussian_potentials`:
-any calculator, periodic or not). ``E_C = ½ qᵀAq`` is quadratic, so the minimum
-solves ``χ + (diag J + A) q = μ 1`` with the multiplier ``μ`` fixed by the total
-charge. ``H = diag J + A`` is applied without being formed (``A q = 2V(q)``: one
-calculator call for both columns of the solves ``H s = −χ``, ``H t = 1``, as two
-charge channels), by conjugate gradients preconditioned with ``1/J``; then
-``q = s + t (Q − Σs)/Σt``.
+any calculator, periodic or not); one fragment (the whole system, total charge
+``Q``) unless fragments (molecules) are given. ``E_C = ½ qᵀAq`` is quadratic, so the
+minimum solves ``χ + Hq = Cᵀμ`` with ``H = diag J + A`` and the constraints ``Cq =
+Q``. ``H`` is applied without being formed (``A q = 2V(q)``, one calculator call),
+by conjugate gradients projected onto the constraints (Gould, Hribar & Nocedal,
+SIAM J. Sci. Comput. 23, 1376 (2001), doi:10.1137/S1064827598345667) with the
+Jacobi preconditioner ``1/J``: every iterate keeps each fragment's charge, whatever
+the number of fragments, at one calculator call per iteration.
 
 Gradients with respect to ``χ``, ``J``, ``σ``, positions, cell and the distances are
 those of the implicit function (one adjoint solve with the same operator, no
 unrolled iterations): with ``r(q, θ) = χ + Hq``, ``dq = −P r_θ`` where ``P`` is the
-inverse of ``H`` on the charges of zero sum. First derivatives; a loss on forces
-computed from these charges needs second derivatives, which this does not provide.
+inverse of ``H`` on the charges that keep every fragment's sum. First derivatives;
+a loss on forces computed from these charges needs second derivatives, which this
+does not provide.
 
 Reference: Rappé & Goddard, J. Phys. Chem. 95, 3358 (1991),
 doi:10.1021/j100161a070; Ko et al., Nat. Commun. 12, 398 (2021),
 doi:10.1038/s41467-020-20427-2.
 """
 
-from typing import Callable, NamedTuple, Optional
+from typing import NamedTuple, Optional
 
 import torch
 
@@ -40,11 +43,26 @@ class Equilibrated(NamedTuple):
 
     #: ``(N,)`` equilibrated charges, differentiable (implicit function)
     charges: torch.Tensor
-    #: ``(2, N)`` solutions of ``H s = −χ`` and ``H t = 1``: ``initial`` of the next
-    #: call (MD warm start)
-    solves: torch.Tensor
-    #: conjugate-gradient iterations of the two solves
+    #: conjugate-gradient iterations of the solve
     iterations: int
+
+
+class Fragments(NamedTuple):
+    """The linear constraints ``Σ_{i∈f} q_i = Q_f`` of disjoint fragments."""
+
+    #: ``(N,)`` fragment of each atom, ``0 … F−1``
+    index: torch.Tensor
+    #: ``F``
+    count: int
+
+    def sums(self, values: torch.Tensor) -> torch.Tensor:
+        """``(F,)`` sums of ``(N,)`` values per fragment."""
+        out = torch.zeros(self.count, dtype=values.dtype, device=values.device)
+        return out.index_add(0, self.index, values)
+
+    def spread(self, values: torch.Tensor) -> torch.Tensor:
+        """``(N,)``: each atom's fragment value of ``(F,)`` values."""
+        return values[self.index]
 
 
 def equilibrate(
@@ -56,8 +74,9 @@ def equilibrate(
     positions: torch.Tensor,
     neighbor_indices: torch.Tensor,
     neighbor_distances: torch.Tensor,
-    total_charge: float = 0.0,
+    total_charge=0.0,
     periodic: Optional[torch.Tensor] = None,
+    fragments: Optional[torch.Tensor] = None,
     initial: Optional[torch.Tensor] = None,
     tolerance: Optional[float] = None,
     max_iterations: int = 1000,
@@ -71,16 +90,18 @@ def equilibrate(
         widths: ``(N,)`` Gaussian widths ``σ_i > 0``.
         cell, positions, neighbor_indices, neighbor_distances, periodic: the
             system, as for :func:`~torchpme.gaussian.gaussian_potentials`.
-        total_charge: ``Q``.
-        initial: ``(2, N)`` a previous result's ``solves``, to start from (MD
-            warm start).
-        tolerance: relative residual ``‖r‖/‖b‖`` to reach in each solve (default
-            1e-10 in float64, 1e-5 in float32).
-        max_iterations: conjugate-gradient iterations allowed per solve.
+        total_charge: ``Q``, a number; with ``fragments``, a number per fragment
+            (``(F,)``, or one number for all).
+        fragments: ``(N,)`` integer fragment (molecule) of each atom, ``0 … F−1``;
+            None: the whole system is one fragment.
+        initial: ``(N,)`` charges to start from, e.g. the previous MD step's (moved
+            onto the constraints first).
+        tolerance: relative residual ``‖P r‖/‖M⁻¹r₀‖`` to reach (``M = diag J``;
+            default 1e-10 in float64, 1e-5 in float32).
+        max_iterations: conjugate-gradient iterations allowed.
 
     Returns:
-        :class:`Equilibrated`: the ``(N,)`` charges summing to ``total_charge``,
-        the solves for a warm start, the iterations used.
+        :class:`Equilibrated`: the ``(N,)`` charges and the iterations used.
 
     Example:
         >>> from torchpme import Calculator, CoulombPotential
@@ -105,16 +126,19 @@ def equilibrate(
         check_finite(name, value)
     if not bool((hardness > 0).all()):
         raise ValueError(message("hardness", "> 0", "values <= 0"))
+    groups = _fragments(fragments, n, positions.device)
+    targets = _targets(total_charge, groups, positions)
     if initial is not None:
-        check_shape("initial", initial, [2, n], "(2, N) from a previous result")
+        check_shape("initial", initial, [n], "(N,) charges")
     if tolerance is None:
         tolerance = 1e-10 if positions.dtype == torch.float64 else 1e-5
+    diagonal = hardness.detach()
 
     def operator(charges: torch.Tensor) -> torch.Tensor:
-        """``H`` on columns ``(N, C)``, with everything but the charges fixed."""
+        """``H q`` for ``(N,)`` charges, everything else held fixed."""
         potential = gaussian_potentials(
             calculator,
-            charges,
+            charges.unsqueeze(1),
             widths.detach(),
             cell.detach(),
             positions.detach(),
@@ -122,96 +146,124 @@ def equilibrate(
             neighbor_distances.detach(),
             periodic,
         )
-        return hardness.detach().unsqueeze(1) * charges + 2.0 * potential
+        return diagonal * charges + 2.0 * potential[:, 0]
 
+    solve = _Solver(operator, diagonal, groups, tolerance, max_iterations)
     with torch.no_grad():
-        right = torch.stack([-electronegativity, torch.ones_like(hardness)], dim=1)
-        start = None if initial is None else initial.detach().T
-        solves, iterations = _conjugate_gradients(
-            operator, right, hardness.detach(), tolerance, max_iterations, start
-        )
-        s, t = solves[:, 0], solves[:, 1]
-        multiplier = (total_charge - s.sum()) / t.sum()
-        charges = s + multiplier * t
+        start = None if initial is None else initial.detach()
+        charges, iterations = solve.minimum(electronegativity.detach(), targets, start)
 
-    # the implicit function: q = q* − P r(q*, θ), r = 0 at q* (value unchanged)
-    fixed = charges.detach().unsqueeze(1)
+    # the implicit function: q = q* − P r(q*, θ), r = Cᵀμ at q* and P Cᵀ = 0, so
+    # the value is unchanged and the derivative is −P r_θ
+    fixed = charges.unsqueeze(1)
     potential = gaussian_potentials(
         calculator, fixed, widths, cell, positions, neighbor_indices,
         neighbor_distances, periodic,
     )  # fmt: skip
     residual = electronegativity + hardness * charges + 2.0 * potential[:, 0]
-    correction = _ProjectedSolve.apply(
-        residual, operator, hardness.detach(), t, tolerance, max_iterations
-    )
-    return Equilibrated(charges - correction, solves.T.detach(), iterations)
+    correction = _ProjectedSolve.apply(residual, solve)
+    return Equilibrated(charges - correction, iterations)
+
+
+def _fragments(fragments, n: int, device) -> Fragments:
+    if fragments is None:
+        return Fragments(torch.zeros(n, dtype=torch.int64, device=device), 1)
+    check_shape("fragments", fragments, [n], "(N,) with N atoms")
+    if fragments.is_floating_point() or fragments.is_complex():
+        raise TypeError(message("fragments", "integers", f"{fragments.dtype}"))
+    count = int(fragments.max()) + 1 if n else 0
+    present = torch.zeros(count, dtype=torch.bool, device=device)
+    present[fragments] = True
+    if int(fragments.min()) < 0 or not bool(present.all()):
+        raise ValueError(
+            message("fragments", "every index in 0 … F−1 used", "gaps or negatives")
+        )
+    return Fragments(fragments.to(torch.int64), count)
+
+
+def _targets(total_charge, groups: Fragments, positions) -> torch.Tensor:
+    targets = torch.as_tensor(total_charge, dtype=positions.dtype).to(positions.device)
+    if targets.dim() == 0:
+        targets = targets.expand(groups.count)
+    check_shape("total_charge", targets, [groups.count], "a number or (F,)")
+    return targets.detach()
+
+
+class _Solver:
+    """Projected preconditioned conjugate gradients for ``min ½qᵀHq + cᵀq`` under
+    the fragment constraints, and the projected inverse ``P`` they define."""
+
+    def __init__(self, operator, diagonal, groups, tolerance, max_iterations):
+        self.operator = operator
+        self.inverse = 1.0 / diagonal
+        self.groups = groups
+        self.weights = groups.sums(self.inverse)
+        self.tolerance = tolerance
+        self.max_iterations = max_iterations
+
+    def project(self, v: torch.Tensor) -> torch.Tensor:
+        """``M⁻¹v`` moved onto the zero-sum charges (``M = diag J``): the
+        preconditioned residual of the constrained problem."""
+        scaled = self.inverse * v
+        mean = self.groups.sums(scaled) / self.weights
+        return scaled - self.inverse * self.groups.spread(mean)
+
+    def feasible(self, targets: torch.Tensor, start) -> torch.Tensor:
+        """``start`` (or zero) moved onto the constraints, along ``M⁻¹Cᵀ``."""
+        q = torch.zeros_like(self.inverse) if start is None else start.clone()
+        missing = (targets - self.groups.sums(q)) / self.weights
+        return q + self.inverse * self.groups.spread(missing)
+
+    def minimum(self, linear: torch.Tensor, targets: torch.Tensor, start=None):
+        q = self.feasible(targets, start)
+        r = self.operator(q) + linear
+        g = self.project(r)
+        # relative to the whole preconditioned residual: at the solution r is in
+        # the range of the constraints (Cᵀμ), whose projection is only rounding
+        first = torch.linalg.norm(self.inverse * r)
+        if not bool(torch.linalg.norm(g) > self.tolerance * first):
+            return q, 0
+        p = -g
+        rg = torch.dot(r, g)
+        for iteration in range(1, self.max_iterations + 1):
+            hp = self.operator(p)
+            step = rg / torch.dot(p, hp)
+            q = q + step * p
+            r = r + step * hp
+            g = self.project(r)
+            if bool(torch.linalg.norm(g) <= self.tolerance * first):
+                return q, iteration
+            rg_next = torch.dot(r, g)
+            p = -g + (rg_next / rg) * p
+            rg = rg_next
+        raise ValueError(
+            message(
+                "max_iterations",
+                f"enough for a relative residual of {self.tolerance:g}",
+                f"{self.max_iterations} iterations leaving "
+                f"{float(torch.linalg.norm(g) / first):.3g} (is H positive "
+                "definite? check hardness and widths)",
+            )
+        )
+
+    def apply_inverse(self, x: torch.Tensor) -> torch.Tensor:
+        """``P x``: the zero-sum ``y`` with ``Hy − x`` orthogonal to them."""
+        zeros = torch.zeros(self.groups.count, dtype=x.dtype, device=x.device)
+        y, _ = self.minimum(-x, zeros)
+        return y
 
 
 class _ProjectedSolve(torch.autograd.Function):
-    """``y = P x``: ``H⁻¹`` restricted to charges of zero sum (symmetric, so the
-    backward is the same solve); ``H`` is held fixed (first derivatives)."""
+    """``y = P x`` (symmetric, so the backward is the same solve); ``H`` is held
+    fixed (first derivatives)."""
 
     @staticmethod
-    def forward(ctx, x, operator, diagonal, ones_solve, tolerance, max_iterations):
-        ctx.saved = (operator, diagonal, ones_solve, tolerance, max_iterations)
-        return _project(x, *ctx.saved)
+    def forward(ctx, x, solver):
+        ctx.solver = solver
+        with torch.no_grad():
+            return solver.apply_inverse(x.detach())
 
     @staticmethod
     def backward(ctx, gradient):
-        return _project(gradient, *ctx.saved), None, None, None, None, None
-
-
-def _project(x, operator, diagonal, ones_solve, tolerance, max_iterations):
-    with torch.no_grad():
-        solved, _ = _conjugate_gradients(
-            operator, x.unsqueeze(1), diagonal, tolerance, max_iterations, None
-        )
-        a = solved[:, 0]
-        return a - ones_solve * a.sum() / ones_solve.sum()
-
-
-def _conjugate_gradients(
-    operator: Callable[[torch.Tensor], torch.Tensor],
-    right: torch.Tensor,
-    diagonal: torch.Tensor,
-    tolerance: float,
-    max_iterations: int,
-    start: Optional[torch.Tensor],
-):
-    """Columns ``x`` of ``H x = b`` by preconditioned conjugate gradients (Jacobi
-    preconditioner ``diagonal``), all columns at once; ``ValueError`` naming the
-    residual when ``max_iterations`` do not reach ``tolerance``."""
-    x = torch.zeros_like(right) if start is None else start.clone()
-    residual = right - operator(x) if start is not None else right.clone()
-    scale = torch.linalg.norm(right, dim=0).clamp_min(torch.finfo(right.dtype).tiny)
-    inverse = (1.0 / diagonal).unsqueeze(1)
-    z = inverse * residual
-    direction = z.clone()
-    rz = (residual * z).sum(dim=0)
-    relative = torch.linalg.norm(residual, dim=0) / scale
-    for iteration in range(max_iterations + 1):
-        active = relative > tolerance
-        if not bool(active.any()):
-            return x, iteration
-        if iteration == max_iterations:
-            break
-        applied = operator(direction)
-        curvature = (direction * applied).sum(dim=0)
-        # converged columns stay where they are
-        step = torch.where(active, rz / torch.where(active, curvature, 1.0), 0.0)
-        x = x + step * direction
-        residual = residual - step * applied
-        z = inverse * residual
-        rz_next = (residual * z).sum(dim=0)
-        ratio = torch.where(active, rz_next / torch.where(active, rz, 1.0), 0.0)
-        direction = z + ratio * direction
-        rz = rz_next
-        relative = torch.linalg.norm(residual, dim=0) / scale
-    raise ValueError(
-        message(
-            "max_iterations",
-            f"enough for a relative residual of {tolerance:g}",
-            f"{max_iterations} iterations leaving {relative.max().item():.3g} "
-            "(is H positive definite? check hardness and widths)",
-        )
-    )
+        with torch.no_grad():
+            return ctx.solver.apply_inverse(gradient), None
