@@ -176,3 +176,31 @@ def test_bad_probe_inputs_are_refused():
         potential_at(calculator, q, c, s, p, pairs + 100, distances)
     with pytest.raises(ValueError, match="probe_indices"):
         potential_at(calculator, q, c, s, p, pairs[:, :1], distances)
+
+
+def test_uniform_field_potential_and_forces():
+    """Cluster: φ = −E·r and the force q E; crystal: the sawtooth (an image of an
+    atom has the potential of the atom wrapped into the cell)."""
+    from torchpme.probes import uniform_field_potential
+
+    sources, charges, cell, _ = _system(n_sources=5)
+    s, q, c = _torch(sources, charges[:, :1], cell)
+    field = torch.tensor([0.3, -0.2, 0.5], dtype=DTYPE)
+    where = s.clone().requires_grad_(True)
+    potential = uniform_field_potential(where, field)
+    np.testing.assert_allclose(
+        potential.detach().numpy()[:, 0], -sources @ field.numpy()
+    )
+    (gradient,) = torch.autograd.grad((q * potential).sum(), where)
+    torch.testing.assert_close(-gradient, q * field)
+    shifted = s + torch.tensor([1.0, -2.0, 1.0], dtype=DTYPE) @ c
+    torch.testing.assert_close(
+        uniform_field_potential(shifted, field, c), uniform_field_potential(s, field, c)
+    )
+    # along an open direction nothing is wrapped
+    slab = torch.tensor([True, True, False])
+    lifted = s + c[2]
+    difference = uniform_field_potential(
+        lifted, field, c, slab
+    ) - uniform_field_potential(s, field, c, slab)
+    torch.testing.assert_close(difference, -(c[2] @ field).expand(5, 1))

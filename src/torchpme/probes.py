@@ -29,7 +29,7 @@ import torch
 from ._core.validation import check_like, check_shape, message
 from .neighbors import compute_neighbors
 
-__all__ = ["field_at", "potential_at", "probe_neighbors"]
+__all__ = ["field_at", "potential_at", "probe_neighbors", "uniform_field_potential"]
 
 
 def probe_neighbors(
@@ -203,6 +203,50 @@ def field_at(
             )
             columns.append(-gradient)
     return potential, torch.stack(columns, dim=1)
+
+
+def uniform_field_potential(
+    positions: torch.Tensor,
+    field: torch.Tensor,
+    cell: Optional[torch.Tensor] = None,
+    periodic: Optional[torch.Tensor] = None,
+) -> torch.Tensor:
+    """The potential ``φ_i = −E·r_i`` of a uniform external field at the atoms.
+
+    Add it to a calculator's potentials (the energy is then ``Σ q_i (V_i + φ_i)``:
+    an external potential has no ½); the force is ``q_i E``. In a cluster this is
+    exact. Along periodic directions a uniform field's potential is not periodic:
+    the atoms are wrapped into the cell first (the sawtooth form), so the energy
+    jumps by ``q E·a`` when an atom crosses the cell along a lattice vector ``a``
+    and a net polarisation is only defined modulo such jumps (the Berry-phase
+    form of the modern theory of polarisation is not implemented).
+
+    Args:
+        positions: ``(N, 3)``.
+        field: ``(3,)`` field ``E`` (potential per length).
+        cell: ``(3, 3)`` cell, or None for a cluster.
+        periodic: ``(3,)`` bools (default: all periodic with a cell).
+
+    Returns:
+        ``(N, 1)`` potentials.
+
+    Example:
+        >>> r = torch.tensor([[1.0, 2.0, 0.0]])
+        >>> uniform_field_potential(r, torch.tensor([0.5, 0.0, 0.0]))
+        tensor([[-0.5000]])
+    """
+    check_shape("field", field, [3], "(3,)")
+    check_like("field", field, positions, "positions")
+    check_shape("positions", positions, [-1, 3], "(N, 3)")
+    where = positions
+    if cell is not None and bool(cell.detach().abs().sum() > 0):
+        check_shape("cell", cell, [3, 3], "(3, 3)")
+        fractional = positions @ torch.linalg.inv(cell)
+        wrap = torch.floor(fractional.detach())
+        if periodic is not None:
+            wrap = wrap * periodic.to(wrap.dtype)
+        where = positions - wrap @ cell
+    return -(where @ field).unsqueeze(1)
 
 
 def _check_points(probes: torch.Tensor, positions: torch.Tensor) -> None:
