@@ -34,11 +34,16 @@ def _parameters(n=7, seed=3):
     }
 
 
+def _own(widths):
+    """The Gaussians' own energy on the diagonal: E = ½ Σ q² / (√π σ)."""
+    return np.diag(1.0 / (math.sqrt(math.pi) * widths))
+
+
 def _cluster_matrix(positions, widths):
     r = np.linalg.norm(positions[None] - positions[:, None], axis=-1)
     np.fill_diagonal(r, np.inf)
     gamma = np.sqrt(widths[:, None] ** 2 + widths[None, :] ** 2)
-    return erf(r / (np.sqrt(2) * gamma)) / r
+    return erf(r / (np.sqrt(2) * gamma)) / r + _own(widths)
 
 
 def _ewald_matrix(positions, widths, cell, s=1.0):
@@ -73,7 +78,7 @@ def _ewald_matrix(positions, widths, cell, s=1.0):
     )
     matrix += np.real(np.einsum("k,ki,kj->ij", weight, factors, factors.conj()))
     matrix -= np.diag(math.sqrt(2.0 / math.pi) / np.sqrt(s**2 + 2 * widths**2))
-    return matrix - 2.0 * math.pi * s**2 / volume
+    return matrix - 2.0 * math.pi * s**2 / volume + _own(widths)
 
 
 def _dense(matrix, chi, hardness, total, fragments=None):
@@ -115,7 +120,7 @@ def test_reference_matrix_is_the_gaussian_ewald_energy():
     values = _parameters()
     q = np.random.default_rng(0).normal(size=len(values["chi"]))
     matrix = _ewald_matrix(values["positions"], values["widths"], CELL)
-    expected = _ewald_energy(values["positions"], q, values["widths"], CELL)
+    expected = _ewald_energy(values["positions"], q, values["widths"], CELL, True)
     assert 0.5 * q @ matrix @ q == pytest.approx(expected, rel=1e-11)
 
 
@@ -268,3 +273,20 @@ def test_fragments_keep_their_charges():
         solved(values["chi"] + h * direction) - solved(values["chi"] - h * direction)
     ) / (2 * h)
     assert float(gradient.numpy() @ direction) == pytest.approx(slope, rel=1e-7)
+
+
+def test_without_the_self_energy():
+    values = _parameters()
+    calculator = Calculator(CoulombPotential())
+    tensors = {k: torch.tensor(v, dtype=DTYPE) for k, v in values.items()}
+    indices, distances = compute_neighbors(tensors["positions"], None, 50.0)
+    result = equilibrate(
+        calculator, tensors["chi"], tensors["hardness"], tensors["widths"],
+        torch.zeros(3, 3, dtype=DTYPE), tensors["positions"], indices, distances,
+        periodic=CLUSTER, self_energy=False,
+    )  # fmt: skip
+    matrix = _cluster_matrix(values["positions"], values["widths"]) - _own(
+        values["widths"]
+    )
+    expected = _dense(matrix, values["chi"], values["hardness"], 0.0)
+    np.testing.assert_allclose(result.charges.numpy(), expected, atol=1e-9)

@@ -77,6 +77,7 @@ def equilibrate(
     total_charge=0.0,
     periodic: Optional[torch.Tensor] = None,
     fragments: Optional[torch.Tensor] = None,
+    self_energy: bool = True,
     initial: Optional[torch.Tensor] = None,
     tolerance: Optional[float] = None,
     max_iterations: int = 1000,
@@ -94,10 +95,17 @@ def equilibrate(
             (``(F,)``, or one number for all).
         fragments: ``(N,)`` integer fragment (molecule) of each atom, ``0 … F−1``;
             None: the whole system is one fragment.
+        self_energy: include the Gaussians' own Coulomb energy
+            ``q_i²/(2√π σ_i)`` in ``E_C`` (``J`` is then the hardness beyond it).
+            With it ``A`` is the Coulomb matrix of charge distributions, positive
+            definite on neutral charges, so ``H`` is for any ``J ≥ 0``; without
+            it, overlapping atoms can make ``H`` indefinite (the solve then
+            fails naming its residual).
         initial: ``(N,)`` charges to start from, e.g. the previous MD step's (moved
             onto the constraints first).
         tolerance: relative residual ``‖P r‖/‖M⁻¹r₀‖`` to reach (``M = diag J``;
-            default 1e-10 in float64, 1e-5 in float32).
+            default 1e-8 in float64, 1e-5 in float32: tighter than the rounding
+            of the operator, the iterations lose their conjugacy).
         max_iterations: conjugate-gradient iterations allowed.
 
     Returns:
@@ -131,7 +139,7 @@ def equilibrate(
     if initial is not None:
         check_shape("initial", initial, [n], "(N,) charges")
     if tolerance is None:
-        tolerance = 1e-10 if positions.dtype == torch.float64 else 1e-5
+        tolerance = 1e-8 if positions.dtype == torch.float64 else 1e-5
     diagonal = hardness.detach()
 
     def operator(charges: torch.Tensor) -> torch.Tensor:
@@ -145,6 +153,7 @@ def equilibrate(
             neighbor_indices,
             neighbor_distances.detach(),
             periodic,
+            self_energy,
         )
         return diagonal * charges + 2.0 * potential[:, 0]
 
@@ -158,7 +167,7 @@ def equilibrate(
     fixed = charges.unsqueeze(1)
     potential = gaussian_potentials(
         calculator, fixed, widths, cell, positions, neighbor_indices,
-        neighbor_distances, periodic,
+        neighbor_distances, periodic, self_energy,
     )  # fmt: skip
     residual = electronegativity + hardness * charges + 2.0 * potential[:, 0]
     correction = _ProjectedSolve.apply(residual, solve)
@@ -227,7 +236,16 @@ class _Solver:
         rg = torch.dot(r, g)
         for iteration in range(1, self.max_iterations + 1):
             hp = self.operator(p)
-            step = rg / torch.dot(p, hp)
+            curvature = torch.dot(p, hp)
+            if not bool(curvature > 0):
+                raise ValueError(
+                    message(
+                        "hardness",
+                        "large enough for a positive definite H = diag J + A",
+                        f"a direction of curvature {float(curvature):.3g}",
+                    )
+                )
+            step = rg / curvature
             q = q + step * p
             r = r + step * hp
             g = self.project(r)
