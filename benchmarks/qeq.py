@@ -68,7 +68,7 @@ def qeq_rows(size: int, steps: int):
     def solve(where, initial=None):
         dist = pair_distances(where, cell, pairs)
         return equilibrate(
-            calculator, chi, hardness, widths, cell, where, pairs.indices, dist,
+            calculator, chi, hardness, widths, cell, where, pairs, dist,
             initial=initial, tolerance=1e-6,
         )  # fmt: skip
 

@@ -217,3 +217,18 @@ def test_bad_widths_and_potentials_are_refused():
     other = EwaldCalculator(InversePowerLawPotential(exponent=2, smearing=1.0), 0.5)
     with pytest.raises(TypeError, match="CoulombPotential"):
         gaussian_potentials(other, *arguments)
+
+
+def test_a_pair_list_gives_the_same_potentials():
+    from torchpme.neighbors import PairList
+
+    positions, charges, widths = _system()
+    p, q, w, c = (
+        torch.tensor(x, dtype=DTYPE) for x in (positions, charges, widths, CELL)
+    )
+    q = q.reshape(-1, 1)
+    indices, distances = compute_neighbors(p, c, 5.0)
+    calculator = PMECalculator(CoulombPotential(smearing=1.0), 0.5)
+    plain = gaussian_potentials(calculator, q, w, c, p, indices, distances)
+    listed = gaussian_potentials(calculator, q, w, c, p, PairList(indices), distances)
+    torch.testing.assert_close(listed, plain, rtol=1e-13, atol=1e-13)

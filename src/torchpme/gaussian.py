@@ -33,6 +33,7 @@ from typing import Optional
 
 import torch
 
+from ._core.pairlist import columns, indices_of
 from ._core.pairs import pair_sum
 from ._core.validation import (
     check_finite,
@@ -69,7 +70,9 @@ def gaussian_potentials(
         positions: ``(N, 3)`` positions.
         neighbor_indices: ``(P, 2)`` pairs within the cutoff (half or full, as the
             calculator's ``full_neighbor_list``), which must exceed several
-            ``√2·γ_max`` (see the module docstring).
+            ``√2·γ_max`` (see the module docstring); or a
+            :class:`~torchpme.neighbors.PairList` (what a solver calling this many
+            times should pass).
         neighbor_distances: ``(P,)`` their distances.
         periodic: ``(3,)`` bools as for the calculator; a net charge is accepted
             for clusters and 3-D periodic systems only.
@@ -130,12 +133,12 @@ def gaussian_potentials(
         charges, cell, positions, neighbor_indices, neighbor_distances, periodic
     )
     prefactor = calculator.potential.prefactor.to(charges.dtype)
-    first, second = neighbor_indices[:, 0], neighbor_indices[:, 1]
+    first, second = columns(neighbor_indices)
     spread = torch.sqrt(2.0 * (widths[first] ** 2 + widths[second] ** 2))
     difference = -torch.erfc(neighbor_distances / spread) / neighbor_distances
     full = bool(calculator.full_neighbor_list)
     potential = point + prefactor * pair_sum(
-        charges, neighbor_indices, difference, full
+        charges, indices_of(neighbor_indices), difference, full
     )
     if not is_cluster and n_periodic == 3:
         # the k = 0 terms −2πγ_ij²/V of the differences, for E = Σ q_i V_i
