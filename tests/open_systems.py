@@ -42,6 +42,15 @@ def evaluate(calculator, system):
     return float(energy.detach()), -forces.numpy(), potentials.numpy()[:, 0]
 
 
+def assert_within(result, expected, charges, tolerance):
+    """``(E, forces, potentials)`` within ``tolerance`` of the reference, on the
+    scale ``Σ|q_i| max|φ|``."""
+    scale = float(np.abs(charges).sum() * np.abs(expected[2]).max())
+    assert abs(result[0] - expected[0]) < tolerance * scale
+    np.testing.assert_allclose(result[2], expected[2], atol=tolerance * scale)
+    np.testing.assert_allclose(result[1], expected[1], atol=tolerance * scale)
+
+
 def close(x, y, rtol):
     """Equal to ``rtol`` relative to the largest entry of ``y``."""
     x, y = np.asarray(x), np.asarray(y)

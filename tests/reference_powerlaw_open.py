@@ -98,26 +98,13 @@ and the square and hexagonal lattice sums 4 zeta(s) beta(s) / a^p and
 import math
 
 import numpy as np
+from reference_wire import panel_nodes
 from scipy.special import gamma, gammainc, gammaincc, gammainccinv
 
 __all__ = ["bessel_integral", "powerlaw_slab", "powerlaw_wire"]
 
-_GL_T, _GL_W = np.polynomial.legendre.leggauss(16)
-_PANEL = 0.5
 _X_TAIL = 100.0  # the quadrature drops the part where x e^{-s} > _X_TAIL
 _N_SERIES = 40  # terms of the power series of J(nu, 0, y), y < 1
-
-
-def _nodes(x):
-    """Composite Gauss-Legendre nodes s and weights on [s_lo(x), 0]."""
-    s_lo = min(math.log(x / _X_TAIL), -_PANEL)
-    n_panels = math.ceil(-s_lo / _PANEL)
-    edges = np.linspace(s_lo, 0.0, n_panels + 1)
-    mid = 0.5 * (edges[1:] + edges[:-1])
-    half = 0.5 * (edges[1:] - edges[:-1])
-    s = (mid[:, None] + half[:, None] * _GL_T).ravel()
-    w = (half[:, None] * _GL_W).ravel()
-    return s, w
 
 
 def _lower_gamma_scaled(nu, y):
@@ -151,7 +138,7 @@ def bessel_integral(nu, x, y):
         if not nu > 0.0:
             raise ValueError("J(nu, 0, y) diverges for nu <= 0")
         return _lower_gamma_scaled(nu, y), _lower_gamma_scaled(nu + 1.0, y)
-    s, w = _nodes(x)
+    s, w = panel_nodes(x, _X_TAIL)
     es = np.exp(s)
     g = np.exp(nu * s - y[..., None] * es - x / es)
     return g @ w, g @ (w * es)

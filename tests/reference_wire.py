@@ -114,9 +114,10 @@ def ein(x):
     return np.where(small, series, large)
 
 
-def _nodes(x):
-    """Composite Gauss-Legendre nodes s and weights on [s_lo(x), 0]."""
-    s_lo = min(math.log(x / _X_TAIL), -_PANEL)
+def panel_nodes(x, tail=_X_TAIL):
+    """Composite Gauss-Legendre nodes s and weights on [s_lo(x), 0], dropping the
+    part where x e^{-s} > tail."""
+    s_lo = min(math.log(x / tail), -_PANEL)
     n_panels = math.ceil(-s_lo / _PANEL)
     edges = np.linspace(s_lo, 0.0, n_panels + 1)
     mid = 0.5 * (edges[1:] + edges[:-1])
@@ -138,7 +139,7 @@ def incomplete_bessel(x, y):
     x = float(x)
     if not x > 0.0:
         raise ValueError("x must be positive")
-    s, w = _nodes(x)
+    s, w = panel_nodes(x)
     es = np.exp(s)
     y = np.asarray(y, dtype=np.float64)
     g = np.exp(-y[..., None] * es - x / es)
