@@ -18,8 +18,9 @@ TWO_IONS = (
 )
 
 
-def _tuned(tuner, cutoff, accuracy=1e-3, **options):
-    positions, charges, cell, indices, distances = with_neighbors(rock_salt(), 3.0)
+def _tuned(tuner, cutoff, accuracy=1e-3, dtype=torch.float64, **options):
+    system = rock_salt(dtype=dtype)
+    positions, charges, cell, indices, distances = with_neighbors(system, 3.0)
     smearing, params, _ = tuner(
         charges,
         cell,
@@ -70,36 +71,14 @@ _register_cutoff_forms("tune_p3m", "tune_p3m", mesh_hi=4, nodes_hi=3)
 
 @case()
 def tune_pme_accuracy_numpy(torchpme):
-    positions, charges, cell, indices, distances = with_neighbors(rock_salt(), 3.0)
-    smearing, params, _ = torchpme.tuning.tune_pme(
-        charges,
-        cell,
-        positions,
-        3.0,
-        indices,
-        distances,
-        accuracy=np.float64(1e-3),
-        mesh_hi=4,
-        nodes_hi=4,
-    )
-    return float(smearing), sorted(params)
+    tune = torchpme.tuning.tune_pme
+    return _tuned(tune, 3.0, np.float64(1e-3), mesh_hi=4, nodes_hi=4)
 
 
 @case()
 def tune_pme_accuracy_tensor0d(torchpme):
-    positions, charges, cell, indices, distances = with_neighbors(rock_salt(), 3.0)
-    smearing, params, _ = torchpme.tuning.tune_pme(
-        charges,
-        cell,
-        positions,
-        3.0,
-        indices,
-        distances,
-        accuracy=torch.tensor(1e-3),
-        mesh_hi=4,
-        nodes_hi=4,
-    )
-    return float(smearing), sorted(params)
+    tune = torchpme.tuning.tune_pme
+    return _tuned(tune, 3.0, torch.tensor(1e-3), mesh_hi=4, nodes_hi=4)
 
 
 @case()
@@ -112,12 +91,8 @@ def tune_ewald_exponent_2_refused(torchpme):
 
 @case()
 def tune_pme_float32(torchpme):
-    system = rock_salt(dtype=torch.float32)
-    positions, charges, cell, indices, distances = with_neighbors(system, 3.0)
-    smearing, params, _ = torchpme.tuning.tune_pme(
-        charges, cell, positions, 3.0, indices, distances, mesh_hi=4, nodes_hi=4
-    )
-    return float(smearing), sorted(params)
+    tune = torchpme.tuning.tune_pme
+    return _tuned(tune, 3.0, dtype=torch.float32, mesh_hi=4, nodes_hi=4)
 
 
 @case()

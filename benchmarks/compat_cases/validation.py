@@ -343,27 +343,18 @@ def ewald_positional_arguments(tp):
     return calculator(*inputs.values(), torch.ones(3, dtype=bool), None, None, None)
 
 
-@case()
-def dipole_validation_charges_shape(tp):
+def _dipoles(tp, dipoles, vectors):
     positions, _, cell = spec_system()
     calculator = tp.CalculatorDipole(tp.PotentialDipole())
-    return calculator(
-        torch.ones(3, 3, dtype=torch.float64),
-        cell,
-        positions,
-        torch.tensor([[0, 1]]),
-        torch.ones(1, 3, dtype=torch.float64),
-    )
+    return calculator(dipoles, cell, positions, torch.tensor([[0, 1]]), vectors)
+
+
+@case()
+def dipole_validation_charges_shape(tp):
+    vectors = torch.ones(1, 3, dtype=torch.float64)
+    return _dipoles(tp, torch.ones(3, 3, dtype=torch.float64), vectors)
 
 
 @case()
 def dipole_vectors_float32(tp):
-    positions, _, cell = spec_system()
-    calculator = tp.CalculatorDipole(tp.PotentialDipole())
-    return calculator(
-        torch.ones(4, 3, dtype=torch.float64),
-        cell,
-        positions,
-        torch.tensor([[0, 1]]),
-        torch.ones(1, 3),
-    )
+    return _dipoles(tp, torch.ones(4, 3, dtype=torch.float64), torch.ones(1, 3))
