@@ -93,16 +93,8 @@ def gaussian_potentials(
         >>> round(float((charges * potential).sum()), 6)  # −erf(1/(√2·0.5))
         -0.9545
     """
-    if not isinstance(getattr(calculator, "potential", None), CoulombPotential):
-        raise TypeError(
-            message(
-                "calculator",
-                "a calculator with a CoulombPotential (Gaussian charges interact by "
-                "Coulomb's law)",
-                type(getattr(calculator, "potential", None)).__name__,
-            )
-        )
-    # the calculator checks the cell it needs
+    check_gaussians(calculator, widths, positions)
+    # the calculator checks the rest (and the cell it needs)
     _validate_parameters(
         charges,
         cell,
@@ -112,15 +104,35 @@ def gaussian_potentials(
         periodic,
         cell_required=False,
     )
+    n_periodic = count_periodic(periodic)
+    check_open_neutral(charges.sum(dim=0), charges.abs().sum(), n_periodic)
+    return potentials_of(
+        calculator, charges, widths, cell, positions, neighbor_indices,
+        neighbor_distances, periodic, self_energy, n_periodic,
+    )  # fmt: skip
+
+
+def check_gaussians(calculator: torch.nn.Module, widths, positions) -> None:
+    """The calculator (a Coulomb potential) and ``(N,)`` finite widths ``> 0``."""
+    if not isinstance(getattr(calculator, "potential", None), CoulombPotential):
+        raise TypeError(
+            message(
+                "calculator",
+                "a calculator with a CoulombPotential (Gaussian charges interact by "
+                "Coulomb's law)",
+                type(getattr(calculator, "potential", None)).__name__,
+            )
+        )
     check_shape("widths", widths, [positions.shape[0]], "(N,) with N atoms")
     check_like("widths", widths, positions, "positions")
     check_finite("widths", widths)
     if not bool((widths > 0).all()):
         raise ValueError(message("widths", "> 0", "widths <= 0"))
-    n_periodic = count_periodic(periodic)
-    is_cluster = n_periodic == 0 or not bool(cell.detach().abs().sum() > 0)
-    net = charges.sum(dim=0)
-    if n_periodic in (1, 2) and bool((net.abs() > 1e-12 * charges.abs().sum()).any()):
+
+
+def check_open_neutral(net: torch.Tensor, scale, n_periodic: int) -> None:
+    """Refuse a net charge ``net`` (relative to ``scale``) on a wire or slab."""
+    if n_periodic in (1, 2) and bool((net.abs() > 1e-12 * scale).any()):
         raise ValueError(
             message(
                 "charges",
@@ -129,6 +141,22 @@ def gaussian_potentials(
             )
         )
 
+
+def potentials_of(
+    calculator: torch.nn.Module,
+    charges: torch.Tensor,
+    widths: torch.Tensor,
+    cell: torch.Tensor,
+    positions: torch.Tensor,
+    neighbor_indices: torch.Tensor,
+    neighbor_distances: torch.Tensor,
+    periodic: Optional[torch.Tensor],
+    self_energy: bool,
+    n_periodic: int,
+) -> torch.Tensor:
+    """:func:`gaussian_potentials` on checked inputs (a solver checks once and
+    calls this every iteration)."""
+    is_cluster = n_periodic == 0 or not bool(cell.detach().abs().sum() > 0)
     point = calculator(
         charges, cell, positions, neighbor_indices, neighbor_distances, periodic
     )
@@ -144,7 +172,7 @@ def gaussian_potentials(
         # the k = 0 terms −2πγ_ij²/V of the differences, for E = Σ q_i V_i
         volume = torch.abs(torch.linalg.det(cell))
         weighted = (charges * (widths**2).unsqueeze(1)).sum(dim=0)
-        shift = net * (widths**2).unsqueeze(1) + weighted
+        shift = charges.sum(dim=0) * (widths**2).unsqueeze(1) + weighted
         potential = potential + prefactor * math.pi / volume * shift
     if self_energy:
         own = charges / (2.0 * math.sqrt(math.pi) * widths.unsqueeze(1))

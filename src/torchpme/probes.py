@@ -26,7 +26,7 @@ from typing import List, Optional, Tuple
 
 import torch
 
-from ._core.validation import check_like, check_shape, message
+from ._core.validation import check_like, check_shape, message, reads_cheaply
 from .neighbors import compute_neighbors
 
 __all__ = ["field_at", "potential_at", "probe_neighbors", "uniform_field_potential"]
@@ -122,7 +122,10 @@ def potential_at(
     check_shape("probe_indices", probe_indices, [-1, 2], "(Q, 2)")
     n_sources = positions.shape[0]
     n_probes = probes.shape[0]
-    if probe_indices.shape[0] > 0 and not torch.jit.is_scripting():
+    if probe_indices.is_floating_point() or probe_indices.is_complex():
+        raise TypeError(message("probe_indices", "integers", f"{probe_indices.dtype}"))
+    # a read of the values: on the CPU, or on accelerators with value checks on
+    if probe_indices.shape[0] > 0 and reads_cheaply(probe_indices):
         _check_rows(probe_indices, n_probes, n_sources)
     rows = torch.stack([probe_indices[:, 0] + n_sources, probe_indices[:, 1]], dim=1)
     zeros = torch.zeros(
@@ -257,8 +260,6 @@ def _check_points(probes: torch.Tensor, positions: torch.Tensor) -> None:
 
 
 def _check_rows(rows: torch.Tensor, n_probes: int, n_sources: int) -> None:
-    if rows.is_floating_point():
-        raise TypeError(message("probe_indices", "integers", f"{rows.dtype}"))
     low = [int(v) for v in rows.min(dim=0).values.tolist()]
     high = [int(v) for v in rows.max(dim=0).values.tolist()]
     if min(low) < 0 or high[0] >= n_probes or high[1] >= n_sources:

@@ -32,8 +32,14 @@ from typing import NamedTuple, Optional
 
 import torch
 
-from ._core.validation import check_finite, check_like, check_shape, message
-from .gaussian import gaussian_potentials
+from ._core.validation import (
+    check_finite,
+    check_like,
+    check_shape,
+    count_periodic,
+    message,
+)
+from .gaussian import check_gaussians, check_open_neutral, potentials_of
 
 __all__ = ["Equilibrated", "equilibrate"]
 
@@ -124,10 +130,10 @@ def equilibrate(
         (True, True)
     """
     n = positions.shape[0]
+    check_gaussians(calculator, widths, positions)
     for name, value in (
         ("electronegativity", electronegativity),
         ("hardness", hardness),
-        ("widths", widths),
     ):
         check_shape(name, value, [n], "(N,) with N atoms")
         check_like(name, value, positions, "positions")
@@ -136,6 +142,8 @@ def equilibrate(
         raise ValueError(message("hardness", "> 0", "values <= 0"))
     groups = _fragments(fragments, n, positions.device)
     targets = _targets(total_charge, groups, positions)
+    n_periodic = count_periodic(periodic)
+    check_open_neutral(targets.sum(), 1.0, n_periodic)
     if initial is not None:
         check_shape("initial", initial, [n], "(N,) charges")
     if tolerance is None:
@@ -144,7 +152,7 @@ def equilibrate(
 
     def operator(charges: torch.Tensor) -> torch.Tensor:
         """``H q`` for ``(N,)`` charges, everything else held fixed."""
-        potential = gaussian_potentials(
+        potential = potentials_of(
             calculator,
             charges.unsqueeze(1),
             widths.detach(),
@@ -154,6 +162,7 @@ def equilibrate(
             neighbor_distances.detach(),
             periodic,
             self_energy,
+            n_periodic,
         )
         return diagonal * charges + 2.0 * potential[:, 0]
 
@@ -165,9 +174,9 @@ def equilibrate(
     # the implicit function: q = q* − P r(q*, θ), r = Cᵀμ at q* and P Cᵀ = 0, so
     # the value is unchanged and the derivative is −P r_θ
     fixed = charges.unsqueeze(1)
-    potential = gaussian_potentials(
+    potential = potentials_of(
         calculator, fixed, widths, cell, positions, neighbor_indices,
-        neighbor_distances, periodic, self_energy,
+        neighbor_distances, periodic, self_energy, n_periodic,
     )  # fmt: skip
     residual = electronegativity + hardness * charges + 2.0 * potential[:, 0]
     correction = _ProjectedSolve.apply(residual, solve)
