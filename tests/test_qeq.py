@@ -17,6 +17,7 @@ from scipy.special import erf, erfc
 from test_gaussian import CELL, _ewald_energy
 
 from torchpme import Calculator, CoulombPotential, EwaldCalculator, PMECalculator
+from torchpme.gaussian import gaussian_potentials
 from torchpme.neighbors import compute_neighbors
 from torchpme.qeq import equilibrate
 
@@ -100,11 +101,11 @@ def _ours(calculator, values, cell, cutoff, total, periodic, fragments=None):
     tensors = {
         k: torch.tensor(v, dtype=DTYPE, requires_grad=True) for k, v in values.items()
     }
-    c = torch.tensor(cell, dtype=DTYPE)
+    c = tensors.get("cell", torch.tensor(cell, dtype=DTYPE))
     is_cluster = periodic is not None
     p = tensors["positions"]
     indices, _, shifts = compute_neighbors(
-        p.detach(), None if is_cluster else c, cutoff, return_shifts=True
+        p.detach(), None if is_cluster else c.detach(), cutoff, return_shifts=True
     )
     distances = torch.linalg.norm(
         p[indices[:, 1]] - p[indices[:, 0]] + shifts.to(DTYPE) @ c, dim=1
@@ -161,11 +162,12 @@ def test_gradients_equal_differences_of_the_dense_solve(periodic):
     values = _parameters(n=5)
     weights = np.random.default_rng(7).normal(size=5)
     if periodic:
+        values["cell"] = CELL
         calculator = EwaldCalculator(CoulombPotential(smearing=1.0), 0.35)
         result, tensors = _ours(calculator, values, CELL, 9.0, 0.0, None)
 
         def matrix(v):
-            return _ewald_matrix(v["positions"], v["widths"], CELL)
+            return _ewald_matrix(v["positions"], v["widths"], v["cell"])
     else:
         calculator = Calculator(CoulombPotential())
         result, tensors = _ours(
@@ -290,3 +292,72 @@ def test_without_the_self_energy():
     )
     expected = _dense(matrix, values["chi"], values["hardness"], 0.0)
     np.testing.assert_allclose(result.charges.numpy(), expected, atol=1e-9)
+
+
+def _twice(periodic):
+    """``(function, inputs)`` for gradgradcheck: the charges from χ, J, σ and
+    positions (and the cell for a crystal), solved to rounding."""
+    values = _parameters(n=4, seed=8)
+    if periodic:
+        calculator, cell, cutoff, flags = (
+            EwaldCalculator(CoulombPotential(smearing=1.0), 0.35), CELL, 9.0, None
+        )  # fmt: skip
+    else:
+        calculator, cell, cutoff, flags = (
+            Calculator(CoulombPotential()), np.zeros((3, 3)), 50.0, CLUSTER
+        )  # fmt: skip
+    c0 = torch.tensor(cell, dtype=DTYPE)
+    indices, _, shifts = compute_neighbors(
+        torch.tensor(values["positions"]), c0 if periodic else None, cutoff,
+        return_shifts=True,
+    )  # fmt: skip
+
+    def charges(chi, hardness, widths, positions, c):
+        vectors = positions[indices[:, 1]] - positions[indices[:, 0]]
+        distances = torch.linalg.norm(vectors + shifts.to(DTYPE) @ c, dim=1)
+        return equilibrate(
+            calculator, chi, hardness, widths, c, positions, indices, distances,
+            periodic=flags, tolerance=1e-14,
+        ).charges  # fmt: skip
+
+    inputs = [
+        torch.tensor(values[k], dtype=DTYPE, requires_grad=True)
+        for k in ("chi", "hardness", "widths", "positions")
+    ] + [c0.clone().requires_grad_(periodic)]
+    return charges, inputs
+
+
+@pytest.mark.parametrize("periodic", [True, False], ids=["crystal", "cluster"])
+def test_charges_are_twice_differentiable(periodic):
+    """gradgradcheck (second derivatives against differences of the first)."""
+    charges, inputs = _twice(periodic)
+    assert torch.autograd.gradgradcheck(charges, inputs, atol=1e-6, rtol=1e-5)
+
+
+def test_forces_in_a_loss_differentiate_to_the_electronegativity():
+    """A training step's gradient: d/dχ of ‖F‖² with F = −dE_C/dr the forces of
+    the Coulomb energy of the equilibrated charges (which, unlike the whole Qeq
+    energy, is not stationary in them, so F holds dq/dr and the loss d²q/dχdr),
+    against central differences of the same loss."""
+    charges, inputs = _twice(False)
+    calculator = Calculator(CoulombPotential())
+    chi, hardness, widths, positions, cell = inputs
+
+    def loss(chi_value):
+        p = positions.detach().clone().requires_grad_()
+        q = charges(chi_value, hardness, widths, p, cell)
+        i = torch.tensor([[a, b] for a in range(4) for b in range(a + 1, 4)])
+        d = torch.linalg.norm(p[i[:, 1]] - p[i[:, 0]], dim=1)
+        energy = 0.5 * (q.unsqueeze(1) * gaussian_potentials(
+            calculator, q.unsqueeze(1), widths, cell, p, i, d, CLUSTER, True
+        )).sum()  # fmt: skip
+        (forces,) = torch.autograd.grad(-energy, p, create_graph=True)
+        return (forces**2).sum()
+
+    (gradient,) = torch.autograd.grad(loss(chi), chi)
+    direction = torch.tensor(np.random.default_rng(2).normal(size=4))
+    h = 1e-5
+    slope = (
+        loss((chi + h * direction).detach()) - loss((chi - h * direction).detach())
+    ) / (2 * h)
+    assert float(gradient @ direction) == pytest.approx(float(slope.detach()), rel=1e-6)

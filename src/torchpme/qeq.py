@@ -19,9 +19,13 @@ the number of fragments, at one calculator call per iteration.
 Gradients with respect to ``χ``, ``J``, ``σ``, positions, cell and the distances are
 those of the implicit function (one adjoint solve with the same operator, no
 unrolled iterations): with ``r(q, θ) = χ + Hq``, ``dq = −P r_θ`` where ``P`` is the
-inverse of ``H`` on the charges that keep every fragment's sum. First derivatives;
-a loss on forces computed from these charges needs second derivatives, which this
-does not provide.
+inverse of ``H`` on the charges that keep every fragment's sum. The solution enters
+the graph through Newton steps ``q ← q − P̂ r(q, θ)`` that leave its value unchanged
+(``r`` is in the range of the constraints there, which ``P`` removes), with ``P̂``
+the projected solve at ``H`` held fixed: one step gives exact first derivatives, and
+a second step on the first's output adds the missing ``−2P dH dq`` term, so the
+charges are twice differentiable (forces from them in a training loss) at the price
+of one more calculator call.
 
 Reference: Rappé & Goddard, J. Phys. Chem. 95, 3358 (1991),
 doi:10.1021/j100161a070; Ko et al., Nat. Commun. 12, 398 (2021),
@@ -171,16 +175,19 @@ def equilibrate(
         start = None if initial is None else initial.detach()
         charges, iterations = solve.minimum(electronegativity.detach(), targets, start)
 
-    # the implicit function: q = q* − P r(q*, θ), r = Cᵀμ at q* and P Cᵀ = 0, so
-    # the value is unchanged and the derivative is −P r_θ
-    fixed = charges.unsqueeze(1)
-    potential = potentials_of(
-        calculator, fixed, widths, cell, positions, neighbor_indices,
-        neighbor_distances, periodic, self_energy, n_periodic,
-    )  # fmt: skip
-    residual = electronegativity + hardness * charges + 2.0 * potential[:, 0]
-    correction = _ProjectedSolve.apply(residual, solve)
-    return Equilibrated(charges - correction, iterations)
+    # the implicit function: q = q* − P̂ r(q*, θ), r = Cᵀμ at q* and P Cᵀ = 0, so
+    # the value is unchanged and the derivative is −P r_θ; the second step
+    # differentiates the first's output, which makes second derivatives exact
+    inputs = (electronegativity, hardness, widths, cell, positions, neighbor_distances)
+    tracked = torch.is_grad_enabled() and any(x.requires_grad for x in inputs)
+    for _ in range(2 if tracked else 1):
+        potential = potentials_of(
+            calculator, charges.unsqueeze(1), widths, cell, positions,
+            neighbor_indices, neighbor_distances, periodic, self_energy, n_periodic,
+        )  # fmt: skip
+        residual = electronegativity + hardness * charges + 2.0 * potential[:, 0]
+        charges = charges - _ProjectedSolve.apply(residual, solve)
+    return Equilibrated(charges, iterations)
 
 
 def _fragments(fragments, n: int, device) -> Fragments:
@@ -219,12 +226,13 @@ class _Solver:
         self.tolerance = tolerance
         self.max_iterations = max_iterations
 
-    def project(self, v: torch.Tensor) -> torch.Tensor:
-        """``M⁻¹v`` moved onto the zero-sum charges (``M = diag J``): the
-        preconditioned residual of the constrained problem."""
-        scaled = self.inverse * v
-        mean = self.groups.sums(scaled) / self.weights
-        return scaled - self.inverse * self.groups.spread(mean)
+    def reduce(self, v: torch.Tensor) -> torch.Tensor:
+        """``v − Cᵀm`` with ``M⁻¹`` of it on the zero-sum charges (``M = diag
+        J``): the same problem (``Cᵀm`` only moves the multipliers), without the
+        part in the range of the constraints that would swamp the residual's
+        dot products in rounding when it is large."""
+        mean = self.groups.sums(self.inverse * v) / self.weights
+        return v - self.groups.spread(mean)
 
     def feasible(self, targets: torch.Tensor, start) -> torch.Tensor:
         """``start`` (or zero) moved onto the constraints, along ``M⁻¹Cᵀ``."""
@@ -234,11 +242,14 @@ class _Solver:
 
     def minimum(self, linear: torch.Tensor, targets: torch.Tensor, start=None):
         q = self.feasible(targets, start)
-        r = self.operator(q) + linear
-        g = self.project(r)
+        # from zero charges the residual is the linear term (no operator call)
+        starts_at_zero = start is None and not bool(targets.any())
+        r = linear.clone() if starts_at_zero else self.operator(q) + linear
         # relative to the whole preconditioned residual: at the solution r is in
         # the range of the constraints (Cᵀμ), whose projection is only rounding
         first = torch.linalg.norm(self.inverse * r)
+        r = self.reduce(r)
+        g = self.inverse * r
         if not bool(torch.linalg.norm(g) > self.tolerance * first):
             return q, 0
         p = -g
@@ -256,8 +267,8 @@ class _Solver:
                 )
             step = rg / curvature
             q = q + step * p
-            r = r + step * hp
-            g = self.project(r)
+            r = self.reduce(r + step * hp)
+            g = self.inverse * r
             if bool(torch.linalg.norm(g) <= self.tolerance * first):
                 return q, iteration
             rg_next = torch.dot(r, g)
@@ -281,8 +292,8 @@ class _Solver:
 
 
 class _ProjectedSolve(torch.autograd.Function):
-    """``y = P x`` (symmetric, so the backward is the same solve); ``H`` is held
-    fixed (first derivatives)."""
+    """``y = P x`` with ``H`` held fixed; ``P`` is symmetric, so the backward is
+    the same solve, itself differentiable (linear in the incoming gradient)."""
 
     @staticmethod
     def forward(ctx, x, solver):
@@ -292,5 +303,4 @@ class _ProjectedSolve(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, gradient):
-        with torch.no_grad():
-            return ctx.solver.apply_inverse(gradient), None
+        return _ProjectedSolve.apply(gradient, ctx.solver), None
