@@ -94,6 +94,7 @@ def run(argv: List[str]) -> int:
     args = _parser().parse_args(argv)
     import torch
 
+    from ..neighbors import compute_neighbors
     from . import engine
     from .progress import progress
     from .structures import rocksalt
@@ -141,7 +142,7 @@ def run(argv: List[str]) -> int:
             args.cutoff,
         )
         calculator = engine.build_calculator(parameters, prefactor, dtype, device)
-        indices, _, shifts = engine.compute_neighbors(
+        indices, _, shifts = compute_neighbors(
             positions, cell, parameters.cutoff, periodic, return_shifts=True
         )
 

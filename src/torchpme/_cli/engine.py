@@ -28,14 +28,12 @@ Boundary conditions:
 Open directions are tuned with ``periodic`` (:mod:`torchpme.tuning._open`).
 """
 
-import math
-from dataclasses import dataclass
 from typing import Any, Dict, List, Optional
 
 import torch
 
 from .._core.validation import message
-from ..neighbors import compute_neighbors, pair_distances
+from .geometry import Evaluation, Geometry, strained_geometry
 from .parameters import (
     Parameters,
     calculator_class,
@@ -48,6 +46,7 @@ __all__ = [
     "METHODS",
     "UNITS",
     "Evaluation",
+    "Geometry",
     "Parameters",
     "build_calculator",
     "check_periodic",
@@ -56,6 +55,7 @@ __all__ = [
     "evaluate",
     "grid_bounds",
     "resolve_method",
+    "strained_geometry",
     "unit_prefactor",
 ]
 
@@ -279,27 +279,6 @@ def build_calculator(
     return calculator.to(dtype=dtype, device=device)
 
 
-@dataclass
-class Evaluation:
-    """Results of :func:`evaluate`, as float64 CPU tensors (units of the
-    prefactor: energy, energy/length, energy/length³, energy/charge)."""
-
-    energy: torch.Tensor
-    forces: torch.Tensor
-    stress: Optional[torch.Tensor]
-    potentials: torch.Tensor
-    energies: torch.Tensor
-    n_pairs: int
-    #: the shortest pair distance (``inf`` without pairs), which sets the size of
-    #: the largest force summands and so the rounding error of a float32 run
-    closest: float = math.inf
-
-
-def _all_pairs(n_atoms: int, device: torch.device) -> torch.Tensor:
-    pairs = torch.triu_indices(n_atoms, n_atoms, offset=1, device=device)
-    return pairs.t().contiguous()
-
-
 def evaluate(
     calculator: torch.nn.Module,
     parameters: Parameters,
@@ -331,57 +310,15 @@ def evaluate(
     Returns:
         :class:`Evaluation` (stress ``None`` when not computed).
     """
-    want_stress = stress and all(periodic)
-    positions = positions.detach().requires_grad_(True)
-    strain = torch.zeros(
-        3, 3, dtype=positions.dtype, device=positions.device, requires_grad=want_stress
-    )
-    deformation = torch.eye(3, dtype=positions.dtype, device=positions.device) + strain
-    strained_positions = positions @ deformation
-    strained_cell = cell.detach() @ deformation
-    if parameters.method == "direct":
-        indices = _all_pairs(positions.shape[0], positions.device)
-        shifts = torch.zeros(
-            indices.shape[0], 3, dtype=torch.int64, device=positions.device
-        )
-        periodic_tensor = None
-    else:
-        indices, _, shifts = compute_neighbors(
-            positions.detach(),
-            cell.detach(),
-            parameters.cutoff,
-            periodic,
-            return_shifts=True,
-        )
-        periodic_tensor = (
-            None
-            if all(periodic)
-            else torch.tensor(periodic, dtype=torch.bool, device=positions.device)
-        )
-    distances = pair_distances(strained_positions, strained_cell, indices, shifts)
+    geometry = strained_geometry(parameters, cell, positions, periodic, stress)
     charges = charges.detach().requires_grad_(True)
+    g = geometry
     energy = calculator.energy(
-        charges, strained_cell, strained_positions, indices, distances,
-        periodic_tensor,
-    )  # fmt: skip
+        charges, g.cell, g.positions, g.indices, g.distances, g.periodic
+    )
     # E = qᵀ B q with B symmetric, so ∂E/∂q = 2 V: the potentials come with the
     # forces from the energy's backward pass (which reuses its forward pass)
-    inputs = [charges, positions] + ([strain] if want_stress else [])
-    gradients = torch.autograd.grad(energy, inputs)
+    gradients = torch.autograd.grad(energy, [charges, *g.leaves()])
     potentials = 0.5 * gradients[0]
     energies = (charges.detach() * potentials).sum(dim=1)
-    result_stress = None
-    if want_stress:
-        volume = torch.abs(torch.linalg.det(cell.detach()))
-        virial = gradients[2]
-        result_stress = (0.5 * (virial + virial.t()) / volume).detach()
-        result_stress = result_stress.to(torch.float64).cpu()
-    return Evaluation(
-        energy=energy.detach().to(torch.float64).cpu(),
-        forces=(-gradients[1]).detach().to(torch.float64).cpu(),
-        stress=result_stress,
-        potentials=potentials[:, 0].to(torch.float64).cpu(),
-        energies=energies.detach().to(torch.float64).cpu(),
-        n_pairs=int(indices.shape[0]),
-        closest=float(distances.detach().min()) if distances.numel() > 0 else math.inf,
-    )
+    return g.evaluation(energy, gradients[1:], potentials[:, 0], energies)
