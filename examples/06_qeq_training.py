@@ -135,8 +135,6 @@ def main():
 
     model = Student()
     optimizer = torch.optim.Adam(model.parameters(), lr=0.02)
-    # a decaying step lets Adam settle instead of rattling round the minimum
-    schedule = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=0.98)
     print(f"{'step':>5}{'loss':>11}{'RMSE q':>11}{'RMSE E':>11}{'RMSE F':>11}")
     history = []
     for step in range(121):
@@ -145,7 +143,6 @@ def main():
         loss = (squares / scale).sum()
         loss.backward()
         optimizer.step()
-        schedule.step()
         history.append(loss.item())
         if step % 20 == 0:
             rmse = squares.detach().sqrt().tolist()
@@ -160,7 +157,7 @@ def main():
             f"{name:<9} charge RMSE {rmse[0]:.1e} (charges ~{scale[0].sqrt():.2f}), "
             f"force RMSE {rmse[2]:.1e} (forces ~{scale[2].sqrt():.2f})"
         )
-    assert history[0] / history[-1] > 100, history
+    assert history[0] / history[-1] > 1000, history
     assert final[0] < 0.01 * scale[0].sqrt(), final
     assert unseen[0] < 0.05 * scale[0].sqrt(), unseen
 

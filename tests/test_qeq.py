@@ -348,7 +348,7 @@ def test_forces_in_a_loss_differentiate_to_the_electronegativity():
         q = charges(chi_value, hardness, widths, p, cell)
         i = torch.tensor([[a, b] for a in range(4) for b in range(a + 1, 4)])
         d = torch.linalg.norm(p[i[:, 1]] - p[i[:, 0]], dim=1)
-        energy = 0.5 * (q.unsqueeze(1) * gaussian_potentials(
+        energy = (q.unsqueeze(1) * gaussian_potentials(
             calculator, q.unsqueeze(1), widths, cell, p, i, d, CLUSTER, True
         )).sum()  # fmt: skip
         (forces,) = torch.autograd.grad(-energy, p, create_graph=True)

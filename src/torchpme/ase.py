@@ -36,6 +36,14 @@ Boundary conditions follow ``atoms.pbc``:
   ``method="pme"``/``"p3m"`` the free-space mesh (O(N log N), for large
   clusters; ``"auto"`` takes PME above 3000 atoms); no cell needed, no stress.
 
+**Charge equilibration.** With ``qeq={"Na": (χ, J, σ), ...}`` the charges are not
+given but solved for on every calculation: those minimising
+``Σχq + ½ΣJq² + E_C`` at total charge ``total_charge``, with ``E_C`` the Coulomb
+energy of Gaussian charges of widths ``σ`` (:mod:`torchpme.qeq`; ``χ`` in eV per
+e, ``J`` in eV per e², ``σ`` in Å with the default prefactor). The energy is
+that minimum, the forces and stress its derivatives; the solve starts from the
+previous step's charges, and ``qeq_iterations`` holds what the last one took.
+
 Parameters (cutoff, smearing, k-space) are tuned on the first calculation and
 kept while the number of atoms, the charges and the pbc stay the same and the
 cell changes by less than ``retune_threshold`` (relative, in the Frobenius
@@ -68,23 +76,22 @@ from ase.calculators.calculator import (
 
 from ._cli import engine
 from ._cli.frontdoor import (
+    check_arguments,
     check_fixed,
     reported_error,
     rounding_error,
     warn_rounding,
 )
 from ._cli.options import available_device
+from ._cli.qeq import evaluate_qeq, gaussian_cutoff, qeq_arrays
 from ._cli.structures import charges_for, charges_from_atoms, check_neutral
-from ._core.validation import check_choice, message
+from ._core.validation import message
 
 __all__ = ["DEFAULT_ACCURACY", "TorchPMECalculator"]
 
 #: default ``accuracy``: RMS force error in eV/Å (converted to the units of
 #: ``prefactor``), tight enough for NVE molecular dynamics (module docstring)
 DEFAULT_ACCURACY = 1e-5
-
-# keyword arguments of ASE's ``Calculator`` that this calculator passes on
-_ASE_KEYWORDS = ("restart", "ignore_bad_restart_file", "label", "atoms", "directory")
 
 _LABELS = {
     "method": "method",
@@ -132,6 +139,9 @@ class TorchPMECalculator(Calculator):
             then neutralises it).
         **kwargs: ASE's ``Calculator`` arguments (``label``, ``directory``,
             ``atoms``, ``restart``); any other keyword is a ``TypeError``.
+        qeq: ``{symbol: (χ, J, σ)}``: equilibrate the charges (module
+            docstring) instead of taking ``charges``.
+        total_charge: the total charge of the equilibrated charges.
 
     A ``{symbol: charge}`` mapping may hold elements the atoms do not have (one
     table for several structures), but only chemical symbols.
@@ -164,39 +174,22 @@ class TorchPMECalculator(Calculator):
         params: Optional[Dict[str, Any]] = None,
         retune_threshold: float = 0.05,
         allow_charged: bool = False,
+        qeq: Optional[Dict[str, Sequence[float]]] = None,
+        total_charge: float = 0.0,
         **kwargs,
     ):
-        for name, value in kwargs.items():
-            if name not in _ASE_KEYWORDS:
-                hint = (
-                    f" (a k-space parameter: params={{'{name}': {value!r}}})"
-                    if name in ("lr_wavelength", "mesh_spacing", "interpolation_nodes")
-                    else ""
-                )
-                raise TypeError(
-                    message(
-                        "**kwargs",
-                        f"ASE Calculator keywords {list(_ASE_KEYWORDS)}{hint}",
-                        f"the unknown keyword {name}={value!r}",
-                    )
-                )
+        check_arguments(
+            kwargs, method, accuracy, dtype, retune_threshold, charges, qeq,
+            total_charge,
+        )  # fmt: skip
         super().__init__(**kwargs)
-        check_choice("method", method, engine.METHODS)
-        if accuracy is not None and not (
-            isinstance(accuracy, (int, float))
-            and not isinstance(accuracy, bool)
-            and 0.0 < accuracy < float("inf")
-        ):
-            raise ValueError(message("accuracy", "a finite number > 0", f"{accuracy}"))
-        if dtype not in (torch.float32, torch.float64):
-            raise TypeError(
-                message("dtype", "torch.float32 or torch.float64", f"{dtype}")
-            )
-        if not retune_threshold >= 0.0:
-            raise ValueError(
-                message("retune_threshold", "a number >= 0", f"{retune_threshold}")
-            )
         params = dict(params or {})
+        self.qeq = None if qeq is None else dict(qeq)
+        self.total_charge = float(total_charge)
+        #: conjugate-gradient iterations of the last equilibration
+        self.qeq_iterations: Optional[int] = None
+        self._equilibrated: Optional[np.ndarray] = None
+        self._tuned_at = -1
         self.charges = charges
         self.method = method
         if prefactor is not None and not (
@@ -284,14 +277,21 @@ class TorchPMECalculator(Calculator):
             raise PropertyNotImplementedError(
                 "stress is only defined for atoms periodic along all three axes"
             )
-        charges = self._atom_charges(atoms)
-        check_neutral(charges, self.allow_charged, "pass allow_charged=True")
+        if self.qeq is None:
+            charges = self._atom_charges(atoms)
+            check_neutral(charges, self.allow_charged, "pass allow_charged=True")
+        else:
+            arrays = qeq_arrays(atoms.get_chemical_symbols(), self.qeq, "qeq")
+            # tuned for unit charges (_cli/qeq.py), retuned when the table changes
+            charges = np.concatenate([np.ones(len(atoms)), *arrays])
         cell_array = np.asarray(atoms.cell[:], dtype=float)
         positions = torch.tensor(
             np.asarray(atoms.positions), dtype=self.dtype, device=self.device
         )
         cell = torch.tensor(cell_array, dtype=self.dtype, device=self.device)
-        q = torch.tensor(charges, dtype=self.dtype, device=self.device).reshape(-1, 1)
+        q = torch.tensor(
+            charges[: len(atoms)], dtype=self.dtype, device=self.device
+        ).reshape(-1, 1)
         if not bool(torch.isfinite(positions).all()):
             raise ValueError(message("positions", "finite", "NaN or infinite entries"))
         engine.check_periodic(periodic, cell, positions, self.method, self.params)
@@ -305,13 +305,17 @@ class TorchPMECalculator(Calculator):
                 self.cutoff,
             )
             accuracy = self.accuracy / self.prefactor  # the tuners' e²/Å²
+            cutoff = self.cutoff
+            if self.qeq is not None:
+                default = engine.default_cutoff(cell, len(atoms))
+                cutoff = gaussian_cutoff(arrays[2], cutoff, default)
             concrete = engine.resolve_method(
                 self.method,
                 len(atoms),
                 periodic,
                 params=self.params,
                 cell=cell,
-                cutoff=self.cutoff,
+                cutoff=cutoff,
                 accuracy=accuracy,
             )
             self.parameters_in_use = engine.choose_parameters(
@@ -321,7 +325,7 @@ class TorchPMECalculator(Calculator):
                 positions,
                 periodic,
                 accuracy,
-                self.cutoff,
+                cutoff,
                 self.smearing,
                 self.params,
             )
@@ -338,15 +342,22 @@ class TorchPMECalculator(Calculator):
             }
             self.tunings += 1
             self._rounding_unchecked = True
-        evaluation = engine.evaluate(
-            self._calculator,
-            self.parameters_in_use,
-            q,
-            cell,
-            positions,
-            periodic,
-            stress=all(periodic),
-        )
+        if self.qeq is None:
+            evaluation = engine.evaluate(
+                self._calculator, self.parameters_in_use, q, cell, positions,
+                periodic, stress=all(periodic),
+            )  # fmt: skip
+        else:
+            same = self._equilibrated is not None and self.tunings == self._tuned_at
+            solved = evaluate_qeq(
+                self._calculator, self.parameters_in_use, arrays, self.total_charge,
+                cell, positions, periodic, stress=all(periodic),
+                initial=self._equilibrated if same else None,
+            )  # fmt: skip
+            evaluation, self.qeq_iterations = solved.evaluation, solved.iterations
+            self._equilibrated, self._tuned_at = solved.charges, self.tunings
+            charges = solved.charges
+            q = torch.tensor(charges, dtype=self.dtype, device=self.device)[:, None]
         # in float32 the rounding of the arithmetic joins the method's estimate
         rounding = rounding_error(q, self.parameters_in_use, evaluation, self.dtype)
         self.estimated_error = reported_error(

@@ -113,7 +113,8 @@ def equilibrate(
             fails naming its residual).
         initial: ``(N,)`` charges to start from, e.g. the previous MD step's (moved
             onto the constraints first).
-        tolerance: relative residual ``‖P r‖/‖M⁻¹r₀‖`` to reach (``M = diag J``;
+        tolerance: relative residual ``‖P r‖/‖M⁻¹r₀‖`` to reach (``M = diag J``,
+            ``r₀`` the residual of the cold start, whatever ``initial`` is;
             default 1e-8 in float64, 1e-5 in float32: tighter than the rounding
             of the operator, the iterations lose their conjugacy).
         max_iterations: conjugate-gradient iterations allowed.
@@ -241,13 +242,19 @@ class _Solver:
         return q + self.inverse * self.groups.spread(missing)
 
     def minimum(self, linear: torch.Tensor, targets: torch.Tensor, start=None):
-        q = self.feasible(targets, start)
+        cold = self.feasible(targets, None)
         # from zero charges the residual is the linear term (no operator call)
-        starts_at_zero = start is None and not bool(targets.any())
-        r = linear.clone() if starts_at_zero else self.operator(q) + linear
-        # relative to the whole preconditioned residual: at the solution r is in
-        # the range of the constraints (Cᵀμ), whose projection is only rounding
-        first = torch.linalg.norm(self.inverse * r)
+        zero = not bool(targets.any())
+        cold_residual = linear.clone() if zero else self.operator(cold) + linear
+        if start is None:
+            q, r = cold, cold_residual
+        else:
+            q = self.feasible(targets, start)
+            r = self.operator(q) + linear
+        # relative to the whole preconditioned residual of the cold start (a warm
+        # start gains iterations, not accuracy): at the solution r is in the
+        # range of the constraints (Cᵀμ), whose projection is only rounding
+        first = torch.linalg.norm(self.inverse * cold_residual)
         r = self.reduce(r)
         g = self.inverse * r
         if not bool(torch.linalg.norm(g) > self.tolerance * first):

@@ -18,16 +18,19 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 import torch
 
-from .._core.validation import message
+from .._core.validation import check_choice, message
 from . import engine
 from .parameters import REQUIRED_PARAMETERS
+from .qeq import check_table
 
 __all__ = [
+    "ASE_KEYWORDS",
     "FLOAT32_ROUNDING",
     "K_SPACE",
     "MADELUNG_ACCURACY",
     "MADELUNG_CUTOFF",
     "Result",
+    "check_arguments",
     "check_fixed",
     "compute",
     "madelung_check",
@@ -184,6 +187,52 @@ def translate_advice(text: str, labels: Dict[str, str]) -> str:
         if name in labels:
             text = re.sub(rf"\b{name}\b", labels[name], text)
     return text
+
+
+# keyword arguments of ASE's ``Calculator`` that the ASE calculator passes on
+ASE_KEYWORDS = ("restart", "ignore_bad_restart_file", "label", "atoms", "directory")
+
+
+def check_arguments(
+    kwargs, method, accuracy, dtype, retune_threshold, charges, qeq, total_charge
+) -> None:
+    """The arguments of :class:`torchpme.ase.TorchPMECalculator`, before any work."""
+    for name, value in kwargs.items():
+        if name not in ASE_KEYWORDS:
+            hint = (
+                f" (a k-space parameter: params={{'{name}': {value!r}}})"
+                if name in ("lr_wavelength", "mesh_spacing", "interpolation_nodes")
+                else ""
+            )
+            raise TypeError(
+                message(
+                    "**kwargs",
+                    f"ASE Calculator keywords {list(ASE_KEYWORDS)}{hint}",
+                    f"the unknown keyword {name}={value!r}",
+                )
+            )
+    check_choice("method", method, engine.METHODS)
+    if accuracy is not None and not (
+        isinstance(accuracy, (int, float))
+        and not isinstance(accuracy, bool)
+        and 0.0 < accuracy < float("inf")
+    ):
+        raise ValueError(message("accuracy", "a finite number > 0", f"{accuracy}"))
+    if dtype not in (torch.float32, torch.float64):
+        raise TypeError(message("dtype", "torch.float32 or torch.float64", f"{dtype}"))
+    if not retune_threshold >= 0.0:
+        raise ValueError(
+            message("retune_threshold", "a number >= 0", f"{retune_threshold}")
+        )
+    if qeq is not None:
+        check_table(qeq, "qeq")
+        if charges is not None:
+            raise ValueError(
+                message("charges", "None with qeq (qeq solves for them)",
+                        "charges as well")
+            )  # fmt: skip
+    if not math.isfinite(total_charge):
+        raise ValueError(message("total_charge", "finite", f"{total_charge}"))
 
 
 class Result:
