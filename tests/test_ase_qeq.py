@@ -2,10 +2,14 @@
 constrained solve in NumPy (tests/test_qeq.py's matrices, scaled to eV), finite
 differences of the energy (forces, stress), and its refusals."""
 
+import json
+import re
+
 import numpy as np
 import pytest
 
 ase = pytest.importorskip("ase")
+ase_io = pytest.importorskip("ase.io")
 from test_gaussian import CELL  # noqa: E402
 from test_qeq import _cluster_matrix, _dense, _ewald_matrix  # noqa: E402
 
@@ -119,3 +123,50 @@ def test_bad_tables_are_refused_naming_the_argument(options, match):
     with pytest.raises(ValueError, match=match):
         atoms.calc = TorchPMECalculator(**options)
         atoms.get_potential_energy()
+
+
+def _spec(table):
+    return ",".join(f"{k}={':'.join(str(x) for x in v)}" for k, v in table.items())
+
+
+@pytest.mark.parametrize("form", ["inline", "json"])
+def test_the_command_line_reports_the_equilibrated_charges(form, tmp_path, capsys):
+    from torchpme.cli import main
+
+    atoms = _atoms(True)
+    path = str(tmp_path / "ions.extxyz")
+    ase_io.write(path, atoms)
+    spec = _spec(TABLE)
+    if form == "json":
+        spec = str(tmp_path / "qeq.json")
+        with open(spec, "w", encoding="utf-8") as handle:
+            json.dump(TABLE, handle)
+    fixed = ["--method", "ewald", "--smearing", "1.0", "--lr-wavelength", "0.3"]
+    arguments = [path, "--qeq", spec, "--cutoff", "9", "--json", *fixed]
+    assert main(arguments) == 0
+    summary = json.loads(capsys.readouterr().out)
+    charges, energy = _reference(atoms, True)
+    np.testing.assert_allclose(summary["charges"], charges, atol=1e-9)
+    assert summary["energy"] == pytest.approx(energy, rel=1e-9)
+    assert summary["qeq_iterations"] > 0
+
+
+@pytest.mark.parametrize(
+    ("extra", "match"),
+    [
+        (["--charges", "Na=1,Cl=-1,K=1"], "--charges.*--qeq"),
+        (["--qeq", "Na=1:2:0.5,Cl=1:2:0.5"], "--qeq.*none for K"),
+        (["--qeq", "Na=1:2"], "--qeq.*three finite numbers"),
+        (["--qeq", "Na1:2:3"], "--qeq.*chi:J:sigma"),
+        (["--cutoff", "2"], "--cutoff.*Gaussian width"),
+    ],
+    ids=["charges-too", "missing", "two-numbers", "malformed", "cutoff"],
+)
+def test_the_command_line_refuses_bad_tables(extra, match, tmp_path, capsys):
+    from torchpme.cli import main
+
+    path = str(tmp_path / "ions.extxyz")
+    ase_io.write(path, _atoms(True))
+    arguments = [path, "--qeq", _spec(TABLE), "--method", "ewald", *extra]
+    assert main(arguments) == 1
+    assert re.search(match, capsys.readouterr().err)

@@ -5,11 +5,14 @@
     torchpme                               # embedded rock salt + Madelung check
     torchpme structure.cif --charges Na=1,Cl=-1 --method pme --accuracy 1e-5
     torchpme frame.extxyz --output result.extxyz
+    torchpme water.xyz --qeq O=2.5:12:0.7,H=-1.2:9:0.5  # charge equilibration
     torchpme bench --sizes 64,216,512 --plot scaling.png
 
 A structure is read with ASE (any format it reads: extxyz, CIF, POSCAR, ...).
 Charges come from ``--charges`` (``Na=1,Cl=-1``) or from the file (a ``charges``
-array or ``initial_charges``). The energy is ``E = Σ_i q_i V_i`` with Coulomb
+array or ``initial_charges``), or from charge equilibration with ``--qeq``
+(per-element ``χ:J:σ``, :mod:`torchpme._cli.qeq`; the report gives the charges).
+The energy is ``E = Σ_i q_i V_i`` with Coulomb
 potentials ``V_i`` in the chosen ``--units`` (``eV_A``: eV and Å; ``gaussian``:
 e²/Å; ``kcalmol_A``; ``kJmol``). Forces are ``−∂E/∂r``; the stress is
 ``(1/V) ∂E/∂ε`` (ASE's sign convention). ``--accuracy`` is the target RMS force
@@ -22,6 +25,7 @@ Python traceback.
 
 import argparse
 import json
+import math
 import sys
 import time
 import warnings
@@ -81,6 +85,19 @@ def _parser() -> argparse.ArgumentParser:
         "--charges",
         default=None,
         help="charges per element, e.g. Na=1,Cl=-1 (default: from the file)",
+    )
+    parser.add_argument(
+        "--qeq",
+        default=None,
+        help="equilibrate the charges instead: chi:J:sigma per element, e.g. "
+        "Na=-1.5:9:0.6,Cl=1.8:7:0.75 (chi in the energy unit of --units per e, "
+        'J per e², sigma in Å), or a JSON file {"Na": [chi, J, sigma]}',
+    )
+    parser.add_argument(
+        "--total-charge",
+        type=float,
+        default=0.0,
+        help="total charge of the equilibrated charges (with --qeq; default 0)",
     )
     parser.add_argument(
         "--allow-charged",
@@ -216,6 +233,13 @@ def _check_options(args) -> None:
     from ._core.validation import message
 
     check_accuracy(args.accuracy)
+    if args.qeq is not None and args.charges is not None:
+        raise CLIError(
+            message("--charges", "left out with --qeq (it solves for them)",
+                    f"--charges {args.charges}")
+        )  # fmt: skip
+    if not math.isfinite(args.total_charge):
+        raise CLIError(message("--total-charge", "finite", f"{args.total_charge}"))
     if args.cutoff is not None:
         check_accuracy(args.cutoff, "--cutoff")
     if args.top < 0:
@@ -255,8 +279,16 @@ def run(argv: List[str]) -> int:
     else:
         atoms = _read_structure(args.file, args.format)
         name = args.file
-    charges = _charges(atoms, args.charges)
-    check_neutral(charges, args.allow_charged, "use --allow-charged")
+    qeq = None
+    if args.qeq is None:
+        charges = _charges(atoms, args.charges)
+        check_neutral(charges, args.allow_charged, "use --allow-charged")
+    else:
+        from ._cli.qeq import parse_qeq, qeq_arrays
+
+        qeq = parse_qeq(args.qeq)
+        qeq_arrays(atoms.get_chemical_symbols(), qeq)  # every element, before work
+        charges = None
     params = _fixed_params(args)
     periodic = [bool(p) for p in atoms.pbc]
     check_fixed(args.method, periodic, params, args.smearing, LABELS)
@@ -279,6 +311,8 @@ def run(argv: List[str]) -> int:
                 smearing=args.smearing,
                 params=params,
                 steps=steps,
+                qeq=qeq,
+                total_charge=args.total_charge,
             )
             madelung = None
             if args.file is None:
@@ -290,6 +324,7 @@ def run(argv: List[str]) -> int:
         steps.close()
     _warn_after(caught, result, UNITS[args.units][1])
     result.timings["total"] = time.perf_counter() - start
+    charges = result.charges
     if args.output is not None:
         write_output(args.output, atoms, charges, result, args.units)
     if args.json:

@@ -21,7 +21,7 @@ import torch
 from .._core.validation import check_choice, message
 from . import engine
 from .parameters import REQUIRED_PARAMETERS
-from .qeq import check_table
+from .qeq import check_table, evaluate_qeq, gaussian_cutoff, qeq_arrays
 
 __all__ = [
     "ASE_KEYWORDS",
@@ -238,13 +238,20 @@ def check_arguments(
 class Result:
     """A run on one structure: parameters, evaluation, timings, accuracy."""
 
-    def __init__(self, parameters, evaluation, timings, method_requested, error):
+    def __init__(
+        self, parameters, evaluation, timings, method_requested, error, charges,
+        qeq_iterations=None,
+    ):  # fmt: skip
         self.parameters = parameters
         self.evaluation = evaluation
         self.timings = timings
         self.method_requested = method_requested
         #: error estimate of what ran, in the units of the output forces
         self.error = error
+        #: ``(N,)`` the charges (given, or equilibrated)
+        self.charges = charges
+        #: conjugate-gradient iterations of charge equilibration (None without)
+        self.qeq_iterations = qeq_iterations
 
 
 def compute(
@@ -259,8 +266,13 @@ def compute(
     smearing: Optional[float] = None,
     params: Optional[dict] = None,
     steps=None,
+    qeq: Optional[dict] = None,
+    total_charge: float = 0.0,
 ) -> Result:
-    """Energy, forces and stress of an ``ase.Atoms`` with per-atom ``charges``.
+    """Energy, forces and stress of an ``ase.Atoms`` with per-atom ``charges``,
+    or with the charges of charge equilibration when ``qeq`` is a
+    ``{symbol: (χ, J, σ)}`` table (``charges`` is then ignored; see
+    :mod:`torchpme._cli.qeq`).
 
     ``accuracy`` is the RMS force error target in the units of ``units``
     (energy unit per Å); the result's ``error`` is the estimate of what ran, in
@@ -271,6 +283,11 @@ def compute(
     periodic = [bool(p) for p in atoms.pbc]
     positions = torch.tensor(np.asarray(atoms.positions), dtype=dtype, device=device)
     cell = torch.tensor(np.asarray(atoms.cell[:]), dtype=dtype, device=device)
+    if qeq is not None:
+        arrays = qeq_arrays(atoms.get_chemical_symbols(), qeq)
+        charges = np.ones(len(atoms))  # tuned for unit charges
+        default = engine.default_cutoff(cell, len(atoms))
+        cutoff = gaussian_cutoff(arrays[2], cutoff, default, "--cutoff")
     q = torch.tensor(np.asarray(charges), dtype=dtype, device=device).reshape(-1, 1)
     for name, tensor in (("positions", positions), ("charges", q), ("cell", cell)):
         if not bool(torch.isfinite(tensor).all()):
@@ -308,14 +325,26 @@ def compute(
         steps.start("energy, forces, stress")
     start = time.perf_counter()
     calculator = engine.build_calculator(parameters, prefactor, dtype, device)
-    evaluation = engine.evaluate(calculator, parameters, q, cell, positions, periodic)
+    iterations = None
+    if qeq is None:
+        evaluation = engine.evaluate(
+            calculator, parameters, q, cell, positions, periodic
+        )
+    else:
+        solved = evaluate_qeq(
+            calculator, parameters, arrays, total_charge, cell, positions, periodic
+        )
+        evaluation, charges, iterations = solved
+        q = torch.tensor(charges, dtype=dtype, device=device).reshape(-1, 1)
     timings["evaluation"] = time.perf_counter() - start
     if steps is not None:
         steps.finish()
     rounding = rounding_error(q, parameters, evaluation, dtype)
     warn_rounding(rounding, accuracy / prefactor, prefactor)
     error = reported_error(parameters, prefactor, rounding)
-    return Result(parameters, evaluation, timings, method, error)
+    return Result(
+        parameters, evaluation, timings, method, error, np.asarray(charges), iterations
+    )
 
 
 # the Madelung check runs at this accuracy (e²/Å², or the requested one if tighter)

@@ -118,7 +118,9 @@ def qeq_arrays(symbols: List[str], table: Table, argument: str = "--qeq"):
     return values[:, 0], values[:, 1], values[:, 2]
 
 
-def gaussian_cutoff(widths: np.ndarray, cutoff: Optional[float], default: float):
+def gaussian_cutoff(
+    widths: np.ndarray, cutoff: Optional[float], default: float, argument="cutoff"
+) -> float:
     """The real-space cutoff: ``cutoff`` if given (refused below the reach of
     the widths), else the larger of ``default`` and that reach."""
     reach = GAUSSIAN_REACH * float(np.max(widths))
@@ -126,7 +128,7 @@ def gaussian_cutoff(widths: np.ndarray, cutoff: Optional[float], default: float)
         return max(default, reach)
     if cutoff < reach:
         raise ValueError(
-            message("cutoff", f">= {GAUSSIAN_REACH:g} times the largest Gaussian "
+            message(argument, f">= {GAUSSIAN_REACH:g} times the largest Gaussian "
                     f"width ({reach:.4g} Å)", f"{cutoff:g}")
         )  # fmt: skip
     return cutoff

@@ -87,6 +87,12 @@ def report(
         f"accuracy   {_accuracy_text(result, args.accuracy, unit)}",
         f"energy     {float(evaluation.energy):.10g} {unit}",
     ]
+    if result.qeq_iterations is not None:
+        lines.insert(
+            -1,
+            f"charges    equilibrated (qeq, {result.qeq_iterations} CG iterations): "
+            f"{float(np.min(charges)):.6f} to {float(np.max(charges)):.6f} e",
+        )
     forces = evaluation.forces.numpy()
     norms = np.linalg.norm(forces, axis=1)
     order = np.argsort(-norms, kind="stable")[: max(args.top, 0)]
@@ -146,6 +152,8 @@ def summary(atoms, charges, result: Result, args, madelung) -> dict:
         "forces": evaluation.forces.tolist(),
         "stress": None if evaluation.stress is None else evaluation.stress.tolist(),
         "potentials": evaluation.potentials.tolist(),
+        "charges": [float(c) for c in result.charges],
+        "qeq_iterations": result.qeq_iterations,
         "timings": result.timings,
         "madelung": madelung,
     }
