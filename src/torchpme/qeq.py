@@ -43,7 +43,7 @@ from ._core.validation import (
     count_periodic,
     message,
 )
-from .gaussian import check_gaussians, check_open_neutral, potentials_of
+from .gaussian import GaussianCharges, check_neutral, check_widths
 
 __all__ = ["Equilibrated", "equilibrate"]
 
@@ -135,7 +135,8 @@ def equilibrate(
         (True, True)
     """
     n = positions.shape[0]
-    check_gaussians(calculator, widths, positions)
+    gaussians = GaussianCharges(calculator, self_energy)
+    check_widths(widths, positions)
     for name, value in (
         ("electronegativity", electronegativity),
         ("hardness", hardness),
@@ -148,7 +149,8 @@ def equilibrate(
     groups = _fragments(fragments, n, positions.device)
     targets = _targets(total_charge, groups, positions)
     n_periodic = count_periodic(periodic)
-    check_open_neutral(targets.sum(), 1.0, n_periodic)
+    if n_periodic == 1 or n_periodic == 2:
+        check_neutral(targets.sum(), torch.ones_like(targets[0]))
     if initial is not None:
         check_shape("initial", initial, [n], "(N,) charges")
     if tolerance is None:
@@ -157,18 +159,11 @@ def equilibrate(
 
     def operator(charges: torch.Tensor) -> torch.Tensor:
         """``H q`` for ``(N,)`` charges, everything else held fixed."""
-        potential = potentials_of(
-            calculator,
-            charges.unsqueeze(1),
-            widths.detach(),
-            cell.detach(),
-            positions.detach(),
-            neighbor_indices,
-            neighbor_distances.detach(),
-            periodic,
-            self_energy,
-            n_periodic,
-        )
+        potential = gaussians.potentials(
+            charges.unsqueeze(1), widths.detach(), cell.detach(),
+            positions.detach(), neighbor_indices, neighbor_distances.detach(),
+            periodic, None, n_periodic,
+        )  # fmt: skip
         return diagonal * charges + 2.0 * potential[:, 0]
 
     solve = _Solver(operator, diagonal, groups, tolerance, max_iterations)
@@ -182,9 +177,9 @@ def equilibrate(
     inputs = (electronegativity, hardness, widths, cell, positions, neighbor_distances)
     tracked = torch.is_grad_enabled() and any(x.requires_grad for x in inputs)
     for _ in range(2 if tracked else 1):
-        potential = potentials_of(
-            calculator, charges.unsqueeze(1), widths, cell, positions,
-            neighbor_indices, neighbor_distances, periodic, self_energy, n_periodic,
+        potential = gaussians.potentials(
+            charges.unsqueeze(1), widths, cell, positions, neighbor_indices,
+            neighbor_distances, periodic, None, n_periodic,
         )  # fmt: skip
         residual = electronegativity + hardness * charges + 2.0 * potential[:, 0]
         charges = charges - _ProjectedSolve.apply(residual, solve)

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from .._core.validation import count_periodic, message
-from ..gaussian import potentials_of
+from ..gaussian import GaussianCharges
 from ..qeq import equilibrate
 from .geometry import Evaluation, strained_geometry
 from .parameters import Parameters
@@ -173,9 +173,9 @@ def evaluate_qeq(
             periodic=flags, initial=start,
         )  # fmt: skip
     q = solved.charges.unsqueeze(1)
-    potentials = potentials_of(
-        calculator, q, widths, g.cell, g.positions, g.indices, g.distances, flags,
-        True, count_periodic(flags),
+    potentials = GaussianCharges(calculator, self_energy=True).potentials(
+        q, widths, g.cell, g.positions, g.indices, g.distances, flags, None,
+        count_periodic(flags),
     )[:, 0]  # fmt: skip
     charges = q[:, 0]
     energies = chi * charges + 0.5 * hardness * charges**2 + charges * potentials
