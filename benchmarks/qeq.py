@@ -8,10 +8,14 @@ correction), its iterations and time to a relative residual of 1e-6, and over a
 short trajectory (atoms displaced by 0.02 Å per step) the mean iterations without
 and with the warm start.
 
+``dense``: for the small sizes of ``--dense``, one solve with its gradient to the
+electronegativities and positions, by conjugate gradients and by the dense
+matrix (``solver="cg"``/``"dense"``), which sets ``QEQ_DENSE_ATOMS``.
+
 ``embed``: ``--mm`` point charges and ``--ml`` probes in the same box, the
 potential and field at the probes by PME.
 
-    python benchmarks/qeq.py --sizes 4096 32768 --steps 3
+    python benchmarks/qeq.py --sizes 4096 32768 --steps 3 --dense 16 32 64 128 256
 """
 
 import argparse
@@ -89,6 +93,29 @@ def qeq_rows(size: int, steps: int):
     print(f" {np.mean(cold):8.1f} {np.mean(warm):8.1f}")
 
 
+def dense_row(size: int):
+    positions, cell, chi, hardness, widths = water_like(size)
+    calculator = PMECalculator(CoulombPotential(smearing=SMEARING), SPACING, NODES)
+    pairs, _, shifts = compute_neighbors(positions, cell, CUTOFF, return_shifts=True)
+    times = []
+    for solver in ("cg", "dense"):
+
+        def solve_and_differentiate(solver=solver):
+            where = positions.clone().requires_grad_(True)
+            electronegativity = chi.clone().requires_grad_(True)
+            dist = pair_distances(where, cell, pairs, shifts)
+            result = equilibrate(
+                calculator, electronegativity, hardness, widths, cell, where, pairs,
+                dist, tolerance=1e-8, solver=solver,
+            )  # fmt: skip
+            loss = (result.charges**2).sum()
+            return torch.autograd.grad(loss, (electronegativity, where))
+
+        times.append(_timed(solve_and_differentiate, 3)[0])
+    print(f"dense: N {size:5d}  cg {1e3 * times[0]:8.1f} ms  dense "
+          f"{1e3 * times[1]:8.1f} ms  ratio {times[1] / times[0]:5.2f}")  # fmt: skip
+
+
 def embed_row(n_mm: int, n_ml: int):
     sources, cell, _, _, _ = water_like(n_mm)
     charges = torch.tensor(np.random.default_rng(2).normal(size=(n_mm, 1)))
@@ -107,10 +134,11 @@ def embed_row(n_mm: int, n_ml: int):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[4096])
+    parser.add_argument("--sizes", type=int, nargs="*", default=[4096])
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--mm", type=int, default=100000)
     parser.add_argument("--ml", type=int, default=1000)
+    parser.add_argument("--dense", type=int, nargs="*", default=[])
     args = parser.parse_args()
     print(
         f"# torch {torch.__version__}, {torch.get_num_threads()} threads; PME "
@@ -122,6 +150,8 @@ def main():
     )
     for size in args.sizes:
         qeq_rows(size, args.steps)
+    for size in args.dense:
+        dense_row(size)
     if args.mm > 0:
         embed_row(args.mm, args.ml)
 

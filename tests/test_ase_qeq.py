@@ -92,7 +92,10 @@ def test_forces_and_stress_are_derivatives_of_the_energy(periodic):
         assert stress[i, j] == pytest.approx(slope / volume, rel=1e-6, abs=1e-9)
 
 
-def test_a_second_step_starts_from_the_previous_charges():
+def test_a_second_step_starts_from_the_previous_charges(monkeypatch):
+    import torchpme._core.defaults as defaults
+
+    monkeypatch.setattr(defaults, "QEQ_DENSE_ATOMS", 0)  # the iterative solver
     atoms = _atoms(True)
     atoms.calc = TorchPMECalculator(qeq=TABLE, method="ewald", **TIGHT)
     atoms.get_potential_energy()
@@ -130,7 +133,12 @@ def _spec(table):
 
 
 @pytest.mark.parametrize("form", ["inline", "json"])
-def test_the_command_line_reports_the_equilibrated_charges(form, tmp_path, capsys):
+def test_the_command_line_reports_the_equilibrated_charges(
+    form, tmp_path, capsys, monkeypatch
+):
+    import torchpme._core.defaults as defaults
+
+    monkeypatch.setattr(defaults, "QEQ_DENSE_ATOMS", 0)  # the iterative solver
     from torchpme.cli import main
 
     atoms = _atoms(True)

@@ -97,7 +97,9 @@ def _dense(matrix, chi, hardness, total, fragments=None):
     return np.linalg.solve(kkt, right)[:n]
 
 
-def _ours(calculator, values, cell, cutoff, total, periodic, fragments=None):
+def _ours(
+    calculator, values, cell, cutoff, total, periodic, fragments=None, solver="cg"
+):
     tensors = {
         k: torch.tensor(v, dtype=DTYPE, requires_grad=True) for k, v in values.items()
     }
@@ -113,6 +115,7 @@ def _ours(calculator, values, cell, cutoff, total, periodic, fragments=None):
     result = equilibrate(
         calculator, tensors["chi"], tensors["hardness"], tensors["widths"], c, p,
         indices, distances, total_charge=total, periodic=periodic, fragments=fragments,
+        solver=solver,
     )  # fmt: skip
     return result, tensors
 
@@ -125,12 +128,17 @@ def test_reference_matrix_is_the_gaussian_ewald_energy():
     assert 0.5 * q @ matrix @ q == pytest.approx(expected, rel=1e-11)
 
 
+SOLVERS = pytest.mark.parametrize("solver", ["cg", "dense"])
+
+
+@SOLVERS
 @pytest.mark.parametrize("total", [0.0, 1.0])
-def test_cluster_charges_equal_the_dense_solve(total):
+def test_cluster_charges_equal_the_dense_solve(total, solver):
     values = _parameters()
     result, _ = _ours(
-        Calculator(CoulombPotential()), values, np.zeros((3, 3)), 50.0, total, CLUSTER
-    )
+        Calculator(CoulombPotential()), values, np.zeros((3, 3)), 50.0, total,
+        CLUSTER, solver=solver,
+    )  # fmt: skip
     matrix = _cluster_matrix(values["positions"], values["widths"])
     expected = _dense(matrix, values["chi"], values["hardness"], total)
     np.testing.assert_allclose(result.charges.detach().numpy(), expected, atol=1e-9)
@@ -146,9 +154,10 @@ def test_cluster_charges_equal_the_dense_solve(total):
     ids=["ewald", "pme"],
 )
 @pytest.mark.parametrize("total", [0.0, 1.0])
-def test_crystal_charges_equal_the_dense_solve(make, tolerance, total):
+@SOLVERS
+def test_crystal_charges_equal_the_dense_solve(make, tolerance, total, solver):
     values = _parameters()
-    result, _ = _ours(make(), values, CELL, 9.0, total, None)
+    result, _ = _ours(make(), values, CELL, 9.0, total, None, solver=solver)
     matrix = _ewald_matrix(values["positions"], values["widths"], CELL)
     expected = _dense(matrix, values["chi"], values["hardness"], total)
     np.testing.assert_allclose(
@@ -157,21 +166,24 @@ def test_crystal_charges_equal_the_dense_solve(make, tolerance, total):
     assert abs(float(result.charges.detach().sum()) - total) < 1e-12
 
 
+@SOLVERS
 @pytest.mark.parametrize("periodic", [True, False], ids=["crystal", "cluster"])
-def test_gradients_equal_differences_of_the_dense_solve(periodic):
+def test_gradients_equal_differences_of_the_dense_solve(periodic, solver):
     values = _parameters(n=5)
     weights = np.random.default_rng(7).normal(size=5)
     if periodic:
         values["cell"] = CELL
         calculator = EwaldCalculator(CoulombPotential(smearing=1.0), 0.35)
-        result, tensors = _ours(calculator, values, CELL, 9.0, 0.0, None)
+        result, tensors = _ours(
+            calculator, values, CELL, 9.0, 0.0, None, solver=solver
+        )
 
         def matrix(v):
             return _ewald_matrix(v["positions"], v["widths"], v["cell"])
     else:
         calculator = Calculator(CoulombPotential())
         result, tensors = _ours(
-            calculator, values, np.zeros((3, 3)), 50.0, 0.0, CLUSTER
+            calculator, values, np.zeros((3, 3)), 50.0, 0.0, CLUSTER, solver=solver
         )
 
         def matrix(v):
@@ -208,8 +220,8 @@ def test_warm_start_takes_fewer_iterations():
         calculator, tensors["chi"], tensors["hardness"], tensors["widths"], c,
         tensors["positions"], indices, distances,
     )  # fmt: skip
-    again = equilibrate(*arguments)
-    warm = equilibrate(*arguments, initial=cold.charges.detach())
+    again = equilibrate(*arguments, solver="cg")
+    warm = equilibrate(*arguments, initial=cold.charges.detach(), solver="cg")
     torch.testing.assert_close(warm.charges, again.charges, rtol=0, atol=1e-9)
     assert warm.iterations < again.iterations
 
@@ -227,6 +239,7 @@ def test_bad_inputs_and_no_convergence_are_reported():
         return equilibrate(
             calculator, v["chi"], v["hardness"], v["widths"], zeros, v["positions"],
             indices, distances, periodic=CLUSTER, max_iterations=v.get("iterations", 1000),
+            solver=v.get("solver", "cg"),
         )  # fmt: skip
 
     with pytest.raises(ValueError, match="hardness"):
@@ -243,9 +256,12 @@ def test_bad_inputs_and_no_convergence_are_reported():
         )  # fmt: skip
     with pytest.raises(ValueError, match=r"max_iterations.*residual"):
         run(iterations=1)
+    with pytest.raises(ValueError, match="solver"):
+        run(solver="lu")
 
 
-def test_fragments_keep_their_charges():
+@SOLVERS
+def test_fragments_keep_their_charges(solver):
     """Three molecules with their own charges (−1, 0, +2): the dense solve with one
     constraint per fragment, and the gradient of a loss by differences."""
     values = _parameters(n=7)
@@ -254,7 +270,7 @@ def test_fragments_keep_their_charges():
     calculator = EwaldCalculator(CoulombPotential(smearing=1.0), 0.35)
     result, tensors = _ours(
         calculator, values, CELL, 9.0, torch.tensor(totals), None,
-        torch.tensor(fragments),
+        torch.tensor(fragments), solver,
     )  # fmt: skip
     matrix = _ewald_matrix(values["positions"], values["widths"], CELL)
     expected = _dense(matrix, values["chi"], values["hardness"], totals, fragments)
@@ -294,7 +310,7 @@ def test_without_the_self_energy():
     np.testing.assert_allclose(result.charges.numpy(), expected, atol=1e-9)
 
 
-def _twice(periodic):
+def _twice(periodic, solver="cg"):
     """``(function, inputs)`` for gradgradcheck: the charges from χ, J, σ and
     positions (and the cell for a crystal), solved to rounding."""
     values = _parameters(n=4, seed=8)
@@ -317,7 +333,7 @@ def _twice(periodic):
         distances = torch.linalg.norm(vectors + shifts.to(DTYPE) @ c, dim=1)
         return equilibrate(
             calculator, chi, hardness, widths, c, positions, indices, distances,
-            periodic=flags, tolerance=1e-14,
+            periodic=flags, tolerance=1e-14, solver=solver,
         ).charges  # fmt: skip
 
     inputs = [
@@ -327,10 +343,11 @@ def _twice(periodic):
     return charges, inputs
 
 
+@SOLVERS
 @pytest.mark.parametrize("periodic", [True, False], ids=["crystal", "cluster"])
-def test_charges_are_twice_differentiable(periodic):
+def test_charges_are_twice_differentiable(periodic, solver):
     """gradgradcheck (second derivatives against differences of the first)."""
-    charges, inputs = _twice(periodic)
+    charges, inputs = _twice(periodic, solver)
     assert torch.autograd.gradgradcheck(charges, inputs, atol=1e-6, rtol=1e-5)
 
 
@@ -361,3 +378,20 @@ def test_forces_in_a_loss_differentiate_to_the_electronegativity():
         loss((chi + h * direction).detach()) - loss((chi - h * direction).detach())
     ) / (2 * h)
     assert float(gradient @ direction) == pytest.approx(float(slope.detach()), rel=1e-6)
+
+
+@SOLVERS
+def test_an_indefinite_hessian_is_refused(solver):
+    """Two nearly coincident atoms without their own energy and with a tiny
+    hardness: ``H`` has a negative direction, which no minimum exists along."""
+    positions = torch.tensor([[0.0, 0.0, 0.0], [0.05, 0.0, 0.0], [3.0, 0.0, 0.0]])
+    positions = positions.to(DTYPE)
+    widths = torch.full((3,), 0.5, dtype=DTYPE)
+    indices, distances = compute_neighbors(positions, None, 50.0)
+    with pytest.raises(ValueError, match="hardness.*positive definite"):
+        equilibrate(
+            Calculator(CoulombPotential()), torch.tensor([0.3, -0.3, 0.1], dtype=DTYPE),
+            torch.full((3,), 1e-3, dtype=DTYPE), widths, torch.zeros(3, 3, dtype=DTYPE),
+            positions, indices, distances, periodic=CLUSTER, self_energy=False,
+            solver=solver,
+        )  # fmt: skip

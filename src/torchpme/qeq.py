@@ -14,7 +14,9 @@ Q``. ``H`` is applied without being formed (``A q = 2V(q)``, one calculator call
 by conjugate gradients projected onto the constraints (Gould, Hribar & Nocedal,
 SIAM J. Sci. Comput. 23, 1376 (2001), doi:10.1137/S1064827598345667) with the
 Jacobi preconditioner ``1/J``: every iterate keeps each fragment's charge, whatever
-the number of fragments, at one calculator call per iteration.
+the number of fragments, at one calculator call per iteration. Small systems
+(``solver="auto"``) instead build ``A`` in one calculator call with a charge
+channel per atom and solve the constraint system directly.
 
 Gradients with respect to ``χ``, ``J``, ``σ``, positions, cell and the distances are
 those of the implicit function (one adjoint solve with the same operator, no
@@ -36,13 +38,16 @@ from typing import NamedTuple, Optional
 
 import torch
 
+from ._core import defaults
 from ._core.validation import (
+    check_choice,
     check_finite,
     check_like,
     check_shape,
     count_periodic,
     message,
 )
+from ._core.workload import memory_limit
 from .gaussian import GaussianCharges, check_neutral, check_widths
 
 __all__ = ["Equilibrated", "equilibrate"]
@@ -91,6 +96,7 @@ def equilibrate(
     initial: Optional[torch.Tensor] = None,
     tolerance: Optional[float] = None,
     max_iterations: int = 1000,
+    solver: str = "auto",
 ) -> Equilibrated:
     """The equilibrated charges ``(N,)`` of one system.
 
@@ -118,6 +124,11 @@ def equilibrate(
             default 1e-8 in float64, 1e-5 in float32: tighter than the rounding
             of the operator, the iterations lose their conjugacy).
         max_iterations: conjugate-gradient iterations allowed.
+        solver: ``"cg"`` (matrix-free, above), ``"dense"`` (the Coulomb matrix
+            from one calculator call with ``N`` charge channels, then a direct
+            solve of the constraint system, differentiated by autograd to any
+            order; memory ``O(N·(N + P))``) or ``"auto"`` (dense up to
+            ``torchpme._core.defaults.QEQ_DENSE_ATOMS`` atoms).
 
     Returns:
         :class:`Equilibrated`: the ``(N,)`` charges and the iterations used.
@@ -155,6 +166,15 @@ def equilibrate(
         check_shape("initial", initial, [n], "(N,) charges")
     if tolerance is None:
         tolerance = 1e-8 if positions.dtype == torch.float64 else 1e-5
+    check_choice("solver", solver, ["auto", "cg", "dense"])
+    if solver == "dense" or (solver == "auto" and n <= defaults.QEQ_DENSE_ATOMS):
+        hessian = _dense_hessian(
+            gaussians, hardness, widths, cell, positions, neighbor_indices,
+            neighbor_distances, periodic, n_periodic,
+        )  # fmt: skip
+        return Equilibrated(
+            _dense_minimum(hessian, electronegativity, groups, targets), 0
+        )
     diagonal = hardness.detach()
 
     def operator(charges: torch.Tensor) -> torch.Tensor:
@@ -184,6 +204,52 @@ def equilibrate(
         residual = electronegativity + hardness * charges + 2.0 * potential[:, 0]
         charges = charges - _ProjectedSolve.apply(residual, solve)
     return Equilibrated(charges, iterations)
+
+
+def _dense_hessian(
+    gaussians, hardness, widths, cell, positions, neighbor_indices,
+    neighbor_distances, periodic, n_periodic,
+) -> torch.Tensor:  # fmt: skip
+    """``H = diag J + A`` ``(N, N)``: column ``j`` of ``A = 2V`` is the potential
+    of a unit charge on atom ``j`` (charge channel ``j``), symmetrised."""
+    n = positions.shape[0]
+    pairs = neighbor_distances.shape[0]
+    entries = n * (n + pairs)
+    if entries * positions.element_size() * 4 > memory_limit():
+        raise ValueError(
+            message("solver", "'cg' for this system (the dense matrix's calculator "
+                    "call holds N channels per atom and pair)",
+                    f"'dense' with {n} atoms and {pairs} pairs")
+        )  # fmt: skip
+    identity = torch.eye(n, dtype=positions.dtype, device=positions.device)
+    columns = gaussians.potentials(
+        identity, widths, cell, positions, neighbor_indices, neighbor_distances,
+        periodic, None, n_periodic,
+    )  # fmt: skip
+    return columns + columns.T + torch.diag(hardness)
+
+
+def _dense_minimum(hessian, electronegativity, groups: Fragments, targets):
+    """``q`` of ``[[H, −Cᵀ], [C, 0]] [q, μ] = [−χ, Q]``, after a check that ``H``
+    is positive definite on the charges that keep the constraints."""
+    n, count = hessian.shape[0], groups.count
+    constraints = torch.zeros(count, n, dtype=hessian.dtype, device=hessian.device)
+    constraints[groups.index, torch.arange(n, device=hessian.device)] = 1.0
+    with torch.no_grad():
+        # positive definite on the null space of C iff H + ρCᵀC is, for ρ large
+        weight = hessian.abs().max() * n
+        shifted = hessian + weight * constraints.T @ constraints
+        if int(torch.linalg.cholesky_ex(shifted).info) != 0:
+            raise ValueError(
+                message("hardness", "large enough for a positive definite "
+                        "H = diag J + A", "an indefinite H (dense solve)")
+            )  # fmt: skip
+    zeros = torch.zeros(count, count, dtype=hessian.dtype, device=hessian.device)
+    kkt = torch.cat(
+        [torch.cat([hessian, -constraints.T], 1), torch.cat([constraints, zeros], 1)]
+    )
+    right = torch.cat([-electronegativity, targets])
+    return torch.linalg.solve(kkt, right)[:n]
 
 
 def _fragments(fragments, n: int, device) -> Fragments:

@@ -28,6 +28,7 @@ __all__ = [
     "MESH_STACK",
     "MIN_SPARSE_PAIRS",
     "PAIRS",
+    "QEQ_DENSE_ATOMS",
     "STENCIL_ENTRIES",
     "TRITON",
     "TRITON_ATOMS_PER_PROGRAM",
@@ -40,6 +41,14 @@ __all__ = [
 #: pairs keep each temporary near 1 MB. Chosen from the forward + backward of
 #: millions of pairs in ``benchmarks/calculators.py`` and ``benchmarks/kernels.py``.
 PAIRS = 1 << 16
+
+#: Atoms up to which ``torchpme.qeq.equilibrate(solver="auto")`` builds the
+#: Coulomb matrix (one calculator call with ``N`` charge channels) and solves
+#: the constraint system directly, rather than iterating; either gives the same
+#: charges to the solver's tolerance. Where the matrix costs about as much as
+#: the iterations a conjugate-gradient solve of a small system takes, in
+#: ``benchmarks/qeq.py --dense``.
+QEQ_DENSE_ATOMS = 64
 
 #: Stencil entries (atoms × n³) per chunk of atoms when spreading and gathering.
 #: The same trade as :data:`PAIRS` for the ``(n³, atoms)`` index and weight
