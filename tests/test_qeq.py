@@ -174,9 +174,7 @@ def test_gradients_equal_differences_of_the_dense_solve(periodic, solver):
     if periodic:
         values["cell"] = CELL
         calculator = EwaldCalculator(CoulombPotential(smearing=1.0), 0.35)
-        result, tensors = _ours(
-            calculator, values, CELL, 9.0, 0.0, None, solver=solver
-        )
+        result, tensors = _ours(calculator, values, CELL, 9.0, 0.0, None, solver=solver)
 
         def matrix(v):
             return _ewald_matrix(v["positions"], v["widths"], v["cell"])
@@ -388,7 +386,7 @@ def test_an_indefinite_hessian_is_refused(solver):
     positions = positions.to(DTYPE)
     widths = torch.full((3,), 0.5, dtype=DTYPE)
     indices, distances = compute_neighbors(positions, None, 50.0)
-    with pytest.raises(ValueError, match="hardness.*positive definite"):
+    with pytest.raises(ValueError, match=r"hardness.*positive definite"):
         equilibrate(
             Calculator(CoulombPotential()), torch.tensor([0.3, -0.3, 0.1], dtype=DTYPE),
             torch.full((3,), 1e-3, dtype=DTYPE), widths, torch.zeros(3, 3, dtype=DTYPE),
