@@ -19,32 +19,40 @@ from torchpme.neighbors import compute_neighbors
 
 DTYPE = torch.float64
 CELL = np.array([[6.0, 0.0, 0.0], [0.7, 5.6, 0.0], [-0.4, 0.5, 6.2]])
-KINDS = ["charges", "dipoles", "both"]
+KINDS = ["charges", "dipoles", "both", "quadrupoles", "all"]
 
 
 def _system(kind, n=8, seed=0, charged=False):
+    """Positions, charges, dipoles and traceless quadrupoles (None unless the
+    kind has them) of ``n`` atoms in the triclinic ``CELL``."""
     rng = np.random.default_rng(seed)
     positions = rng.random((n, 3)) @ CELL
     charges = rng.normal(size=n)
     if not charged:
         charges -= charges.mean()
     dipoles = 0.5 * rng.normal(size=(n, 3))
-    if kind == "charges":
-        dipoles = 0.0 * dipoles
-    if kind == "dipoles":
-        charges = 0.0 * charges
-    return positions, charges, dipoles
+    a = 0.3 * rng.normal(size=(n, 3, 3))
+    symmetric = 0.5 * (a + a.transpose(0, 2, 1))
+    trace = np.trace(symmetric, axis1=1, axis2=2)
+    quadrupoles = symmetric - trace[:, None, None] * np.eye(3) / 3.0
+    if kind not in ("both", "all"):
+        dipoles = 0.0 * dipoles if kind != "dipoles" else dipoles
+        charges = 0.0 * charges if kind != "charges" else charges
+    if kind not in ("quadrupoles", "all"):
+        quadrupoles = None
+    return positions, charges, dipoles, quadrupoles
 
 
-def _p3m(spacing=0.075, nodes=5):
-    return P3MCalculator(CoulombPotential(smearing=1.0), spacing, nodes)
+def _p3m(spacing=0.15, nodes=5, smearing=1.5):
+    return P3MCalculator(CoulombPotential(smearing=smearing), spacing, nodes)
 
 
-def _ours(calculator, positions, charges, dipoles, cell, cutoff=8.0):
-    """Energy, potentials, fields and the gradients of the energy to positions,
-    dipoles and (through a strain) the cell."""
-    module = MultipoleCalculator(calculator.to(DTYPE))
+def _ours(calculator, positions, charges, dipoles, quadrupoles, cell, cutoff=12.0):
+    """Energy, potentials, fields (and gradients) and the gradients of the energy
+    to positions, dipoles and (through a strain) the cell."""
+    module = MultipoleCalculator(calculator.to(DTYPE), quadrupoles is not None)
     p, q, mu = (torch.tensor(x, dtype=DTYPE) for x in (positions, charges, dipoles))
+    theta = None if quadrupoles is None else torch.tensor(quadrupoles, dtype=DTYPE)
     c = torch.tensor(cell, dtype=DTYPE)
     periodic = bool(c.abs().sum() > 0)
     indices, _, shifts = compute_neighbors(
@@ -56,13 +64,14 @@ def _ours(calculator, positions, charges, dipoles, cell, cutoff=8.0):
     deformation = torch.eye(3, dtype=DTYPE) + strain
     sp, sc = p @ deformation, c @ deformation
     vectors = sp[indices[:, 1]] - sp[indices[:, 0]] + shifts.to(DTYPE) @ sc
-    phi, field = module(q, mu, sc, sp, indices, vectors)
-    energy = 0.5 * ((q * phi).sum() - (mu * field).sum())
+    phi, field, gradient = module(q, mu, sc, sp, indices, vectors, None, theta)
+    energy = module.energy(q, mu, sc, sp, indices, vectors, None, theta)
     d_positions, d_dipoles, d_strain = torch.autograd.grad(energy, (p, mu, strain))
     return {
         "energy": float(energy.detach()),
         "potential": phi.detach().numpy(),
         "field": field.detach().numpy(),
+        "field_gradient": gradient.detach().numpy(),
         "forces": -d_positions.numpy(),
         "d_dipoles": d_dipoles.numpy(),
         "virial": d_strain.numpy(),
@@ -76,33 +85,50 @@ def _close(ours, reference, tolerance):
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_cluster_equals_the_direct_sum(kind):
-    positions, charges, dipoles = _system(kind, charged=True)
+    positions, charges, dipoles, quadrupoles = _system(kind, charged=True)
     ours = _ours(Calculator(CoulombPotential()), positions, charges, dipoles,
-                 np.zeros((3, 3)), cutoff=50.0)  # fmt: skip
-    reference = multipole_direct(positions, charges, dipoles)
+                 quadrupoles, np.zeros((3, 3)), cutoff=50.0)  # fmt: skip
+    reference = multipole_direct(positions, charges, dipoles, quadrupoles)
     assert ours["energy"] == pytest.approx(reference["energy"], rel=1e-12)
-    for key in ("potential", "field", "forces"):
+    for key in _compared(quadrupoles):
         _close(ours[key], reference[key], 1e-12)
+
+
+def _compared(quadrupoles):
+    keys = ["potential", "field", "forces"]
+    return keys + ([] if quadrupoles is None else ["field_gradient"])
+
+
+def _torques(dipoles, quadrupoles, field, gradient):
+    """``μ × E + ⅔ ε_abc Θ_bd G_dc`` (tests/reference_multipoles.py)."""
+    torques = np.cross(dipoles, field)
+    if quadrupoles is not None:
+        product = quadrupoles @ gradient
+        torques = torques + (2.0 / 3.0) * np.stack(
+            [product[:, 1, 2] - product[:, 2, 1], product[:, 2, 0] - product[:, 0, 2],
+             product[:, 0, 1] - product[:, 1, 0]], axis=1)  # fmt: skip
+    return torques
 
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_p3m_crystal_equals_the_ewald_sum(kind):
-    """Energy, potentials, fields, forces, torques ``μ × E`` and ``−∂E/∂μ = E``."""
-    positions, charges, dipoles = _system(kind, charged=kind == "both")
-    ours = _ours(_p3m(), positions, charges, dipoles, CELL)
-    reference = multipole_ewald(positions, CELL, charges, dipoles)
+    """Energy, potentials, fields, field gradients, forces, torques and
+    ``−∂E/∂μ = E``."""
+    positions, charges, dipoles, quadrupoles = _system(kind, charged=kind == "all")
+    ours = _ours(_p3m(), positions, charges, dipoles, quadrupoles, CELL)
+    reference = multipole_ewald(positions, CELL, charges, dipoles, quadrupoles)
     assert ours["energy"] == pytest.approx(reference["energy"], rel=1e-7)
-    for key in ("potential", "field", "forces"):
+    for key in _compared(quadrupoles):
         _close(ours[key], reference[key], 1e-6)
     if kind != "charges":
         _close(-ours["d_dipoles"], reference["field"], 1e-6)
-        torques = np.cross(dipoles, ours["field"])
+        torques = _torques(dipoles, quadrupoles, ours["field"], ours["field_gradient"])
         _close(torques, reference["torques"], 1e-6)
 
 
 def test_stress_equals_differences_of_the_reference_energy():
-    positions, charges, dipoles = _system("both")
-    ours = _ours(_p3m(), positions, charges, dipoles, CELL)
+    positions, charges, dipoles, quadrupoles = _system("all")
+    ours = _ours(_p3m(), positions, charges, dipoles, quadrupoles, CELL)
     h = 1e-5
     for a, b in [(0, 0), (1, 2), (2, 0)]:
         energies = []
@@ -111,7 +137,11 @@ def test_stress_equals_differences_of_the_reference_energy():
             deformation[a, b] += sign * h
             energies.append(
                 multipole_ewald(
-                    positions @ deformation, CELL @ deformation, charges, dipoles
+                    positions @ deformation,
+                    CELL @ deformation,
+                    charges,
+                    dipoles,
+                    quadrupoles,
                 )["energy"]
             )
         slope = (energies[0] - energies[1]) / (2 * h)
@@ -120,17 +150,20 @@ def test_stress_equals_differences_of_the_reference_energy():
 
 @pytest.mark.parametrize(
     ("make", "exponent"),
-    [(lambda h: _p3m(h, 5), 4.0), (lambda h: PMECalculator(CoulombPotential(
+    [(lambda h: _p3m(h, 5, 1.0), 4.0), (lambda h: PMECalculator(CoulombPotential(
         smearing=1.0), h, 6), 4.0)],
     ids=["p3m", "pme"],
 )  # fmt: skip
 def test_the_dipolar_mesh_error_falls_with_the_spacing(make, exponent):
     """Halving the mesh spacing cuts the dipolar energy error by at least
     ``2^exponent`` (the interpolation order, less a margin)."""
-    positions, charges, dipoles = _system("dipoles")
+    positions, charges, dipoles, _ = _system("dipoles")
     reference = multipole_ewald(positions, CELL, charges, dipoles)["energy"]
     errors = [
-        abs(_ours(make(h), positions, charges, dipoles, CELL)["energy"] - reference)
+        abs(
+            _ours(make(h), positions, charges, dipoles, None, CELL)["energy"]
+            - reference
+        )
         for h in (0.6, 0.3)
     ]
     assert errors[1] < errors[0] / 2**exponent
@@ -139,27 +172,30 @@ def test_the_dipolar_mesh_error_falls_with_the_spacing(make, exponent):
 def test_twice_differentiable():
     """gradgradcheck of the P3M energy in positions and dipoles (a coarse mesh:
     the check is of derivatives, not of accuracy)."""
-    positions, charges, dipoles = _system("both", n=4)
+    positions, charges, dipoles, quadrupoles = _system("all", n=4)
     c = torch.tensor(CELL, dtype=DTYPE)
-    module = MultipoleCalculator(_p3m(1.0, 3).to(DTYPE))
+    module = MultipoleCalculator(_p3m(1.0, 4).to(DTYPE), field_gradient=True)
     q = torch.tensor(charges, dtype=DTYPE)
     indices, _, shifts = compute_neighbors(
         torch.tensor(positions), c, 4.0, return_shifts=True
     )
 
-    def energy(p, mu):
+    def energy(p, mu, theta):
         vectors = p[indices[:, 1]] - p[indices[:, 0]] + shifts.to(DTYPE) @ c
-        return module.energy(q, mu, c, p, indices, vectors)
+        symmetric = 0.5 * (theta + theta.transpose(1, 2))
+        trace = symmetric.diagonal(dim1=1, dim2=2).sum(-1)
+        traceless = symmetric - trace[:, None, None] * torch.eye(3, dtype=DTYPE) / 3
+        return module.energy(q, mu, c, p, indices, vectors, None, traceless)
 
-    inputs = (
-        torch.tensor(positions, dtype=DTYPE, requires_grad=True),
-        torch.tensor(dipoles, dtype=DTYPE, requires_grad=True),
+    inputs = tuple(
+        torch.tensor(x, dtype=DTYPE, requires_grad=True)
+        for x in (positions, dipoles, quadrupoles)
     )
     assert torch.autograd.gradgradcheck(energy, inputs, fast_mode=True)
 
 
 def test_bad_inputs_are_refused():
-    positions, charges, dipoles = _system("both", n=4)
+    positions, charges, dipoles, quadrupoles = _system("all", n=4)
     p, q, mu, c = (
         torch.tensor(x, dtype=DTYPE) for x in (positions, charges, dipoles, CELL)
     )
@@ -174,6 +210,12 @@ def test_bad_inputs_are_refused():
         module(q, mu, c, p, indices, vectors[:, 0])
     with pytest.raises(ValueError, match="periodic"):
         module(q, mu, c, p, indices, vectors, torch.tensor([True, True, False]))
+    theta = torch.tensor(quadrupoles, dtype=DTYPE)
+    with pytest.raises(ValueError, match="field_gradient"):
+        module(q, mu, c, p, indices, vectors, None, theta)
+    with_gradient = MultipoleCalculator(_p3m(0.5, 4).to(DTYPE), field_gradient=True)
+    with pytest.raises(ValueError, match="traceless"):
+        with_gradient(q, mu, c, p, indices, vectors, None, theta + torch.eye(3))
     with pytest.raises(TypeError, match="calculator"):
         MultipoleCalculator(EwaldCalculator(CoulombPotential(smearing=1.0), 0.5))
     from torchpme import InversePowerLawPotential

@@ -1,22 +1,26 @@
-"""Point charges and dipoles together: potentials and fields by the direct sum or
-by Ewald splitting with the long range on a PME or P3M mesh.
+"""Point charges, dipoles and quadrupoles: potentials, fields and field gradients
+by the direct sum or by Ewald splitting with the long range on a PME or P3M mesh.
 
-Atom ``j`` carries a charge ``q_j`` and a dipole ``μ_j``; its potential at ``r``
-(``R = r − r_j``) is ``q_j/R + μ_j·R/R³``. For each atom the result is the
-potential ``φ_i`` and the field ``E_i = −∇φ_i`` of all the others (and their
-periodic images), and the energy is
+Atom ``j`` carries a charge ``q_j``, a dipole ``μ_j`` and optionally a traceless
+quadrupole ``Θ_j`` (Buckingham's, ``Θ = ½ Σ q (3ss − s²I)``); its potential at
+``r`` (``R = r − r_j``) is ``q_j/R + μ_j·R/R³ + R·Θ_j·R/R⁵``. For each atom the
+result is the potential ``φ_i``, the field ``E_i = −∇φ_i`` and (on request) its
+gradient ``G_i = ∇E_i`` of all the others (and their periodic images), and the
+energy is
 
 .. math::
 
-    E = \\tfrac12 \\sum_i (q_i φ_i − μ_i·E_i),
+    E = \\tfrac12 \\sum_i (q_i φ_i − μ_i·E_i − ⅓ Θ_i:G_i),
 
 with a conducting (tin-foil) boundary for crystals; a net charge is neutralised
 by a uniform background. Forces ``−∂E/∂r_i``, the stress and the torques
-``μ_i × E_i`` follow by autograd (twice differentiable). The split is Ewald's
-with ``α = 1/(√2 σ)``: the pairs (:mod:`torchpme._core.multipole_pairs`), the
-mesh (:mod:`torchpme._core.multipole_mesh`: dipoles spread with the derivatives
-of the interpolation weights, in the same pass as the charges) and the self
-terms ``φ_self = −2α q/√π`` and ``E_self = 4α³ μ/(3√π)``.
+``μ_i × E_i`` (plus ``⅔ ε Θ G`` for quadrupoles) follow by autograd (twice
+differentiable). The split is Ewald's with ``α = 1/(√2 σ)``: the pairs
+(:mod:`torchpme._core.multipole_pairs`), the mesh
+(:mod:`torchpme._core.multipole_mesh`: dipoles and quadrupoles spread with the
+derivatives of the interpolation weights, in the same pass as the charges) and
+the self terms ``φ_self = −2αq/√π``, ``E_self = 4α³μ/(3√π)`` and
+``G_self = −4α³qI/(3√π) + 16α⁵Θ/(15√π)``.
 
 Reference: Aguado & Madden, J. Chem. Phys. 119, 7471 (2003),
 doi:10.1063/1.1605941; Cerdà et al., J. Chem. Phys. 129, 234104 (2008),
@@ -48,6 +52,9 @@ class MultipoleCalculator(torch.nn.Module):
             ``CoulombPotential(smearing=σ)`` for crystals (P3M's B-splines keep
             the dipolar energy smooth in the positions; PME's Lagrange weights
             do not).
+        field_gradient: compute the field gradients ``G`` (needed for
+            quadrupoles, and what a model of quadrupoles trains on); without
+            it the third output is empty, ``(0, 3, 3)``.
 
     Example:
         >>> from torchpme import Calculator, CoulombPotential
@@ -61,7 +68,7 @@ class MultipoleCalculator(torch.nn.Module):
         -0.25
     """
 
-    def __init__(self, calculator: torch.nn.Module):
+    def __init__(self, calculator: torch.nn.Module, field_gradient: bool = False):
         super().__init__()
         potential = getattr(calculator, "potential", None)
         if not isinstance(potential, CoulombPotential):
@@ -81,6 +88,7 @@ class MultipoleCalculator(torch.nn.Module):
                         f"{type(calculator).__name__} without one")
             )  # fmt: skip
         self.calculator = calculator
+        self.field_gradient = field_gradient
         self.alpha = (
             0.0
             if potential.smearing is None
@@ -96,8 +104,11 @@ class MultipoleCalculator(torch.nn.Module):
         neighbor_indices: torch.Tensor,
         neighbor_vectors: torch.Tensor,
         periodic: Optional[torch.Tensor] = None,
-    ) -> Tuple[torch.Tensor, torch.Tensor]:
-        """``(φ, E)``: ``(N,)`` potentials and ``(N, 3)`` fields at the atoms.
+        quadrupoles: Optional[torch.Tensor] = None,
+    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(φ, E, G)``: ``(N,)`` potentials, ``(N, 3)`` fields and ``(N, 3, 3)``
+        field gradients ``G_ab = ∂_a E_b`` at the atoms (``(0, 3, 3)`` without
+        ``field_gradient``).
 
         Args:
             charges: ``(N,)`` charges; dipoles: ``(N, 3)`` dipoles.
@@ -109,30 +120,33 @@ class MultipoleCalculator(torch.nn.Module):
             neighbor_vectors: ``(P, 3)`` their vectors ``r_j − r_i + n·A``.
             periodic: ``None`` or all ``True`` with a mesh calculator; the bare
                 sum takes any (it sums the pairs given).
+            quadrupoles: ``(N, 3, 3)`` symmetric traceless quadrupoles (needs
+                ``field_gradient``).
         """
         self._check(charges, dipoles, cell, positions, neighbor_indices,
-                    neighbor_vectors, periodic)  # fmt: skip
+                    neighbor_vectors, periodic, quadrupoles)  # fmt: skip
         prefactor = self.calculator.potential.prefactor.to(charges.dtype)
-        potential, field = multipole_pair_fields(
-            charges, dipoles, neighbor_indices, neighbor_vectors, self.alpha,
-            bool(self.calculator.full_neighbor_list),
+        potential, field, gradient = multipole_pair_fields(
+            charges, dipoles, quadrupoles, neighbor_indices, neighbor_vectors,
+            self.alpha, bool(self.calculator.full_neighbor_list),
+            self.field_gradient,
         )  # fmt: skip
-        potential, field = prefactor * potential, prefactor * field
+        potential, field, gradient = (
+            prefactor * potential, prefactor * field, prefactor * gradient
+        )  # fmt: skip
         if self.alpha == 0.0:
-            return potential, field
-        mesh_potential, mesh_field = self._mesh(charges, dipoles, cell, positions)
-        a = self.alpha
-        potential = (
-            potential
-            + mesh_potential
-            - prefactor * 2.0 * a / math.sqrt(math.pi) * charges
-        )
-        field = (
-            field
-            + mesh_field
-            + prefactor * 4.0 * a**3 / (3.0 * math.sqrt(math.pi)) * dipoles
-        )
-        return potential, field
+            return potential, field, gradient
+        mesh = self._mesh(charges, dipoles, quadrupoles, cell, positions)
+        a, root = self.alpha, math.sqrt(math.pi)
+        potential = potential + mesh[0] - prefactor * 2.0 * a / root * charges
+        field = field + mesh[1] + prefactor * 4.0 * a**3 / (3.0 * root) * dipoles
+        if self.field_gradient:
+            eye = torch.eye(3, dtype=charges.dtype, device=charges.device)
+            own = -4.0 * a**3 / (3.0 * root) * charges[:, None, None] * eye
+            if quadrupoles is not None:
+                own = own + 16.0 * a**5 / (15.0 * root) * quadrupoles
+            gradient = gradient + mesh[2] + prefactor * own
+        return potential, field, gradient
 
     def energy(
         self,
@@ -143,31 +157,41 @@ class MultipoleCalculator(torch.nn.Module):
         neighbor_indices: torch.Tensor,
         neighbor_vectors: torch.Tensor,
         periodic: Optional[torch.Tensor] = None,
+        quadrupoles: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
-        """``E = ½ Σ_i (q_i φ_i − μ_i·E_i)``, a 0-dim tensor."""
-        potential, field = self.forward(
+        """``E = ½ Σ_i (q_i φ_i − μ_i·E_i − ⅓ Θ_i:G_i)``, a 0-dim tensor."""
+        potential, field, gradient = self.forward(
             charges, dipoles, cell, positions, neighbor_indices, neighbor_vectors,
-            periodic,
+            periodic, quadrupoles,
         )  # fmt: skip
-        return 0.5 * ((charges * potential).sum() - (dipoles * field).sum())
+        energy = (charges * potential).sum() - (dipoles * field).sum()
+        if quadrupoles is not None:
+            energy = energy - (quadrupoles * gradient).sum() / 3.0
+        return 0.5 * energy
 
-    def _mesh(self, charges, dipoles, cell, positions):
+    def _mesh(self, charges, dipoles, quadrupoles, cell, positions):
         """The reciprocal part on the mesh, with the background of a net
-        charge: ``(φ, E)``."""
+        charge: ``(φ, E, G)``."""
         mesh = self.calculator
         ns = mesh._mesh_size(cell)
         inverse_cell = torch.linalg.inv_ex(cell)[0]
-        plan = multipole_plan(positions, inverse_cell, ns, mesh.scheme)
+        order = 2 if self.field_gradient else 1
+        plan = multipole_plan(positions, inverse_cell, ns, mesh.scheme, order)
         kernel = mesh._filter(cell, ns)
         volume = torch.abs(torch.linalg.det(cell))
-        potential, gradient = convolve_multipoles(
-            plan, charges, dipoles, inverse_cell, kernel
+        if quadrupoles is None:
+            quadrupoles = charges.new_zeros(charges.shape[0], 3, 3)
+        potential, gradient, hessian = convolve_multipoles(
+            plan, charges, dipoles, quadrupoles, inverse_cell, kernel
         )
         prefactor = mesh.potential.prefactor.to(charges.dtype)
         background = prefactor * math.pi * charges.sum() / (self.alpha**2 * volume)
-        return potential / volume - background, -gradient / volume
+        return (potential / volume - background, -gradient / volume, -hessian / volume)
 
-    def _check(self, charges, dipoles, cell, positions, indices, vectors, periodic):
+    def _check(
+        self, charges, dipoles, cell, positions, indices, vectors, periodic,
+        quadrupoles,
+    ):  # fmt: skip
         n = positions.shape[0]
         check_shape("positions", positions, [-1, 3], "(N, 3)")
         check_shape("charges", charges, [n], "(N,) with N atoms")
@@ -182,6 +206,23 @@ class MultipoleCalculator(torch.nn.Module):
             ("neighbor_vectors", vectors),
         ):
             check_like(name, value, positions, "positions")  # fmt: skip
+        if quadrupoles is not None:
+            if not self.field_gradient:
+                raise ValueError(
+                    message("quadrupoles", "given to a MultipoleCalculator with "
+                            "field_gradient=True (their energy needs it)",
+                            "field_gradient=False")
+                )  # fmt: skip
+            check_shape("quadrupoles", quadrupoles, [n, 3, 3], "(N, 3, 3)")
+            check_like("quadrupoles", quadrupoles, positions, "positions")
+            trace = quadrupoles.diagonal(dim1=1, dim2=2).sum(-1)
+            asymmetry = (quadrupoles - quadrupoles.transpose(1, 2)).abs().max()
+            scale = quadrupoles.abs().max() * 1e-10
+            if bool(trace.abs().max() > scale) or bool(asymmetry > scale):
+                raise ValueError(
+                    message("quadrupoles", "symmetric and traceless (Buckingham)",
+                            "a trace or an antisymmetric part")
+                )  # fmt: skip
         if self.alpha > 0.0 and periodic is not None and not bool(periodic.all()):
             raise ValueError(
                 message("periodic", "None or all True (a crystal) with a mesh",

@@ -1,27 +1,31 @@
-"""Point dipoles on the mesh: the charge pipeline run over derivative weights.
+"""Point dipoles and quadrupoles on the mesh: the charge pipeline run over
+derivative weights.
 
-A dipole ``μ`` at ``r`` is the limit of a pair of charges, of density
-``−μ·∇δ(x − r) = μ·∇_r δ(x − r)``; on the mesh its share of node ``t`` is
-``μ·∇_r W_t(r)``. With the scaled fractional coordinates ``u_d = n_d (r A⁻¹)_d``
-(``A`` the cell, rows the lattice vectors), ``∂u_d/∂r_a = n_d (A⁻¹)_{ad}`` and
+A multipole is the limit of nearby charges, of density
+``ρ = q δ − μ·∇δ + ⅓ Θ:∇∇δ`` (``δ = δ(x − r)``, Buckingham's traceless ``Θ``),
+and ``∇_x δ(x − r) = −∇_r δ(x − r)``, so its share of mesh node ``t`` is
 
 .. math::
 
-    μ·∇_r W_t = \\sum_d μ̃_d \\, ∂W_t/∂u_d, \\qquad μ̃_d = n_d (μ A⁻¹)_d,
+    q W_t + μ·∇_r W_t + ⅓ Θ:∇_r∇_r W_t .
 
-where ``∂W_t/∂u_d`` is the separable product with the 1-D weights of axis ``d``
-replaced by their derivatives. Spreading charges and dipoles together is thus
-one spread of ``4N`` entries, each atom once with its charge and weights ``W``
-and three times with ``μ̃_d`` and the weights differentiated along axis ``d``;
-gathering the filtered mesh with the same ``4N`` entries gives ``φ_i`` and
-``∂φ/∂u_d`` at each atom, so ``∇φ_i = Σ_d n_d A⁻¹[:, d] ∂φ/∂u_d``. It is one call
-of :func:`torchpme._core.mesh.convolve`: the pipeline's autograd (derivatives of
-any order), chunking and kernels apply unchanged.
+With the scaled fractional coordinates ``u_d = n_d (r A⁻¹)_d`` (``A`` the cell,
+rows the lattice vectors) the Jacobian ``J_{ad} = ∂u_d/∂r_a = n_d (A⁻¹)_{ad}`` is
+constant, so ``μ·∇_r W = Σ_d μ̃_d ∂W/∂u_d`` with ``μ̃ = μJ`` and
+``Θ:∇_r∇_r W = Σ_{de} Θ̃_{de} ∂²W/∂u_d∂u_e`` with ``Θ̃ = JᵀΘJ``, where each
+``∂W/∂u`` is the separable product with the 1-D weights of the differentiated
+axes replaced by their derivatives. Spreading is thus one spread of ``4N``
+entries (charges and dipoles: each atom with ``W`` and with ``∂W/∂u_d``) or
+``10N`` (also the six ``∂²W/∂u_d∂u_e``, ``d ≤ e``); gathering the filtered mesh
+with the same entries gives ``φ``, ``∂φ/∂u`` and ``∂²φ/∂u∂u`` at each atom, so
+``∇φ = J ∂φ/∂u`` and ``∇∇φ = J (∂²φ/∂u∂u) Jᵀ``. It is one call of
+:func:`torchpme._core.mesh.convolve`: the pipeline's autograd (derivatives of any
+order), chunking and kernels apply unchanged.
 
-The weights must be differentiable functions of the position for this to
-converge smoothly: the B-splines of P3M are (``n − 2`` times); the Lagrange
-weights of PME are continuous with discontinuous derivatives, so a PME dipole
-energy jumps slightly where an atom crosses between nodes.
+The weights must be smooth functions of the position for this to converge
+smoothly: the B-splines of P3M are (``n − 2`` times differentiable); the
+Lagrange weights of PME are continuous with discontinuous derivatives, so a PME
+dipole energy jumps slightly where an atom crosses between nodes.
 
 Reference: Cerdà, Ballenegger, Lenz & Holm, J. Chem. Phys. 129, 234104 (2008),
 doi:10.1063/1.3000389 (dipolar P3M); Sagui, Pedersen & Darden, J. Chem. Phys.
@@ -35,27 +39,45 @@ import torch
 from .mesh import MeshPlan, convolve, interpolation_plan
 from .weights import Scheme, _derivative
 
-__all__ = ["convolve_multipoles", "multipole_plan"]
+__all__ = ["PAIRS", "convolve_multipoles", "multipole_plan"]
+
+#: the ``(d, e)``, ``d ≤ e``, of the second-derivative entries, in order
+PAIRS = [(0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2)]
 
 
 def multipole_plan(
-    positions: torch.Tensor, inverse_cell: torch.Tensor, ns: List[int], scheme: Scheme
+    positions: torch.Tensor,
+    inverse_cell: torch.Tensor,
+    ns: List[int],
+    scheme: Scheme,
+    order: int,
 ) -> MeshPlan:
-    """The :class:`~torchpme._core.mesh.MeshPlan` of ``4N`` entries: the atoms
-    with their weights, then with the weights differentiated along each axis."""
-    base = interpolation_plan(positions, inverse_cell, ns, scheme)
-    slopes = scheme._replace(coefficients=_derivative(scheme.coefficients))
-    derivative = interpolation_plan(positions, inverse_cell, ns, slopes).weights
-    weights = [base.weights]
-    for axis in range(3):
-        rows = [derivative[:, a] if a == axis else base.weights[:, a] for a in range(3)]
-        weights.append(torch.stack(rows, dim=1))
+    """The :class:`~torchpme._core.mesh.MeshPlan` of ``4N`` (``order`` 1) or
+    ``10N`` (``order`` 2) entries: the atoms with their weights, then with the
+    weights differentiated along each axis (and each pair of axes)."""
+    plans = [interpolation_plan(positions, inverse_cell, ns, scheme)]
+    coefficients = scheme.coefficients
+    for _ in range(order):
+        coefficients = _derivative(coefficients)
+        moved = scheme._replace(coefficients=coefficients)
+        plans.append(interpolation_plan(positions, inverse_cell, ns, moved))
+    base = plans[0]
+    blocks = [base.weights]
+    wanted = [[axis] for axis in range(3)]
+    if order == 2:
+        wanted += [[d, e] for d, e in PAIRS]
+    for axes in wanted:
+        rows = []
+        for a in range(3):
+            times = axes.count(a)  # how often axis a is differentiated
+            rows.append(plans[times].weights[:, a])
+        blocks.append(torch.stack(rows, dim=1))
     n = positions.shape[0]
-    order = torch.cat([base.order + k * n for k in range(4)])
+    entries = len(blocks)
     return MeshPlan(
-        base.stencil.repeat(4, 1, 1),
-        torch.cat(weights),
-        order,
+        base.stencil.repeat(entries, 1, 1),
+        torch.cat(blocks),
+        torch.cat([base.order + k * n for k in range(entries)]),
         base.shape,
         base.n_meshes,
         scheme,
@@ -66,16 +88,34 @@ def convolve_multipoles(
     plan: MeshPlan,
     charges: torch.Tensor,
     dipoles: torch.Tensor,
+    quadrupoles: torch.Tensor,
     inverse_cell: torch.Tensor,
     kernel: torch.Tensor,
-) -> Tuple[torch.Tensor, torch.Tensor]:
-    """``(φ, ∇φ)`` at the atoms, ``(N,)`` and ``(N, 3)`` Cartesian, of the filtered
-    mesh of charges ``(N,)`` and dipoles ``(N, 3)`` (unnormalised transforms, as
-    :func:`~torchpme._core.mesh.convolve`)."""
+) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(φ, ∇φ, ∇∇φ)`` at the atoms, ``(N,)``, ``(N, 3)`` and ``(N, 3, 3)``
+    Cartesian, of the filtered mesh of charges ``(N,)``, dipoles ``(N, 3)`` and
+    quadrupoles ``(N, 3, 3)`` (unnormalised transforms, as
+    :func:`~torchpme._core.mesh.convolve`); the plan's order decides whether the
+    quadrupoles spread and ``∇∇φ`` is gathered (otherwise an empty ``(0, 3, 3)``).
+    """
     n = charges.shape[0]
     sizes = torch.tensor(plan.shape, dtype=charges.dtype, device=charges.device)
-    scaled = (dipoles @ inverse_cell.to(charges.dtype)) * sizes
-    values = torch.cat([charges, scaled.t().reshape(-1)]).unsqueeze(1)
-    result = convolve(plan, values, kernel)[:, 0]
-    slopes = result[n:].reshape(3, n).t() * sizes
-    return result[:n], slopes @ inverse_cell.to(charges.dtype).t()
+    jacobian = inverse_cell.to(charges.dtype) * sizes  # J_ad = n_d A⁻¹_ad
+    values = [charges, (dipoles @ jacobian).t().reshape(-1)]
+    second = plan.weights.shape[0] == 10 * n
+    if second:
+        scaled = jacobian.t() @ quadrupoles @ jacobian
+        for d, e in PAIRS:
+            weight = 1.0 / 3.0 if d == e else 2.0 / 3.0
+            values.append(weight * scaled[:, d, e])
+    result = convolve(plan, torch.cat(values).unsqueeze(1), kernel)[:, 0]
+    gradient = result[n : 4 * n].reshape(3, n).t() @ jacobian.t()
+    if not second:
+        return result[:n], gradient, charges.new_zeros(0, 3, 3)
+    blocks = result[4 * n :].reshape(6, n)
+    rows = [
+        torch.stack([blocks[PAIRS.index((min(d, e), max(d, e)))] for e in range(3)], 1)
+        for d in range(3)
+    ]
+    hessian_u = torch.stack(rows, dim=1)  # (N, 3, 3): ∂²φ/∂u_d∂u_e
+    return result[:n], gradient, jacobian @ hessian_u @ jacobian.t()

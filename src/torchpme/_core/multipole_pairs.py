@@ -1,4 +1,4 @@
-"""The real-space part of the Ewald sum of charges and dipoles, pair by pair.
+"""The real-space part of the Ewald sum of point multipoles, pair by pair.
 
 With the screening ``α = 1/(√2 σ)`` (``σ`` the potential's smearing) the
 screened interaction tensors reduce to the radial functions (Smith, CCP5
@@ -11,63 +11,78 @@ doi:10.1063/1.1605941)
     B_l = \\frac{1}{r²}\\Big[(2l − 1) B_{l−1} + \\frac{(2α²)^l}{α\\sqrt{π}}
           e^{−α²r²}\\Big], \\qquad \\frac{dB_l}{dr} = −r B_{l+1},
 
-(``α = 0``: ``1/r``, ``1/r³``, ``3/r⁵``). For ``R = r_i − r_j`` the potential and
-field at ``i`` from the charge ``q_j`` and dipole ``μ_j`` are
+(``α = 0``: ``1/r``, ``1/r³``, ``3/r⁵``, ``15/r⁷``, ``105/r⁹``). For
+``R = r_i − r_j`` the potential at ``i`` of the charge ``q``, dipole ``μ`` and
+traceless quadrupole ``Θ`` of ``j`` is ``φ = q B_0 + (μ·R) B_1 + ⅓ (R·Θ·R) B_2``
+(``⅓ Θ:∇∇`` of the screened ``1/R``), the field ``E = −∇φ``,
 
 .. math::
 
-    φ = q_j B_0 + (μ_j·R) B_1, \\qquad
-    E = q_j R B_1 − μ_j B_1 + (μ_j·R) R B_2,
+    E = q R B_1 − μ B_1 + (μ·R) R B_2 − ⅔ (ΘR) B_2 + ⅓ (R·Θ·R) R B_3,
 
-and the pair's energy is ``q_i φ − μ_i·E``.
+and its gradient ``G_{ab} = ∂_a E_b``,
+
+.. math::
+
+    G = q (I B_1 − RR B_2) + (μR + Rμ + (μ·R) I) B_2 − (μ·R) RR B_3
+        − ⅔ Θ B_2 + ⅔ (R(ΘR) + (ΘR)R) B_3 + ⅓ (R·Θ·R)(I B_3 − RR B_4).
 """
 
 import math
-from typing import Tuple
+from typing import Optional, Tuple
 
 import torch
 
 __all__ = ["multipole_pair_fields", "radial_functions"]
 
 
-def radial_functions(
-    distances: torch.Tensor, alpha: float
-) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(B_0, B_1, B_2)`` at ``(P,)`` distances (``alpha = 0``: unscreened)."""
+def radial_functions(distances: torch.Tensor, alpha: float, count: int):
+    """``[B_0 … B_{count−1}]`` at ``(P,)`` distances (``alpha = 0``: unscreened)."""
     inverse_square = 1.0 / distances**2
     if alpha == 0.0:
-        b0 = 1.0 / distances
-        b1 = b0 * inverse_square
-        return b0, b1, 3.0 * b1 * inverse_square
+        functions = [1.0 / distances]
+        for level in range(1, count):
+            functions.append((2 * level - 1) * functions[-1] * inverse_square)
+        return functions
     gaussian = torch.exp(-((alpha * distances) ** 2)) / (alpha * math.sqrt(math.pi))
-    b0 = torch.erfc(alpha * distances) / distances
-    b1 = (b0 + 2.0 * alpha**2 * gaussian) * inverse_square
-    b2 = (3.0 * b1 + 4.0 * alpha**4 * gaussian) * inverse_square
-    return b0, b1, b2
+    functions = [torch.erfc(alpha * distances) / distances]
+    for level in range(1, count):
+        term = (2.0 * alpha**2) ** level * gaussian
+        functions.append(((2 * level - 1) * functions[-1] + term) * inverse_square)
+    return functions
 
 
 def multipole_pair_fields(
     charges: torch.Tensor,
     dipoles: torch.Tensor,
+    quadrupoles: Optional[torch.Tensor],
     neighbor_indices: torch.Tensor,
     neighbor_vectors: torch.Tensor,
     alpha: float,
     full_neighbor_list: bool,
-) -> Tuple[torch.Tensor, torch.Tensor]:
-    """``(φ, E)`` at every atom, ``(N,)`` and ``(N, 3)``, from the pairs.
+    field_gradient: bool,
+) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(φ, E, G)`` at every atom, ``(N,)``, ``(N, 3)`` and ``(N, 3, 3)`` (``G``
+    only with ``field_gradient``, else ``(0, 3, 3)``), from the pairs.
 
     Args:
-        charges: ``(N,)``; dipoles: ``(N, 3)``.
+        charges: ``(N,)``; dipoles: ``(N, 3)``; quadrupoles: ``(N, 3, 3)``
+            traceless, or None.
         neighbor_indices: ``(P, 2)`` pairs ``(i, j)``.
         neighbor_vectors: ``(P, 3)`` the vectors ``r_j − r_i`` (of the image).
         alpha: the screening (0 for the bare sum).
         full_neighbor_list: whether each pair is listed both ways.
+        field_gradient: also return ``G``.
     """
     i, j = neighbor_indices[:, 0], neighbor_indices[:, 1]
     distances = torch.linalg.norm(neighbor_vectors, dim=1)
-    b0, b1, b2 = radial_functions(distances, alpha)
+    order = 2 if quadrupoles is not None else 1
+    count = 3 + order - 1 + (1 if field_gradient else 0)
+    b = radial_functions(distances, alpha, max(count, 3))
     potential = torch.zeros_like(charges)
     field = torch.zeros_like(dipoles)
+    gradient = dipoles.new_zeros(charges.shape[0] if field_gradient else 0, 3, 3)
+    eye = torch.eye(3, dtype=dipoles.dtype, device=dipoles.device)
     # at i from j (R = r_i − r_j = −vector), and unless the list is full at j
     # from i (R = +vector)
     for target, source, sign in ((i, j, -1.0), (j, i, 1.0)):
@@ -75,9 +90,40 @@ def multipole_pair_fields(
             break
         r = sign * neighbor_vectors
         q, mu = charges[source], dipoles[source]
-        projection = (mu * r).sum(dim=1)
-        phi = q * b0 + projection * b1
-        e = (q * b1 + projection * b2).unsqueeze(1) * r - b1.unsqueeze(1) * mu
+        mu_r = (mu * r).sum(dim=1)
+        phi = q * b[0] + mu_r * b[1]
+        e = _col(q * b[1] + mu_r * b[2]) * r - _col(b[1]) * mu
+        if quadrupoles is not None:
+            theta_r = (quadrupoles[source] @ r.unsqueeze(2)).squeeze(2)
+            r_theta_r = (theta_r * r).sum(dim=1)
+            phi = phi + r_theta_r * b[2] / 3.0
+            e = (
+                e
+                - _col(b[2]) * theta_r * (2.0 / 3.0)
+                + _col(r_theta_r * b[3]) * r / 3.0
+            )
         potential = potential.index_add(0, target, phi)
         field = field.index_add(0, target, e)
-    return potential, field
+        if field_gradient:
+            rr = r.unsqueeze(2) * r.unsqueeze(1)
+            g = _mat(q * b[1] + mu_r * b[2]) * eye - _mat(q * b[2] + mu_r * b[3]) * rr
+            g = g + _mat(b[2]) * (
+                mu.unsqueeze(2) * r.unsqueeze(1) + r.unsqueeze(2) * mu.unsqueeze(1)
+            )
+            if quadrupoles is not None:
+                g = g - _mat(b[2]) * quadrupoles[source] * (2.0 / 3.0)
+                g = g + _mat(b[3]) * (
+                    r.unsqueeze(2) * theta_r.unsqueeze(1)
+                    + theta_r.unsqueeze(2) * r.unsqueeze(1)
+                ) * (2.0 / 3.0)
+                g = g + _mat(r_theta_r / 3.0) * (_mat(b[3]) * eye - _mat(b[4]) * rr)
+            gradient = gradient.index_add(0, target, g)
+    return potential, field, gradient
+
+
+def _col(x: torch.Tensor) -> torch.Tensor:
+    return x.unsqueeze(1)
+
+
+def _mat(x: torch.Tensor) -> torch.Tensor:
+    return x.unsqueeze(1).unsqueeze(2)
