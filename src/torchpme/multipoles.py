@@ -28,7 +28,7 @@ doi:10.1063/1.3000389.
 """
 
 import math
-from typing import Optional, Tuple
+from typing import Final, Optional, Tuple
 
 import torch
 
@@ -42,6 +42,10 @@ __all__ = ["MultipoleCalculator"]
 
 
 class MultipoleCalculator(torch.nn.Module):
+    #: whether the long range runs on a mesh (a constant, so TorchScript
+    #: compiles the mesh path only for mesh calculators)
+    is_mesh: Final[bool]
+
     """Potentials and fields of point charges and dipoles (module docstring).
 
     Args:
@@ -88,6 +92,7 @@ class MultipoleCalculator(torch.nn.Module):
                         f"{type(calculator).__name__} without one")
             )  # fmt: skip
         self.calculator = calculator
+        self.is_mesh = is_mesh
         self.field_gradient = field_gradient
         self.alpha = (
             0.0
@@ -134,7 +139,7 @@ class MultipoleCalculator(torch.nn.Module):
         potential, field, gradient = (
             prefactor * potential, prefactor * field, prefactor * gradient
         )  # fmt: skip
-        if self.alpha == 0.0:
+        if not self.is_mesh:
             return potential, field, gradient
         mesh = self._mesh(charges, dipoles, quadrupoles, cell, positions)
         a, root = self.alpha, math.sqrt(math.pi)
@@ -169,7 +174,14 @@ class MultipoleCalculator(torch.nn.Module):
             energy = energy - (quadrupoles * gradient).sum() / 3.0
         return 0.5 * energy
 
-    def _mesh(self, charges, dipoles, quadrupoles, cell, positions):
+    def _mesh(
+        self,
+        charges: torch.Tensor,
+        dipoles: torch.Tensor,
+        quadrupoles: Optional[torch.Tensor],
+        cell: torch.Tensor,
+        positions: torch.Tensor,
+    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The reciprocal part on the mesh, with the background of a net
         charge: ``(φ, E, G)``."""
         mesh = self.calculator
@@ -189,9 +201,16 @@ class MultipoleCalculator(torch.nn.Module):
         return (potential / volume - background, -gradient / volume, -hessian / volume)
 
     def _check(
-        self, charges, dipoles, cell, positions, indices, vectors, periodic,
-        quadrupoles,
-    ):  # fmt: skip
+        self,
+        charges: torch.Tensor,
+        dipoles: torch.Tensor,
+        cell: torch.Tensor,
+        positions: torch.Tensor,
+        indices: torch.Tensor,
+        vectors: torch.Tensor,
+        periodic: Optional[torch.Tensor],
+        quadrupoles: Optional[torch.Tensor],
+    ) -> None:
         n = positions.shape[0]
         check_shape("positions", positions, [-1, 3], "(N, 3)")
         check_shape("charges", charges, [n], "(N,) with N atoms")
@@ -226,5 +245,5 @@ class MultipoleCalculator(torch.nn.Module):
         if self.alpha > 0.0 and periodic is not None and not bool(periodic.all()):
             raise ValueError(
                 message("periodic", "None or all True (a crystal) with a mesh",
-                        f"{periodic.tolist()}")
+                        "an open direction")
             )  # fmt: skip

@@ -39,10 +39,13 @@ import torch
 from .mesh import MeshPlan, convolve, interpolation_plan
 from .weights import Scheme, _derivative
 
-__all__ = ["PAIRS", "convolve_multipoles", "multipole_plan"]
+__all__ = ["convolve_multipoles", "multipole_plan"]
 
-#: the ``(d, e)``, ``d ≤ e``, of the second-derivative entries, in order
-PAIRS = [(0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2)]
+
+def _pairs() -> Tuple[List[int], List[int]]:
+    """The ``(d, e)``, ``d ≤ e``, of the second-derivative entries, in order:
+    00, 01, 02, 11, 12, 22 (lists, which TorchScript takes)."""
+    return [0, 0, 0, 1, 1, 2], [0, 1, 2, 1, 2, 2]
 
 
 def multipole_plan(
@@ -59,17 +62,21 @@ def multipole_plan(
     coefficients = scheme.coefficients
     for _ in range(order):
         coefficients = _derivative(coefficients)
-        moved = scheme._replace(coefficients=coefficients)
+        moved = Scheme(scheme.method, coefficients)
         plans.append(interpolation_plan(positions, inverse_cell, ns, moved))
     base = plans[0]
     blocks = [base.weights]
-    wanted = [[axis] for axis in range(3)]
+    first, second = _pairs()
+    wanted: List[List[int]] = [[0], [1], [2]]
     if order == 2:
-        wanted += [[d, e] for d, e in PAIRS]
+        for k in range(6):
+            wanted.append([first[k], second[k]])
     for axes in wanted:
-        rows = []
+        rows: List[torch.Tensor] = []
         for a in range(3):
-            times = axes.count(a)  # how often axis a is differentiated
+            times = 0  # how often axis a is differentiated
+            for axis in axes:
+                times += int(axis == a)
             rows.append(plans[times].weights[:, a])
         blocks.append(torch.stack(rows, dim=1))
     n = positions.shape[0]
@@ -102,20 +109,23 @@ def convolve_multipoles(
     sizes = torch.tensor(plan.shape, dtype=charges.dtype, device=charges.device)
     jacobian = inverse_cell.to(charges.dtype) * sizes  # J_ad = n_d A⁻¹_ad
     values = [charges, (dipoles @ jacobian).t().reshape(-1)]
-    second = plan.weights.shape[0] == 10 * n
-    if second:
+    has_second = plan.weights.shape[0] == 10 * n
+    first, second = _pairs()
+    if has_second:
         scaled = jacobian.t() @ quadrupoles @ jacobian
-        for d, e in PAIRS:
+        for k in range(6):
+            d, e = first[k], second[k]
             weight = 1.0 / 3.0 if d == e else 2.0 / 3.0
             values.append(weight * scaled[:, d, e])
     result = convolve(plan, torch.cat(values).unsqueeze(1), kernel)[:, 0]
     gradient = result[n : 4 * n].reshape(3, n).t() @ jacobian.t()
-    if not second:
+    if not has_second:
         return result[:n], gradient, charges.new_zeros(0, 3, 3)
     blocks = result[4 * n :].reshape(6, n)
-    rows = [
-        torch.stack([blocks[PAIRS.index((min(d, e), max(d, e)))] for e in range(3)], 1)
-        for d in range(3)
-    ]
+    # the slot of (d, e) among the six, either order
+    slots = [[0, 1, 2], [1, 3, 4], [2, 4, 5]]
+    rows: List[torch.Tensor] = []
+    for d in range(3):
+        rows.append(torch.stack([blocks[slots[d][e]] for e in range(3)], 1))
     hessian_u = torch.stack(rows, dim=1)  # (N, 3, 3): ∂²φ/∂u_d∂u_e
     return result[:n], gradient, jacobian @ hessian_u @ jacobian.t()

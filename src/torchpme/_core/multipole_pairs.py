@@ -29,14 +29,16 @@ and its gradient ``G_{ab} = ∂_a E_b``,
 """
 
 import math
-from typing import Optional, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 
 __all__ = ["multipole_pair_fields", "radial_functions"]
 
 
-def radial_functions(distances: torch.Tensor, alpha: float, count: int):
+def radial_functions(
+    distances: torch.Tensor, alpha: float, count: int
+) -> List[torch.Tensor]:
     """``[B_0 … B_{count−1}]`` at ``(P,)`` distances (``alpha = 0``: unscreened)."""
     inverse_square = 1.0 / distances**2
     if alpha == 0.0:
@@ -82,43 +84,58 @@ def multipole_pair_fields(
     potential = torch.zeros_like(charges)
     field = torch.zeros_like(dipoles)
     gradient = dipoles.new_zeros(charges.shape[0] if field_gradient else 0, 3, 3)
-    eye = torch.eye(3, dtype=dipoles.dtype, device=dipoles.device)
     # at i from j (R = r_i − r_j = −vector), and unless the list is full at j
     # from i (R = +vector)
-    for target, source, sign in ((i, j, -1.0), (j, i, 1.0)):
-        if sign > 0 and full_neighbor_list:
-            break
-        r = sign * neighbor_vectors
-        q, mu = charges[source], dipoles[source]
-        mu_r = (mu * r).sum(dim=1)
-        phi = q * b[0] + mu_r * b[1]
-        e = _col(q * b[1] + mu_r * b[2]) * r - _col(b[1]) * mu
-        if quadrupoles is not None:
-            theta_r = (quadrupoles[source] @ r.unsqueeze(2)).squeeze(2)
-            r_theta_r = (theta_r * r).sum(dim=1)
-            phi = phi + r_theta_r * b[2] / 3.0
-            e = (
-                e
-                - _col(b[2]) * theta_r * (2.0 / 3.0)
-                + _col(r_theta_r * b[3]) * r / 3.0
-            )
+    directions = [(i, j, -neighbor_vectors)]
+    if not full_neighbor_list:
+        directions.append((j, i, neighbor_vectors))
+    for target, source, r in directions:
+        phi, e, g = _at_targets(
+            charges, dipoles, quadrupoles, source, r, b, field_gradient
+        )
         potential = potential.index_add(0, target, phi)
         field = field.index_add(0, target, e)
         if field_gradient:
-            rr = r.unsqueeze(2) * r.unsqueeze(1)
-            g = _mat(q * b[1] + mu_r * b[2]) * eye - _mat(q * b[2] + mu_r * b[3]) * rr
-            g = g + _mat(b[2]) * (
-                mu.unsqueeze(2) * r.unsqueeze(1) + r.unsqueeze(2) * mu.unsqueeze(1)
-            )
-            if quadrupoles is not None:
-                g = g - _mat(b[2]) * quadrupoles[source] * (2.0 / 3.0)
-                g = g + _mat(b[3]) * (
-                    r.unsqueeze(2) * theta_r.unsqueeze(1)
-                    + theta_r.unsqueeze(2) * r.unsqueeze(1)
-                ) * (2.0 / 3.0)
-                g = g + _mat(r_theta_r / 3.0) * (_mat(b[3]) * eye - _mat(b[4]) * rr)
             gradient = gradient.index_add(0, target, g)
     return potential, field, gradient
+
+
+def _at_targets(
+    charges: torch.Tensor,
+    dipoles: torch.Tensor,
+    quadrupoles: Optional[torch.Tensor],
+    source: torch.Tensor,
+    r: torch.Tensor,
+    b: List[torch.Tensor],
+    field_gradient: bool,
+) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(φ, E, G)`` per pair of the ``source`` atoms' multipoles at ``R = r``
+    (the module docstring's formulas; ``G`` empty without ``field_gradient``)."""
+    q, mu = charges[source], dipoles[source]
+    mu_r = (mu * r).sum(dim=1)
+    phi = q * b[0] + mu_r * b[1]
+    e = _col(q * b[1] + mu_r * b[2]) * r - _col(b[1]) * mu
+    theta_r = torch.zeros_like(r)
+    r_theta_r = torch.zeros_like(q)
+    if quadrupoles is not None:
+        theta_r = (quadrupoles[source] @ r.unsqueeze(2)).squeeze(2)
+        r_theta_r = (theta_r * r).sum(dim=1)
+        phi = phi + r_theta_r * b[2] / 3.0
+        e = e - _col(b[2]) * theta_r * (2.0 / 3.0) + _col(r_theta_r * b[3]) * r / 3.0
+    if not field_gradient:
+        return phi, e, r.new_zeros(0, 3, 3)
+    eye = torch.eye(3, dtype=r.dtype, device=r.device)
+    rr = r.unsqueeze(2) * r.unsqueeze(1)
+    g = _mat(q * b[1] + mu_r * b[2]) * eye - _mat(q * b[2] + mu_r * b[3]) * rr
+    g = g + _mat(b[2]) * (
+        mu.unsqueeze(2) * r.unsqueeze(1) + r.unsqueeze(2) * mu.unsqueeze(1)
+    )
+    if quadrupoles is not None:
+        outer = r.unsqueeze(2) * theta_r.unsqueeze(1)
+        g = g - _mat(b[2]) * quadrupoles[source] * (2.0 / 3.0)
+        g = g + _mat(b[3]) * (outer + outer.transpose(1, 2)) * (2.0 / 3.0)
+        g = g + _mat(r_theta_r / 3.0) * (_mat(b[3]) * eye - _mat(b[4]) * rr)
+    return phi, e, g
 
 
 def _col(x: torch.Tensor) -> torch.Tensor:
