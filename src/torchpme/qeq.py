@@ -39,6 +39,7 @@ from typing import NamedTuple, Optional
 import torch
 
 from ._core import defaults
+from ._core.solve import Fragments, Solver, attach
 from ._core.validation import (
     check_choice,
     check_finite,
@@ -60,24 +61,6 @@ class Equilibrated(NamedTuple):
     charges: torch.Tensor
     #: conjugate-gradient iterations of the solve
     iterations: int
-
-
-class Fragments(NamedTuple):
-    """The linear constraints ``Σ_{i∈f} q_i = Q_f`` of disjoint fragments."""
-
-    #: ``(N,)`` fragment of each atom, ``0 … F−1``
-    index: torch.Tensor
-    #: ``F``
-    count: int
-
-    def sums(self, values: torch.Tensor) -> torch.Tensor:
-        """``(F,)`` sums of ``(N,)`` values per fragment."""
-        out = torch.zeros(self.count, dtype=values.dtype, device=values.device)
-        return out.index_add(0, self.index, values)
-
-    def spread(self, values: torch.Tensor) -> torch.Tensor:
-        """``(N,)``: each atom's fragment value of ``(F,)`` values."""
-        return values[self.index]
 
 
 def equilibrate(
@@ -186,7 +169,10 @@ def equilibrate(
         )  # fmt: skip
         return diagonal * charges + 2.0 * potential[:, 0]
 
-    solve = _Solver(operator, diagonal, groups, tolerance, max_iterations)
+    solve = Solver(
+        operator, diagonal, groups, tolerance, max_iterations, "hardness",
+        "large enough for a positive definite H = diag J + A",
+    )  # fmt: skip
     with torch.no_grad():
         start = None if initial is None else initial.detach()
         charges, iterations = solve.minimum(electronegativity.detach(), targets, start)
@@ -196,13 +182,15 @@ def equilibrate(
     # differentiates the first's output, which makes second derivatives exact
     inputs = (electronegativity, hardness, widths, cell, positions, neighbor_distances)
     tracked = torch.is_grad_enabled() and any(x.requires_grad for x in inputs)
-    for _ in range(2 if tracked else 1):
+
+    def residual_of(q: torch.Tensor) -> torch.Tensor:
         potential = gaussians.potentials(
-            charges.unsqueeze(1), widths, cell, positions, neighbor_indices,
+            q.unsqueeze(1), widths, cell, positions, neighbor_indices,
             neighbor_distances, periodic, None, n_periodic,
         )  # fmt: skip
-        residual = electronegativity + hardness * charges + 2.0 * potential[:, 0]
-        charges = charges - _ProjectedSolve.apply(residual, solve)
+        return electronegativity + hardness * q + 2.0 * potential[:, 0]
+
+    charges = attach(charges, residual_of, solve, 2 if tracked else 1)
     return Equilibrated(charges, iterations)
 
 
@@ -274,101 +262,3 @@ def _targets(total_charge, groups: Fragments, positions) -> torch.Tensor:
         targets = targets.expand(groups.count)
     check_shape("total_charge", targets, [groups.count], "a number or (F,)")
     return targets.detach()
-
-
-class _Solver:
-    """Projected preconditioned conjugate gradients for ``min ½qᵀHq + cᵀq`` under
-    the fragment constraints, and the projected inverse ``P`` they define."""
-
-    def __init__(self, operator, diagonal, groups, tolerance, max_iterations):
-        self.operator = operator
-        self.inverse = 1.0 / diagonal
-        self.groups = groups
-        self.weights = groups.sums(self.inverse)
-        self.tolerance = tolerance
-        self.max_iterations = max_iterations
-
-    def reduce(self, v: torch.Tensor) -> torch.Tensor:
-        """``v − Cᵀm`` with ``M⁻¹`` of it on the zero-sum charges (``M = diag
-        J``): the same problem (``Cᵀm`` only moves the multipliers), without the
-        part in the range of the constraints that would swamp the residual's
-        dot products in rounding when it is large."""
-        mean = self.groups.sums(self.inverse * v) / self.weights
-        return v - self.groups.spread(mean)
-
-    def feasible(self, targets: torch.Tensor, start) -> torch.Tensor:
-        """``start`` (or zero) moved onto the constraints, along ``M⁻¹Cᵀ``."""
-        q = torch.zeros_like(self.inverse) if start is None else start.clone()
-        missing = (targets - self.groups.sums(q)) / self.weights
-        return q + self.inverse * self.groups.spread(missing)
-
-    def minimum(self, linear: torch.Tensor, targets: torch.Tensor, start=None):
-        cold = self.feasible(targets, None)
-        # from zero charges the residual is the linear term (no operator call)
-        zero = not bool(targets.any())
-        cold_residual = linear.clone() if zero else self.operator(cold) + linear
-        if start is None:
-            q, r = cold, cold_residual
-        else:
-            q = self.feasible(targets, start)
-            r = self.operator(q) + linear
-        # relative to the whole preconditioned residual of the cold start (a warm
-        # start gains iterations, not accuracy): at the solution r is in the
-        # range of the constraints (Cᵀμ), whose projection is only rounding
-        first = torch.linalg.norm(self.inverse * cold_residual)
-        r = self.reduce(r)
-        g = self.inverse * r
-        if not bool(torch.linalg.norm(g) > self.tolerance * first):
-            return q, 0
-        p = -g
-        rg = torch.dot(r, g)
-        for iteration in range(1, self.max_iterations + 1):
-            hp = self.operator(p)
-            curvature = torch.dot(p, hp)
-            if not bool(curvature > 0):
-                raise ValueError(
-                    message(
-                        "hardness",
-                        "large enough for a positive definite H = diag J + A",
-                        f"a direction of curvature {float(curvature):.3g}",
-                    )
-                )
-            step = rg / curvature
-            q = q + step * p
-            r = self.reduce(r + step * hp)
-            g = self.inverse * r
-            if bool(torch.linalg.norm(g) <= self.tolerance * first):
-                return q, iteration
-            rg_next = torch.dot(r, g)
-            p = -g + (rg_next / rg) * p
-            rg = rg_next
-        raise ValueError(
-            message(
-                "max_iterations",
-                f"enough for a relative residual of {self.tolerance:g}",
-                f"{self.max_iterations} iterations leaving "
-                f"{float(torch.linalg.norm(g) / first):.3g} (is H positive "
-                "definite? check hardness and widths)",
-            )
-        )
-
-    def apply_inverse(self, x: torch.Tensor) -> torch.Tensor:
-        """``P x``: the zero-sum ``y`` with ``Hy − x`` orthogonal to them."""
-        zeros = torch.zeros(self.groups.count, dtype=x.dtype, device=x.device)
-        y, _ = self.minimum(-x, zeros)
-        return y
-
-
-class _ProjectedSolve(torch.autograd.Function):
-    """``y = P x`` with ``H`` held fixed; ``P`` is symmetric, so the backward is
-    the same solve, itself differentiable (linear in the incoming gradient)."""
-
-    @staticmethod
-    def forward(ctx, x, solver):
-        ctx.solver = solver
-        with torch.no_grad():
-            return solver.apply_inverse(x.detach())
-
-    @staticmethod
-    def backward(ctx, gradient):
-        return _ProjectedSolve.apply(gradient, ctx.solver), None
