@@ -17,7 +17,9 @@ import torchpme.calculators.p3m
 import torchpme.calculators.pme
 import torchpme.gaussian
 import torchpme.lib.mesh_interpolator
+import torchpme.multipoles
 import torchpme.neighbors
+import torchpme.polarisation
 import torchpme.probes
 import torchpme.qeq
 
@@ -33,6 +35,8 @@ MODULES = [
     torchpme.probes,
     torchpme.gaussian,
     torchpme.qeq,
+    torchpme.multipoles,
+    torchpme.polarisation,
     torchpme._core.pairlist,
 ]
 

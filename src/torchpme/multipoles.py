@@ -42,11 +42,7 @@ __all__ = ["MultipoleCalculator"]
 
 
 class MultipoleCalculator(torch.nn.Module):
-    #: whether the long range runs on a mesh (a constant, so TorchScript
-    #: compiles the mesh path only for mesh calculators)
-    is_mesh: Final[bool]
-
-    """Potentials and fields of point charges and dipoles (module docstring).
+    """Potentials, fields and field gradients of point multipoles (module docstring).
 
     Args:
         calculator: what sets the method and its parameters:
@@ -71,6 +67,10 @@ class MultipoleCalculator(torch.nn.Module):
         >>> float(energy)  # −2μ²/r³
         -0.25
     """
+
+    #: whether the long range runs on a mesh (a constant, so TorchScript
+    #: compiles the mesh path only for mesh calculators)
+    is_mesh: Final[bool]
 
     def __init__(self, calculator: torch.nn.Module, field_gradient: bool = False):
         super().__init__()
