@@ -254,3 +254,31 @@ def test_torchscript_saved_and_loaded_gives_the_same_values_and_gradients(
         results.append((phi, field, gradient, forces))
     for eager, scripted in zip(*results):
         torch.testing.assert_close(scripted, eager, rtol=1e-13, atol=1e-13)
+
+
+@pytest.mark.parametrize("mesh", [True, False], ids=["p3m", "bare"])
+@pytest.mark.parametrize("full", [False, True], ids=["half", "full"])
+def test_the_energy_path_equals_the_fields(mesh, full):
+    """``energy`` (pair energies, no quadrupoles) equals ``½ Σ (qφ − μ·E)`` of
+    ``forward``, with its forces, for half and full neighbour lists."""
+    positions, charges, dipoles, _ = _system("both", n=6, charged=True)
+    calculator = _p3m(0.5, 4) if mesh else Calculator(CoulombPotential())
+    calculator.full_neighbor_list = full
+    module = MultipoleCalculator(calculator.to(DTYPE))
+    c = torch.tensor(CELL, dtype=DTYPE)
+    q, mu = torch.tensor(charges), torch.tensor(dipoles)
+    indices, _, shifts = compute_neighbors(
+        torch.tensor(positions), c, 6.0, full_list=full, return_shifts=True
+    )
+    results = []
+    for through_fields in (True, False):
+        p = torch.tensor(positions, requires_grad=True)
+        vectors = p[indices[:, 1]] - p[indices[:, 0]] + shifts.to(DTYPE) @ c
+        if through_fields:
+            phi, field, _ = module(q, mu, c, p, indices, vectors)
+            energy = 0.5 * ((q * phi).sum() - (mu * field).sum())
+        else:
+            energy = module.energy(q, mu, c, p, indices, vectors)
+        results.append((energy, torch.autograd.grad(energy, p)[0]))
+    for fields, direct in zip(*results):
+        torch.testing.assert_close(direct, fields, rtol=1e-12, atol=1e-12)

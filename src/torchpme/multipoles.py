@@ -33,7 +33,7 @@ from typing import Final, Optional, Tuple
 import torch
 
 from ._core.multipole_mesh import convolve_multipoles, multipole_plan
-from ._core.multipole_pairs import multipole_pair_fields
+from ._core.multipole_pairs import multipole_pair_energy, multipole_pair_fields
 from ._core.validation import check_like, check_shape, message
 from .calculators import Calculator, PMECalculator
 from .potentials import CoulombPotential
@@ -141,7 +141,8 @@ class MultipoleCalculator(torch.nn.Module):
         )  # fmt: skip
         if not self.is_mesh:
             return potential, field, gradient
-        mesh = self._mesh(charges, dipoles, quadrupoles, cell, positions)
+        order = 2 if self.field_gradient else 1
+        mesh = self._mesh(charges, dipoles, quadrupoles, cell, positions, order)
         a, root = self.alpha, math.sqrt(math.pi)
         potential = potential + mesh[0] - prefactor * 2.0 * a / root * charges
         field = field + mesh[1] + prefactor * 4.0 * a**3 / (3.0 * root) * dipoles
@@ -164,7 +165,17 @@ class MultipoleCalculator(torch.nn.Module):
         periodic: Optional[torch.Tensor] = None,
         quadrupoles: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
-        """``E = ½ Σ_i (q_i φ_i − μ_i·E_i − ⅓ Θ_i:G_i)``, a 0-dim tensor."""
+        """``E = ½ Σ_i (q_i φ_i − μ_i·E_i − ⅓ Θ_i:G_i)``, a 0-dim tensor.
+
+        Without quadrupoles the pairs' part is summed as one energy per pair
+        (no field vectors per pair), which makes energy and forces faster than
+        through :meth:`forward`; the number is the same.
+        """
+        if quadrupoles is None:
+            return self._energy(
+                charges, dipoles, cell, positions, neighbor_indices,
+                neighbor_vectors, periodic,
+            )  # fmt: skip
         potential, field, gradient = self.forward(
             charges, dipoles, cell, positions, neighbor_indices, neighbor_vectors,
             periodic, quadrupoles,
@@ -174,6 +185,36 @@ class MultipoleCalculator(torch.nn.Module):
             energy = energy - (quadrupoles * gradient).sum() / 3.0
         return 0.5 * energy
 
+    def _energy(
+        self,
+        charges: torch.Tensor,
+        dipoles: torch.Tensor,
+        cell: torch.Tensor,
+        positions: torch.Tensor,
+        neighbor_indices: torch.Tensor,
+        neighbor_vectors: torch.Tensor,
+        periodic: Optional[torch.Tensor],
+    ) -> torch.Tensor:
+        """:meth:`energy` of charges and dipoles: pair energies, the mesh's
+        ``½ Σ (q φ − μ·E)`` and the self energies."""
+        self._check(charges, dipoles, cell, positions, neighbor_indices,
+                    neighbor_vectors, periodic, None)  # fmt: skip
+        prefactor = self.calculator.potential.prefactor.to(charges.dtype)
+        energy = prefactor * multipole_pair_energy(
+            charges, dipoles, neighbor_indices, neighbor_vectors, self.alpha,
+            bool(self.calculator.full_neighbor_list),
+        )  # fmt: skip
+        if not self.is_mesh:
+            return energy
+        potential, field, _ = self._mesh(charges, dipoles, None, cell, positions, 1)
+        mesh = 0.5 * ((charges * potential).sum() - (dipoles * field).sum())
+        a, root = self.alpha, math.sqrt(math.pi)
+        own = (
+            a / root * (charges**2).sum()
+            + 2.0 * a**3 / (3.0 * root) * (dipoles**2).sum()
+        )
+        return energy + mesh - prefactor * own
+
     def _mesh(
         self,
         charges: torch.Tensor,
@@ -181,13 +222,13 @@ class MultipoleCalculator(torch.nn.Module):
         quadrupoles: Optional[torch.Tensor],
         cell: torch.Tensor,
         positions: torch.Tensor,
+        order: int,
     ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The reciprocal part on the mesh, with the background of a net
         charge: ``(φ, E, G)``."""
         mesh = self.calculator
         ns = mesh._mesh_size(cell)
         inverse_cell = torch.linalg.inv_ex(cell)[0]
-        order = 2 if self.field_gradient else 1
         plan = multipole_plan(positions, inverse_cell, ns, mesh.scheme, order)
         kernel = mesh._filter(cell, ns)
         volume = torch.abs(torch.linalg.det(cell))

@@ -33,7 +33,7 @@ from typing import List, Optional, Tuple
 
 import torch
 
-__all__ = ["multipole_pair_fields", "radial_functions"]
+__all__ = ["multipole_pair_energy", "multipole_pair_fields", "radial_functions"]
 
 
 def radial_functions(
@@ -52,6 +52,33 @@ def radial_functions(
         term = (2.0 * alpha**2) ** level * gaussian
         functions.append(((2 * level - 1) * functions[-1] + term) * inverse_square)
     return functions
+
+
+def multipole_pair_energy(
+    charges: torch.Tensor,
+    dipoles: torch.Tensor,
+    neighbor_indices: torch.Tensor,
+    neighbor_vectors: torch.Tensor,
+    alpha: float,
+    full_neighbor_list: bool,
+) -> torch.Tensor:
+    """The pairs' energy of charges ``(N,)`` and dipoles ``(N, 3)``, 0-dim: per
+    pair ``q_i φ_j(r_i) − μ_i·E_j(r_i)`` with ``R = r_i − r_j``,
+
+    .. math::
+
+        q_i q_j B_0 + [q_i (μ_j·R) − q_j (μ_i·R)] B_1 + (μ_i·μ_j) B_1
+        − (μ_i·R)(μ_j·R) B_2,
+
+    one scalar per pair (half of it for a full list, which holds each twice)."""
+    i, j = neighbor_indices[:, 0], neighbor_indices[:, 1]
+    r = -neighbor_vectors
+    b = radial_functions(torch.linalg.norm(r, dim=1), alpha, 3)
+    qi, qj, mi, mj = charges[i], charges[j], dipoles[i], dipoles[j]
+    mi_r, mj_r = (mi * r).sum(dim=1), (mj * r).sum(dim=1)
+    pair = qi * qj * b[0] + (qi * mj_r - qj * mi_r + (mi * mj).sum(dim=1)) * b[1]
+    energy = (pair - mi_r * mj_r * b[2]).sum()
+    return 0.5 * energy if full_neighbor_list else energy
 
 
 def multipole_pair_fields(
