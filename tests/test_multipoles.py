@@ -282,3 +282,42 @@ def test_the_energy_path_equals_the_fields(mesh, full):
         results.append((energy, torch.autograd.grad(energy, p)[0]))
     for fields, direct in zip(*results):
         torch.testing.assert_close(direct, fields, rtol=1e-12, atol=1e-12)
+
+
+def test_a_batch_gives_each_system_its_own_result():
+    """Three crystals packed (two of one mesh size, one of another): each as the
+    NumPy reference says, and as a call of its own to rounding."""
+    cells = [CELL, CELL @ np.diag([1.05, 0.98, 1.02]), 1.6 * CELL]
+    module = MultipoleCalculator(_p3m().to(DTYPE), field_gradient=True)
+    parts, offset = [], 0
+    for seed, cell in enumerate(cells):
+        positions, charges, dipoles, quadrupoles = _system(
+            "all", n=5, seed=seed, charged=True
+        )
+        positions = positions @ np.linalg.inv(CELL) @ cell
+        p, c = torch.tensor(positions), torch.tensor(cell)
+        indices, _, shifts = compute_neighbors(p, c, 12.0, return_shifts=True)
+        vectors = p[indices[:, 1]] - p[indices[:, 0]] + shifts.to(DTYPE) @ c
+        parts.append(
+            (torch.tensor(charges), torch.tensor(dipoles), torch.tensor(quadrupoles),
+             c, p, indices, vectors, offset, (positions, charges, dipoles, quadrupoles))
+        )  # fmt: skip
+        offset += len(p)
+    packed = [torch.cat([part[k] for part in parts]) for k in (0, 1, 2, 4, 6)]
+    q, mu, theta, p, vectors = packed
+    indices = torch.cat([part[5] + part[7] for part in parts])
+    cells_t = torch.stack([part[3] for part in parts])
+    system_index = torch.cat(
+        [torch.full((len(part[0]),), b) for b, part in enumerate(parts)]
+    )
+    batch = module.forward_batch(
+        q, mu, cells_t, p, system_index, indices, vectors, theta
+    )
+    for b, part in enumerate(parts):
+        mine = system_index == b
+        alone = module(part[0], part[1], part[3], part[4], part[5], part[6], None,
+                       part[2])  # fmt: skip
+        for batched, single in zip(batch, alone):
+            torch.testing.assert_close(batched[mine], single, rtol=1e-12, atol=1e-12)
+        reference = multipole_ewald(*part[8][:1], cells[b], *part[8][1:])
+        _close(batch[1][mine].numpy(), reference["field"], 1e-6)

@@ -36,6 +36,7 @@ from ._core.multipole_mesh import convolve_multipoles, multipole_plan
 from ._core.multipole_pairs import multipole_pair_energy, multipole_pair_fields
 from ._core.validation import check_like, check_shape, message
 from .calculators import Calculator, PMECalculator
+from .calculators._multipole_batch import multipole_mesh_batch
 from .potentials import CoulombPotential
 
 __all__ = ["MultipoleCalculator"]
@@ -143,6 +144,65 @@ class MultipoleCalculator(torch.nn.Module):
             return potential, field, gradient
         order = 2 if self.field_gradient else 1
         mesh = self._mesh(charges, dipoles, quadrupoles, cell, positions, order)
+        return self._with_mesh(
+            potential, field, gradient, mesh, charges, dipoles, quadrupoles, prefactor
+        )
+
+    @torch.jit.unused
+    def forward_batch(
+        self,
+        charges: torch.Tensor,
+        dipoles: torch.Tensor,
+        cells: torch.Tensor,
+        positions: torch.Tensor,
+        system_index: torch.Tensor,
+        neighbor_indices: torch.Tensor,
+        neighbor_vectors: torch.Tensor,
+        quadrupoles: Optional[torch.Tensor] = None,
+    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """:meth:`forward` of crystals packed along the atom axis: ``cells (B,
+        3, 3)``, ``system_index (N,)`` the system of each atom, pairs indexing
+        the packed atoms (never joining two systems). Systems of equal mesh size
+        share stacked spreads, FFTs and gathers; each gets exactly its own
+        :meth:`forward` result (the system's energy: ``energy`` terms summed over
+        its atoms)."""
+        n = positions.shape[0]
+        check_shape("cells", cells, [-1, 3, 3], "(B, 3, 3)")
+        check_shape("system_index", system_index, [n], "(N,) with N atoms")
+        check_like("cells", cells, positions, "positions")
+        self._check(charges, dipoles, cells[0], positions, neighbor_indices,
+                    neighbor_vectors, None, quadrupoles)  # fmt: skip
+        prefactor = self.calculator.potential.prefactor.to(charges.dtype)
+        potential, field, gradient = multipole_pair_fields(
+            charges, dipoles, quadrupoles, neighbor_indices, neighbor_vectors,
+            self.alpha, bool(self.calculator.full_neighbor_list),
+            self.field_gradient,
+        )  # fmt: skip
+        potential, field, gradient = (
+            prefactor * potential, prefactor * field, prefactor * gradient
+        )  # fmt: skip
+        if not self.is_mesh:
+            return potential, field, gradient
+        mesh = multipole_mesh_batch(
+            self.calculator, self.alpha, charges, dipoles, quadrupoles, cells,
+            positions, system_index, 2 if self.field_gradient else 1,
+        )  # fmt: skip
+        return self._with_mesh(
+            potential, field, gradient, mesh, charges, dipoles, quadrupoles, prefactor
+        )
+
+    def _with_mesh(
+        self,
+        potential: torch.Tensor,
+        field: torch.Tensor,
+        gradient: torch.Tensor,
+        mesh: Tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+        charges: torch.Tensor,
+        dipoles: torch.Tensor,
+        quadrupoles: Optional[torch.Tensor],
+        prefactor: torch.Tensor,
+    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The pairs' ``(φ, E, G)`` plus the mesh's and the self terms."""
         a, root = self.alpha, math.sqrt(math.pi)
         potential = potential + mesh[0] - prefactor * 2.0 * a / root * charges
         field = field + mesh[1] + prefactor * 4.0 * a**3 / (3.0 * root) * dipoles

@@ -32,7 +32,7 @@ doi:10.1063/1.3000389 (dipolar P3M); Sagui, Pedersen & Darden, J. Chem. Phys.
 120, 73 (2004), doi:10.1063/1.1630791 (multipolar PME).
 """
 
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 
@@ -54,16 +54,24 @@ def multipole_plan(
     ns: List[int],
     scheme: Scheme,
     order: int,
+    mesh_index: Optional[torch.Tensor] = None,
+    n_meshes: int = 0,
 ) -> MeshPlan:
     """The :class:`~torchpme._core.mesh.MeshPlan` of ``4N`` (``order`` 1) or
     ``10N`` (``order`` 2) entries: the atoms with their weights, then with the
-    weights differentiated along each axis (and each pair of axes)."""
-    plans = [interpolation_plan(positions, inverse_cell, ns, scheme)]
+    weights differentiated along each axis (and each pair of axes). As
+    :func:`~torchpme._core.mesh.interpolation_plan`, ``inverse_cell`` may be one
+    per atom and ``mesh_index``/``n_meshes`` a stack of meshes (a batch)."""
+    plans = [
+        interpolation_plan(positions, inverse_cell, ns, scheme, mesh_index, n_meshes)
+    ]
     coefficients = scheme.coefficients
     for _ in range(order):
         coefficients = _derivative(coefficients)
         moved = Scheme(scheme.method, coefficients)
-        plans.append(interpolation_plan(positions, inverse_cell, ns, moved))
+        plans.append(
+            interpolation_plan(positions, inverse_cell, ns, moved, mesh_index, n_meshes)
+        )
     base = plans[0]
     blocks = [base.weights]
     first, second = _pairs()
@@ -104,21 +112,25 @@ def convolve_multipoles(
     quadrupoles ``(N, 3, 3)`` (unnormalised transforms, as
     :func:`~torchpme._core.mesh.convolve`); the plan's order decides whether the
     quadrupoles spread and ``∇∇φ`` is gathered (otherwise an empty ``(0, 3, 3)``).
+    ``inverse_cell``: ``(3, 3)``, or ``(N, 3, 3)`` one per atom (a batch).
     """
     n = charges.shape[0]
     sizes = torch.tensor(plan.shape, dtype=charges.dtype, device=charges.device)
     jacobian = inverse_cell.to(charges.dtype) * sizes  # J_ad = n_d A⁻¹_ad
-    values = [charges, (dipoles @ jacobian).t().reshape(-1)]
+    transposed = jacobian.transpose(-1, -2)
+    scaled_dipoles = (dipoles.unsqueeze(1) @ jacobian).squeeze(1)
+    values = [charges, scaled_dipoles.t().reshape(-1)]
     has_second = plan.weights.shape[0] == 10 * n
     first, second = _pairs()
     if has_second:
-        scaled = jacobian.t() @ quadrupoles @ jacobian
+        scaled = transposed @ quadrupoles @ jacobian
         for k in range(6):
             d, e = first[k], second[k]
             weight = 1.0 / 3.0 if d == e else 2.0 / 3.0
             values.append(weight * scaled[:, d, e])
     result = convolve(plan, torch.cat(values).unsqueeze(1), kernel)[:, 0]
-    gradient = result[n : 4 * n].reshape(3, n).t() @ jacobian.t()
+    slopes = result[n : 4 * n].reshape(3, n).t()
+    gradient = (slopes.unsqueeze(1) @ transposed).squeeze(1)
     if not has_second:
         return result[:n], gradient, charges.new_zeros(0, 3, 3)
     blocks = result[4 * n :].reshape(6, n)
@@ -128,4 +140,4 @@ def convolve_multipoles(
     for d in range(3):
         rows.append(torch.stack([blocks[slots[d][e]] for e in range(3)], 1))
     hessian_u = torch.stack(rows, dim=1)  # (N, 3, 3): ∂²φ/∂u_d∂u_e
-    return result[:n], gradient, jacobian @ hessian_u @ jacobian.t()
+    return result[:n], gradient, jacobian @ hessian_u @ transposed
