@@ -33,6 +33,7 @@ from typing import NamedTuple, Optional
 
 import torch
 
+from ._core import defaults
 from ._core.solve import Solver, attach
 from ._core.validation import check_finite, check_like, check_shape, message
 from .multipoles import MultipoleCalculator
@@ -107,15 +108,20 @@ def induce(
     if tolerance is None:
         tolerance = 1e-8 if positions.dtype == torch.float64 else 1e-5
     zeros = torch.zeros_like(polarisabilities)
+    damped = None
+    if thole is not None:
+        damped = _damped_pairs(
+            neighbor_indices, neighbor_vectors, polarisabilities, thole
+        )
 
     def response(dipoles, alpha, c, r, vectors) -> torch.Tensor:
         """``(α⁻¹ − T) μ`` for ``(N, 3)`` dipoles."""
         _, own_field, _ = calculator(
             zeros, dipoles, c, r, neighbor_indices, vectors, periodic
         )
-        if thole is not None:
+        if thole is not None and damped is not None:
             own_field = own_field + _thole_correction(
-                dipoles, alpha, neighbor_indices, vectors, thole,
+                dipoles, alpha, neighbor_indices[damped], vectors[damped], thole,
                 bool(calculator.calculator.full_neighbor_list),
             )  # fmt: skip
         return dipoles / alpha.unsqueeze(1) - own_field
@@ -144,6 +150,15 @@ def induce(
     tracked = torch.is_grad_enabled() and any(x.requires_grad for x in inputs)
     flat = attach(flat, residual_of, solver, 2 if tracked else 1)
     return Induced(flat.reshape(n, 3), iterations)
+
+
+def _damped_pairs(indices, vectors, alpha, a) -> torch.Tensor:
+    """The pairs Thole's damping changes beyond rounding (``a u³ <``
+    :data:`torchpme._core.defaults.THOLE_REACH`), chosen once per solve."""
+    with torch.no_grad():
+        cubes = torch.linalg.norm(vectors, dim=1) ** 3
+        u3 = a * cubes / torch.sqrt(alpha[indices[:, 0]] * alpha[indices[:, 1]])
+        return torch.nonzero(u3 < defaults.THOLE_REACH).squeeze(1)
 
 
 def _thole_correction(dipoles, alpha, indices, vectors, a, full_neighbor_list):

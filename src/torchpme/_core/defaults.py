@@ -30,6 +30,7 @@ __all__ = [
     "PAIRS",
     "QEQ_DENSE_ATOMS",
     "STENCIL_ENTRIES",
+    "THOLE_REACH",
     "TRITON",
     "TRITON_ATOMS_PER_PROGRAM",
     "TRITON_PAIRS_PER_PROGRAM",
@@ -49,6 +50,13 @@ PAIRS = 1 << 16
 #: the iterations a conjugate-gradient solve of a small system takes, in
 #: ``benchmarks/qeq.py --dense``.
 QEQ_DENSE_ATOMS = 64
+
+#: Thole's damping of induced dipoles (``torchpme.polarisation``) skips the
+#: pairs with ``a u³`` above this: their factor ``e^{−a u³}`` is below 4e-18, so
+#: the result is the same to rounding and the damping's pair work shrinks to the
+#: close pairs (a few per atom instead of the whole list); seen in
+#: ``benchmarks/multipoles.py --polarise``.
+THOLE_REACH = 40.0
 
 #: Stencil entries (atoms × n³) per chunk of atoms when spreading and gathering.
 #: The same trade as :data:`PAIRS` for the ``(n³, atoms)`` index and weight
