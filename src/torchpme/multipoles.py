@@ -132,13 +132,9 @@ class MultipoleCalculator(torch.nn.Module):
         self._check(charges, dipoles, cell, positions, neighbor_indices,
                     neighbor_vectors, periodic, quadrupoles)  # fmt: skip
         prefactor = self.calculator.potential.prefactor.to(charges.dtype)
-        potential, field, gradient = multipole_pair_fields(
+        potential, field, gradient = self._pairs(
             charges, dipoles, quadrupoles, neighbor_indices, neighbor_vectors,
-            self.alpha, bool(self.calculator.full_neighbor_list),
-            self.field_gradient,
-        )  # fmt: skip
-        potential, field, gradient = (
-            prefactor * potential, prefactor * field, prefactor * gradient
+            prefactor,
         )  # fmt: skip
         if not self.is_mesh:
             return potential, field, gradient
@@ -173,13 +169,9 @@ class MultipoleCalculator(torch.nn.Module):
         self._check(charges, dipoles, cells[0], positions, neighbor_indices,
                     neighbor_vectors, None, quadrupoles)  # fmt: skip
         prefactor = self.calculator.potential.prefactor.to(charges.dtype)
-        potential, field, gradient = multipole_pair_fields(
+        potential, field, gradient = self._pairs(
             charges, dipoles, quadrupoles, neighbor_indices, neighbor_vectors,
-            self.alpha, bool(self.calculator.full_neighbor_list),
-            self.field_gradient,
-        )  # fmt: skip
-        potential, field, gradient = (
-            prefactor * potential, prefactor * field, prefactor * gradient
+            prefactor,
         )  # fmt: skip
         if not self.is_mesh:
             return potential, field, gradient
@@ -190,6 +182,23 @@ class MultipoleCalculator(torch.nn.Module):
         return self._with_mesh(
             potential, field, gradient, mesh, charges, dipoles, quadrupoles, prefactor
         )
+
+    def _pairs(
+        self,
+        charges: torch.Tensor,
+        dipoles: torch.Tensor,
+        quadrupoles: Optional[torch.Tensor],
+        neighbor_indices: torch.Tensor,
+        neighbor_vectors: torch.Tensor,
+        prefactor: torch.Tensor,
+    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The pairs' ``(φ, E, G)``, in the units of the prefactor."""
+        potential, field, gradient = multipole_pair_fields(
+            charges, dipoles, quadrupoles, neighbor_indices, neighbor_vectors,
+            self.alpha, bool(self.calculator.full_neighbor_list),
+            self.field_gradient,
+        )  # fmt: skip
+        return prefactor * potential, prefactor * field, prefactor * gradient
 
     def _with_mesh(
         self,
