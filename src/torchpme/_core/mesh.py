@@ -26,11 +26,13 @@ from .weights import Scheme, evaluate_weights
 
 __all__ = [
     "MeshPlan",
+    "Placement",
     "convolve",
     "gather",
     "interpolation_plan",
     "mesh_coordinates",
     "mesh_shape",
+    "placement",
     "spread",
 ]
 
@@ -95,7 +97,32 @@ def interpolation_plan(
     Returns:
         The :class:`MeshPlan`, weights in the positions' dtype.
     """
-    n = scheme.coefficients.shape[0]
+    where = placement(
+        positions, inverse_cell, ns, scheme.coefficients.shape[0], mesh_index
+    )
+    weights = evaluate_weights(where.offsets, scheme.coefficients)
+    return MeshPlan(where.stencil, weights, where.order, list(ns), n_meshes, scheme)
+
+
+class Placement(NamedTuple):
+    """Where atoms land, before any weights: the stencil and ``order`` of a
+    :class:`MeshPlan` and the sorted offsets ``x`` its weights are evaluated at
+    (several weight polynomials, e.g. their derivatives, share one placement)."""
+
+    stencil: torch.Tensor
+    offsets: torch.Tensor
+    order: torch.Tensor
+
+
+def placement(
+    positions: torch.Tensor,
+    inverse_cell: torch.Tensor,
+    ns: List[int],
+    n: int,
+    mesh_index: Optional[torch.Tensor] = None,
+) -> Placement:
+    """The :class:`Placement` of :func:`interpolation_plan` for ``n`` nodes per
+    axis (its docstring gives the reference points and nodes)."""
     if inverse_cell.dim() == 3:
         fractional = (positions.unsqueeze(1) @ inverse_cell).squeeze(1)
     else:
@@ -129,11 +156,7 @@ def interpolation_plan(
     nodes[:, 1] *= ns[2]
     order = torch.argsort(nodes[:, :, 0].sum(-1))
     # gathers both ways (see _core.permutation), not a scatter-add backward
-    sorted_x = permute_rows(x, order)
-    weights = evaluate_weights(sorted_x, scheme.coefficients)
-    return MeshPlan(
-        nodes.index_select(0, order), weights, order, list(ns), n_meshes, scheme
-    )
+    return Placement(nodes.index_select(0, order), permute_rows(x, order), order)
 
 
 def mesh_coordinates(cell: torch.Tensor, ns: List[int]) -> torch.Tensor:

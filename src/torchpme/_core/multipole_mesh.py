@@ -36,8 +36,8 @@ from typing import List, Optional, Tuple
 
 import torch
 
-from .mesh import MeshPlan, convolve, interpolation_plan
-from .weights import Scheme, _derivative
+from .mesh import MeshPlan, convolve, placement
+from .weights import Scheme, _derivative, evaluate_weights
 
 __all__ = ["convolve_multipoles", "multipole_plan"]
 
@@ -62,18 +62,16 @@ def multipole_plan(
     weights differentiated along each axis (and each pair of axes). As
     :func:`~torchpme._core.mesh.interpolation_plan`, ``inverse_cell`` may be one
     per atom and ``mesh_index``/``n_meshes`` a stack of meshes (a batch)."""
-    plans = [
-        interpolation_plan(positions, inverse_cell, ns, scheme, mesh_index, n_meshes)
-    ]
+    where = placement(
+        positions, inverse_cell, ns, scheme.coefficients.shape[0], mesh_index
+    )
+    # the weights and their derivatives, all at the one placement
     coefficients = scheme.coefficients
+    tables = [evaluate_weights(where.offsets, coefficients)]
     for _ in range(order):
         coefficients = _derivative(coefficients)
-        moved = Scheme(scheme.method, coefficients)
-        plans.append(
-            interpolation_plan(positions, inverse_cell, ns, moved, mesh_index, n_meshes)
-        )
-    base = plans[0]
-    blocks = [base.weights]
+        tables.append(evaluate_weights(where.offsets, coefficients))
+    blocks = [tables[0]]
     first, second = _pairs()
     wanted: List[List[int]] = [[0], [1], [2]]
     if order == 2:
@@ -85,16 +83,16 @@ def multipole_plan(
             times = 0  # how often axis a is differentiated
             for axis in axes:
                 times += int(axis == a)
-            rows.append(plans[times].weights[:, a])
+            rows.append(tables[times][:, a])
         blocks.append(torch.stack(rows, dim=1))
     n = positions.shape[0]
     entries = len(blocks)
     return MeshPlan(
-        base.stencil.repeat(entries, 1, 1),
+        where.stencil.repeat(entries, 1, 1),
         torch.cat(blocks),
-        torch.cat([base.order + k * n for k in range(entries)]),
-        base.shape,
-        base.n_meshes,
+        torch.cat([where.order + k * n for k in range(entries)]),
+        list(ns),
+        n_meshes,
         scheme,
     )
 
