@@ -280,22 +280,22 @@ class TorchPMECalculator(Calculator):
         if self.qeq is None:
             charges = self._atom_charges(atoms)
             check_neutral(charges, self.allow_charged, "pass allow_charged=True")
+            tuned_for = charges
         else:
             arrays = qeq_arrays(atoms.get_chemical_symbols(), self.qeq, "qeq")
             # tuned for unit charges (_cli/qeq.py), retuned when the table changes
-            charges = np.concatenate([np.ones(len(atoms)), *arrays])
+            charges = np.ones(len(atoms))
+            tuned_for = np.concatenate(arrays)
         cell_array = np.asarray(atoms.cell[:], dtype=float)
         positions = torch.tensor(
             np.asarray(atoms.positions), dtype=self.dtype, device=self.device
         )
         cell = torch.tensor(cell_array, dtype=self.dtype, device=self.device)
-        q = torch.tensor(
-            charges[: len(atoms)], dtype=self.dtype, device=self.device
-        ).reshape(-1, 1)
+        q = torch.tensor(charges, dtype=self.dtype, device=self.device).reshape(-1, 1)
         if not bool(torch.isfinite(positions).all()):
             raise ValueError(message("positions", "finite", "NaN or infinite entries"))
         engine.check_periodic(periodic, cell, positions, self.method, self.params)
-        if self._needs_tuning(charges, cell_array, periodic):
+        if self._needs_tuning(tuned_for, cell_array, periodic):
             check_fixed(
                 self.method,
                 periodic,
@@ -307,8 +307,7 @@ class TorchPMECalculator(Calculator):
             accuracy = self.accuracy / self.prefactor  # the tuners' e²/Å²
             cutoff = self.cutoff
             if self.qeq is not None:
-                default = engine.default_cutoff(cell, len(atoms))
-                cutoff = gaussian_cutoff(arrays[2], cutoff, default)
+                cutoff = gaussian_cutoff(arrays[2], cutoff, cell, len(atoms))
             concrete = engine.resolve_method(
                 self.method,
                 len(atoms),
@@ -337,7 +336,7 @@ class TorchPMECalculator(Calculator):
             )
             self._tuned_for = {
                 "periodic": periodic,
-                "charges": charges.copy(),
+                "charges": tuned_for.copy(),
                 "cell": cell_array.copy(),
             }
             self.tunings += 1

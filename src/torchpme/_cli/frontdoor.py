@@ -286,8 +286,7 @@ def compute(
     if qeq is not None:
         arrays = qeq_arrays(atoms.get_chemical_symbols(), qeq)
         charges = np.ones(len(atoms))  # tuned for unit charges
-        default = engine.default_cutoff(cell, len(atoms))
-        cutoff = gaussian_cutoff(arrays[2], cutoff, default, "--cutoff")
+        cutoff = gaussian_cutoff(arrays[2], cutoff, cell, len(atoms), "--cutoff")
     q = torch.tensor(np.asarray(charges), dtype=dtype, device=device).reshape(-1, 1)
     for name, tensor in (("positions", positions), ("charges", q), ("cell", cell)):
         if not bool(torch.isfinite(tensor).all()):

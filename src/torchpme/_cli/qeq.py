@@ -32,7 +32,7 @@ from .._core.validation import count_periodic, message
 from ..gaussian import GaussianCharges
 from ..qeq import equilibrate
 from .geometry import Evaluation, strained_geometry
-from .parameters import Parameters
+from .parameters import Parameters, default_cutoff
 
 __all__ = [
     "GAUSSIAN_REACH",
@@ -119,13 +119,17 @@ def qeq_arrays(symbols: List[str], table: Table, argument: str = "--qeq"):
 
 
 def gaussian_cutoff(
-    widths: np.ndarray, cutoff: Optional[float], default: float, argument="cutoff"
+    widths: np.ndarray,
+    cutoff: Optional[float],
+    cell: torch.Tensor,
+    n_atoms: int,
+    argument: str = "cutoff",
 ) -> float:
     """The real-space cutoff: ``cutoff`` if given (refused below the reach of
-    the widths), else the larger of ``default`` and that reach."""
+    the widths), else the larger of :func:`default_cutoff` and that reach."""
     reach = GAUSSIAN_REACH * float(np.max(widths))
     if cutoff is None:
-        return max(default, reach)
+        return max(default_cutoff(cell, n_atoms), reach)
     if cutoff < reach:
         raise ValueError(
             message(argument, f">= {GAUSSIAN_REACH:g} times the largest Gaussian "
