@@ -1,37 +1,75 @@
 """The benchmark scripts still run (smallest cases, no timings asserted)."""
 
 import json
-import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
+from concurrent_scripts import ScriptRuns
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 pytest.importorskip("vesin")
 
+ANY_MESH = {
+    "cutoff": 5.0,
+    "smearing": 1.0,
+    "mesh_spacing": 1.0,
+    "nodes": 4,
+    "mesh_density": 1.0,
+}
 
-def _run(*arguments):
-    command = [sys.executable, str(BENCHMARKS / arguments[0]), *arguments[1:]]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+
+def _commands(folder: Path):
+    """Every benchmark run of this module, named by a part of its test's name
+    (the longest first)."""
+    runs = {
+        "any_mesh": ["calculators.py", "--methods", "p3m", "--sizes", "512",
+                     "--repeat", "1", "--params", json.dumps(ANY_MESH), "--other",
+                     sys.executable, "--rounds", "2", "--keep-freed-memory",
+                     "--energy"],
+        "training": ["training.py", "--sizes", "512", "--repeat", "1", "--rounds",
+                     "1", "--own-distances", "--stress", "--json",
+                     str(folder / "training.json")],
+        "calculators": ["calculators.py", "--sizes", "512", "--repeat", "1",
+                        "--accuracy", "--json", str(folder / "results.json")],
+        "compat": ["compat.py", "--other", sys.executable, "--only",
+                   "tuning.error_bounds_pme", "--markdown",
+                   str(folder / "table.md")],
+        "tuning": ["tuning.py", "--n-atoms", "512", "--cutoff", "5.0",
+                   "--accuracy", "1e-2"],
+        "kernels": ["kernels.py", "--method", "p3m", "--size", "512", "--steps",
+                    "1"],
+        "clusters": ["clusters.py", "--sizes", "150", "--repeat", "1"],
+    }  # fmt: skip
+    return {
+        name: [sys.executable, str(BENCHMARKS / argv[0]), *argv[1:]]
+        for name, argv in runs.items()
+    }
+
+
+@pytest.fixture(scope="module")
+def folder():
+    with tempfile.TemporaryDirectory() as path:
+        yield Path(path)
+
+
+@pytest.fixture(scope="module")
+def runs(request, folder):
+    return ScriptRuns.selected(request, _commands(folder))
+
+
+def _run(runs, name):
+    result = runs.result(name)
     assert result.returncode == 0, result.stderr
     return result.stdout
 
 
 @pytest.mark.slow
-def test_calculators_benchmark(tmp_path):
-    output = tmp_path / "results.json"
-    text = _run(
-        "calculators.py",
-        "--sizes",
-        "512",
-        "--repeat",
-        "1",
-        "--accuracy",
-        "--json",
-        str(output),
-    )
+def test_calculators_benchmark(runs, folder):
+    output = folder / "results.json"
+    text = _run(runs, "calculators")
     rows = json.loads(output.read_text())
     assert [row["case"][:2] for row in rows] == [["pme", 512], ["p3m", 512]]
     for row in rows:
@@ -43,31 +81,8 @@ def test_calculators_benchmark(tmp_path):
 
 
 @pytest.mark.slow
-def test_calculators_benchmark_with_any_mesh():
-    parameters = {
-        "cutoff": 5.0,
-        "smearing": 1.0,
-        "mesh_spacing": 1.0,
-        "nodes": 4,
-        "mesh_density": 1.0,
-    }
-    text = _run(
-        "calculators.py",
-        "--methods",
-        "p3m",
-        "--sizes",
-        "512",
-        "--repeat",
-        "1",
-        "--params",
-        json.dumps(parameters),
-        "--other",
-        sys.executable,
-        "--rounds",
-        "2",
-        "--keep-freed-memory",
-        "--energy",
-    )
+def test_calculators_benchmark_with_any_mesh(runs):
+    text = _run(runs, "any_mesh")
     assert "p3m" in text and "failed" not in text
     row = text.splitlines()[-1].split()
     # ours against ours, alternated: times, memory and ratios are positive numbers
@@ -76,10 +91,8 @@ def test_calculators_benchmark_with_any_mesh():
 
 
 @pytest.mark.slow
-def test_tuning_benchmark():
-    text = _run(
-        "tuning.py", "--n-atoms", "512", "--cutoff", "5.0", "--accuracy", "1e-2"
-    )
+def test_tuning_benchmark(runs):
+    text = _run(runs, "tuning")
     lines = [line for line in text.splitlines() if line.startswith("tune_")]
     assert [line.split()[0] for line in lines] == ["tune_pme", "tune_p3m"]
     for line in lines:
@@ -88,8 +101,8 @@ def test_tuning_benchmark():
         assert error < 1e-2
 
 
-def test_kernels_profile_names_the_largest_operators():
-    text = _run("kernels.py", "--method", "p3m", "--size", "512", "--steps", "1")
+def test_kernels_profile_names_the_largest_operators(runs):
+    text = _run(runs, "kernels")
     lines = [line for line in text.splitlines() if " ms " in line and "%" in line]
     assert text.startswith("p3m N = 512 float64 on cpu")
     assert len(lines) == 15
@@ -98,12 +111,9 @@ def test_kernels_profile_names_the_largest_operators():
 
 
 @pytest.mark.slow
-def test_training_benchmark(tmp_path):
-    output = tmp_path / "training.json"
-    text = _run(
-        "training.py", "--sizes", "512", "--repeat", "1", "--rounds", "1",
-        "--own-distances", "--stress", "--json", str(output),
-    )  # fmt: skip
+def test_training_benchmark(runs, folder):
+    output = folder / "training.json"
+    text = _run(runs, "training")
     rows = json.loads(output.read_text())
     assert [(row["method"], row["size"]) for row in rows] == [
         ("pme", 512),
@@ -115,21 +125,18 @@ def test_training_benchmark(tmp_path):
 
 
 @pytest.mark.slow
-def test_clusters_benchmark():
-    text = _run("clusters.py", "--sizes", "150", "--repeat", "1")
+def test_clusters_benchmark(runs):
+    text = _run(runs, "clusters")
     rows = [line.split() for line in text.splitlines() if line[:1] != "#"][1:]
     assert [row[1] for row in rows] == ["direct", "pme", "p3m", "pme-box"]
     # the mesh methods' force errors against the direct sum
     assert all(float(row[3]) < 1e-3 for row in rows[1:])
 
 
-def test_compat_harness_compares_two_interpreters(tmp_path):
+def test_compat_harness_compares_two_interpreters(runs, folder):
     """Against itself every call agrees; the comparison itself is checked below."""
-    table = tmp_path / "table.md"
-    text = _run(
-        "compat.py", "--other", sys.executable, "--only", "tuning.error_bounds_pme",
-        "--markdown", str(table),
-    )  # fmt: skip
+    table = folder / "table.md"
+    text = _run(runs, "compat")
     assert "2 calls compared, 2 agree, 0 differ on purpose, 0 differ" in text
     assert table.read_text().startswith("2 calls compared")
 

@@ -1,11 +1,12 @@
 """Every script in examples/ runs to completion (each asserts its own results)."""
 
-import os
+import importlib.util
 import pathlib
-import subprocess
 import sys
+import tempfile
 
 import pytest
+from concurrent_scripts import ScriptRuns
 
 EXAMPLES = sorted((pathlib.Path(__file__).parent.parent / "examples").glob("*.py"))
 NEEDS = {
@@ -17,17 +18,24 @@ def test_there_are_examples():
     assert len(EXAMPLES) >= 5
 
 
+@pytest.fixture(scope="module")
+def runs(request):
+    # examples must not depend on (or litter) the working folder
+    with tempfile.TemporaryDirectory() as folder:
+        # the training examples (the last ones) are the longest: started first,
+        # they leave the short ones to fill the other worker
+        commands = {
+            p.name: [sys.executable, str(p)]
+            for p in reversed(EXAMPLES)
+            if all(importlib.util.find_spec(m) for m in NEEDS.get(p.name, []))
+        }
+        yield ScriptRuns.selected(request, commands, cwd=folder)
+
+
 @pytest.mark.parametrize("script", EXAMPLES, ids=[p.name for p in EXAMPLES])
-def test_example_runs(script, tmp_path):
+def test_example_runs(script, runs):
     for module in NEEDS.get(script.name, []):
         pytest.importorskip(module)
-    result = subprocess.run(
-        [sys.executable, str(script)],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,  # examples must not depend on (or litter) the working folder
-        env={**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"},
-        timeout=300,
-    )
+    result = runs.result(script.name)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.strip(), "an example should print what it shows"
