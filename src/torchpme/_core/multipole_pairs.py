@@ -33,6 +33,8 @@ from typing import List, Optional, Tuple
 
 import torch
 
+from .execution import traced
+
 __all__ = ["multipole_pair_energy", "multipole_pair_fields", "radial_functions"]
 
 
@@ -70,7 +72,18 @@ def multipole_pair_energy(
         q_i q_j B_0 + [q_i (μ_j·R) − q_j (μ_i·R)] B_1 + (μ_i·μ_j) B_1
         − (μ_i·R)(μ_j·R) B_2,
 
-    one scalar per pair (half of it for a full list, which holds each twice)."""
+    one scalar per pair (half of it for a full list, which holds each twice).
+
+    In eager mode through an autograd Function with analytic gradients
+    (:mod:`torchpme._core.multipole_pair_grad`); TorchScript, ``torch.compile``
+    and ``torch.func`` transforms run the operations below."""
+    if not torch.jit.is_scripting() and not (
+        traced(neighbor_vectors) or traced(charges) or traced(dipoles)
+    ):
+        return _energy_by_function(
+            charges, dipoles, neighbor_indices, neighbor_vectors, alpha,
+            full_neighbor_list,
+        )  # fmt: skip
     i, j = neighbor_indices[:, 0], neighbor_indices[:, 1]
     r = -neighbor_vectors
     b = radial_functions(torch.linalg.norm(r, dim=1), alpha, 3)
@@ -79,6 +92,24 @@ def multipole_pair_energy(
     pair = qi * qj * b[0] + (qi * mj_r - qj * mi_r + (mi * mj).sum(dim=1)) * b[1]
     energy = (pair - mi_r * mj_r * b[2]).sum()
     return 0.5 * energy if full_neighbor_list else energy
+
+
+@torch.jit.unused
+def _energy_by_function(
+    charges: torch.Tensor,
+    dipoles: torch.Tensor,
+    neighbor_indices: torch.Tensor,
+    neighbor_vectors: torch.Tensor,
+    alpha: float,
+    full_neighbor_list: bool,
+) -> torch.Tensor:
+    # imported here: that module builds on radial_functions of this one
+    from .multipole_pair_grad import pair_energy_function
+
+    return pair_energy_function(
+        charges, dipoles, neighbor_indices, neighbor_vectors, alpha,
+        full_neighbor_list,
+    )  # fmt: skip
 
 
 def multipole_pair_fields(
