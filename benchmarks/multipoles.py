@@ -7,8 +7,11 @@ about 1.3 Å), dipoles of random direction and length 0.5 e·Å. For each method
 time of energy + forces (forward and backward to the positions, pairs given, the
 neighbour search not timed) and the RMS force error relative to the RMS force,
 against a converged reference (a fine P3M; checked against a tight Ewald at
-small N). The parameters are the cheapest of a few candidates that reach
-``--accuracy``; ``--sizes`` beyond ``--ewald-max`` time the mesh methods only.
+small N). P3M's parameters come from ``tune_multipoles`` (absolute accuracy
+``--accuracy`` times the RMS force) at each of ``--cutoffs``, the fastest kept;
+it reports the tuning time and the estimated and measured errors. Ewald's are the
+cheapest of a few candidates that reach ``--accuracy``; ``--sizes`` beyond
+``--ewald-max`` time the mesh methods only.
 
 ``--polarise``: induced dipoles (polarisabilities 1.0 Å³, Thole 0.39) in the
 field of the permanent dipoles, with the P3M parameters found: conjugate-gradient
@@ -34,14 +37,14 @@ from torchpme import (
 from torchpme.multipoles import MultipoleCalculator
 from torchpme.neighbors import compute_neighbors
 from torchpme.polarisation import induce
+from torchpme.tuning.multipoles import tune_multipoles
 
 DENSITY = 0.1
 DTYPE = torch.float64
-# candidates: (smearing, cutoff, mesh spacing, nodes) of P3M and (smearing,
-# cutoff, wavelength) of Ewald, around a cutoff of 6σ (erfc at about 4.3) and
-# the shorter wavelengths dipoles need (their forces grow as k³)
+# candidates (smearing, cutoff, wavelength) of Ewald, around a cutoff of 6σ
+# (erfc at about 4.3) and the shorter wavelengths dipoles need (their forces
+# grow as k³)
 SMEARINGS = [0.8, 1.0, 1.3, 1.6, 2.0]
-P3M_CANDIDATES = [(s, 6.0 * s, h, 5) for s in SMEARINGS for h in (0.6, 0.8, 1.2)]
 EWALD_CANDIDATES = [(s, 6.0 * s, f * s) for s in SMEARINGS for f in (0.8, 0.6)]
 
 
@@ -149,28 +152,68 @@ def cheapest(make, candidates, reference, accuracy):
     return best
 
 
+def force_scale():
+    """The RMS force of the fluid (intensive: from 512 atoms, a fine P3M)."""
+    positions, cell, dipoles = fluid(512)
+    forces = p3m_step(positions, cell, dipoles, (1.6, 10.0, 0.25, 5))()
+    return float((forces**2).sum(dim=1).mean().sqrt())
+
+
+def tuned_p3m(positions, cell, dipoles, cutoffs, reference, accuracy, scale):
+    """``(seconds, error, params)`` of the fastest tuned P3M over ``cutoffs``,
+    printing each tuning; without a reference the error is the estimate."""
+    zeros = torch.zeros(len(positions), dtype=DTYPE)
+    best = None
+    for cutoff in cutoffs:
+        start = time.perf_counter()
+        tuned = tune_multipoles(
+            zeros, dipoles, cell, positions, cutoff, accuracy * scale
+        )
+        tuning = time.perf_counter() - start
+        params = (tuned.smearing, cutoff, tuned.params["mesh_spacing"],
+                  tuned.params["interpolation_nodes"])  # fmt: skip
+        repeat = 2 if reference is not None else 1
+        seconds, forces = _best(p3m_step(positions, cell, dipoles, params), repeat)
+        estimate = tuned.force_error / scale
+        error = estimate if reference is None else _error(forces, reference)
+        print(f"#   cutoff {cutoff:5.1f}: tuned in {tuning:5.1f} s, σ {params[0]:.3f}, "
+              f"spacing {params[2]:.3f}, nodes {params[3]}, error estimated "
+              f"{estimate:.1e} measured {error:.1e}, step "
+              f"{1e3 * seconds:.1f} ms")  # fmt: skip
+        if best is None or seconds < best[0]:
+            best = (seconds, error, params)
+    return best
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[4096])
     parser.add_argument("--accuracy", type=float, default=1e-5)
     parser.add_argument("--ewald-max", type=int, default=8192)
     parser.add_argument("--polarise", action="store_true")
+    parser.add_argument("--cutoffs", type=float, nargs="+", default=[8.0, 10.0, 12.0])
+    parser.add_argument(
+        "--reference-max", type=int, default=8192,
+        help="larger sizes report the estimated error (no reference)",
+    )  # fmt: skip
     args = parser.parse_args()
     print(f"# torch {torch.__version__}, {torch.get_num_threads()} threads, float64")
+    scale = force_scale()
     for n in args.sizes:
         positions, cell, dipoles = fluid(n)
-        reference = p3m_step(positions, cell, dipoles, (1.6, 10.0, 0.25, 5))()
-        p3m = cheapest(
-            lambda params: p3m_step(positions, cell, dipoles, params),
-            P3M_CANDIDATES, reference, args.accuracy,
-        )  # fmt: skip
+        reference = None
+        if n <= args.reference_max:
+            reference = p3m_step(positions, cell, dipoles, (1.6, 10.0, 0.25, 5))()
+        p3m = tuned_p3m(
+            positions, cell, dipoles, args.cutoffs, reference, args.accuracy, scale
+        )
         charge_seconds, _ = _best(p3m_step(positions, cell, dipoles, p3m[2], True))
         line = (
             f"N {n:7d}  P3M dipoles {1e3 * p3m[0]:9.1f} ms (error {p3m[1]:.1e}, "
             f"{p3m[2]})  charges-only step {1e3 * charge_seconds:9.1f} ms  "
             f"ratio {p3m[0] / charge_seconds:.2f}"
         )
-        if n <= args.ewald_max:
+        if n <= args.ewald_max and reference is not None:
             ewald = cheapest(
                 lambda params: ewald_step(positions, cell, dipoles, params),
                 EWALD_CANDIDATES, reference, args.accuracy,
