@@ -31,6 +31,12 @@ scales with the density: ``ΔF_k² = (N − 1)/V · (T − S) V_p/(M − 1) + S`
 Dipole forces grow as ``k³`` in the reciprocal sum, so dipoles need finer
 meshes than charges at the same smearing (Cerdà et al., J. Chem. Phys. 129,
 234104 (2008), doi:10.1063/1.3000389).
+
+Both parts assume positions without order on the mesh's scale. Atoms close to a
+lattice commensurate with the mesh make the mesh errors add coherently: on a
+jittered cubic lattice (``benchmarks/multipoles.py``) the measured error is up to
+about twice the estimate on coarse meshes, which the safety factor covers only
+in part; check crystals against a tighter setting.
 """
 
 import math
