@@ -44,6 +44,12 @@ e, ``J`` in eV per e², ``σ`` in Å with the default prefactor). The energy is
 that minimum, the forces and stress its derivatives; the solve starts from the
 previous step's charges, and ``qeq_iterations`` holds what the last one took.
 
+**Dipoles and polarisation.** Point dipoles ``atoms.arrays["dipoles"]`` (N×3,
+e·Å) join the charges, and ``atoms.arrays["polarizabilities"]`` (N, Å³) add induced
+dipoles (Thole's ``thole``; ``induced_dipoles``, ``polarisation_iterations``):
+:mod:`torchpme._cli.multipoles`, P3M tuned for ``accuracy`` in crystals, the bare
+sum in clusters; not with ``qeq``, slabs or wires.
+
 Parameters (cutoff, smearing, k-space) are tuned on the first calculation and
 kept while the number of atoms, the charges and the pbc stay the same and the
 cell changes by less than ``retune_threshold`` (relative, in the Frobenius
@@ -82,6 +88,7 @@ from ._cli.frontdoor import (
     rounding_error,
     warn_rounding,
 )
+from ._cli.multipoles import MultipoleState, changed_arrays
 from ._cli.options import available_device
 from ._cli.qeq import evaluate_qeq, gaussian_cutoff, qeq_arrays
 from ._cli.structures import charges_for, charges_from_atoms, check_neutral
@@ -94,15 +101,10 @@ __all__ = ["DEFAULT_ACCURACY", "TorchPMECalculator"]
 DEFAULT_ACCURACY = 1e-5
 
 _LABELS = {
-    "method": "method",
-    "smearing": "smearing",
-    "cutoff": "cutoff",
-    "accuracy": "accuracy",
-    "params": "params",
-    "lr_wavelength": "lr_wavelength",
-    "mesh_spacing": "mesh_spacing",
-    "interpolation_nodes": "interpolation_nodes",
-}
+    name: name
+    for name in ("method", "smearing", "cutoff", "accuracy", "params",
+                 "lr_wavelength", "mesh_spacing", "interpolation_nodes")
+}  # fmt: skip
 
 
 def _default_prefactor() -> float:
@@ -142,6 +144,7 @@ class TorchPMECalculator(Calculator):
         qeq: ``{symbol: (χ, J, σ)}``: equilibrate the charges (module
             docstring) instead of taking ``charges``.
         total_charge: the total charge of the equilibrated charges.
+        thole: Thole's damping ``a`` of induced dipoles (module docstring), or None.
 
     A ``{symbol: charge}`` mapping may hold elements the atoms do not have (one
     table for several structures), but only chemical symbols.
@@ -160,6 +163,9 @@ class TorchPMECalculator(Calculator):
         "charges",
         "potentials",
     ]
+    #: ``(N, 3)`` induced dipoles and iterations of the last solve (or None)
+    induced_dipoles: Optional[np.ndarray] = None
+    polarisation_iterations: Optional[int] = None
 
     def __init__(
         self,
@@ -176,12 +182,14 @@ class TorchPMECalculator(Calculator):
         allow_charged: bool = False,
         qeq: Optional[Dict[str, Sequence[float]]] = None,
         total_charge: float = 0.0,
+        thole: Optional[float] = 0.39,
         **kwargs,
     ):
         check_arguments(
             kwargs, method, accuracy, dtype, retune_threshold, charges, qeq,
             total_charge,
         )  # fmt: skip
+        self.multipoles = MultipoleState(thole)  # dipoles and polarisation
         super().__init__(**kwargs)
         params = dict(params or {})
         self.qeq = None if qeq is None else dict(qeq)
@@ -277,6 +285,8 @@ class TorchPMECalculator(Calculator):
             raise PropertyNotImplementedError(
                 "stress is only defined for atoms periodic along all three axes"
             )
+        if self.multipoles.calculate(self, atoms):  # dipoles or polarizabilities
+            return
         if self.qeq is None:
             charges = self._atom_charges(atoms)
             check_neutral(charges, self.allow_charged, "pass allow_charged=True")
@@ -380,6 +390,10 @@ class TorchPMECalculator(Calculator):
             self.results["stress"] = np.array(
                 [s[0, 0], s[1, 1], s[2, 2], s[1, 2], s[0, 2], s[0, 1]]
             )
+
+    def check_state(self, atoms, tol: float = 1e-15) -> List[str]:
+        """ASE's changes and those of the arrays read here (ASE skips them)."""
+        return super().check_state(atoms, tol) + changed_arrays(self.atoms, atoms)
 
     def get_potentials(self, atoms=None) -> np.ndarray:
         """Per-atom potentials ``V_i`` (energy per unit charge), shape ``(N,)``."""
