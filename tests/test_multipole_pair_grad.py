@@ -2,7 +2,6 @@
 (torchpme._core.multipole_pair_grad) against the per-pair formula differentiated
 by autograd: energies, gradients, second derivatives and TorchScript."""
 
-import gc
 import math
 
 import numpy as np
@@ -215,28 +214,3 @@ def test_no_grad_and_torch_func_give_the_same_values():
         lambda v: multipole_pair_energy(charges, dipoles, indices, v, 0.4, False)
     )(vectors)
     torch.testing.assert_close(transformed, expected, rtol=1e-12, atol=1e-13)
-
-
-def test_a_step_leaves_no_reference_cycles():
-    """What the Function keeps (its inputs, the gradients) is freed with the
-    graph, not at the next garbage collection."""
-    charges, dipoles, indices, vectors = _system()
-
-    def step():
-        v = vectors.clone().requires_grad_(True)
-        energy = multipole_pair_energy(charges, dipoles, indices, v, 0.4, False)
-        torch.autograd.grad(energy, v)
-
-    step()
-    gc.collect()
-    gc.disable()
-    gc.set_debug(gc.DEBUG_SAVEALL)
-    try:
-        step()
-        gc.collect()
-        left = [o for o in gc.garbage if isinstance(o, torch.Tensor)]
-    finally:
-        gc.set_debug(0)
-        gc.garbage.clear()
-        gc.enable()
-    assert not left

@@ -22,6 +22,7 @@ from torchpme import (
     PMECalculator,
     PotentialDipole,
 )
+from torchpme._core.multipole_pairs import multipole_pair_energy
 from torchpme.neighbors import pair_distances
 
 DTYPE = torch.float64
@@ -136,5 +137,20 @@ def test_dipole_step_leaves_no_cycles():
         vectors = pos[indices[:, 1]] - pos[indices[:, 0]] + shifts @ cell
         potentials = calculator(dipoles, cell, pos, indices, vectors)
         torch.autograd.grad((dipoles * potentials).sum(), pos)
+
+    assert cycles_left_by(step) == []
+
+
+def test_multipole_pair_energy_leaves_no_cycles():
+    """The pair energy's Function keeps its inputs and gradients on ``ctx``:
+    freed with the graph."""
+    positions, charges, cell, pairs, shifts = system()
+    dipoles = torch.randn(positions.shape[0], 3, dtype=DTYPE)
+    vectors = positions[pairs[:, 1]] - positions[pairs[:, 0]] + shifts.to(DTYPE) @ cell
+
+    def step():
+        v = vectors.clone().requires_grad_(True)
+        energy = multipole_pair_energy(charges[:, 0], dipoles, pairs, v, 0.4, False)
+        torch.autograd.grad(energy, v)
 
     assert cycles_left_by(step) == []
