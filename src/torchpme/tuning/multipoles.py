@@ -194,6 +194,7 @@ def mesh_force_error(
     method: str = "p3m",
     prefactor: float = 1.0,
     seed: int = 0,
+    fixed_mesh: Optional[List[int]] = None,
 ) -> float:
     """The RMS force error of the mesh part, measured on a proxy (module
     docstring).
@@ -204,10 +205,14 @@ def mesh_force_error(
         smearing: ``σ``; mesh_spacing, interpolation_nodes: the calculator's.
         method: ``"p3m"`` or ``"pme"``.
         prefactor: the Coulomb prefactor; seed: of the proxy's draws.
+        fixed_mesh: the calculator's mesh sizes, when it is built with them.
     """
     check_choice("method", method, ["p3m", "pme"])
     cell = cell.detach().to(torch.float64)
-    ns = mesh_size([float(x) for x in torch.linalg.norm(cell, dim=1)], mesh_spacing)
+    ns = fixed_mesh
+    if ns is None:
+        lengths = [float(x) for x in torch.linalg.norm(cell, dim=1)]
+        ns = mesh_size(lengths, mesh_spacing)
     kind = P3MCalculator if method == "p3m" else PMECalculator
     potential = CoulombPotential(smearing=smearing)
 
@@ -280,7 +285,7 @@ def tune_multipoles(
     charges and dipoles whose RMS force error is estimated below ``accuracy``.
 
     For a few smearings (fractions of the largest the real space allows) and
-    every node count, the coarsest power-of-two mesh whose estimated error
+    every node count, the coarsest mesh (bisected) whose estimated error
     ``√(ΔF_real² + ΔF_k²)`` (module docstring), times the safety factor
     :data:`~torchpme.tuning._search.SAFETY`, is within ``accuracy``; of those,
     the one of least work (``10·4N·n³`` spread entries and ``M log₂ M`` for the
@@ -343,22 +348,27 @@ def tune_multipoles(
         )
         # high orders pass on coarse meshes: they set the work to beat early
         for nodes in range(nodes_hi, nodes_lo - 1, -1):
-            # candidates run from coarse to fine: the first that passes
-            for param in candidates:
-                if param["interpolation_nodes"] != nodes:
-                    continue
-                work = _work(lengths, n, param)
-                if work >= best_work:
-                    break  # finer meshes only cost more
+            # coarse to fine, cheaper than the best so far; the error falls
+            # as the mesh grows, so the coarsest passing one is bisected for
+            meshes = [
+                p for p in candidates
+                if p["interpolation_nodes"] == nodes
+                and _work(lengths, n, p) < best_work
+            ]  # fmt: skip
+
+            def error_of(
+                param: Dict[str, Any], smearing=smearing, nodes=nodes, real=real
+            ) -> float:
                 kspace = mesh_force_error(
                     charges, dipoles, cell, smearing, param["mesh_spacing"],
-                    nodes, method, prefactor,
+                    nodes, method, prefactor, fixed_mesh=param.get("fixed_mesh"),
                 )  # fmt: skip
-                error = math.sqrt(real**2 + kspace**2)
-                if error <= budget:
-                    best = MultipoleTuning(smearing, dict(param), error)
-                    best_work = work
-                    break
+                return math.sqrt(real**2 + kspace**2)
+
+            found = _coarsest_passing(meshes, error_of, budget)
+            if found is not None:
+                best = MultipoleTuning(smearing, dict(found[0]), found[1])
+                best_work = _work(lengths, n, found[0])
     if best is None:
         raise ValueError(
             message("accuracy", f"an accuracy some candidate meets (cutoff "
@@ -368,9 +378,24 @@ def tune_multipoles(
     return best
 
 
+def _coarsest_passing(meshes, error_of, budget):
+    """``(param, error)`` of the first of ``meshes`` (ordered coarse to fine)
+    whose error is within ``budget``, by bisection, or None."""
+    low, high, found = 0, len(meshes) - 1, None
+    while low <= high:
+        middle = (low + high) // 2
+        error = error_of(meshes[middle])
+        if error <= budget:
+            found, high = (meshes[middle], error), middle - 1
+        else:
+            low = middle + 1
+    return found
+
+
 def _work(lengths: List[float], n_atoms: int, param: Dict[str, Any]) -> float:
     """The rough cost of one candidate: spread and gather of ``4N`` entries of
     ``n³`` nodes against the FFTs of the mesh."""
-    points = math.prod(mesh_size(lengths, param["mesh_spacing"]))
+    sizes = param.get("fixed_mesh") or mesh_size(lengths, param["mesh_spacing"])
+    points = math.prod(sizes)
     nodes = param["interpolation_nodes"]
     return 10.0 * 4 * n_atoms * nodes**3 + points * math.log2(points)
