@@ -14,7 +14,14 @@ import torch
 from ..neighbors import compute_neighbors, pair_distances
 from .parameters import Parameters
 
-__all__ = ["Evaluation", "Geometry", "strained_geometry"]
+__all__ = [
+    "Evaluation",
+    "Geometry",
+    "all_pairs",
+    "strain_leaves",
+    "strained_geometry",
+    "stress_from",
+]
 
 
 @dataclass
@@ -58,9 +65,7 @@ class Geometry(NamedTuple):
         :meth:`leaves` (forces, and the stress from the strain)."""
         stress = None
         if self.strain is not None:
-            volume = torch.abs(torch.linalg.det(self.cell.detach()))
-            virial = gradients[1]
-            stress = (0.5 * (virial + virial.t()) / volume).detach()
+            stress = stress_from(gradients[1], self.cell)
             stress = stress.to(torch.float64).cpu()
         distances = self.distances.detach()
         return Evaluation(
@@ -84,15 +89,11 @@ def strained_geometry(
     """The :class:`Geometry` of a structure for :func:`evaluate` (a strain leaf
     when ``stress`` and 3-D periodic; all pairs for the direct method)."""
     want_stress = stress and all(periodic)
-    positions = positions.detach().requires_grad_(True)
-    strain = torch.zeros(
-        3, 3, dtype=positions.dtype, device=positions.device, requires_grad=want_stress
+    positions, strain, strained_cell, strained_positions = strain_leaves(
+        cell, positions, want_stress
     )
-    deformation = torch.eye(3, dtype=positions.dtype, device=positions.device) + strain
-    strained_positions = positions @ deformation
-    strained_cell = cell.detach() @ deformation
     if parameters.method == "direct":
-        indices = _all_pairs(positions.shape[0], positions.device)
+        indices = all_pairs(positions.shape[0], positions.device)
         shifts = torch.zeros(
             indices.shape[0], 3, dtype=torch.int64, device=positions.device
         )
@@ -122,6 +123,25 @@ def strained_geometry(
     )
 
 
-def _all_pairs(n_atoms: int, device: torch.device) -> torch.Tensor:
+def strain_leaves(cell: torch.Tensor, positions: torch.Tensor, want_stress: bool):
+    """``(positions, strain, strained cell, strained positions)``: leaf positions
+    and a ``(3, 3)`` zero strain leaf (differentiable when ``want_stress``),
+    and the cell and positions deformed by ``I + ε``."""
+    positions = positions.detach().requires_grad_(True)
+    like = {"dtype": positions.dtype, "device": positions.device}
+    strain = torch.zeros(3, 3, **like, requires_grad=want_stress)
+    deformation = torch.eye(3, **like) + strain
+    return positions, strain, cell.detach() @ deformation, positions @ deformation
+
+
+def stress_from(virial: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
+    """The stress ``(∂E/∂ε + ∂E/∂εᵀ)/2V`` from the energy's gradient to the
+    strain, detached."""
+    volume = torch.abs(torch.linalg.det(cell.detach()))
+    return (0.5 * (virial + virial.t()) / volume).detach()
+
+
+def all_pairs(n_atoms: int, device: torch.device) -> torch.Tensor:
+    """Every pair ``i < j`` once, ``(P, 2)``."""
     pairs = torch.triu_indices(n_atoms, n_atoms, offset=1, device=device)
     return pairs.t().contiguous()

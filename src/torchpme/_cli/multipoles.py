@@ -43,6 +43,7 @@ from ..polarisation import _damped_pairs, _thole_correction, induce
 from ..potentials import CoulombPotential
 from ..tuning.multipoles import tune_multipoles
 from . import engine
+from .geometry import all_pairs, strain_leaves, stress_from
 from .parameters import default_cutoff
 from .structures import charges_from_atoms, check_neutral
 
@@ -116,20 +117,16 @@ def evaluate_multipoles(
     """Energy, forces, stress (mesh modules only) and induced dipoles (module
     docstring) with a module of prefactor 1, over the pairs within ``cutoff``
     (crystals) or all pairs (the bare sum). ``initial`` starts the solve."""
-    like = {"dtype": positions.dtype, "device": positions.device}
     crystal, n = module.is_mesh, positions.shape[0]
-    positions = positions.detach().requires_grad_(True)
-    strain = torch.zeros(3, 3, **like, requires_grad=crystal)
-    deformation = torch.eye(3, **like) + strain
-    r, c = positions @ deformation, cell.detach() @ deformation
+    positions, strain, c, r = strain_leaves(cell, positions, crystal)
     if crystal:
         pairs, _, shifts = compute_neighbors(
             positions.detach(), cell.detach(), cutoff, return_shifts=True
         )
         images = shifts.to(r.dtype) @ c
     else:
-        pairs = torch.triu_indices(n, n, 1, device=positions.device).t()
-        images = torch.zeros(pairs.shape[0], 3, **like)
+        pairs = all_pairs(n, positions.device)
+        images = torch.zeros(pairs.shape[0], 3, dtype=r.dtype, device=r.device)
     vectors = r[pairs[:, 1]] - r[pairs[:, 0]] + images
     system = (c, r, pairs, vectors)
     induced = None
@@ -154,9 +151,7 @@ def evaluate_multipoles(
     gradients = torch.autograd.grad(energy, leaves)
     stress = None
     if crystal:
-        volume = float(torch.abs(torch.linalg.det(cell.detach())))
-        stress = 0.5 * (gradients[1] + gradients[1].t()) / volume
-        stress = stress.double().cpu().numpy()
+        stress = stress_from(gradients[1], cell).double().cpu().numpy()
     return Evaluated(
         float(energy.detach()), (-gradients[0]).double().cpu().numpy(), stress,
         None if induced is None else induced.dipoles,
