@@ -38,7 +38,7 @@ from ._core.solve import Solver, attach
 from ._core.validation import check_finite, check_like, check_shape, message
 from .multipoles import MultipoleCalculator
 
-__all__ = ["Induced", "induce"]
+__all__ = ["Induced", "induce", "stationary_energy"]
 
 
 class Induced(NamedTuple):
@@ -150,6 +150,33 @@ def induce(
     tracked = torch.is_grad_enabled() and any(x.requires_grad for x in inputs)
     flat = attach(flat, residual_of, solver, 2 if tracked else 1)
     return Induced(flat.reshape(n, 3), iterations)
+
+
+def stationary_energy(
+    induced: torch.Tensor,
+    polarisabilities: torch.Tensor,
+    neighbor_indices: torch.Tensor,
+    neighbor_vectors: torch.Tensor,
+    thole: Optional[float] = None,
+    full_neighbor_list: bool = False,
+) -> torch.Tensor:
+    """``½ mᵀα⁻¹m − ½ mᵀ(T − T_bare)m`` at fixed induced dipoles ``m`` ``(N, 3)``:
+    what the polarisation adds to the energy of the permanent moments evaluated
+    with ``μ + m``, so that their sum is ``E_0(μ) + U(m)`` (module docstring).
+    ``U`` is stationary in ``m`` at the solution, so its gradients at fixed
+    ``m`` are those of the self-consistent energy (no solve differentiated).
+    The Thole term runs over the given pairs (``(P, 2)``, vectors ``(P, 3)``)."""
+    energy = 0.5 * (induced**2 / polarisabilities.unsqueeze(1)).sum()
+    if thole is None:
+        return energy
+    damped = _damped_pairs(
+        neighbor_indices, neighbor_vectors.detach(), polarisabilities, thole
+    )
+    change = _thole_correction(
+        induced, polarisabilities, neighbor_indices[damped],
+        neighbor_vectors[damped], thole, full_neighbor_list,
+    )  # fmt: skip
+    return energy - 0.5 * (induced * change).sum()
 
 
 def _damped_pairs(indices, vectors, alpha, a) -> torch.Tensor:

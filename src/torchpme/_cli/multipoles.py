@@ -39,7 +39,7 @@ from .._core.validation import check_finite, message
 from ..calculators import Calculator, P3MCalculator
 from ..multipoles import MultipoleCalculator
 from ..neighbors import compute_neighbors
-from ..polarisation import _damped_pairs, _thole_correction, induce
+from ..polarisation import induce, stationary_energy
 from ..potentials import CoulombPotential
 from ..tuning.multipoles import tune_multipoles
 from . import engine
@@ -139,14 +139,9 @@ def evaluate_multipoles(
         dipoles = dipoles + induced.dipoles
     energy = module.energy(charges, dipoles, *system)
     if induced is not None:
-        m, alpha = induced.dipoles, polarisabilities
-        energy = energy + 0.5 * (m**2 / alpha.unsqueeze(1)).sum()
-        if thole is not None:  # −½ mᵀ(T − T_bare)m over the damped pairs
-            damped = _damped_pairs(pairs, vectors.detach(), alpha, thole)
-            change = _thole_correction(
-                m, alpha, pairs[damped], vectors[damped], thole, False
-            )
-            energy = energy - 0.5 * (m * change).sum()
+        energy = energy + stationary_energy(
+            induced.dipoles, polarisabilities, pairs, vectors, thole
+        )
     leaves = [positions, strain] if crystal else [positions]
     gradients = torch.autograd.grad(energy, leaves)
     stress = None
