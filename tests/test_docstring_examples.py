@@ -15,6 +15,7 @@ import torchpme.calculators.calculator_dipole
 import torchpme.calculators.ewald
 import torchpme.calculators.p3m
 import torchpme.calculators.pme
+import torchpme.distributed.calculator
 import torchpme.gaussian
 import torchpme.lib.mesh_interpolator
 import torchpme.multipoles
@@ -38,6 +39,7 @@ MODULES = [
     torchpme.multipoles,
     torchpme.polarisation,
     torchpme._core.pairlist,
+    torchpme.distributed.calculator,
 ]
 
 

@@ -42,7 +42,7 @@ def check_coincident(
     if distances.numel() == 0 or threshold <= 0:
         return
     closest = int(torch.argmin(distances.detach()))
-    distance = float(distances[closest])
+    distance = float(distances.detach()[closest])
     if distance < threshold:
         i, j = (int(k) for k in indices[closest].tolist())
         image = ""

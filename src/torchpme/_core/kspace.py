@@ -8,7 +8,7 @@ half axis of a real-to-complex transform.
 """
 
 import math
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 
@@ -67,19 +67,25 @@ def kvectors_for_mesh(cell: torch.Tensor, ns: List[int]) -> torch.Tensor:
     return _kgrid(cell, ns, True)
 
 
-def mesh_k_squared(cell: torch.Tensor, ns: List[int]) -> torch.Tensor:
+def mesh_k_squared(
+    cell: torch.Tensor, ns: List[int], rows: Optional[List[int]] = None
+) -> torch.Tensor:
     """Squared norms of the mesh k-vectors, ``(n0, n1, n2//2+1)``, without them.
 
     ``|k|² = mᵀ G m`` with the metric ``G = B Bᵀ`` of the reciprocal cell, grouped
     by powers of the last frequency ``m₂`` as ``A(m₀, m₁) + (L(m₀, m₁) + G₂₂ m₂) m₂``:
     the planes ``A`` and ``L`` are small, so only three passes touch the full grid
     (forward and backward), instead of building ``(…, 3)`` k-vectors. A batch of
-    cells ``(B, 3, 3)`` gives ``(B, n0, n1, n2//2+1)``.
+    cells ``(B, 3, 3)`` gives ``(B, n0, n1, n2//2+1)``. With ``rows = [a, b]``
+    only the rows ``a … b−1`` of the second axis (one rank's band of a
+    distributed spectrum).
     """
     b = reciprocal_cell(cell)
     g = (b @ b.transpose(-1, -2)).unsqueeze(-3).unsqueeze(-3)  # (..., 1, 1, 3, 3)
     m0 = fft_frequencies(ns[0], False, cell.dtype, cell.device)[:, None]
     m1 = fft_frequencies(ns[1], False, cell.dtype, cell.device)[None, :]
+    if rows is not None:
+        m1 = m1[:, rows[0] : rows[1]]
     m2 = fft_frequencies(ns[2], True, cell.dtype, cell.device)
     plane = (
         g[..., 0, 0] * (m0 * m0)
@@ -228,6 +234,7 @@ def p3m_influence(
     mode: int,
     differences: List[float],
     cartesian: bool = False,
+    rows: Optional[List[int]] = None,
 ) -> torch.Tensor:
     """P3M influence function on the mesh k-vectors (no aliasing sums).
 
@@ -247,6 +254,7 @@ def p3m_influence(
         mode: 0, 1, 2 or 3.
         differences: coefficients from :func:`difference_coefficients`.
         cartesian: use torch-pme 0.5's Cartesian ``κ``.
+        rows: ``[a, b]``: only the rows ``a … b−1`` of the second axis.
 
     Returns:
         ``(n0, n1, n2//2+1)`` (with a leading batch axis for a batch of cells).
@@ -262,9 +270,13 @@ def p3m_influence(
         for axis in range(3):
             m = fft_frequencies(ns[axis], axis == 2, cell.dtype, cell.device)
             factors.append(torch.sinc(m / ns[axis]) ** (-2 * interpolation_nodes))
+        if rows is not None:
+            factors[1] = factors[1][rows[0] : rows[1]]
         inverse = factors[0][:, None, None] * factors[1][None, :, None] * factors[2]
         return inverse.expand(cell.shape[:-2] + inverse.shape)
     kvectors = kvectors_for_mesh(cell, ns)
+    if rows is not None:
+        kvectors = kvectors[..., rows[0] : rows[1], :, :]
     lengths = torch.linalg.norm(cell, dim=-1)
     sizes = torch.tensor(ns, dtype=cell.dtype, device=cell.device)
     # (..., 1, 1, 1, 3): one spacing per lattice vector, broadcast over the mesh

@@ -56,13 +56,20 @@ class Calculator(BatchMethods, torch.nn.Module):
         neighbor_indices: torch.Tensor,
         neighbor_distances: torch.Tensor,
         pair_mask: Optional[torch.Tensor] = None,
+        full_neighbor_list: Optional[bool] = None,
     ) -> torch.Tensor:
         """Half the pair sum of the short-range (or bare) potential, ``(N, C)``
         (``neighbor_indices`` may be a :class:`~torchpme.neighbors.PairList` in
-        eager mode)."""
+        eager mode); ``full_neighbor_list`` overrides the calculator's list
+        convention (the distributed calculators pass full lists)."""
+        full = self.full_neighbor_list
+        if full_neighbor_list is not None:
+            full = full_neighbor_list
         if not torch.jit.is_scripting():
             if self._fused_applies(pair_mask):
-                return self._fused_rspace(charges, neighbor_indices, neighbor_distances)
+                return self._fused_rspace(
+                    charges, neighbor_indices, neighbor_distances, full
+                )
             neighbor_indices = indices_of(neighbor_indices)
         with torch.profiler.record_function("compute bare potential"):
             if self.potential.smearing is None:
@@ -74,7 +81,7 @@ class Calculator(BatchMethods, torch.nn.Module):
             else:
                 values = self.potential.sr_from_dist(neighbor_distances, pair_mask)
         with torch.profiler.record_function("assign potential"):
-            return pair_sum(charges, neighbor_indices, values, self.full_neighbor_list)
+            return pair_sum(charges, neighbor_indices, values, full)
 
     @torch.jit.unused
     def _fused_applies(self, pair_mask: Optional[torch.Tensor]) -> bool:
@@ -97,6 +104,7 @@ class Calculator(BatchMethods, torch.nn.Module):
         charges: torch.Tensor,
         neighbor_indices: torch.Tensor,
         neighbor_distances: torch.Tensor,
+        full_neighbor_list: bool,
     ) -> torch.Tensor:
         """The fused Coulomb pair sum."""
         return coulomb_pair_sum(
@@ -105,7 +113,7 @@ class Calculator(BatchMethods, torch.nn.Module):
             neighbor_distances,
             self.potential.smearing,
             self.potential.prefactor,
-            self.full_neighbor_list,
+            full_neighbor_list,
         )
 
     @torch.jit.unused

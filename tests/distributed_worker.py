@@ -1,0 +1,187 @@
+"""The work of one rank in tests/test_distributed.py: every rank builds the whole
+system from the same seed, evaluates its share with the distributed calculator and
+the whole with the single-process one, and saves the largest differences."""
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from torchpme import (
+    CoulombPotential,
+    InversePowerLawPotential,
+    P3MCalculator,
+    PMECalculator,
+)
+from torchpme.distributed import DistributedCalculator, migrate
+from torchpme.neighbors import compute_neighbors
+
+CUTOFF = 2.6
+DTYPE = torch.float64
+
+
+def system(seed, n_atoms=48, squeeze=1.0, stretch=1.0):
+    """A triclinic cell ``stretch`` times longer along its first lattice vector
+    (long cells leave ranks atoms beyond the cutoff: no ghosts) with random atoms
+    (all within ``squeeze`` of the first fractional range: ``squeeze < 1``
+    leaves domains empty) and a net charge."""
+    rng = np.random.default_rng(seed)
+    cell = np.diag([5.6 * stretch, 5.0, 5.3]) + rng.uniform(-0.6, 0.6, size=(3, 3))
+    fractional = rng.uniform(0.0, 1.0, size=(n_atoms, 3))
+    fractional[:, 0] *= squeeze
+    positions = fractional @ cell
+    charges = rng.normal(size=(n_atoms, 1)) + 0.05
+    return tuple(torch.tensor(a, dtype=DTYPE) for a in (cell, positions, charges))
+
+
+def calculators():
+    yield "pme-coulomb", PMECalculator(CoulombPotential(smearing=0.7), 0.45)
+    yield "p3m-coulomb", P3MCalculator(CoulombPotential(smearing=0.7), 0.5, 5)
+    power = InversePowerLawPotential(exponent=3.0, smearing=0.7)
+    yield "p3m-r3", P3MCalculator(power, 0.5, 4)
+    # a mesh with fewer first-axis planes than ranks, odd sizes
+    yield (
+        "pme-thin",
+        PMECalculator(CoulombPotential(smearing=0.8), 0.5, 4, fixed_mesh=[3, 10, 9]),
+    )
+
+
+def reference(calculator, cell, positions, charges):
+    """Energy, potentials and the gradients with respect to charges, positions
+    and cell, of the whole system in one process."""
+    cell = cell.clone().requires_grad_(True)
+    positions = positions.clone().requires_grad_(True)
+    charges = charges.clone().requires_grad_(True)
+    indices, distances = compute_neighbors(positions, cell, CUTOFF)
+    potentials = calculator(charges, cell, positions, indices, distances)
+    energy = torch.sum(charges * potentials)
+    grads = torch.autograd.grad(energy, [charges, positions, cell])
+    return [energy.detach(), potentials.detach(), *grads]
+
+
+def distributed(calculator, cell, positions, charges, ids, group):
+    """The same from this rank's atoms (``ids`` of the whole system)."""
+    cell = cell.clone().requires_grad_(True)
+    positions = positions[ids].clone().requires_grad_(True)
+    charges = charges[ids].clone().requires_grad_(True)
+    module = DistributedCalculator(calculator, CUTOFF, group)
+    potentials = module(charges, cell, positions)
+    energy = module.energy(charges, cell, positions)
+    grads = torch.autograd.grad(energy, [charges, positions, cell])
+    return [energy.detach(), potentials.detach(), *grads]
+
+
+def compare(name, mine, whole, ids, errors):
+    """Largest differences, relative to the largest value of each quantity."""
+    labels = ["energy", "potentials", "charge gradient", "forces", "cell gradient"]
+    for label, a, b, local in zip(labels, mine, whole, [0, 1, 1, 1, 0]):
+        b = b[ids] if local else b
+        scale = max(float(b.abs().max()) if b.numel() else 0.0, 1.0)
+        error = float((a - b).abs().max()) / scale if a.numel() else 0.0
+        errors[f"{name} {label}"] = max(errors.get(f"{name} {label}", 0.0), error)
+
+
+def shares(rank, size, n_atoms, positions, cell, how, seed):
+    """This rank's atom ids: by domain (through ``migrate``) or at random."""
+    ids = torch.arange(n_atoms)
+    if how == "random":
+        owner = torch.from_numpy(np.random.default_rng(seed).integers(0, size, n_atoms))
+        return ids[owner == rank]
+    start = ids[rank::size]  # any start: migrate hands atoms to their owners
+    moved = migrate(positions[start], ids[start].to(DTYPE), cell=cell)
+    return moved[1].to(torch.int64)
+
+
+def run_cases(rank, size, errors):
+    cases = [
+        (1, 1.0, 3.0, "domains"),
+        (2, 0.3, 1.0, "domains"),
+        (3, 1.0, 2.0, "random"),
+    ]
+    for seed, squeeze, stretch, how in cases:
+        n_atoms = int(48 * stretch)
+        cell, positions, charges = system(seed, n_atoms, squeeze, stretch)
+        for name, calculator in calculators():
+            ids = shares(rank, size, len(positions), positions, cell, how, seed)
+            whole = reference(calculator, cell, positions, charges)
+            mine = distributed(calculator, cell, positions, charges, ids, None)
+            compare(name, mine, whole, ids, errors)
+            # the next step: atoms move, some across domains, without migration
+            moved = positions + 0.4 * torch.sin(7.0 * positions + seed)
+            whole = reference(calculator, cell, moved, charges)
+            mine = distributed(calculator, cell, moved, charges, ids, None)
+            compare(f"{name} moved", mine, whole, ids, errors)
+
+
+def training(rank, size, errors):
+    """Gradient of a loss with energies and forces (a second derivative across
+    ranks) with respect to learnable per-species charges."""
+    cell, positions, _ = system(4)
+    species = torch.arange(len(positions)) % 3
+    calculator = P3MCalculator(CoulombPotential(smearing=0.7), 0.5, 4)
+
+    def loss(energy, positions_grad):
+        return (energy - 1.0) ** 2 + 0.1 * torch.sum(positions_grad**2)
+
+    weights = torch.tensor([0.8, -0.5, 0.2], dtype=DTYPE, requires_grad=True)
+    moving = positions.clone().requires_grad_(True)
+    charges = weights[species].unsqueeze(1)
+    indices, distances = compute_neighbors(moving, cell, CUTOFF)
+    energy = torch.sum(charges * calculator(charges, cell, moving, indices, distances))
+    (force,) = torch.autograd.grad(energy, moving, create_graph=True)
+    whole_loss = loss(energy, force)
+    (expected,) = torch.autograd.grad(whole_loss, weights)
+
+    ids = shares(rank, size, len(positions), positions, cell, "domains", 0)
+    local = positions[ids].clone().requires_grad_(True)
+    charges = weights[species[ids]].unsqueeze(1)
+    module = DistributedCalculator(calculator, CUTOFF)
+    energy = module.energy(charges, cell, local)
+    (force,) = torch.autograd.grad(energy, local, create_graph=True)
+    # the loss of the forces is a sum over atoms: each rank's share, totalled
+    forces_part = torch.sum(force**2)
+    from torchpme.distributed import total
+
+    mine_loss = (energy - 1.0) ** 2 + 0.1 * total(forces_part)
+    (gradient,) = torch.autograd.grad(mine_loss, weights)
+    dist.all_reduce(gradient)  # each rank's share of a replicated parameter
+    errors["training loss"] = abs(float(mine_loss - whole_loss))
+    scale = float(expected.abs().max())
+    errors["training gradient"] = float((gradient - expected).abs().max()) / scale
+
+
+def disagreement(rank, size, errors):
+    """A rank with another cell, then with other inputs requiring gradients: the
+    same ValueError on every rank, no hang."""
+    cell, positions, charges = system(5, n_atoms=12)
+    module = DistributedCalculator(
+        PMECalculator(CoulombPotential(smearing=0.7), 0.5), CUTOFF
+    )
+    ids = torch.arange(rank, len(positions), size)
+    local_cell = cell * (1.0 + 1e-9) if rank == size - 1 else cell
+    messages = []
+    try:
+        module.energy(charges[ids], local_cell, positions[ids])
+    except ValueError as error:
+        messages.append(str(error))
+    local = positions[ids].clone().requires_grad_(rank == 0)
+    try:
+        module.energy(charges[ids], cell, local)
+    except ValueError as error:
+        messages.append(str(error))
+    errors["disagreement messages"] = messages
+
+
+def worker(rank, size, directory):
+    torch.set_num_threads(1)
+    dist.init_process_group(
+        "gloo", init_method=f"file://{directory}/store", rank=rank, world_size=size
+    )
+    try:
+        errors = {}
+        run_cases(rank, size, errors)
+        training(rank, size, errors)
+        disagreement(rank, size, errors)
+        torch.save(errors, f"{directory}/{rank}.pt")
+        dist.barrier()
+    finally:
+        dist.destroy_process_group()
