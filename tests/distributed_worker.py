@@ -12,7 +12,7 @@ from torchpme import (
     P3MCalculator,
     PMECalculator,
 )
-from torchpme.distributed import DistributedCalculator, migrate
+from torchpme.distributed import DistributedCalculator, migrate, total
 from torchpme.neighbors import compute_neighbors
 
 CUTOFF = 2.6
@@ -45,35 +45,50 @@ def calculators():
     )
 
 
+def probe_weights(n_atoms):
+    """Fixed per-atom weights: ``Σ_i w_i V_i`` differentiates the potentials
+    (not only the energy) with respect to every input."""
+    return torch.cos(torch.arange(n_atoms, dtype=DTYPE)).unsqueeze(1)
+
+
 def reference(calculator, cell, positions, charges):
     """Energy, potentials and the gradients with respect to charges, positions
-    and cell, of the whole system in one process."""
+    and cell of the energy and of ``Σ w V``, of the whole system in one
+    process."""
     cell = cell.clone().requires_grad_(True)
     positions = positions.clone().requires_grad_(True)
     charges = charges.clone().requires_grad_(True)
     indices, distances = compute_neighbors(positions, cell, CUTOFF)
     potentials = calculator(charges, cell, positions, indices, distances)
     energy = torch.sum(charges * potentials)
-    grads = torch.autograd.grad(energy, [charges, positions, cell])
-    return [energy.detach(), potentials.detach(), *grads]
+    inputs = [charges, positions, cell]
+    grads = torch.autograd.grad(energy, inputs, retain_graph=True)
+    probe = torch.sum(probe_weights(len(charges)) * potentials)
+    probed = torch.autograd.grad(probe, inputs)
+    return [energy.detach(), potentials.detach(), *grads, *probed]
 
 
 def distributed(calculator, cell, positions, charges, ids, group):
     """The same from this rank's atoms (``ids`` of the whole system)."""
     cell = cell.clone().requires_grad_(True)
+    weights = probe_weights(len(charges))[ids]
     positions = positions[ids].clone().requires_grad_(True)
     charges = charges[ids].clone().requires_grad_(True)
     module = DistributedCalculator(calculator, CUTOFF, group)
     potentials = module(charges, cell, positions)
     energy = module.energy(charges, cell, positions)
-    grads = torch.autograd.grad(energy, [charges, positions, cell])
-    return [energy.detach(), potentials.detach(), *grads]
+    inputs = [charges, positions, cell]
+    grads = torch.autograd.grad(energy, inputs)
+    probe = total(torch.sum(weights * potentials))
+    probed = torch.autograd.grad(probe, inputs)
+    return [energy.detach(), potentials.detach(), *grads, *probed]
 
 
 def compare(name, mine, whole, ids, errors):
     """Largest differences, relative to the largest value of each quantity."""
     labels = ["energy", "potentials", "charge gradient", "forces", "cell gradient"]
-    for label, a, b, local in zip(labels, mine, whole, [0, 1, 1, 1, 0]):
+    labels += ["probe charge gradient", "probe forces", "probe cell gradient"]
+    for label, a, b, local in zip(labels, mine, whole, [0, 1, 1, 1, 0, 1, 1, 0]):
         b = b[ids] if local else b
         scale = max(float(b.abs().max()) if b.numel() else 0.0, 1.0)
         error = float((a - b).abs().max()) / scale if a.numel() else 0.0
@@ -139,8 +154,6 @@ def training(rank, size, errors):
     (force,) = torch.autograd.grad(energy, local, create_graph=True)
     # the loss of the forces is a sum over atoms: each rank's share, totalled
     forces_part = torch.sum(force**2)
-    from torchpme.distributed import total
-
     mine_loss = (energy - 1.0) ** 2 + 0.1 * total(forces_part)
     (gradient,) = torch.autograd.grad(mine_loss, weights)
     dist.all_reduce(gradient)  # each rank's share of a replicated parameter

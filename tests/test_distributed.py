@@ -10,7 +10,8 @@ import torch.distributed as dist
 from distributed_worker import CUTOFF, system, worker
 
 from torchpme import CoulombPotential, EwaldCalculator, P3MCalculator, PMECalculator
-from torchpme.distributed import DistributedCalculator, domain_of, migrate
+from torchpme.distributed import DistributedCalculator, domain_of, migrate, slabs
+from torchpme.distributed.convolution import slab_convolution, slab_energy
 from torchpme.neighbors import compute_neighbors
 
 needs_gloo = pytest.mark.skipif(
@@ -71,3 +72,35 @@ def test_bad_arguments():
         module(charges[:3], cell, positions)
     with pytest.raises(TypeError, match="positions"):
         module(charges, cell, positions.float())
+
+
+@pytest.mark.parametrize(
+    "arc", [[0, 5], [2, 5], [3, 3]], ids=["whole", "wrapped", "part"]
+)
+def test_slab_functions_gradcheck(arc):
+    """The written adjoints of the mesh energy and convolution (one process; a
+    buffer of ``arc``'s planes, wrapped or partial) against finite differences,
+    to second order, for the mesh and the filter."""
+    shape = [4, 3, 4]
+    layout = slabs.slab_layout(shape, 0, 1)
+    halo = slabs.halo_plan([arc], layout, torch.device("cpu"))
+    generator = torch.Generator().manual_seed(3)
+    options = {"dtype": torch.float64, "generator": generator}
+    buffer = torch.randn([1, arc[1]] + shape[1:], **options).requires_grad_(True)
+    kernel = torch.rand([shape[0], shape[1], shape[2] // 2 + 1], **options)
+    kernel.requires_grad_(True)
+
+    def energy(b, k):
+        return slab_energy(b, k, layout, halo, None)
+
+    def convolution(b, k):
+        return slab_convolution(b, k, layout, halo, None)
+
+    for function in (energy, convolution):
+        assert torch.autograd.gradcheck(function, (buffer, kernel), fast_mode=True)
+        assert torch.autograd.gradgradcheck(function, (buffer, kernel), fast_mode=True)
+    # the energy is the overlap of the buffer with its convolution, on a buffer
+    # that covers each plane once
+    if arc[1] == shape[0]:
+        expected = torch.sum(buffer * convolution(buffer, kernel))
+        torch.testing.assert_close(energy(buffer, kernel), expected)

@@ -125,10 +125,14 @@ class Calculator(BatchMethods, torch.nn.Module):
         pair_mask: Optional[torch.Tensor],
         system_index: Optional[torch.Tensor] = None,
         n_systems: int = 0,
+        full_neighbor_list: Optional[bool] = None,
     ) -> torch.Tensor:
         """``Σ q · _compute_rspace(...)`` (per system with ``system_index``),
         through the fused energy where it applies (its backward knows the
         upstream gradient by construction)."""
+        full = self.full_neighbor_list
+        if full_neighbor_list is not None:
+            full = full_neighbor_list
         if self._fused_applies(pair_mask):
             return coulomb_pair_energy(
                 charges,
@@ -136,12 +140,12 @@ class Calculator(BatchMethods, torch.nn.Module):
                 neighbor_distances,
                 self.potential.smearing,
                 self.potential.prefactor,
-                self.full_neighbor_list,
+                full,
                 system_index,
                 n_systems,
             )
         rspace = self._compute_rspace(
-            charges, neighbor_indices, neighbor_distances, pair_mask
+            charges, neighbor_indices, neighbor_distances, pair_mask, full
         )
         return energies(charges, rspace, system_index, n_systems)
 

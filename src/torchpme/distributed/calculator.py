@@ -22,6 +22,7 @@ from ..neighbors import neighbor_pairs
 from . import ghosts as ghost_atoms
 from . import slabs
 from .collectives import gather_vectors, rank_and_size, replicated, total
+from .convolution import slab_convolution, slab_energy
 
 __all__ = ["DistributedCalculator"]
 
@@ -35,6 +36,21 @@ _AGREED = [
     "the inputs requiring gradients (charges, positions, cell, grad mode)",
 ]
 _FIELDS = [9, 3, 4, 2, 4]
+
+
+# the two kinds of pairs: local ones as a half list, local–ghost ones one-sided
+_FULL = [False, True]
+
+
+class _Pairs(NamedTuple):
+    """This rank's real-space pairs: ``charges`` of the local atoms then the
+    ghosts, ``indices`` and ``distances`` of the local pairs (a half list) and
+    of the local–ghost pairs (local atom first)."""
+
+    charges: torch.Tensor
+    indices: List[torch.Tensor]
+    distances: List[torch.Tensor]
+    n_local: int
 
 
 class _Step(NamedTuple):
@@ -227,36 +243,57 @@ class DistributedCalculator(torch.nn.Module):
             total_charge=replicated(charge, self.group),
         )
 
-    def _real_space(self, step: _Step, charges, positions) -> torch.Tensor:
-        """``(N, C)``: the pair part of the local atoms' potentials."""
+    def _pairs(self, step: _Step, charges, positions) -> _Pairs:
+        """The real-space pairs of this rank's atoms, with ghosts from the other
+        ranks: each pair of local atoms once, each local–ghost pair once from
+        the local side (its other half is the ghost's owner's)."""
         n_local = positions.shape[0]
         both = torch.cat([positions, charges], dim=1)
         ghosts = ghost_atoms.ghost_values(step.ghosts, both, self.group)
         every = torch.cat([both, ghosts])
-        every_positions, every_charges = every[:, :3], every[:, 3:]
+        every_positions = every[:, :3]
         if every.shape[0] > 0:
             indices, shifts = neighbor_pairs(
-                every_positions.detach(),
-                step.cell.detach(),
-                self.cutoff,
-                full_list=True,
+                every_positions.detach(), step.cell.detach(), self.cutoff
             )
         else:
             indices = torch.zeros((0, 2), dtype=torch.int64, device=positions.device)
             shifts = torch.zeros((0, 3), dtype=torch.int64, device=positions.device)
-        keep = indices[:, 0] < n_local
-        indices, shifts = indices[keep], shifts[keep]
-        distances = pair_distances(every_positions, step.cell, indices, shifts)
-        potentials = self.calculator._compute_rspace(
-            every_charges, indices, distances, None, True
+        local = indices < n_local
+        inner = local[:, 0] & local[:, 1]
+        # local–ghost pairs, turned to start at the local atom (the image shift
+        # changes sign with the direction)
+        turned = local[:, 1] & ~local[:, 0]
+        outer = local[:, 0] ^ local[:, 1]
+        indices = torch.where(turned.unsqueeze(1), indices.flip(1), indices)
+        shifts = torch.where(turned.unsqueeze(1), -shifts, shifts)
+        distances = [
+            pair_distances(every_positions, step.cell, indices[keep], shifts[keep])
+            for keep in (inner, outer)
+        ]
+        return _Pairs(
+            every[:, 3:], [indices[inner], indices[outer]], distances, n_local
         )
-        return potentials[:n_local]
 
-    def _band(self, step: _Step, charges) -> torch.Tensor:
-        """This rank's band of the spectrum of the whole charge mesh."""
-        buffer = core_mesh.spread(step.plan, charges)
-        slab = slabs.sum_halos(buffer, step.halo, self.group)
-        return slabs.forward_transform(slab, step.layout, self.group)
+    def _real_space(self, pairs: _Pairs) -> torch.Tensor:
+        """``(N, C)``: the pair part of the local atoms' potentials."""
+        potentials = [
+            self.calculator._compute_rspace(
+                pairs.charges, indices, distances, None, full
+            )
+            for indices, distances, full in zip(pairs.indices, pairs.distances, _FULL)
+        ]
+        return (potentials[0] + potentials[1])[: pairs.n_local]
+
+    def _real_space_energy(self, pairs: _Pairs) -> torch.Tensor:
+        """``Σ_i q_i V_i`` of the pair part over this rank's atoms."""
+        parts = [
+            self.calculator._rspace_energy(
+                pairs.charges, indices, distances, None, full_neighbor_list=full
+            )
+            for indices, distances, full in zip(pairs.indices, pairs.distances, _FULL)
+        ]
+        return parts[0] + parts[1]
 
     def _corrections(self, step: _Step, charges, mesh) -> torch.Tensor:
         potential = self.calculator.potential
@@ -285,11 +322,12 @@ class DistributedCalculator(torch.nn.Module):
             ``(charges * result).sum()`` (:meth:`energy`).
         """
         step = self._step(charges, cell, positions)
-        band = self._band(step, charges) * step.kernel
-        slab = slabs.inverse_transform(band, step.layout, self.group)
-        buffer = slabs.fetch_halos(slab, step.halo, self.group)
-        mesh = core_mesh.gather(step.plan, buffer) / step.volume
-        rspace = self._real_space(step, charges, positions)
+        buffer = core_mesh.spread(step.plan, charges)
+        filtered = slab_convolution(
+            buffer, step.kernel, step.layout, step.halo, self.group
+        )
+        mesh = core_mesh.gather(step.plan, filtered) / step.volume
+        rspace = self._real_space(self._pairs(step, charges, positions))
         return rspace + self._corrections(step, charges, mesh)
 
     def energy(
@@ -305,10 +343,10 @@ class DistributedCalculator(torch.nn.Module):
             charges, cell, positions: as :meth:`forward`.
         """
         step = self._step(charges, cell, positions)
-        band = self._band(step, charges)
-        n2 = step.layout.shape[2]
-        mesh = slabs.spectrum_energy(band, step.kernel, n2) / (2.0 * step.volume)
-        rspace = self._real_space(step, charges, positions)
+        buffer = core_mesh.spread(step.plan, charges)
+        mesh = slab_energy(buffer, step.kernel, step.layout, step.halo, self.group)
+        mesh = mesh / (2.0 * step.volume)
+        pairs = self._real_space_energy(self._pairs(step, charges, positions))
         zero = torch.zeros_like(charges)
-        local = torch.sum(charges * (rspace + self._corrections(step, charges, zero)))
-        return total(mesh + local, self.group)
+        corrections = torch.sum(charges * self._corrections(step, charges, zero))
+        return total(mesh + pairs + corrections, self.group)

@@ -27,20 +27,20 @@ from typing import List, NamedTuple
 import torch
 
 from .._core import mesh as core_mesh
-from .._core.fft import multiplicity
 from .._core.weights import Scheme, evaluate_weights
 from .collectives import exchange_rows
 
 __all__ = [
     "HaloPlan",
     "SlabLayout",
+    "band_of",
+    "buffer_of",
     "buffer_plan",
     "forward_transform",
     "halo_plan",
     "inverse_transform",
     "plane_arc",
     "slab_layout",
-    "spectrum_energy",
 ]
 
 
@@ -185,6 +185,11 @@ def _transform(fn, x: torch.Tensor, shape: List[int], dtype: torch.dtype):
     return torch.zeros(shape, dtype=dtype, device=x.device) + 0.0 * joined
 
 
+def _joined(parts: List[torch.Tensor], dim: int = 0) -> torch.Tensor:
+    """``torch.cat(parts, dim)``, without a copy for one part (one rank)."""
+    return parts[0] if len(parts) == 1 else torch.cat(parts, dim)
+
+
 def _widths(bounds: List[int]) -> List[int]:
     return [bounds[r + 1] - bounds[r] for r in range(len(bounds) - 1)]
 
@@ -211,12 +216,12 @@ def forward_transform(slab: torch.Tensor, layout: SlabLayout, group) -> torch.Te
     send = [slab_planes * width * element for width in _widths(rows)]
     band = rows[layout.rank + 1] - rows[layout.rank]
     receive = [width * band * element for width in _widths(layout.planes)]
-    incoming = exchange_rows(torch.cat(parts), send, receive, group)
+    incoming = exchange_rows(_joined(parts), send, receive, group)
     blocks = [
         block.reshape(channels, planes, band, half, 2)
         for block, planes in zip(torch.split(incoming, receive), _widths(layout.planes))
     ]
-    spectrum = torch.view_as_complex(torch.cat(blocks, dim=1).contiguous())
+    spectrum = torch.view_as_complex(_joined(blocks, 1).contiguous())
     return _transform(
         lambda x: torch.fft.fft(x, dim=1), spectrum, list(spectrum.shape), complex_dtype
     )
@@ -244,12 +249,12 @@ def inverse_transform(band: torch.Tensor, layout: SlabLayout, group) -> torch.Te
     send = [slab * width * element for slab in _widths(planes)]
     slab = planes[layout.rank + 1] - planes[layout.rank]
     receive = [rows * slab * element for rows in _widths(layout.rows)]
-    incoming = exchange_rows(torch.cat(parts), send, receive, group)
+    incoming = exchange_rows(_joined(parts), send, receive, group)
     blocks = [
         block.reshape(channels, slab, rows, half, 2)
         for block, rows in zip(torch.split(incoming, receive), _widths(layout.rows))
     ]
-    spectrum = torch.view_as_complex(torch.cat(blocks, dim=2).contiguous())
+    spectrum = torch.view_as_complex(_joined(blocks, 2).contiguous())
     return _transform(
         lambda x: torch.fft.irfft2(x, s=(n1, n2), dim=(-2, -1), norm="forward"),
         spectrum,
@@ -258,10 +263,13 @@ def inverse_transform(band: torch.Tensor, layout: SlabLayout, group) -> torch.Te
     )
 
 
-def spectrum_energy(band: torch.Tensor, kernel: torch.Tensor, n2: int) -> torch.Tensor:
-    """``Σ_k G(k) |ρ̂(k)|²`` over this rank's band, with the half spectrum's
-    multiplicities: summed over ranks, ``Σ_i q_i φ_i`` of the unnormalised
-    convolution."""
-    weight = multiplicity(n2, band.shape[-1], kernel.dtype, kernel.device)
-    power = band.real.square() + band.imag.square()
-    return torch.sum(power * (kernel * weight))
+def band_of(buffer: torch.Tensor, layout: SlabLayout, halo: HaloPlan, group):
+    """``(C, n0, rows, n2//2+1)``: this rank's band of the spectrum of the whole
+    mesh, from its ``(C, planes, n1, n2)`` buffer (halos summed, transformed)."""
+    return forward_transform(sum_halos(buffer, halo, group), layout, group)
+
+
+def buffer_of(band: torch.Tensor, layout: SlabLayout, halo: HaloPlan, group):
+    """``(C, planes, n1, n2)``: the inverse of :func:`band_of` read back on this
+    rank's buffer (halos fetched from their owners)."""
+    return fetch_halos(inverse_transform(band, layout, group), halo, group)
