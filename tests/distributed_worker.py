@@ -181,6 +181,20 @@ def disagreement(rank, size, errors):
         module.energy(charges[ids], cell, local)
     except ValueError as error:
         messages.append(str(error))
+    # one rank's inputs refused (wrong shape; coincident with a ghost atom):
+    # every rank raises, quoting it
+    wrong = charges[ids][:-1] if rank == 1 else charges[ids]
+    try:
+        module.energy(wrong, cell, positions[ids])
+    except ValueError as error:
+        messages.append(str(error))
+    clash = positions[ids].clone()
+    if rank == 1:
+        clash[0] = positions[0]  # atom 0 lives on rank 0
+    try:
+        module.energy(charges[ids], cell, clash)
+    except ValueError as error:
+        messages.append(str(error))
     errors["disagreement messages"] = messages
 
 

@@ -31,7 +31,11 @@ def test_ranks_equal_one_process(size, tmp_path):
     for rank in range(size):
         errors = torch.load(f"{tmp_path}/{rank}.pt")
         messages = errors.pop("disagreement messages")
-        assert len(messages) == 2, messages
+        assert len(messages) == 4, messages
+        assert "`charges` must be of shape" in messages[2]
+        assert "coincident" in messages[3]
+        if rank != 1:
+            assert messages[2].startswith("rank 1 of the process group refused")
         assert messages[0].startswith("`cell` must be the same on every rank")
         assert f"ranks [{size - 1}]" in messages[0]
         assert messages[1].startswith("the inputs requiring gradients")

@@ -10,7 +10,9 @@ from .._core import mesh as core_mesh
 from .._core.distances import pair_distances
 from .._core.pairs import neutralised_corrections
 from .._core.validation import (
+    check_finite,
     check_floating,
+    check_invertible,
     check_like,
     check_positive,
     check_shape,
@@ -21,7 +23,13 @@ from ..lib.kspace_filter import P3MKSpaceFilter
 from ..neighbors import neighbor_pairs
 from . import ghosts as ghost_atoms
 from . import slabs
-from .collectives import gather_vectors, rank_and_size, replicated, total
+from .collectives import (
+    gather_vectors,
+    raise_everywhere,
+    rank_and_size,
+    replicated,
+    total,
+)
 from .convolution import slab_convolution, slab_energy
 
 __all__ = ["DistributedCalculator"]
@@ -162,12 +170,27 @@ class DistributedCalculator(torch.nn.Module):
         )
 
     def _check_inputs(self, charges, cell, positions) -> None:
+        for name, value in (
+            ("charges", charges),
+            ("cell", cell),
+            ("positions", positions),
+        ):
+            if not isinstance(value, torch.Tensor):
+                raise TypeError(message(name, "a tensor", f"{type(value).__name__}"))
         check_shape("cell", cell, [3, 3], "(3, 3)")
         check_floating("cell", cell)
         check_shape("positions", positions, [-1, 3], "(N, 3)")
         check_like("positions", positions, cell, "cell")
         check_shape("charges", charges, [positions.shape[0], -1], "(N, C)")
         check_like("charges", charges, cell, "cell")
+        # values read on the host: the exchanges synchronise the ranks anyway
+        for name, value in (
+            ("cell", cell),
+            ("positions", positions),
+            ("charges", charges),
+        ):
+            check_finite(name, value)
+        check_invertible("cell", cell)
 
     def _agree(self, rows: torch.Tensor) -> None:
         """Raise the same ``ValueError`` on every rank where the ranks disagree."""
@@ -205,29 +228,42 @@ class DistributedCalculator(torch.nn.Module):
         return kernel
 
     def _step(self, charges, cell, positions) -> _Step:
-        self._check_inputs(charges, cell, positions)
         rank, size = rank_and_size(self.group)
-        shape = self.calculator._mesh_size(cell)
-        cell_all = replicated(cell, self.group)
-        inverse = torch.linalg.inv(cell_all)
-        place = core_mesh.placement(
-            positions, inverse, shape, self.calculator.interpolation_nodes
-        )
-        layout = slabs.slab_layout(shape, rank, size)
-        planes = torch.div(
-            place.stencil[:, 0], shape[1] * shape[2], rounding_mode="floor"
-        )
-        arc = slabs.plane_arc(planes, layout)
-        first = ghost_atoms.fractional_first(positions, cell)
-        occupied = ghost_atoms.occupied_arc(first, rank, size)
-        own = self._fingerprint(charges, cell, positions)
+        width = 1 + sum(_FIELDS) + 4
+        failure: Optional[Exception] = None
+        try:
+            self._check_inputs(charges, cell, positions)
+            shape = self.calculator._mesh_size(cell)
+            cell_all = replicated(cell, self.group)
+            place = core_mesh.placement(
+                positions,
+                torch.linalg.inv(cell_all),
+                shape,
+                self.calculator.interpolation_nodes,
+            )
+            layout = slabs.slab_layout(shape, rank, size)
+            planes = torch.div(
+                place.stencil[:, 0], shape[1] * shape[2], rounding_mode="floor"
+            )
+            first = ghost_atoms.fractional_first(positions, cell)
+            row = (
+                [0.0]
+                + self._fingerprint(charges, cell, positions)
+                + slabs.plane_arc(planes, layout)
+                + ghost_atoms.occupied_arc(first, rank, size)
+            )
+        except (TypeError, ValueError) as error:
+            # the other ranks wait in the gather below: they learn of it there
+            failure, row = error, [1.0] * width
+        device = cell.device if isinstance(cell, torch.Tensor) else None
         rows = gather_vectors(
-            torch.tensor(own + arc + occupied, dtype=torch.float64, device=cell.device),
-            self.group,
+            torch.tensor(row, dtype=torch.float64, device=device), self.group
         )
-        self._agree(rows)
-        arcs = [[int(v) for v in row[len(own) : len(own) + 2]] for row in rows.tolist()]
-        occupied_arcs = [row[len(own) + 2 :] for row in rows.tolist()]
+        raise_everywhere(rows[:, 0], failure, self.group)
+        self._agree(rows[:, 1:])
+        own = width - 4
+        arcs = [[int(v) for v in row[own : own + 2]] for row in rows.tolist()]
+        occupied_arcs = [row[own + 2 :] for row in rows.tolist()]
         # a little more than the cutoff: an extra ghost costs nothing, a missing
         # one a wrong sum
         reach = self.cutoff / ghost_atoms.plane_spacing(cell) * (1.0 + 1e-9) + 1e-12
@@ -236,7 +272,7 @@ class DistributedCalculator(torch.nn.Module):
             cell=cell_all,
             volume=torch.abs(torch.linalg.det(cell_all)),
             layout=layout,
-            plan=slabs.buffer_plan(place, self.calculator.scheme, layout, arc),
+            plan=slabs.buffer_plan(place, self.calculator.scheme, layout, arcs[rank]),
             halo=slabs.halo_plan(arcs, layout, positions.device),
             kernel=self._kernel(cell_all, shape, layout.rows[rank : rank + 2]),
             ghosts=ghost_atoms.ghost_plan(first, occupied_arcs, reach, self.group),
@@ -252,13 +288,18 @@ class DistributedCalculator(torch.nn.Module):
         ghosts = ghost_atoms.ghost_values(step.ghosts, both, self.group)
         every = torch.cat([both, ghosts])
         every_positions = every[:, :3]
-        if every.shape[0] > 0:
-            indices, shifts = neighbor_pairs(
-                every_positions.detach(), step.cell.detach(), self.cutoff
-            )
-        else:
-            indices = torch.zeros((0, 2), dtype=torch.int64, device=positions.device)
-            shifts = torch.zeros((0, 3), dtype=torch.int64, device=positions.device)
+        indices = torch.zeros((0, 2), dtype=torch.int64, device=positions.device)
+        shifts = torch.zeros((0, 3), dtype=torch.int64, device=positions.device)
+        failure: Optional[Exception] = None
+        try:
+            if every.shape[0] > 0:
+                indices, shifts = neighbor_pairs(
+                    every_positions.detach(), step.cell.detach(), self.cutoff
+                )
+        except ValueError as error:  # coincident atoms, a list beyond the budget
+            failure = error
+        flag = torch.tensor([float(failure is not None)], device=positions.device)
+        raise_everywhere(gather_vectors(flag, self.group)[:, 0], failure, self.group)
         local = indices < n_local
         inner = local[:, 0] & local[:, 1]
         # local–ghost pairs, turned to start at the local atom (the image shift

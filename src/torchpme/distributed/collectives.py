@@ -30,6 +30,7 @@ import torch.distributed as dist
 __all__ = [
     "exchange_rows",
     "gather_vectors",
+    "raise_everywhere",
     "rank_and_size",
     "replicated",
     "total",
@@ -142,3 +143,25 @@ def gather_vectors(x: torch.Tensor, group: Optional[object]) -> torch.Tensor:
     parts = [torch.empty_like(x) for _ in range(size)]
     dist.all_gather(parts, x.contiguous(), group=group)
     return torch.stack(parts)
+
+
+def raise_everywhere(
+    failed: torch.Tensor, failure: Optional[Exception], group: Optional[object]
+) -> None:
+    """Raise on every rank if any rank failed (``failed``: one flag per rank, as
+    gathered), so that no rank waits for a collective the others never reach:
+    the failing rank re-raises its error, the others a ``ValueError`` quoting it.
+    """
+    if failure is not None and rank_and_size(group)[1] == 1:
+        raise failure
+    bad = [rank for rank, flag in enumerate(failed.tolist()) if flag != 0.0]
+    if not bad:
+        return
+    texts: List[Optional[str]] = [None] * len(failed)
+    text = None if failure is None else f"{type(failure).__name__}: {failure}"
+    dist.all_gather_object(texts, text, group=group)
+    if failure is not None:
+        raise failure
+    raise ValueError(
+        f"rank {bad[0]} of the process group refused its inputs: {texts[bad[0]]}"
+    )
