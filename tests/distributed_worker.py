@@ -95,6 +95,17 @@ def compare(name, mine, whole, ids, errors):
         errors[f"{name} {label}"] = max(errors.get(f"{name} {label}", 0.0), error)
 
 
+def halo_planes(calculator, cell, positions, charges, errors):
+    """The planes of this rank's buffer beyond its own slab, for atoms in their
+    domains: at most a stencil's width, on either side."""
+    step = DistributedCalculator(calculator, CUTOFF)._step(charges, cell, positions)
+    extra = step.plan.shape[0] - step.halo.slab
+    if step.layout.shape[0] >= 4 * calculator.interpolation_nodes:  # thick slabs
+        errors.setdefault("halo planes", []).append(
+            (extra, calculator.interpolation_nodes)
+        )
+
+
 def shares(rank, size, n_atoms, positions, cell, how, seed):
     """This rank's atom ids: by domain (through ``migrate``) or at random."""
     ids = torch.arange(n_atoms)
@@ -120,6 +131,8 @@ def run_cases(rank, size, errors):
             whole = reference(calculator, cell, positions, charges)
             mine = distributed(calculator, cell, positions, charges, ids, None)
             compare(name, mine, whole, ids, errors)
+            if how == "domains":
+                halo_planes(calculator, cell, positions[ids], charges[ids], errors)
             # the next step: atoms move, some across domains, without migration
             moved = positions + 0.4 * torch.sin(7.0 * positions + seed)
             whole = reference(calculator, cell, moved, charges)

@@ -6,6 +6,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+import torch.distributed as dist
 from concurrent_scripts import ScriptRuns
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
@@ -42,6 +43,9 @@ def _commands(folder: Path):
         "kernels": ["kernels.py", "--method", "p3m", "--size", "512", "--steps",
                     "1"],
         "clusters": ["clusters.py", "--sizes", "150", "--repeat", "1"],
+        "distributed": ["distributed.py", "--sizes", "2000", "--ranks", "1", "2",
+                        "--memory-ranks", "1", "2", "--repeat", "1", "--warmup",
+                        "0", "--json", str(folder / "distributed.json")],
     }  # fmt: skip
     return {
         name: [sys.executable, str(BENCHMARKS / argv[0]), *argv[1:]]
@@ -131,6 +135,27 @@ def test_clusters_benchmark(runs):
     assert [row[1] for row in rows] == ["direct", "pme", "p3m", "pme-box"]
     # the mesh methods' force errors against the direct sum
     assert all(float(row[3]) < 1e-3 for row in rows[1:])
+
+
+@pytest.mark.slow
+def test_distributed_benchmark(runs, folder):
+    if not (dist.is_available() and dist.is_gloo_available()):
+        pytest.skip("the gloo backend of torch.distributed is missing")
+    _run(runs, "distributed")
+    result = json.loads((folder / "distributed.json").read_text())
+    (row,) = result["measured"]
+    assert row["n_atoms"] == 2000 and row["single_s"] > 0
+    for ranks in row["ranks"].values():
+        assert ranks["step_s"] > 0 and ranks["energy_rel_error"] < 1e-10
+    # the model of the traffic agrees with the bytes counted in the collectives
+    traffic = row["traffic"]["2"]
+    for kind in ["halo", "transpose", "ghosts", "total"]:
+        measured = traffic["measured"][kind]
+        assert measured > 0
+        assert traffic["model"][kind] == pytest.approx(measured, rel=0.1), kind
+    # a rank's arrays shrink with the ranks
+    assert row["memory"]["2"]["sum"] < row["memory"]["1"]["sum"]
+    assert len(result["paper"]) == 12
 
 
 def test_compat_harness_compares_two_interpreters(runs, folder):

@@ -61,6 +61,21 @@ class _Pairs(NamedTuple):
     n_local: int
 
 
+def _split_pairs(indices: torch.Tensor, shifts: torch.Tensor, n_local: int):
+    """``[(indices, shifts)]`` of the local pairs and of the local–ghost pairs
+    (turned to start at the local atom; the image shift changes sign with the
+    direction) of a half list over local atoms then ghosts."""
+    local = indices < n_local
+    inner = local[:, 0] & local[:, 1]
+    if bool(inner.all()):  # no ghosts near (one rank): no copies
+        return [(indices, shifts), (indices[:0], shifts[:0])]
+    turned = (local[:, 1] & ~local[:, 0]).unsqueeze(1)
+    outer = local[:, 0] ^ local[:, 1]
+    indices = torch.where(turned, indices.flip(1), indices)
+    shifts = torch.where(turned, -shifts, shifts)
+    return [(indices[inner], shifts[inner]), (indices[outer], shifts[outer])]
+
+
 class _Step(NamedTuple):
     """One call's plans and replicated values, shared by ``forward`` and
     ``energy``."""
@@ -298,23 +313,16 @@ class DistributedCalculator(torch.nn.Module):
                 )
         except ValueError as error:  # coincident atoms, a list beyond the budget
             failure = error
-        flag = torch.tensor([float(failure is not None)], device=positions.device)
-        raise_everywhere(gather_vectors(flag, self.group)[:, 0], failure, self.group)
-        local = indices < n_local
-        inner = local[:, 0] & local[:, 1]
-        # local–ghost pairs, turned to start at the local atom (the image shift
-        # changes sign with the direction)
-        turned = local[:, 1] & ~local[:, 0]
-        outer = local[:, 0] ^ local[:, 1]
-        indices = torch.where(turned.unsqueeze(1), indices.flip(1), indices)
-        shifts = torch.where(turned.unsqueeze(1), -shifts, shifts)
-        distances = [
-            pair_distances(every_positions, step.cell, indices[keep], shifts[keep])
-            for keep in (inner, outer)
-        ]
-        return _Pairs(
-            every[:, 3:], [indices[inner], indices[outer]], distances, n_local
+        flag = torch.tensor(
+            [float(failure is not None)], dtype=torch.float64, device=positions.device
         )
+        raise_everywhere(gather_vectors(flag, self.group)[:, 0], failure, self.group)
+        lists = _split_pairs(indices, shifts, n_local)
+        distances = [
+            pair_distances(every_positions, step.cell, pair_indices, pair_shifts)
+            for pair_indices, pair_shifts in lists
+        ]
+        return _Pairs(every[:, 3:], [pair[0] for pair in lists], distances, n_local)
 
     def _real_space(self, pairs: _Pairs) -> torch.Tensor:
         """``(N, C)``: the pair part of the local atoms' potentials."""

@@ -74,16 +74,18 @@ def slab_layout(shape: List[int], rank: int, size: int) -> SlabLayout:
 
 def plane_arc(planes: torch.Tensor, layout: SlabLayout) -> List[int]:
     """``[start, length]``: the consecutive planes (modulo ``n0``) that hold
-    ``planes``, the first-axis stencil nodes of this rank's atoms, counted from
-    the rank's own slab; one plane when there are no atoms."""
+    ``planes``, the first-axis stencil nodes of this rank's atoms, each counted
+    at its nearest distance from the middle of the rank's own slab (so a slab
+    and its halos on both sides stay one arc); one plane when there are no
+    atoms."""
     n0 = layout.shape[0]
-    own = layout.planes[layout.rank]
+    middle = (layout.planes[layout.rank] + layout.planes[layout.rank + 1]) // 2
     if planes.numel() == 0:
-        return [own % n0, 1]
+        return [middle % n0, 1]
     half = n0 // 2
-    relative = torch.remainder(planes - own + half, n0) - half
+    relative = torch.remainder(planes - middle + half, n0) - half
     low, high = int(relative.min()), int(relative.max())
-    return [(own + low) % n0, high - low + 1]
+    return [(middle + low) % n0, high - low + 1]
 
 
 def buffer_plan(
