@@ -72,3 +72,16 @@ def test_readme_probe_snippet_gives_the_ewald_potential():
     expected = 2.0 * ewald_potentials(positions, charges, np.eye(3))[2, 0]
     assert float(namespace["phi"][0, 0]) == pytest.approx(expected, rel=1e-5)
     assert namespace["field"].shape == (1, 1, 3)
+
+
+def test_readme_distributed_snippet_in_one_process():
+    """The distributed snippet, in one process (no group), gives the tour's CsCl
+    Madelung energy and zero forces."""
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
+    namespace = {}
+    exec(blocks[0], namespace)
+    exec(textwrap.dedent(blocks[4]), namespace)
+    madelung = -1.762674773070 * 2 / math.sqrt(3)
+    assert float(namespace["energy"]) == pytest.approx(madelung, abs=2e-6)
+    forces = -namespace["positions"].grad
+    torch.testing.assert_close(forces, torch.zeros_like(forces), atol=1e-5, rtol=0)
