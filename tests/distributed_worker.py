@@ -126,6 +126,8 @@ def run_cases(rank, size, errors):
     for seed, squeeze, stretch, how in cases:
         n_atoms = int(48 * stretch)
         cell, positions, charges = system(seed, n_atoms, squeeze, stretch)
+        if how == "random":  # two charge channels
+            charges = torch.cat([charges, 0.5 * charges.flip(0)], dim=1)
         for name, calculator in calculators():
             ids = shares(rank, size, len(positions), positions, cell, how, seed)
             whole = reference(calculator, cell, positions, charges)
