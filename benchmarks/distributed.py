@@ -20,7 +20,8 @@ atom, hands them to their domains (``migrate``) and calls
    wrapping ``all_to_all_single``, ``all_reduce`` (a ring: ``2 (P-1)/P`` times
    the tensor) and ``all_gather`` (``P - 1`` times); :func:`model_bytes` derives
    them from the code: halo planes out (sum) and back (backward), transpose
-   and adjoint, ghosts out and their gradients back, small collectives. A
+   and adjoint, ghosts (the atoms within the cutoff above another rank's) out
+   and their gradients back, small collectives. A
    buffer reaches about ``nodes/2`` planes past each face of its slab
    (``slabs.plane_arc`` counts nodes from the middle of the slab). The model
    follows the code; ghost counts are random (a few % at small N).
@@ -85,9 +86,10 @@ def _ring(nbytes: float, ranks: int) -> float:
 
 
 def _near(r: int, s: int, ranks: int, reach: float) -> float:
-    """Share of all atoms in domain ``r`` within ``reach`` (in ``s₀``) of
-    domain ``s``, on the circle ``[0, 1)``."""
-    start, end = s / ranks - reach, (s + 1) / ranks + reach
+    """Share of all atoms in domain ``r`` within ``reach`` (in ``s₀``) above
+    domain ``s`` (the ghosts of ``s`` from ``r``: each pair across two ranks is
+    computed by the rank of its lower atom), on the circle ``[0, 1)``."""
+    start, end = s / ranks, (s + 1) / ranks + reach
     if end - start >= 1.0:
         return 1.0 / ranks
     low, high = r / ranks, (r + 1) / ranks

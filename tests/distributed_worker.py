@@ -142,6 +142,23 @@ def run_cases(rank, size, errors):
             compare(f"{name} moved", mine, whole, ids, errors)
 
 
+def lattice_ties(rank, size, errors):
+    """A perfect rock-salt-like lattice at random ranks: many pairs across ranks
+    with atoms in the same lattice plane (``Δs₀ = 0``), each computed once."""
+    repeats, spacing = 4, 1.4
+    grid = torch.stack(
+        torch.meshgrid(*[torch.arange(repeats)] * 3, indexing="ij"), -1
+    ).reshape(-1, 3)
+    positions = grid.to(DTYPE) * spacing
+    charges = (1.0 - 2.0 * (grid.sum(1) % 2)).to(DTYPE).unsqueeze(1)
+    cell = torch.eye(3, dtype=DTYPE) * repeats * spacing
+    calculator = PMECalculator(CoulombPotential(smearing=0.6), 0.4)
+    ids = shares(rank, size, len(positions), positions, cell, "random", 5)
+    whole = reference(calculator, cell, positions, charges)
+    mine = distributed(calculator, cell, positions, charges, ids, None)
+    compare("lattice", mine, whole, ids, errors)
+
+
 def training(rank, size, errors):
     """Gradient of a loss with energies and forces (a second derivative across
     ranks) with respect to learnable per-species charges."""
@@ -221,6 +238,7 @@ def worker(rank, size, directory):
     try:
         errors = {}
         run_cases(rank, size, errors)
+        lattice_ties(rank, size, errors)
         training(rank, size, errors)
         disagreement(rank, size, errors)
         torch.save(errors, f"{directory}/{rank}.pt")

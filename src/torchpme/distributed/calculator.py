@@ -46,34 +46,15 @@ _AGREED = [
 _FIELDS = [9, 3, 4, 2, 4]
 
 
-# the two kinds of pairs: local ones as a half list, local–ghost ones one-sided
-_FULL = [False, True]
-
-
 class _Pairs(NamedTuple):
-    """This rank's real-space pairs: ``charges`` of the local atoms then the
-    ghosts, ``indices`` and ``distances`` of the local pairs (a half list) and
-    of the local–ghost pairs (local atom first)."""
+    """This rank's real-space pairs (a half list: its own atoms' pairs and its
+    share of the pairs with ghosts): ``charges`` of the local atoms then the
+    ghosts, ``indices``, ``distances``."""
 
     charges: torch.Tensor
-    indices: List[torch.Tensor]
-    distances: List[torch.Tensor]
+    indices: torch.Tensor
+    distances: torch.Tensor
     n_local: int
-
-
-def _split_pairs(indices: torch.Tensor, shifts: torch.Tensor, n_local: int):
-    """``[(indices, shifts)]`` of the local pairs and of the local–ghost pairs
-    (turned to start at the local atom; the image shift changes sign with the
-    direction) of a half list over local atoms then ghosts."""
-    local = indices < n_local
-    inner = local[:, 0] & local[:, 1]
-    if bool(inner.all()):  # no ghosts near (one rank): no copies
-        return [(indices, shifts), (indices[:0], shifts[:0])]
-    turned = (local[:, 1] & ~local[:, 0]).unsqueeze(1)
-    outer = local[:, 0] ^ local[:, 1]
-    indices = torch.where(turned, indices.flip(1), indices)
-    shifts = torch.where(turned, -shifts, shifts)
-    return [(indices[inner], shifts[inner]), (indices[outer], shifts[outer])]
 
 
 class _Step(NamedTuple):
@@ -317,32 +298,35 @@ class DistributedCalculator(torch.nn.Module):
             [float(failure is not None)], dtype=torch.float64, device=positions.device
         )
         raise_everywhere(gather_vectors(flag, self.group)[:, 0], failure, self.group)
-        lists = _split_pairs(indices, shifts, n_local)
-        distances = [
-            pair_distances(every_positions, step.cell, pair_indices, pair_shifts)
-            for pair_indices, pair_shifts in lists
-        ]
-        return _Pairs(every[:, 3:], [pair[0] for pair in lists], distances, n_local)
+        inverse = torch.linalg.inv(step.cell.detach())
+        first = ghost_atoms.first_coordinates(every_positions.detach(), inverse)
+        indices, shifts = ghost_atoms.owned_pairs(
+            indices, shifts, first, step.ghosts, rank_and_size(self.group)[0]
+        )
+        distances = pair_distances(every_positions, step.cell, indices, shifts)
+        return _Pairs(every[:, 3:], indices, distances, n_local)
 
-    def _real_space(self, pairs: _Pairs) -> torch.Tensor:
-        """``(N, C)``: the pair part of the local atoms' potentials."""
-        potentials = [
-            self.calculator._compute_rspace(
-                pairs.charges, indices, distances, None, full
-            )
-            for indices, distances, full in zip(pairs.indices, pairs.distances, _FULL)
-        ]
-        return (potentials[0] + potentials[1])[: pairs.n_local]
+    def _real_space(self, step: _Step, pairs: _Pairs) -> torch.Tensor:
+        """``(N, C)``: the pair part of the local atoms' potentials (the ghosts'
+        halves of this rank's pairs go home)."""
+        potentials = self.calculator._compute_rspace(
+            pairs.charges, pairs.indices, pairs.distances, None, False
+        )
+        n_local = pairs.n_local
+        returned = ghost_atoms.ghost_sums(
+            step.ghosts, potentials[n_local:], n_local, self.group
+        )
+        return potentials[:n_local] + returned
 
     def _real_space_energy(self, pairs: _Pairs) -> torch.Tensor:
-        """``Σ_i q_i V_i`` of the pair part over this rank's atoms."""
-        parts = [
-            self.calculator._rspace_energy(
-                pairs.charges, indices, distances, None, full_neighbor_list=full
-            )
-            for indices, distances, full in zip(pairs.indices, pairs.distances, _FULL)
-        ]
-        return parts[0] + parts[1]
+        """``Σ q_i q_j v(r_ij)`` over this rank's pairs."""
+        return self.calculator._rspace_energy(
+            pairs.charges,
+            pairs.indices,
+            pairs.distances,
+            None,
+            full_neighbor_list=False,
+        )
 
     def _corrections(self, step: _Step, charges, mesh) -> torch.Tensor:
         potential = self.calculator.potential
@@ -376,7 +360,7 @@ class DistributedCalculator(torch.nn.Module):
             buffer, step.kernel, step.layout, step.halo, self.group
         )
         mesh = core_mesh.gather(step.plan, filtered) / step.volume
-        rspace = self._real_space(self._pairs(step, charges, positions))
+        rspace = self._real_space(step, self._pairs(step, charges, positions))
         return rspace + self._corrections(step, charges, mesh)
 
     def energy(
