@@ -121,6 +121,8 @@ class HaloPlan(NamedTuple):
         receive_counts: planes from each rank.
         slab: planes this rank owns.
         buffer: planes of this rank's buffer.
+        identity: the buffer is the slab, plane for plane (one rank holding
+            the whole mesh): no copies.
     """
 
     send_index: torch.Tensor
@@ -129,6 +131,7 @@ class HaloPlan(NamedTuple):
     receive_counts: List[int]
     slab: int
     buffer: int
+    identity: bool
 
 
 def _owned(arc: List[int], layout: SlabLayout, owner: int, device):
@@ -149,19 +152,24 @@ def halo_plan(
     rank = layout.rank
     sent = [_owned(arcs[rank], layout, owner, device)[0] for owner in range(size)]
     received = [_owned(arcs[source], layout, rank, device)[1] for source in range(size)]
+    slab = layout.planes[rank + 1] - layout.planes[rank]
+    identity = size == 1 and arcs[0][0] == 0 and arcs[0][1] == slab
     return HaloPlan(
         torch.cat(sent),
         [len(part) for part in sent],
         torch.cat(received),
         [len(part) for part in received],
-        layout.planes[rank + 1] - layout.planes[rank],
+        slab,
         arcs[rank][1],
+        identity,
     )
 
 
 def sum_halos(buffer: torch.Tensor, halo: HaloPlan, group) -> torch.Tensor:
     """``(C, slab, n1, n2)``: every rank's buffer planes summed into their owners'
     slabs."""
+    if halo.identity:
+        return buffer
     outgoing = buffer.index_select(1, halo.send_index).transpose(0, 1)
     incoming = exchange_rows(outgoing, halo.send_counts, halo.receive_counts, group)
     slab = incoming.new_zeros((halo.slab,) + tuple(incoming.shape[1:]))
@@ -171,6 +179,8 @@ def sum_halos(buffer: torch.Tensor, halo: HaloPlan, group) -> torch.Tensor:
 def fetch_halos(slab: torch.Tensor, halo: HaloPlan, group) -> torch.Tensor:
     """``(C, buffer, n1, n2)``: this rank's buffer planes, read from their owners'
     slabs (the adjoint of :func:`sum_halos`)."""
+    if halo.identity:
+        return slab
     outgoing = slab.index_select(1, halo.receive_index).transpose(0, 1)
     incoming = exchange_rows(outgoing, halo.receive_counts, halo.send_counts, group)
     buffer = incoming.new_zeros((halo.buffer,) + tuple(incoming.shape[1:]))
