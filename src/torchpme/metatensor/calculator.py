@@ -37,7 +37,8 @@ class Calculator(torch.nn.Module):
     takes any ``pbc``.
 
     Args:
-        *args, **kwargs: arguments of the wrapped torch calculator.
+        *args: positional arguments of the wrapped torch calculator.
+        **kwargs: keyword arguments of the wrapped torch calculator.
     """
 
     _base_calculator = calculators.Calculator

@@ -65,8 +65,8 @@ class GridSearchTuner(TunerBase):
     three times the best mean so far is not timed further.
 
     Args:
-        charges, cell, positions, cutoff, calculator, full_neighbor_list,
-            prefactor, exponent: as :class:`TunerBase`.
+        charges, cell, positions, cutoff, calculator: as :class:`TunerBase`.
+        full_neighbor_list, prefactor, exponent: as :class:`TunerBase`.
         error_bounds: a :class:`TuningErrorBounds` instance, called as
             ``error_bounds(smearing=σ, cutoff=r_c, **param)``.
         params: the candidate keyword arguments of ``calculator``.
