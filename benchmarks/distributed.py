@@ -205,7 +205,7 @@ def _arrays(module, charges, cell, positions) -> dict:
         "owned slab": (planes[r + 1] - planes[r]) * n1 * n2 * 8,
         "band spectrum": n0 * (rows[r + 1] - rows[r]) * (n2 // 2 + 1) * 16,
         "kernel band": step.kernel.numel() * step.kernel.element_size(),
-        "pairs": sum(len(i) for i in pairs.indices) * 24,
+        "pairs": len(pairs.indices) * 24,
     }
 
 
