@@ -36,6 +36,12 @@ def system(seed, n_atoms=48, squeeze=1.0, stretch=1.0):
 def calculators():
     yield "pme-coulomb", PMECalculator(CoulombPotential(smearing=0.7), 0.45)
     yield "p3m-coulomb", P3MCalculator(CoulombPotential(smearing=0.7), 0.5, 5)
+    # the influence function that is not a product of 1-D factors: sliced to
+    # each rank's band from k-vectors
+    yield (
+        "p3m-cartesian",
+        P3MCalculator(CoulombPotential(smearing=0.7), 0.5, 4, cartesian_influence=True),
+    )
     power = InversePowerLawPotential(exponent=3.0, smearing=0.7)
     yield "p3m-r3", P3MCalculator(power, 0.5, 4)
     # a mesh with fewer first-axis planes than ranks, odd sizes
