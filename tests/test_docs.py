@@ -41,6 +41,7 @@ PUBLIC_MODULES = [
     "torchpme.prefactors",
     "torchpme.distributed",
     "torchpme.ase",
+    "torchpme.torchsim",
     "torchpme.cli",
     "torchpme.testing",
     "torchpme.metatensor",
