@@ -22,6 +22,7 @@ maps are differentiable (the exchanges of :mod:`.collectives` run their adjoint
 backwards).
 """
 
+import math
 from typing import List, NamedTuple
 
 import torch
@@ -206,34 +207,53 @@ def _widths(bounds: List[int]) -> List[int]:
     return [bounds[r + 1] - bounds[r] for r in range(len(bounds) - 1)]
 
 
+def _redistribute(
+    real: torch.Tensor,
+    split: int,
+    split_bounds: List[int],
+    join: int,
+    join_bounds: List[int],
+    rank: int,
+    group,
+) -> torch.Tensor:
+    """The transpose between slabs and bands: ``real`` cut along axis ``split``
+    at ``split_bounds`` (rank ``r`` gets part ``r``), the parts received
+    joined along axis ``join`` (rank ``r``'s part ``join_bounds`` wide)."""
+    parts = [
+        real.narrow(split, split_bounds[r], width).reshape(-1)
+        for r, width in enumerate(_widths(split_bounds))
+    ]
+    shapes = []
+    for width in _widths(join_bounds):
+        shape = list(real.shape)
+        shape[split] = split_bounds[rank + 1] - split_bounds[rank]
+        shape[join] = width
+        shapes.append(shape)
+    receive = [math.prod(shape) for shape in shapes]
+    send = [part.numel() for part in parts]
+    incoming = exchange_rows(_joined(parts), send, receive, group)
+    blocks = [
+        block.reshape(shape)
+        for block, shape in zip(torch.split(incoming, receive), shapes)
+    ]
+    return _joined(blocks, join)
+
+
 def forward_transform(slab: torch.Tensor, layout: SlabLayout, group) -> torch.Tensor:
     """``(C, n0, rows, n2//2+1)``: the unnormalised real FFT of the whole mesh,
     this rank's band of rows ``k1``, from its real ``(C, slab, n1, n2)`` slab."""
-    channels = slab.shape[0]
     half = layout.shape[2] // 2 + 1
     complex_dtype = (slab[:1, :1, :1, :1] * 1j).dtype
     planes = _transform(
         lambda x: torch.fft.rfft2(x, dim=(-2, -1)),
         slab,
-        [channels, slab.shape[1], layout.shape[1], half],
+        [slab.shape[0], slab.shape[1], layout.shape[1], half],
         complex_dtype,
     )
-    real = torch.view_as_real(planes)
-    rows = layout.rows
-    parts = [
-        real[:, :, rows[r] : rows[r + 1]].reshape(-1) for r in range(len(rows) - 1)
-    ]
-    element = channels * (half * 2)
-    slab_planes = slab.shape[1]
-    send = [slab_planes * width * element for width in _widths(rows)]
-    band = rows[layout.rank + 1] - rows[layout.rank]
-    receive = [width * band * element for width in _widths(layout.planes)]
-    incoming = exchange_rows(_joined(parts), send, receive, group)
-    blocks = [
-        block.reshape(channels, planes, band, half, 2)
-        for block, planes in zip(torch.split(incoming, receive), _widths(layout.planes))
-    ]
-    spectrum = torch.view_as_complex(_joined(blocks, 1).contiguous())
+    real = _redistribute(
+        torch.view_as_real(planes), 2, layout.rows, 1, layout.planes, layout.rank, group
+    )
+    spectrum = torch.view_as_complex(real.contiguous())
     return _transform(
         lambda x: torch.fft.fft(x, dim=1), spectrum, list(spectrum.shape), complex_dtype
     )
@@ -242,35 +262,28 @@ def forward_transform(slab: torch.Tensor, layout: SlabLayout, group) -> torch.Te
 def inverse_transform(band: torch.Tensor, layout: SlabLayout, group) -> torch.Tensor:
     """``(C, slab, n1, n2)``: the unnormalised inverse of :func:`forward_transform`
     (``ifft_norm="forward"``), from this rank's ``(C, n0, rows, n2//2+1)`` band."""
-    channels = band.shape[0]
     n1, n2 = layout.shape[1], layout.shape[2]
-    half = n2 // 2 + 1
     inverse = _transform(
         lambda x: torch.fft.ifft(x, dim=1, norm="forward"),
         band,
         list(band.shape),
         band.dtype,
     )
-    real = torch.view_as_real(inverse)
-    planes = layout.planes
-    parts = [
-        real[:, planes[r] : planes[r + 1]].reshape(-1) for r in range(len(planes) - 1)
-    ]
-    element = channels * (half * 2)
-    width = band.shape[2]
-    send = [slab * width * element for slab in _widths(planes)]
-    slab = planes[layout.rank + 1] - planes[layout.rank]
-    receive = [rows * slab * element for rows in _widths(layout.rows)]
-    incoming = exchange_rows(_joined(parts), send, receive, group)
-    blocks = [
-        block.reshape(channels, slab, rows, half, 2)
-        for block, rows in zip(torch.split(incoming, receive), _widths(layout.rows))
-    ]
-    spectrum = torch.view_as_complex(_joined(blocks, 2).contiguous())
+    real = _redistribute(
+        torch.view_as_real(inverse),
+        1,
+        layout.planes,
+        2,
+        layout.rows,
+        layout.rank,
+        group,
+    )
+    spectrum = torch.view_as_complex(real.contiguous())
+    slab = layout.planes[layout.rank + 1] - layout.planes[layout.rank]
     return _transform(
         lambda x: torch.fft.irfft2(x, s=(n1, n2), dim=(-2, -1), norm="forward"),
         spectrum,
-        [channels, slab, n1, n2],
+        [band.shape[0], slab, n1, n2],
         real.dtype,
     )
 
