@@ -194,8 +194,8 @@ def _rss(key: str) -> int:
 def _arrays(module, charges, cell, positions) -> dict:
     """Bytes of this rank's main arrays in one call (one charge channel)."""
     with torch.no_grad():
-        step = module._step(charges, cell, positions)
-        pairs = module._pairs(step, charges, positions)
+        step = module._step(charges, cell, positions, None)
+        pairs = module._rank_pairs(step, charges, positions, None)
     (n0, n1, n2), r = step.layout.shape, step.layout.rank
     planes, rows = step.layout.planes, step.layout.rows
     return {

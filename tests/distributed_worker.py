@@ -104,7 +104,8 @@ def compare(name, mine, whole, ids, errors):
 def halo_planes(calculator, cell, positions, charges, errors):
     """The planes of this rank's buffer beyond its own slab, for atoms in their
     domains: at most a stencil's width, on either side."""
-    step = DistributedCalculator(calculator, CUTOFF)._step(charges, cell, positions)
+    module = DistributedCalculator(calculator, CUTOFF)
+    step = module._step(charges, cell, positions, None)
     extra = step.plan.shape[0] - step.halo.slab
     if step.layout.shape[0] >= 4 * calculator.interpolation_nodes:  # thick slabs
         errors.setdefault("halo planes", []).append(
@@ -163,6 +164,42 @@ def lattice_ties(rank, size, errors):
     whole = reference(calculator, cell, positions, charges)
     mine = distributed(calculator, cell, positions, charges, ids, None)
     compare("lattice", mine, whole, ids, errors)
+
+
+def kept_pairs(rank, size, errors):
+    """A pair plan kept between steps (a Verlet list with a skin): reused while
+    atoms move less than half the skin (energies and forces still equal one
+    process), renewed on every rank once one atom moves further, and a stale
+    plan refused on every rank."""
+    cell, positions, charges = system(6, 96, 1.0, 2.0)
+    calculator = PMECalculator(CoulombPotential(smearing=0.7), 0.45)
+    module = DistributedCalculator(calculator, CUTOFF)
+    ids = shares(rank, size, len(positions), positions, cell, "domains", 0)
+    plan = module.pair_plan(cell, positions[ids], skin=0.6)
+    direction = torch.sin(3.0 * positions + 1.0)
+    messages = []
+    for step, shift in enumerate([0.0, 0.1, 0.2]):  # moves < 0.3 = skin / 2
+        moved = positions + shift * direction / direction.norm(dim=1, keepdim=True)
+        again = module.pair_plan(cell, moved[ids], skin=0.6, previous=plan)
+        messages.append(again is plan)
+        whole = reference(calculator, cell, moved, charges)
+        local = moved[ids].clone().requires_grad_(True)
+        energy = module.energy(charges[ids], cell, local, pairs=plan)
+        (grad,) = torch.autograd.grad(energy, local)
+        scale = float(whole[3].abs().max())
+        errors[f"kept pairs {step} energy"] = abs(float(energy - whole[0]))
+        errors[f"kept pairs {step} forces"] = float(
+            (grad - whole[3][ids]).abs().max() / scale
+        )
+    far = positions.clone()
+    far[0] += 0.5  # atom 0 moves beyond half the skin: every rank renews
+    renewed = module.pair_plan(cell, far[ids], skin=0.6, previous=plan)
+    messages.append(renewed is not plan)
+    try:
+        module.energy(charges[ids], cell, far[ids], pairs=plan)
+    except ValueError as error:
+        messages.append("half the skin" in str(error))
+    errors["kept pairs checks"] = messages
 
 
 def training(rank, size, errors):
@@ -245,6 +282,7 @@ def worker(rank, size, directory):
         errors = {}
         run_cases(rank, size, errors)
         lattice_ties(rank, size, errors)
+        kept_pairs(rank, size, errors)
         training(rank, size, errors)
         disagreement(rank, size, errors)
         torch.save(errors, f"{directory}/{rank}.pt")

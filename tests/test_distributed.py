@@ -31,6 +31,7 @@ def test_ranks_equal_one_process(size, tmp_path):
     for rank in range(size):
         errors = torch.load(f"{tmp_path}/{rank}.pt")
         messages = errors.pop("disagreement messages")
+        assert errors.pop("kept pairs checks") == [True] * 5
         halos = errors.pop("halo planes")
         assert halos and all(extra <= nodes for extra, nodes in halos), halos
         assert len(messages) == 4, messages

@@ -25,9 +25,11 @@ inside autograd maps, so forces, stress and charge gradients come from
 from .calculator import DistributedCalculator
 from .collectives import rank_and_size, replicated, total
 from .ghosts import domain_of, migrate
+from .pairs import PairPlan
 
 __all__ = [
     "DistributedCalculator",
+    "PairPlan",
     "domain_of",
     "migrate",
     "rank_and_size",

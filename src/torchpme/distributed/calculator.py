@@ -1,28 +1,22 @@
 """PME and P3M of one periodic system whose atoms are split over processes."""
 
-import zlib
 from typing import List, NamedTuple, Optional
 
 import torch
 
 from .._core import kspace
 from .._core import mesh as core_mesh
-from .._core.distances import pair_distances
 from .._core.pairs import neutralised_corrections
 from .._core.validation import (
-    check_finite,
-    check_floating,
-    check_invertible,
-    check_like,
+    check_finite_number,
     check_positive,
-    check_shape,
     message,
 )
 from ..calculators import PMECalculator
 from ..lib.kspace_filter import P3MKSpaceFilter
-from ..neighbors import neighbor_pairs
 from . import ghosts as ghost_atoms
 from . import slabs
+from .agreement import FIELDS, agree, check_inputs, fingerprint
 from .collectives import (
     gather_vectors,
     raise_everywhere,
@@ -31,30 +25,9 @@ from .collectives import (
     total,
 )
 from .convolution import slab_convolution, slab_energy
+from .pairs import PairPlan, RankPairs, displaced, rank_pairs, search
 
 __all__ = ["DistributedCalculator"]
-
-# the metadata every rank publishes once per call: what must agree, then where
-# its atoms are (buffer planes, occupied arc of s0)
-_AGREED = [
-    "`cell`",
-    "the mesh size",
-    "the method (calculator, potential, smearing, cutoff, interpolation nodes)",
-    "the dtype and the number of charge channels",
-    "the inputs requiring gradients (charges, positions, cell, grad mode)",
-]
-_FIELDS = [9, 3, 4, 2, 4]
-
-
-class _Pairs(NamedTuple):
-    """This rank's real-space pairs (a half list: its own atoms' pairs and its
-    share of the pairs with ghosts): ``charges`` of the local atoms then the
-    ghosts, ``indices``, ``distances``."""
-
-    charges: torch.Tensor
-    indices: torch.Tensor
-    distances: torch.Tensor
-    n_local: int
 
 
 class _Step(NamedTuple):
@@ -146,65 +119,6 @@ class DistributedCalculator(torch.nn.Module):
         self.cutoff = float(cutoff)
         self.group = group
 
-    def _fingerprint(
-        self, charges: torch.Tensor, cell: torch.Tensor, positions: torch.Tensor
-    ) -> List[float]:
-        calculator = self.calculator
-        method = f"{type(calculator).__name__}/{type(calculator.potential).__name__}"
-        grads = [t.requires_grad for t in (charges, positions, cell)]
-        return (
-            cell.detach().reshape(-1).tolist()
-            + [float(n) for n in calculator._mesh_size(cell)]
-            + [
-                float(zlib.crc32(method.encode())),
-                float(calculator.potential.smearing),
-                self.cutoff,
-                float(calculator.interpolation_nodes),
-            ]
-            + [float(charges.element_size()), float(charges.shape[1])]
-            + [float(flag) for flag in grads + [torch.is_grad_enabled()]]
-        )
-
-    def _check_inputs(self, charges, cell, positions) -> None:
-        for name, value in (
-            ("charges", charges),
-            ("cell", cell),
-            ("positions", positions),
-        ):
-            if not isinstance(value, torch.Tensor):
-                raise TypeError(message(name, "a tensor", f"{type(value).__name__}"))
-        check_shape("cell", cell, [3, 3], "(3, 3)")
-        check_floating("cell", cell)
-        check_shape("positions", positions, [-1, 3], "(N, 3)")
-        check_like("positions", positions, cell, "cell")
-        check_shape("charges", charges, [positions.shape[0], -1], "(N, C)")
-        check_like("charges", charges, cell, "cell")
-        # values read on the host: the exchanges synchronise the ranks anyway
-        for name, value in (
-            ("cell", cell),
-            ("positions", positions),
-            ("charges", charges),
-        ):
-            check_finite(name, value)
-        check_invertible("cell", cell)
-
-    def _agree(self, rows: torch.Tensor) -> None:
-        """Raise the same ``ValueError`` on every rank where the ranks disagree."""
-        start = 0
-        for what, width in zip(_AGREED, _FIELDS):
-            block = rows[:, start : start + width]
-            differ = [
-                rank
-                for rank in range(rows.shape[0])
-                if not torch.equal(block[rank], block[0])
-            ]
-            if differ:
-                raise ValueError(
-                    f"{what} must be the same on every rank of the process group, "
-                    f"got ranks {differ} different from rank 0"
-                )
-            start += width
-
     def _kernel(self, cell: torch.Tensor, shape: List[int], rows: List[int]):
         """This rank's band of the filter ``G(k)`` (times P3M's influence)."""
         band = rows
@@ -223,12 +137,12 @@ class DistributedCalculator(torch.nn.Module):
             )
         return kernel
 
-    def _step(self, charges, cell, positions) -> _Step:
+    def _step(self, charges, cell, positions, pairs: Optional[PairPlan]) -> _Step:
         rank, size = rank_and_size(self.group)
-        width = 1 + sum(_FIELDS) + 4
+        width = 2 + sum(FIELDS) + 4
         failure: Optional[Exception] = None
         try:
-            self._check_inputs(charges, cell, positions)
+            check_inputs(charges, cell, positions)
             shape = self.calculator._mesh_size(cell)
             cell_all = replicated(cell, self.group)
             place = core_mesh.placement(
@@ -243,8 +157,8 @@ class DistributedCalculator(torch.nn.Module):
             )
             first = ghost_atoms.fractional_first(positions, cell)
             row = (
-                [0.0]
-                + self._fingerprint(charges, cell, positions)
+                [0.0, float(displaced(pairs, positions))]
+                + fingerprint(self.calculator, self.cutoff, charges, cell, positions)
                 + slabs.plane_arc(planes, layout)
                 + ghost_atoms.occupied_arc(first, rank, size)
             )
@@ -256,13 +170,26 @@ class DistributedCalculator(torch.nn.Module):
             torch.tensor(row, dtype=torch.float64, device=device), self.group
         )
         raise_everywhere(rows[:, 0], failure, self.group)
-        self._agree(rows[:, 1:])
+        stale = [r for r, flag in enumerate(rows[:, 1].tolist()) if flag != 0.0]
+        if stale:
+            raise ValueError(
+                message(
+                    "pairs",
+                    "a plan holding every pair (refresh it each step with "
+                    "pair_plan(cell, positions, skin, previous=pairs))",
+                    f"atoms moved more than half the skin on ranks {stale}",
+                )
+            )
+        agree(rows[:, 2:])
         own = width - 4
         arcs = [[int(v) for v in row[own : own + 2]] for row in rows.tolist()]
         occupied_arcs = [row[own + 2 :] for row in rows.tolist()]
-        # a little more than the cutoff: an extra ghost costs nothing, a missing
-        # one a wrong sum
-        reach = self.cutoff / ghost_atoms.plane_spacing(cell) * (1.0 + 1e-9) + 1e-12
+        if pairs is None:
+            ghosts = ghost_atoms.ghost_plan(
+                first, occupied_arcs, self._reach(cell, 0.0), self.group
+            )
+        else:
+            ghosts = pairs.ghosts
         charge = total(torch.sum(charges, dim=0), self.group)
         return _Step(
             cell=cell_all,
@@ -271,42 +198,75 @@ class DistributedCalculator(torch.nn.Module):
             plan=slabs.buffer_plan(place, self.calculator.scheme, layout, arcs[rank]),
             halo=slabs.halo_plan(arcs, layout, positions.device),
             kernel=self._kernel(cell_all, shape, layout.rows[rank : rank + 2]),
-            ghosts=ghost_atoms.ghost_plan(first, occupied_arcs, reach, self.group),
+            ghosts=ghosts,
             total_charge=replicated(charge, self.group),
         )
 
-    def _pairs(self, step: _Step, charges, positions) -> _Pairs:
-        """The real-space pairs of this rank's atoms, with ghosts from the other
-        ranks: each pair of local atoms once, each local–ghost pair once from
-        the local side (its other half is the ghost's owner's)."""
-        n_local = positions.shape[0]
-        both = torch.cat([positions, charges], dim=1)
-        ghosts = ghost_atoms.ghost_values(step.ghosts, both, self.group)
-        every = torch.cat([both, ghosts])
-        every_positions = every[:, :3]
-        indices = torch.zeros((0, 2), dtype=torch.int64, device=positions.device)
-        shifts = torch.zeros((0, 3), dtype=torch.int64, device=positions.device)
+    def _reach(self, cell: torch.Tensor, skin: float) -> float:
+        """The cutoff (plus ``skin``) in units of ``s₀``, a little more: an
+        extra ghost costs nothing, a missing one a wrong sum."""
+        spacing = ghost_atoms.plane_spacing(cell)
+        return (self.cutoff + skin) / spacing * (1.0 + 1e-9) + 1e-12
+
+    def pair_plan(
+        self,
+        cell: torch.Tensor,
+        positions: torch.Tensor,
+        skin: float = 1.0,
+        previous: Optional[PairPlan] = None,
+    ) -> PairPlan:
+        """Ghosts and pairs within ``cutoff + skin``, to pass as ``pairs=`` to
+        :meth:`forward` and :meth:`energy` while no atom has moved more than
+        ``skin / 2`` (a Verlet list): each call then recomputes only the pairs'
+        distances. Call it every step with ``previous``: it returns
+        ``previous`` while it holds on every rank, else a new plan (and after
+        :func:`~torchpme.distributed.migrate`, which changes the atoms).
+
+        Args:
+            cell: ``(3, 3)`` the cell, the same on every rank.
+            positions: ``(N, 3)`` this rank's positions.
+            skin: the margin beyond the cutoff (length).
+            previous: the plan of an earlier step, or ``None``.
+
+        Returns:
+            A :class:`~torchpme.distributed.pairs.PairPlan`.
+        """
+        rank, size = rank_and_size(self.group)
         failure: Optional[Exception] = None
         try:
-            if every.shape[0] > 0:
-                indices, shifts = neighbor_pairs(
-                    every_positions.detach(), step.cell.detach(), self.cutoff
-                )
-        except ValueError as error:  # coincident atoms, a list beyond the budget
-            failure = error
-        flag = torch.tensor(
-            [float(failure is not None)], dtype=torch.float64, device=positions.device
+            check_inputs(positions[:, :1], cell, positions)
+            check_finite_number("skin", skin)
+            if skin < 0:
+                raise ValueError(message("skin", "a length >= 0", f"{skin}"))
+            first = ghost_atoms.fractional_first(positions, cell)
+            row = [0.0, float(previous is None or displaced(previous, positions))]
+            row += ghost_atoms.occupied_arc(first, rank, size)
+        except (TypeError, ValueError) as error:
+            failure, row = error, [1.0] * 4
+        device = cell.device if isinstance(cell, torch.Tensor) else None
+        rows = gather_vectors(
+            torch.tensor(row, dtype=torch.float64, device=device), self.group
         )
-        raise_everywhere(gather_vectors(flag, self.group)[:, 0], failure, self.group)
-        inverse = torch.linalg.inv(step.cell.detach())
-        first = ghost_atoms.first_coordinates(every_positions.detach(), inverse)
-        indices, shifts = ghost_atoms.owned_pairs(
-            indices, shifts, first, step.ghosts, rank_and_size(self.group)[0]
+        raise_everywhere(rows[:, 0], failure, self.group)
+        if previous is not None and not bool(rows[:, 1].any()):
+            return previous
+        arcs = rows[:, 2:].tolist()
+        ghosts = ghost_atoms.ghost_plan(
+            first, arcs, self._reach(cell, skin), self.group
         )
-        distances = pair_distances(every_positions, step.cell, indices, shifts)
-        return _Pairs(every[:, 3:], indices, distances, n_local)
+        fixed = positions.detach()
+        every = torch.cat([fixed, ghost_atoms.ghost_values(ghosts, fixed, self.group)])
+        radius = self.cutoff + skin
+        indices, shifts = search(every, cell, radius, ghosts, self.group)
+        return PairPlan(ghosts, indices, shifts, fixed.clone(), float(skin))
 
-    def _real_space(self, step: _Step, pairs: _Pairs) -> torch.Tensor:
+    def _rank_pairs(self, step: _Step, charges, positions, plan) -> RankPairs:
+        cutoff = self.cutoff
+        return rank_pairs(
+            charges, step.cell, positions, step.ghosts, cutoff, plan, self.group
+        )
+
+    def _real_space(self, step: _Step, pairs: RankPairs) -> torch.Tensor:
         """``(N, C)``: the pair part of the local atoms' potentials (the ghosts'
         halves of this rank's pairs go home)."""
         potentials = self.calculator._compute_rspace(
@@ -318,7 +278,7 @@ class DistributedCalculator(torch.nn.Module):
         )
         return potentials[:n_local] + returned
 
-    def _real_space_energy(self, pairs: _Pairs) -> torch.Tensor:
+    def _real_space_energy(self, pairs: RankPairs) -> torch.Tensor:
         """``Σ q_i q_j v(r_ij)`` over this rank's pairs."""
         return self.calculator._rspace_energy(
             pairs.charges,
@@ -340,7 +300,11 @@ class DistributedCalculator(torch.nn.Module):
         )
 
     def forward(
-        self, charges: torch.Tensor, cell: torch.Tensor, positions: torch.Tensor
+        self,
+        charges: torch.Tensor,
+        cell: torch.Tensor,
+        positions: torch.Tensor,
+        pairs: Optional[PairPlan] = None,
     ) -> torch.Tensor:
         """Potentials ``(N, C)`` of this rank's atoms.
 
@@ -349,22 +313,29 @@ class DistributedCalculator(torch.nn.Module):
             cell: ``(3, 3)`` the cell, rows are lattice vectors, the same on
                 every rank.
             positions: ``(N, 3)`` this rank's positions.
+            pairs: a plan from :meth:`pair_plan` (else the pairs are searched).
 
         Returns:
             ``(N, C)``; the energy is the sum over ranks of
             ``(charges * result).sum()`` (:meth:`energy`).
         """
-        step = self._step(charges, cell, positions)
+        step = self._step(charges, cell, positions, pairs)
         buffer = core_mesh.spread(step.plan, charges)
         filtered = slab_convolution(
             buffer, step.kernel, step.layout, step.halo, self.group
         )
         mesh = core_mesh.gather(step.plan, filtered) / step.volume
-        rspace = self._real_space(step, self._pairs(step, charges, positions))
+        rspace = self._real_space(
+            step, self._rank_pairs(step, charges, positions, pairs)
+        )
         return rspace + self._corrections(step, charges, mesh)
 
     def energy(
-        self, charges: torch.Tensor, cell: torch.Tensor, positions: torch.Tensor
+        self,
+        charges: torch.Tensor,
+        cell: torch.Tensor,
+        positions: torch.Tensor,
+        pairs: Optional[PairPlan] = None,
     ) -> torch.Tensor:
         """The energy of the whole system, a 0-dim tensor, the same on every rank.
 
@@ -373,13 +344,15 @@ class DistributedCalculator(torch.nn.Module):
         forward (the backward pass runs the adjoint of the forward one).
 
         Args:
-            charges, cell, positions: as :meth:`forward`.
+            charges, cell, positions, pairs: as :meth:`forward`.
         """
-        step = self._step(charges, cell, positions)
+        step = self._step(charges, cell, positions, pairs)
         buffer = core_mesh.spread(step.plan, charges)
         mesh = slab_energy(buffer, step.kernel, step.layout, step.halo, self.group)
         mesh = mesh / (2.0 * step.volume)
-        pairs = self._real_space_energy(self._pairs(step, charges, positions))
+        pair_energy = self._real_space_energy(
+            self._rank_pairs(step, charges, positions, pairs)
+        )
         zero = torch.zeros_like(charges)
         corrections = torch.sum(charges * self._corrections(step, charges, zero))
-        return total(mesh + pairs + corrections, self.group)
+        return total(mesh + pair_energy + corrections, self.group)
