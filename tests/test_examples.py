@@ -11,6 +11,7 @@ from concurrent_scripts import ScriptRuns
 EXAMPLES = sorted((pathlib.Path(__file__).parent.parent / "examples").glob("*.py"))
 NEEDS = {
     "02_ase_forces_and_md.py": ["ase"],
+    "10_metatomic_export.py": ["ase", "metatomic.torch", "metatomic_ase"],
 }
 
 
