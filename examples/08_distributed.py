@@ -104,10 +104,21 @@ def main(device="cpu"):
     before = calculator.energy(local_charges, cell, moved)
     moved, local_charges = migrate(moved, local_charges, cell=cell)
     after = calculator.energy(local_charges, cell, moved)
+    # MD keeps its pairs between steps: a plan within cutoff + skin, renewed on
+    # every rank once an ion has moved more than half the skin
+    pairs = calculator.pair_plan(cell, moved, skin=1.0)
+    kept = calculator.energy(local_charges, cell, moved, pairs=pairs)
+    nudged = moved + 0.05
+    pairs = calculator.pair_plan(cell, nudged, skin=1.0, previous=pairs)
+    fresh = calculator.energy(local_charges, cell, nudged)
+    reused = calculator.energy(local_charges, cell, nudged, pairs=pairs)
     if rank == 0:
         print(f"after a step: {float(before):.10f} before migrating, "
-              f"{float(after):.10f} after")  # fmt: skip
+              f"{float(after):.10f} after, {float(kept):.10f} with kept pairs")  # fmt: skip
+        print(f"nudged: {float(fresh):.10f} searched, {float(reused):.10f} "
+              "with the same kept pairs")  # fmt: skip
         assert abs(float(before - after)) < 1e-9
+        assert abs(float(kept - after)) < 1e-9 and abs(float(reused - fresh)) < 1e-9
 
 
 def spawned(rank, size, folder):
