@@ -53,7 +53,7 @@ from _compare import write_json
 
 from torchpme import CoulombPotential, P3MCalculator, keep_freed_memory
 from torchpme.distributed import DistributedCalculator, migrate
-from torchpme.neighbors import compute_neighbors
+from torchpme.neighbors import compute_neighbors, pair_distances
 
 DENSITY = 0.1
 DTYPE = torch.float64
@@ -256,6 +256,14 @@ def worker(rank, size, directory, options):
         result["sent"], result["mesh"] = traffic.bytes, model._mesh_size(cell)
         if options["time"]:
             result["times"] = _timed(step, options["warmup"], options["repeat"])
+            # an MD step between neighbour-list updates: the pairs kept (skin 1 Å)
+            plan = module.pair_plan(cell, positions, skin=1.0)
+
+            def kept_energy(q, c, p):
+                return module.energy(q, c, p, pairs=plan)
+
+            kept = _energy_step(kept_energy, charges, cell, positions)
+            result["kept_times"] = _timed(kept, options["warmup"], options["repeat"])
         result["rss_growth"] = _rss("VmHWM") - rss_start
         if size == 1:  # the single-process calculator, on the same atoms
 
@@ -265,6 +273,15 @@ def worker(rank, size, directory, options):
             single = _energy_step(energy, charges, cell, positions)
             result["single_energy"] = single()
             result["single_times"] = _timed(single, options["warmup"], options["repeat"])  # fmt: skip
+            pairs, _, shifts = compute_neighbors(positions, cell, cutoff,
+                                                 return_shifts=True)  # fmt: skip
+
+            def kept_single(q, c, p):
+                distances = pair_distances(p, c, pairs, shifts)
+                return model.energy(q, c, p, pairs, distances)
+
+            kept = _energy_step(kept_single, charges, cell, positions)
+            result["single_kept_times"] = _timed(kept, options["warmup"], options["repeat"])  # fmt: skip
         Path(directory, f"{rank}.json").write_text(json.dumps(result))
         dist.barrier()
     finally:
@@ -292,20 +309,25 @@ def measure(n_atoms: int, args) -> dict:
             for size in sorted({1, *args.ranks, *args.memory_ranks})}  # fmt: skip
     one, row = runs[1][0], {"n_atoms": n_atoms, "ranks": {}, "memory": {}}
     seconds = statistics.median(one["single_times"])
-    row.update(mesh=one["mesh"], single_s=seconds, single_energy=one["single_energy"])
+    kept_single = statistics.median(one["single_kept_times"])
+    row.update(mesh=one["mesh"], single_s=seconds, single_energy=one["single_energy"],
+               single_kept_s=kept_single)  # fmt: skip
     row["traffic"] = {}
     print(f"\nN {n_atoms}  mesh {one['mesh']}  single process ({args.threads} "
-          f"threads) {1e3 * seconds:.1f} ms\n    P threads   step ms  single/step"
+          f"threads) {1e3 * seconds:.1f} ms, pairs kept {1e3 * kept_single:.1f} ms\n"
+          f"    P threads   step ms  single/step  kept ms  single/kept"
           f"        dE  atoms  ghosts (largest rank)")  # fmt: skip
     for size in args.ranks:
         step = statistics.median(runs[size][0]["times"])
+        kept = statistics.median(runs[size][0]["kept_times"])
         error = abs(runs[size][0]["energy"] / one["single_energy"] - 1.0)
         atoms = [max(r["arrays"][k] // 32 for r in runs[size]) for k in
                  ("local atoms", "ghosts")]  # fmt: skip
         print(f"{size:5d} {max(1, args.threads // size):7d} {1e3 * step:9.1f}"
-              f" {seconds / step:12.2f} {error:9.1e} {atoms[0]:6d} {atoms[1]:7d}")  # fmt: skip
+              f" {seconds / step:12.2f} {1e3 * kept:8.1f} {kept_single / kept:12.2f}"
+              f" {error:9.1e} {atoms[0]:6d} {atoms[1]:7d}")  # fmt: skip
         row["ranks"][size] = {"step_s": step, "times_s": runs[size][0]["times"],
-                              "energy_rel_error": error}  # fmt: skip
+                              "kept_s": kept, "energy_rel_error": error}  # fmt: skip
     names = [*one["arrays"], "sum", "RSS growth"]
     print("    P  MB per rank (largest rank): " + ", ".join(names))
     for size in sorted({1, *args.memory_ranks}):
