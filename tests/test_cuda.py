@@ -91,6 +91,25 @@ def test_device_matches_cpu(name):
         torch.testing.assert_close(value.cpu(), reference, rtol=1e-10, atol=1e-11)
 
 
+@pytest.mark.parametrize("name", ["pme", "p3m"])
+def test_distributed_calculator_on_device_matches_cpu(name):
+    """torchpme.distributed in one process on the device (a one-GPU machine cannot
+    run NCCL ranks): its potentials and gradients equal the CPU calculator's."""
+    from torchpme.distributed import DistributedCalculator
+
+    positions, charges, cell, pairs, shifts = system()
+    expected = energy_and_gradients(CALCULATORS[name](), positions, charges, cell,
+                                    pairs, shifts)  # fmt: skip
+    module = DistributedCalculator(CALCULATORS[name]().to(DEVICE), CUTOFF)
+    inputs = [t.to(DEVICE).requires_grad_(True) for t in (positions, charges, cell)]
+    potentials = module(inputs[1], inputs[2], inputs[0])
+    energy = (inputs[1] * potentials).sum()
+    result = [potentials.detach(), *torch.autograd.grad(energy, inputs)]
+    for value, reference in zip(result, expected, strict=True):
+        assert value.device.type == DEVICE.type
+        torch.testing.assert_close(value.cpu(), reference, rtol=1e-10, atol=1e-11)
+
+
 @pytest.mark.parametrize("name", ["ewald", "pme", "p3m"])
 def test_float32_on_device(name):
     """float32 on the device against float64 on the CPU: relative RMS errors of
