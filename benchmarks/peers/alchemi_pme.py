@@ -64,19 +64,12 @@ def main():
         (grad,) = torch.autograd.grad(energy, pos)
         return float(energy.detach()), (-grad).detach()
 
-    systems.reset_peak_rss()
-    median, times, (energy, forces) = systems.time_steps(
-        step, args.warmup, args.repeats
-    )
-    systems.report(
+    systems.measure(
         "alchemi_pme",
         f"nvalchemi-toolkit-ops {getattr(nvalchemiops, '__version__', '?')}, warp {wp.__version__} (CPU)",
         system,
-        median,
-        times,
-        forces.numpy(),
-        energy,
-        args.out,
+        step,
+        args,
         params={
             "cutoff": rc,
             "alpha": alpha,

@@ -74,19 +74,12 @@ def main():
 
     step()  # compile
     t_setup = time.perf_counter() - t0
-    systems.reset_peak_rss()
-    median, times, (energy, forces) = systems.time_steps(
-        step, args.warmup, args.repeats
-    )
-    systems.report(
+    systems.measure(
         "jax_pme",
         f"jax-pme {jaxpme.__version__}, jax {jax.__version__}",
         system,
-        median,
-        times,
-        np.asarray(forces),
-        energy,
-        args.out,
+        step,
+        args,
         params={**params, "cutoff": cutoff, "mesh": list(k_grid.shape)},
         tune_s=t_setup,
         notes=f"P3M, float64, jit, mesh {k_grid.shape[0]}^3; no tuner: parameters (and mesh) of ours' tune_p3m; "

@@ -86,20 +86,14 @@ def main():
         )
         return energy, np.asarray(forces)
 
-    systems.reset_peak_rss()
-    median, times, (energy, forces) = systems.time_steps(
-        step, args.warmup, args.repeats
-    )
     # E[e²/Å] = E[kJ/mol] / (10 k_e);  F[e²/Å²] = F[kJ/mol/nm] / (100 k_e)
-    systems.report(
+    systems.measure(
         "openmm_cpu",
         f"OpenMM {mm.__version__} (CPU platform, {args.threads} threads)",
         system_data,
-        median,
-        times,
-        forces / (100.0 * k_e),
-        energy / (10.0 * k_e),
-        args.out,
+        step,
+        args,
+        scales=(1.0 / (10.0 * k_e), 1.0 / (100.0 * k_e)),
         params={
             "cutoff": cutoff,
             "ewaldErrorTolerance": tolerance,

@@ -90,19 +90,12 @@ def main():
     )
     mesh = torchpme.lib.get_ns_mesh(cell, params["mesh_spacing"]).tolist()
     step = make_step(calculator, positions, charges, cell, indices, shifts, torch)
-    systems.reset_peak_rss()
-    median, times, (energy, forces) = systems.time_steps(
-        step, args.warmup, args.repeats
-    )
-    systems.report(
+    systems.measure(
         "ours",
         f"torchpme {torchpme.__version__} (repo), torch {torch.__version__}",
         system,
-        median,
-        times,
-        forces.numpy(),
-        energy,
-        args.out,
+        step,
+        args,
         params={
             "cutoff": cutoff,
             "smearing": smearing,

@@ -208,6 +208,17 @@ def parse_peer_args(argv=None):
     return parser.parse_args(argv)
 
 
+def measure(peer, version, system, step, args, scales=(1.0, 1.0), **extra):
+    """Time ``step`` (returning energy and forces) as every peer does, then
+    :func:`report`; ``scales`` convert the energy and the forces to e²/Å and
+    e²/Å² (for peers in other units)."""
+    reset_peak_rss()
+    median, times, (energy, forces) = time_steps(step, args.warmup, args.repeats)
+    forces = np.asarray(forces, dtype=np.float64) * scales[1]
+    report(peer, version, system, median, times, forces, energy * scales[0],
+           args.out, **extra)  # fmt: skip
+
+
 def report(peer, version, system, time_s, times, forces, energy, out, **extra):
     """Save the forces and print the one JSON line the driver reads."""
     import json

@@ -71,19 +71,12 @@ def main():
         (grad,) = torch.autograd.grad(energy, pos)
         return float(energy.detach()), (-grad).detach()
 
-    systems.reset_peak_rss()
-    median, times, (energy, forces) = systems.time_steps(
-        step, args.warmup, args.repeats
-    )
-    systems.report(
+    systems.measure(
         "torchpme05",
         f"torch-pme {torchpme.__version__} (PyPI), torch {torch.__version__}",
         system,
-        median,
-        times,
-        forces.numpy(),
-        energy,
-        args.out,
+        step,
+        args,
         params={
             "cutoff": cutoff,
             "smearing": smearing,
