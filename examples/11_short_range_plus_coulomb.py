@@ -1,5 +1,4 @@
-"""A short-range machine-learning potential plus torchpme's long-range Coulomb term,
-trained together on energies and forces.
+"""A short-range network plus the long-range Coulomb term, trained on energies and forces.
 
 The most common use of the library: a model whose short-range part is a small
 neural network of the interatomic distances (here a pair potential with a smooth
