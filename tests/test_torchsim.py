@@ -262,10 +262,22 @@ def _salt_model(kind="ewald"):
     return SumModel(coulomb, _Repulsion(sigma=SIGMA, epsilon=EPSILON)), coulomb
 
 
+def _ase_calculator():
+    """Our ASE calculator with the Ewald parameters of the torch-sim model."""
+    from torchpme.ase import TorchPMECalculator
+
+    return TorchPMECalculator(
+        charges={"Na": 1.0, "Cl": -1.0},
+        method="ewald",
+        cutoff=CUTOFF,
+        smearing=SMEARING,
+        params={"lr_wavelength": 0.6},
+        accuracy=1e-4,
+    )
+
+
 def test_nve_conserves_energy_and_matches_ase():
     from ase.units import fs, kB
-
-    from torchpme.ase import TorchPMECalculator
 
     model, coulomb = _salt_model()
     atoms = bulk("NaCl", "rocksalt", a=5.64, cubic=True)
@@ -274,14 +286,7 @@ def test_nve_conserves_energy_and_matches_ase():
     kT = torch.tensor(600 * kB, dtype=DTYPE)
     init, step = ts.nve(model, dt=dt, kT=kT, seed=1)
     state = init(state)
-    ase_calc = TorchPMECalculator(
-        charges={"Na": 1.0, "Cl": -1.0},
-        method="ewald",
-        cutoff=CUTOFF,
-        smearing=SMEARING,
-        params={"lr_wavelength": 0.6},
-        accuracy=1e-4,
-    )
+    ase_calc = _ase_calculator()
     totals = []
     for n in range(150):  # 300 fs
         kinetic = ts.calc_kinetic_energy(
@@ -382,8 +387,6 @@ def test_nve_steps_match_ase_velocity_verlet():
     from ase.md.verlet import VelocityVerlet
     from ase.units import fs, kB
 
-    from torchpme.ase import TorchPMECalculator
-
     atoms = bulk("NaCl", "rocksalt", a=5.64, cubic=True)
     atoms.positions += 0.05 * np.random.default_rng(5).standard_normal((8, 3))
     coulomb = TorchPMEModel(_calculator("ewald"), CHARGES, cutoff=CUTOFF)
@@ -392,14 +395,7 @@ def test_nve_steps_match_ase_velocity_verlet():
     state = init(ts.io.atoms_to_state(atoms, "cpu", DTYPE))
     atoms.set_momenta(state.momenta.numpy())
     np.testing.assert_allclose(atoms.get_masses(), state.masses.numpy())
-    atoms.calc = TorchPMECalculator(
-        charges={"Na": 1.0, "Cl": -1.0},
-        method="ewald",
-        cutoff=CUTOFF,
-        smearing=SMEARING,
-        params={"lr_wavelength": 0.6},
-        accuracy=1e-4,
-    )
+    atoms.calc = _ase_calculator()
     dynamics = VelocityVerlet(atoms, timestep=2.0 * fs)
     for _ in range(20):
         state = step(state, dt=dt)

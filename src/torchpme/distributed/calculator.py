@@ -121,8 +121,7 @@ class DistributedCalculator(torch.nn.Module):
 
     def _kernel(self, cell: torch.Tensor, shape: List[int], rows: List[int]):
         """This rank's band of the filter ``G(k)`` (times P3M's influence)."""
-        band = rows
-        k_sq = kspace.mesh_k_squared(cell, shape, band)
+        k_sq = kspace.mesh_k_squared(cell, shape, rows)
         kernel = self.calculator.potential.kernel_from_k_sq(k_sq)
         kfilter = self.calculator.kspace_filter
         if isinstance(kfilter, P3MKSpaceFilter):
@@ -133,7 +132,7 @@ class DistributedCalculator(torch.nn.Module):
                 kfilter.mode,
                 kfilter._differences,
                 kfilter.cartesian_influence,
-                band,
+                rows,
             )
         return kernel
 

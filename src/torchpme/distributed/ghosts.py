@@ -45,7 +45,7 @@ def fractional_first(positions: torch.Tensor, cell: torch.Tensor) -> torch.Tenso
     """``(N,)`` fractional coordinate along the first lattice vector, in ``[0, 1)``
     (no gradient)."""
     with torch.no_grad():
-        first = (positions @ torch.linalg.inv(cell))[:, 0]
+        first = first_coordinates(positions, torch.linalg.inv(cell))
         return torch.remainder(first, 1.0)
 
 
